@@ -1,0 +1,216 @@
+// Command crs is the Community Recovery shared record: a FHIR R4 server.
+//
+//	crs serve --addr 127.0.0.1:8080 --store sqlite:./data/crs.db
+//
+// Every flag has an environment equivalent: --base-url is CRS_BASE_URL, and so on.
+// cmd/crs is the only place that wires concrete implementations together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/fhir/store"
+	"crs/fhir/store/sqlite"
+	"crs/fhir/validate"
+	"crs/server"
+)
+
+// version is the software version reported in the CapabilityStatement.
+var version = "0.1.0-dev"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "crs:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := parseServeFlags(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		m := &Main{Config: cfg, Log: slog.New(slog.NewJSONHandler(stderr, nil))}
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return m.Close()
+	case "version":
+		fmt.Fprintln(stdout, "crs", version)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}
+
+const usage = `crs — the Community Recovery shared record (FHIR R4 server)
+
+Usage:
+  crs serve [flags]   serve the FHIR API under http://<addr>/fhir
+  crs version         print the version
+
+Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
+`
+
+// Config is the configuration of a running server.
+type Config struct {
+	Addr         string // listen address, host:port
+	Store        string // sqlite:<path> (or, later, mongodb://...)
+	BaseURL      string // advertised base; http://<addr>/fhir when empty
+	MaxBodyBytes int
+	MaxDepth     int
+	DefaultCount int
+	MaxCount     int
+}
+
+// parseServeFlags reads flags, with CRS_* environment variables as defaults.
+func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	fs.StringVar(&cfg.Addr, "addr", env("CRS_ADDR", "127.0.0.1:8080"), "listen address (CRS_ADDR)")
+	fs.StringVar(&cfg.Store, "store", env("CRS_STORE", "sqlite:./data/crs.db"), "store: sqlite:<path> (CRS_STORE)")
+	fs.StringVar(&cfg.BaseURL, "base-url", env("CRS_BASE_URL", ""), "advertised base URL; default http://<addr>/fhir (CRS_BASE_URL)")
+	fs.IntVar(&cfg.MaxBodyBytes, "max-body-bytes", envInt("CRS_MAX_BODY_BYTES", fhir.DefaultLimits.MaxBytes), "largest request body (CRS_MAX_BODY_BYTES)")
+	fs.IntVar(&cfg.MaxDepth, "max-depth", envInt("CRS_MAX_DEPTH", fhir.DefaultLimits.MaxDepth), "deepest JSON nesting accepted (CRS_MAX_DEPTH)")
+	fs.IntVar(&cfg.DefaultCount, "default-count", envInt("CRS_DEFAULT_COUNT", 20), "page size when _count is absent (CRS_DEFAULT_COUNT)")
+	fs.IntVar(&cfg.MaxCount, "max-count", envInt("CRS_MAX_COUNT", 500), "largest page size (CRS_MAX_COUNT)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return cfg, nil
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		var n int
+		if _, err := fmt.Sscanf(v, "%d", &n); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+// Main is a running server: its store, engine and HTTP listener.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+
+	store    store.Store
+	http     *http.Server
+	listener net.Listener
+	done     chan error
+}
+
+// Addr returns the address the server listens on (useful with port 0).
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Start opens the store, builds the engine and starts serving in the background.
+func (m *Main) Start(ctx context.Context) error {
+	st, err := openStore(m.Config.Store)
+	if err != nil {
+		return err
+	}
+	m.store = st
+	v, err := validate.New()
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("compile validator: %w", err)
+	}
+	ln, err := net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	m.listener = ln
+	base := m.Config.BaseURL
+	if base == "" {
+		base = "http://" + ln.Addr().String() + "/fhir"
+	}
+	eng := engine.New(engine.Config{
+		Store: st, Validator: v, Base: base,
+		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
+		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount,
+	})
+	h := server.New(server.Config{
+		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
+		Software: engine.Software{Name: "crs", Version: version},
+	})
+	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	m.done = make(chan error, 1)
+	go func() { m.done <- m.http.Serve(ln) }()
+	m.Log.Info("serving", "addr", ln.Addr().String(), "base", base, "store", m.Config.Store)
+	return nil
+}
+
+// Close stops accepting requests, lets those in flight finish (up to 20 s) and
+// closes the store.
+func (m *Main) Close() error {
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.http.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := <-m.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
+	}
+	m.Log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// openStore opens the store named by a --store value.
+func openStore(spec string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(spec, "sqlite:"):
+		path := strings.TrimPrefix(spec, "sqlite:")
+		if path == "" {
+			return nil, errors.New("--store sqlite: needs a file path, e.g. sqlite:./data/crs.db")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		return sqlite.Open(path, sqlite.Options{})
+	case strings.HasPrefix(spec, "mongodb://"), strings.HasPrefix(spec, "mongodb+srv://"):
+		return nil, errors.New("the MongoDB store is not available in this build yet: use sqlite:<path>")
+	}
+	return nil, fmt.Errorf("unknown --store %q: use sqlite:<path>", spec)
+}

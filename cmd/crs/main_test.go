@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as the crs server in a child process, so the
+// tests can send it SIGTERM and SIGKILL like an operator would.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("CRS_TEST_CHILD_ARGS"); args != "" {
+		if err := run(strings.Fields(args), os.Stdout, os.Stderr); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child is a crs server running in a child process.
+type child struct {
+	cmd  *exec.Cmd
+	base string
+	exit chan error
+}
+
+func startChild(t *testing.T, dbPath string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CRS_TEST_CHILD_ARGS=serve --addr 127.0.0.1:0 --store sqlite:"+dbPath)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, exit: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
+				addr <- line.Addr
+			}
+		}
+	}()
+	go func() { c.exit <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	select {
+	case a := <-addr:
+		c.base = "http://" + a + "/fhir"
+	case err := <-c.exit:
+		t.Fatalf("server exited: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return c
+}
+
+func post(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/fhir+json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var obj struct{ ID string }
+	_ = json.Unmarshal(b, &obj)
+	return resp.StatusCode, obj.ID
+}
+
+// TestKill9KeepsAcknowledgedWrites: every create answered 201 before the server
+// is killed with SIGKILL is there after a restart on the same file.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "crs.db")
+	c := startChild(t, db)
+	var ids []string
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := http.Post(c.base+"/Patient", "application/fhir+json",
+				strings.NewReader(`{"resourceType":"Patient","name":[{"family":"Kill"}]}`))
+			if err != nil {
+				return // the server is gone
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated {
+				var obj struct{ ID string }
+				if json.Unmarshal(b, &obj) == nil {
+					ids = append(ids, obj.ID)
+				}
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exit
+	close(stop)
+	<-done
+	if len(ids) < 10 {
+		t.Fatalf("only %d acknowledged creates before the kill", len(ids))
+	}
+	c2 := startChild(t, db)
+	for _, id := range ids {
+		resp, err := http.Get(c2.base + "/Patient/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("acknowledged Patient/%s lost after kill -9: %d", id, resp.StatusCode)
+		}
+	}
+	t.Logf("%d acknowledged creates all present after kill -9", len(ids))
+}
+
+// TestSIGTERMShutsDownGracefully: SIGTERM makes the server finish and exit 0.
+func TestSIGTERMShutsDownGracefully(t *testing.T) {
+	c := startChild(t, filepath.Join(t.TempDir(), "crs.db"))
+	if status, _ := post(t, c.base+"/Patient", `{"resourceType":"Patient"}`); status != http.StatusCreated {
+		t.Fatalf("create: %d", status)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.exit:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+// TestMainInProcess starts Main on port 0 and serves a create and a read.
+func TestMainInProcess(t *testing.T) {
+	var logs bytes.Buffer
+	m := &Main{
+		Config: Config{Addr: "127.0.0.1:0", Store: "sqlite:" + filepath.Join(t.TempDir(), "d", "crs.db"), MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100},
+		Log:    slog.New(slog.NewJSONHandler(&logs, nil)),
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := "http://" + m.Addr() + "/fhir"
+	status, id := post(t, base+"/Goal", `{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"walk to the shop"},"subject":{"reference":"Patient/p1"}}`)
+	if status != http.StatusCreated || id == "" {
+		t.Fatalf("create: %d", status)
+	}
+	resp, err := http.Get(base + "/Goal/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("read: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + m.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	if !strings.Contains(logs.String(), `"msg":"request"`) || !strings.Contains(logs.String(), `"request_id"`) {
+		t.Fatalf("no request log lines: %s", logs.String())
+	}
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	t.Setenv("CRS_ADDR", "127.0.0.1:9999")
+	t.Setenv("CRS_MAX_COUNT", "77")
+	cfg, err := parseServeFlags([]string{"--store", "sqlite:/tmp/x.db"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:9999" || cfg.MaxCount != 77 || cfg.Store != "sqlite:/tmp/x.db" {
+		t.Fatalf("config: %+v", cfg)
+	}
+	if _, err := parseServeFlags([]string{"--nonsense"}, io.Discard); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+	if _, err := openStore("postgres://x"); err == nil {
+		t.Fatal("unknown store accepted")
+	}
+}

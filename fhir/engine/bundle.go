@@ -1,0 +1,264 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/search"
+	"crs/fhir/store"
+)
+
+// Bundle is a searchset or history Bundle. It marshals to FHIR JSON with the
+// stored resource bytes embedded as they are, never re-encoded.
+type Bundle struct {
+	ResourceType string        `json:"resourceType"`
+	ID           string        `json:"id"`
+	Meta         *BundleMeta   `json:"meta,omitempty"`
+	Type         string        `json:"type"`
+	Total        *int          `json:"total,omitempty"`
+	Link         []BundleLink  `json:"link,omitempty"`
+	Entry        []BundleEntry `json:"entry,omitempty"`
+}
+
+// BundleMeta is Bundle.meta.
+type BundleMeta struct {
+	LastUpdated string `json:"lastUpdated"`
+}
+
+// BundleLink is Bundle.link.
+type BundleLink struct {
+	Relation string `json:"relation"`
+	URL      string `json:"url"`
+}
+
+// BundleEntry is Bundle.entry.
+type BundleEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Search   *EntrySearch    `json:"search,omitempty"`
+	Request  *EntryRequest   `json:"request,omitempty"`
+	Response *EntryResponse  `json:"response,omitempty"`
+}
+
+// EntrySearch is Bundle.entry.search.
+type EntrySearch struct {
+	Mode string `json:"mode"`
+}
+
+// EntryRequest is Bundle.entry.request.
+type EntryRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+// EntryResponse is Bundle.entry.response.
+type EntryResponse struct {
+	Status       string          `json:"status"`
+	Location     string          `json:"location,omitempty"`
+	Etag         string          `json:"etag,omitempty"`
+	LastModified string          `json:"lastModified,omitempty"`
+	Outcome      json.RawMessage `json:"outcome,omitempty"`
+}
+
+// ParseQueryString splits a URL query string into name/value pairs in their order,
+// unescaping each. A malformed escape is an Invalid error.
+func ParseQueryString(qs string) ([]fhir.RawParam, error) {
+	var out []fhir.RawParam
+	for _, part := range strings.Split(qs, "&") {
+		if part == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(part, "=")
+		n, err := url.QueryUnescape(name)
+		if err != nil {
+			return nil, fhir.Errorf(fhir.Invalid, "", "malformed query parameter name %q", name)
+		}
+		v, err := url.QueryUnescape(value)
+		if err != nil {
+			return nil, fhir.Errorf(fhir.Invalid, n, "malformed value of query parameter %q", n)
+		}
+		out = append(out, fhir.RawParam{Name: n, Value: v})
+	}
+	return out, nil
+}
+
+// SearchOptions are the request options of a search besides its parameters.
+type SearchOptions struct {
+	Lenient bool // Prefer: handling=lenient: unknown parameters are ignored
+	Minimal bool // Prefer: return=minimal: bundle responses carry no resources
+}
+
+// Search runs a type-level search and returns a searchset Bundle. Parameters the
+// HTTP layer handles (_format) must be removed by the caller.
+func (e *Engine) Search(ctx context.Context, rt string, params []fhir.RawParam, opt SearchOptions) (*Bundle, error) {
+	if err := checkType(rt, fhir.SearchType); err != nil {
+		return nil, err
+	}
+	q, err := e.params.ParseQuery(rt, params, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount})
+	if err != nil {
+		return nil, fhir.WithOp("search", err)
+	}
+	if q.Total == "" {
+		q.Total = fhir.TotalAccurate
+	}
+	res, err := e.store.Search(ctx, q)
+	if err != nil {
+		return nil, fhir.WithOp("search", err)
+	}
+	return e.searchBundle(rt, q, res), nil
+}
+
+// searchBundle renders one page of search results as a searchset Bundle.
+func (e *Engine) searchBundle(rt string, q *fhir.Query, res *store.SearchResult) *Bundle {
+	b := e.newBundle("searchset")
+	if res.Total >= 0 {
+		t := res.Total
+		b.Total = &t
+	}
+	typeURL := e.base + "/" + rt
+	b.Link = append(b.Link, BundleLink{Relation: "self", URL: linkURL(typeURL, search.FormatQuery(q, q.Cursor))})
+	if res.Next != "" {
+		b.Link = append(b.Link, BundleLink{Relation: "next", URL: linkURL(typeURL, search.FormatQuery(q, res.Next))})
+	}
+	for _, v := range res.Matches {
+		b.Entry = append(b.Entry, BundleEntry{
+			FullURL:  e.base + "/" + v.Type + "/" + v.ID,
+			Resource: v.Body,
+			Search:   &EntrySearch{Mode: "match"},
+		})
+	}
+	return b
+}
+
+func linkURL(base, qs string) string {
+	if qs == "" {
+		return base
+	}
+	return base + "?" + qs
+}
+
+func (e *Engine) newBundle(typ string) *Bundle {
+	return &Bundle{
+		ResourceType: "Bundle", ID: newID(), Type: typ,
+		Meta: &BundleMeta{LastUpdated: formatInstant(e.now())},
+	}
+}
+
+// History returns a history Bundle for one resource (rt and id set), one type (rt
+// set) or the whole system (both empty). Parameters: _since, _count, _cursor.
+func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawParam) (*Bundle, error) {
+	switch {
+	case id != "":
+		if err := checkType(rt, fhir.HistoryInstance); err != nil {
+			return nil, err
+		}
+		if err := checkID(id); err != nil {
+			return nil, err
+		}
+	case rt != "":
+		if err := checkType(rt, fhir.HistoryType); err != nil {
+			return nil, err
+		}
+	}
+	hq := store.HistoryQuery{Type: rt, ID: id, Count: e.defCount}
+	var keep []fhir.RawParam
+	for _, p := range params {
+		switch p.Name {
+		case "_since":
+			t, err := parseInstant(p.Value)
+			if err != nil {
+				return nil, fhir.Errorf(fhir.Invalid, "_since", "_since must be an instant such as 2026-11-22T10:00:00Z: %q", p.Value)
+			}
+			hq.Since = t
+			keep = append(keep, p)
+		case "_count":
+			n, err := strconv.Atoi(p.Value)
+			if err != nil || n < 0 {
+				return nil, fhir.Errorf(fhir.Invalid, "_count", "_count must be a non-negative integer: %q", p.Value)
+			}
+			hq.Count = min(max(n, 1), e.maxCount)
+			keep = append(keep, fhir.RawParam{Name: "_count", Value: strconv.Itoa(hq.Count)})
+		case "_cursor":
+			hq.Cursor = p.Value
+		default:
+			return nil, fhir.Errorf(fhir.Invalid, p.Name, "history does not support the parameter %q (supported: _since, _count)", p.Name)
+		}
+	}
+	res, err := e.store.History(ctx, hq)
+	if err != nil {
+		return nil, fhir.WithOp("history", err)
+	}
+	path := e.base
+	if rt != "" {
+		path += "/" + rt
+	}
+	if id != "" {
+		path += "/" + id
+	}
+	path += "/_history"
+	b := e.newBundle("history")
+	t := res.Total
+	b.Total = &t
+	b.Link = append(b.Link, BundleLink{Relation: "self", URL: linkURL(path, formatRaw(keep, hq.Cursor))})
+	if res.Next != "" {
+		b.Link = append(b.Link, BundleLink{Relation: "next", URL: linkURL(path, formatRaw(keep, res.Next))})
+	}
+	for _, v := range res.Versions {
+		entry := BundleEntry{
+			FullURL: e.base + "/" + v.Type + "/" + v.ID,
+			Request: &EntryRequest{Method: v.Method, URL: v.Type + "/" + v.ID},
+			Response: &EntryResponse{
+				Status: historyStatus(v), Etag: ETag(v.VersionID), LastModified: formatInstant(v.LastUpdated),
+			},
+		}
+		if v.Method == "POST" {
+			entry.Request.URL = v.Type
+		}
+		if !v.Deleted {
+			entry.Resource = v.Body
+		}
+		b.Entry = append(b.Entry, entry)
+	}
+	return b, nil
+}
+
+func historyStatus(v store.Version) string {
+	switch {
+	case v.Deleted:
+		return "204 No Content"
+	case v.VersionID == 1:
+		return "201 Created"
+	default:
+		return "200 OK"
+	}
+}
+
+func formatRaw(params []fhir.RawParam, cursor string) string {
+	vals := make([]string, 0, len(params)+1)
+	for _, p := range params {
+		vals = append(vals, url.QueryEscape(p.Name)+"="+url.QueryEscape(p.Value))
+	}
+	if cursor != "" {
+		vals = append(vals, "_cursor="+url.QueryEscape(cursor))
+	}
+	return strings.Join(vals, "&")
+}
+
+// ETag formats a version id as a weak ETag: W/"3".
+func ETag(versionID int) string { return `W/"` + strconv.Itoa(versionID) + `"` }
+
+// parseInstant parses a FHIR instant or dateTime with time zone (or a date, taken
+// as midnight UTC).
+func parseInstant(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04Z07:00", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fhir.Errorf(fhir.Invalid, "", "invalid instant %q", s)
+}

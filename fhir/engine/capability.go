@@ -1,0 +1,71 @@
+package engine
+
+import "crs/fhir"
+
+// Software names and versions the server in its CapabilityStatement.
+type Software struct {
+	Name    string
+	Version string
+}
+
+// CapabilityStatement builds the server's CapabilityStatement from what is
+// registered: the served types, the interactions allowed on each and the search
+// parameters the registry can evaluate. It claims nothing else.
+func (e *Engine) CapabilityStatement(sw Software) map[string]any {
+	var resources []any
+	for _, rt := range fhir.ServedTypes() {
+		var interactions []any
+		writes := false
+		for _, i := range fhir.Interactions(rt) {
+			interactions = append(interactions, map[string]any{"code": string(i)})
+			if i == fhir.Create || i == fhir.Update {
+				writes = true
+			}
+		}
+		var params []any
+		for _, p := range e.params.Params(rt) {
+			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
+			if p.URL != "" {
+				sp["definition"] = p.URL
+			}
+			params = append(params, sp)
+		}
+		for _, name := range []string{"_count", "_sort", "_total"} {
+			params = append(params, map[string]any{"name": name, "type": "special"})
+		}
+		r := map[string]any{
+			"type":            rt,
+			"interaction":     interactions,
+			"versioning":      "versioned",
+			"readHistory":     true,
+			"conditionalRead": "full-support",
+			"searchParam":     params,
+		}
+		if writes {
+			r["versioning"] = "versioned-update"
+			r["updateCreate"] = true
+			r["conditionalCreate"] = true
+			r["conditionalUpdate"] = true
+			r["conditionalDelete"] = "single"
+		}
+		resources = append(resources, r)
+	}
+	return map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         formatInstant(e.now()),
+		"kind":         "instance",
+		"software":     map[string]any{"name": sw.Name, "version": sw.Version},
+		"implementation": map[string]any{
+			"description": "crs: the shared record of the Community Recovery pathway",
+			"url":         e.base,
+		},
+		"fhirVersion": "4.0.1",
+		"format":      []any{"json", "application/fhir+json"},
+		"rest": []any{map[string]any{
+			"mode":        "server",
+			"resource":    resources,
+			"interaction": []any{map[string]any{"code": "history-system"}},
+		}},
+	}
+}

@@ -1,0 +1,534 @@
+// Package engine runs every FHIR interaction of crs: create, read, vread, update,
+// delete, conditional variants, search, history and the CapabilityStatement. Every
+// path into the data (REST, imports, the CLI) goes through an Engine, so parsing,
+// validation, versioning and indexing happen in exactly one place. The engine
+// knows nothing of HTTP: callers pass bodies, ids, query parameters and
+// preconditions, and get versions, bundles and *fhir.Error values back.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/search"
+	"crs/fhir/store"
+)
+
+// Validator checks a parsed resource and returns its issues (errors reject it).
+type Validator interface {
+	Validate(res map[string]any) []fhir.Issue
+	Known(resourceType string) bool
+}
+
+// Config configures an Engine.
+type Config struct {
+	Store        store.Store
+	Params       *search.Registry // search parameters; search.Default() when nil
+	Validator    Validator        // base validation; required
+	Limits       fhir.Limits      // body size and nesting; fhir.DefaultLimits when zero
+	Base         string           // the advertised base URL, e.g. http://127.0.0.1:8080/fhir
+	DefaultCount int              // page size when _count is absent (default 20)
+	MaxCount     int              // largest page size (default 500)
+	Now          func() time.Time // clock; time.Now when nil
+}
+
+// Engine runs FHIR interactions against a store.
+type Engine struct {
+	store     store.Store
+	params    *search.Registry
+	validator Validator
+	limits    fhir.Limits
+	base      string
+	defCount  int
+	maxCount  int
+	now       func() time.Time
+}
+
+// New returns an Engine for cfg.
+func New(cfg Config) *Engine {
+	e := &Engine{
+		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, limits: cfg.Limits,
+		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, now: cfg.Now,
+	}
+	if e.params == nil {
+		e.params = search.Default()
+	}
+	if e.limits == (fhir.Limits{}) {
+		e.limits = fhir.DefaultLimits
+	}
+	if e.defCount <= 0 {
+		e.defCount = 20
+	}
+	if e.maxCount <= 0 {
+		e.maxCount = 500
+	}
+	if e.defCount > e.maxCount {
+		e.defCount = e.maxCount
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e
+}
+
+// Base returns the advertised base URL.
+func (e *Engine) Base() string { return e.base }
+
+// Ready reports whether the engine's store can serve.
+func (e *Engine) Ready(ctx context.Context) error { return e.store.Ready(ctx) }
+
+// Result is the outcome of a write interaction.
+type Result struct {
+	Version store.Version // the version written, or the existing one for a no-op
+	Created bool          // a new resource was created (HTTP 201)
+	NoOp    bool          // nothing was written (conditional create matched; delete of nothing)
+	Issues  []fhir.Issue  // warnings and information to report with a success
+}
+
+// checkType fails unless the type is served and allows interaction i.
+func checkType(rt string, i fhir.Interaction) error {
+	if !fhir.Served(rt) {
+		return fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported by this server", rt)
+	}
+	if !fhir.Allows(rt, i) {
+		return fhir.Errorf(fhir.MethodNotAllowed, "", "the %s interaction is not allowed on %s", i, rt)
+	}
+	return nil
+}
+
+func checkID(id string) error {
+	if !fhir.ValidID(id) {
+		return fhir.Errorf(fhir.Invalid, "", "invalid id %q: ids are 1 to 64 of A-Z a-z 0-9 - .", id)
+	}
+	return nil
+}
+
+// newID returns a random UUID (version 4) as a server-assigned id.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // the platform's randomness is gone: cannot continue safely
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// prepared is a parsed, validated resource ready to store.
+type prepared struct {
+	obj   fhir.Object
+	index []fhir.IndexValue
+}
+
+// parse decodes, checks the type against the URL and validates a body.
+func (e *Engine) parse(rt string, body []byte) (fhir.Object, error) {
+	obj, err := fhir.Parse(body, e.limits)
+	if err != nil {
+		return nil, err
+	}
+	return obj, e.check(rt, obj)
+}
+
+// check validates a parsed resource that is to be stored as type rt.
+func (e *Engine) check(rt string, obj fhir.Object) error {
+	got := fhir.ResourceType(obj)
+	if !e.validator.Known(got) {
+		return fhir.Errorf(fhir.Invalid, "resourceType", "unknown resourceType %q", got)
+	}
+	if got != rt {
+		return fhir.Errorf(fhir.Invalid, "resourceType", "resourceType %q does not match the type %q in the URL", got, rt)
+	}
+	if err := fhir.IssuesError(fhir.Invalid, e.validator.Validate(obj)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// stamp sets the server-owned fields of obj, extracts its search values and
+// returns the version to store.
+func (e *Engine) stamp(obj fhir.Object, rt, id string, vid int, now time.Time, method string) (store.Version, []fhir.IndexValue, error) {
+	obj["id"] = id
+	meta, _ := obj["meta"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		obj["meta"] = meta
+	}
+	meta["versionId"] = strconv.Itoa(vid)
+	meta["lastUpdated"] = formatInstant(now)
+	delete(meta, "_versionId")
+	delete(meta, "_lastUpdated")
+	index, err := e.params.Extract(rt, obj)
+	if err != nil {
+		return store.Version{}, nil, fhir.WithOp("index", err)
+	}
+	body, err := fhir.Marshal(obj)
+	if err != nil {
+		return store.Version{}, nil, fhir.InternalError("encode", err)
+	}
+	return store.Version{Type: rt, ID: id, VersionID: vid, LastUpdated: now, Method: method, Body: body}, index, nil
+}
+
+// formatInstant renders t as a FHIR instant in UTC with millisecond precision.
+func formatInstant(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// ParseETag reads an If-Match value such as W/"3" or "3" and returns the version
+// id. An empty header gives 0 and no error.
+func ParseETag(h string) (int, error) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, nil
+	}
+	s := strings.TrimPrefix(h, "W/")
+	s = strings.Trim(s, `"`)
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fhir.Errorf(fhir.Invalid, "", "invalid ETag %q: expected W/\"<versionId>\"", h)
+	}
+	return n, nil
+}
+
+// Create stores body as a new resource of type rt with a server-assigned id. With
+// ifNoneExist (a query string, as in the If-None-Exist header) it is a conditional
+// create: when exactly one resource matches, nothing is stored and that resource
+// is returned (NoOp); more than one match fails with TooManyMatches.
+func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist string) (Result, error) {
+	if err := checkType(rt, fhir.Create); err != nil {
+		return Result{}, err
+	}
+	obj, err := e.parse(rt, body)
+	if err != nil {
+		return Result{}, fhir.WithOp("create", err)
+	}
+	var cond *fhir.Query
+	if ifNoneExist != "" {
+		if cond, err = e.conditionQuery(rt, ifNoneExist, "If-None-Exist"); err != nil {
+			return Result{}, err
+		}
+	}
+	id := newID()
+	v, index, err := e.stamp(obj, rt, id, 1, e.now(), "POST")
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Version: v, Created: true}
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		if cond != nil {
+			found, err := tx.Search(ctx, cond)
+			if err != nil {
+				return err
+			}
+			switch len(found.Matches) {
+			case 0:
+			case 1:
+				res = Result{Version: found.Matches[0], NoOp: true}
+				return nil
+			default:
+				return fhir.Errorf(fhir.TooManyMatches, "", "If-None-Exist %q matches more than one %s", ifNoneExist, rt)
+			}
+		}
+		return tx.Put(ctx, v, index)
+	})
+	if err != nil {
+		return Result{}, fhir.WithOp("create", err)
+	}
+	return res, nil
+}
+
+// conditionQuery parses the query of a conditional interaction. Conditions must
+// name at least one search parameter; unknown ones are errors.
+func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
+	raw, err := ParseQueryString(query)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 {
+		return nil, fhir.Errorf(fhir.Invalid, "", "%s needs at least one search parameter", what)
+	}
+	q, err := e.params.ParseQuery(rt, raw, search.ParseOptions{DefaultCount: 2, MaxCount: 2})
+	if err != nil {
+		return nil, err
+	}
+	q.Count = 2
+	q.Total = fhir.TotalNone
+	q.Cursor = ""
+	return q, nil
+}
+
+// Read returns the current version of a resource. A deleted resource gives error
+// kind Gone together with its tombstone version (for the ETag).
+func (e *Engine) Read(ctx context.Context, rt, id string) (store.Version, error) {
+	if err := checkType(rt, fhir.Read); err != nil {
+		return store.Version{}, err
+	}
+	if err := checkID(id); err != nil {
+		return store.Version{}, err
+	}
+	v, err := e.store.Read(ctx, rt, id)
+	if err != nil {
+		return store.Version{}, fhir.WithOp("read", err)
+	}
+	if v.Deleted {
+		return v, fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", rt, id)
+	}
+	return v, nil
+}
+
+// VRead returns one version of a resource. A tombstone version gives Gone.
+func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (store.Version, error) {
+	if err := checkType(rt, fhir.VRead); err != nil {
+		return store.Version{}, err
+	}
+	if err := checkID(id); err != nil {
+		return store.Version{}, err
+	}
+	n, err := strconv.Atoi(vid)
+	if err != nil || n < 1 {
+		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "no version %q of %s/%s", vid, rt, id)
+	}
+	v, err := e.store.VRead(ctx, rt, id, n)
+	if err != nil {
+		return store.Version{}, fhir.WithOp("vread", err)
+	}
+	if v.Deleted {
+		return v, fhir.Errorf(fhir.Gone, "", "version %d of %s/%s is a deletion", n, rt, id)
+	}
+	return v, nil
+}
+
+// Update stores body as the next version of rt/id, creating the resource when it
+// does not exist (update as create). ifMatch, when non-zero, is the version the
+// caller expects to replace: a mismatch fails with PreconditionFailed.
+func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch int) (Result, error) {
+	if err := checkType(rt, fhir.Update); err != nil {
+		return Result{}, err
+	}
+	if err := checkID(id); err != nil {
+		return Result{}, err
+	}
+	obj, err := e.parse(rt, body)
+	if err != nil {
+		return Result{}, fhir.WithOp("update", err)
+	}
+	bodyID, hasID := obj["id"].(string)
+	if !hasID {
+		return Result{}, fhir.Errorf(fhir.Invalid, rt+".id", "the resource has no id: an update must carry the id %q of the URL", id)
+	}
+	if bodyID != id {
+		return Result{}, fhir.Errorf(fhir.Invalid, rt+".id", "the id %q in the body does not match the id %q in the URL", bodyID, id)
+	}
+	res, err := e.update(ctx, rt, id, obj, ifMatch, "PUT", nil)
+	return res, fhir.WithOp("update", err)
+}
+
+// update writes obj as the next version of rt/id inside one store transaction.
+// When cond is not nil, it runs first inside the same transaction and picks the
+// target (conditional update); id is then the id to use when nothing matches.
+func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, ifMatch int, method string, cond func(tx store.Tx) (string, error)) (Result, error) {
+	now := e.now()
+	// Guess the next version outside the single writer so that encoding and
+	// indexing happen in parallel; re-stamp inside only if the guess was wrong.
+	guess := 1
+	if cond == nil {
+		if cur, err := e.store.Read(ctx, rt, id); err == nil {
+			guess = cur.VersionID + 1
+		} else if fhir.KindOf(err) != fhir.NotFound {
+			return Result{}, err
+		}
+	}
+	v, index, err := e.stamp(obj, rt, id, guess, now, method)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		target := id
+		if cond != nil {
+			if target, err = cond(tx); err != nil {
+				return err
+			}
+		}
+		res, err = e.putNext(ctx, tx, rt, target, obj, &stamped{v, index}, ifMatch, method, now)
+		return err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// stamped is a version prepared outside the store's writer, with its index.
+type stamped struct {
+	version store.Version
+	index   []fhir.IndexValue
+}
+
+// putNext stores obj as the next version of rt/id inside tx, checking ifMatch
+// against the current version. pre, when it was stamped for exactly that id and
+// version, is stored as it is; otherwise obj is stamped again.
+func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fhir.Object, pre *stamped, ifMatch int, method string, now time.Time) (Result, error) {
+	next := 1
+	cur, err := tx.Read(ctx, rt, id)
+	switch {
+	case err == nil:
+		next = cur.VersionID + 1
+		if ifMatch != 0 && cur.VersionID != ifMatch {
+			return Result{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", ifMatch, cur.VersionID, rt, id)
+		}
+	case fhir.KindOf(err) == fhir.NotFound:
+		if ifMatch != 0 {
+			return Result{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d given but %s/%s does not exist", ifMatch, rt, id)
+		}
+	default:
+		return Result{}, err
+	}
+	if pre == nil || pre.version.VersionID != next || pre.version.ID != id {
+		v, index, err := e.stamp(obj, rt, id, next, now, method)
+		if err != nil {
+			return Result{}, err
+		}
+		pre = &stamped{v, index}
+	}
+	if err := tx.Put(ctx, pre.version, pre.index); err != nil {
+		return Result{}, err
+	}
+	return Result{Version: pre.version, Created: next == 1}, nil
+}
+
+// ConditionalUpdate updates the one resource of type rt matching query (a query
+// string). No match: the resource is created (with the body's id when it has one,
+// else a new id). One match: it is updated; a body id that differs is an error.
+// More than one: TooManyMatches.
+func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body []byte, ifMatch int) (Result, error) {
+	if err := checkType(rt, fhir.Update); err != nil {
+		return Result{}, err
+	}
+	obj, err := e.parse(rt, body)
+	if err != nil {
+		return Result{}, fhir.WithOp("update", err)
+	}
+	q, err := e.conditionQuery(rt, query, "a conditional update")
+	if err != nil {
+		return Result{}, err
+	}
+	bodyID, hasID := obj["id"].(string)
+	if hasID {
+		if err := checkID(bodyID); err != nil {
+			return Result{}, err
+		}
+	}
+	id := bodyID
+	if !hasID {
+		id = newID()
+	}
+	res, err := e.update(ctx, rt, id, obj, ifMatch, "PUT", func(tx store.Tx) (string, error) {
+		found, err := tx.Search(ctx, q)
+		if err != nil {
+			return "", err
+		}
+		switch len(found.Matches) {
+		case 0:
+			return id, nil
+		case 1:
+			m := found.Matches[0]
+			if hasID && bodyID != m.ID {
+				return "", fhir.Errorf(fhir.Invalid, rt+".id", "the id %q in the body does not match the id %q of the resource the condition selects", bodyID, m.ID)
+			}
+			return m.ID, nil
+		default:
+			return "", fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)
+		}
+	})
+	return res, fhir.WithOp("update", err)
+}
+
+// Delete deletes rt/id by storing a tombstone version. Deleting a resource that
+// does not exist, or is already deleted, stores nothing (NoOp). ifMatch, when
+// non-zero, must equal the current version.
+func (e *Engine) Delete(ctx context.Context, rt, id string, ifMatch int) (Result, error) {
+	if err := checkType(rt, fhir.Delete); err != nil {
+		return Result{}, err
+	}
+	if err := checkID(id); err != nil {
+		return Result{}, err
+	}
+	res, err := e.delete(ctx, rt, ifMatch, func(store.Tx) (string, error) { return id, nil })
+	return res, fhir.WithOp("delete", err)
+}
+
+// ConditionalDelete deletes the one resource of type rt matching query. No match
+// is a NoOp; more than one is TooManyMatches.
+func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatch int) (Result, error) {
+	if err := checkType(rt, fhir.Delete); err != nil {
+		return Result{}, err
+	}
+	q, err := e.conditionQuery(rt, query, "a conditional delete")
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := e.delete(ctx, rt, ifMatch, func(tx store.Tx) (string, error) {
+		found, err := tx.Search(ctx, q)
+		if err != nil {
+			return "", err
+		}
+		switch len(found.Matches) {
+		case 0:
+			return "", nil
+		case 1:
+			return found.Matches[0].ID, nil
+		default:
+			return "", fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)
+		}
+	})
+	return res, fhir.WithOp("delete", err)
+}
+
+func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func(store.Tx) (string, error)) (Result, error) {
+	now := e.now()
+	res := Result{NoOp: true}
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		id, err := target(tx)
+		if err != nil || id == "" {
+			return err
+		}
+		res, err = e.deleteInTx(ctx, tx, rt, id, ifMatch, now)
+		return err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// deleteInTx stores a tombstone for rt/id inside tx. Nothing to delete (never
+// existed, already deleted) is a NoOp.
+func (e *Engine) deleteInTx(ctx context.Context, tx store.Tx, rt, id string, ifMatch int, now time.Time) (Result, error) {
+	cur, err := tx.Read(ctx, rt, id)
+	if fhir.KindOf(err) == fhir.NotFound {
+		if ifMatch != 0 {
+			return Result{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d given but %s/%s does not exist", ifMatch, rt, id)
+		}
+		return Result{NoOp: true}, nil
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if ifMatch != 0 && cur.VersionID != ifMatch {
+		return Result{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", ifMatch, cur.VersionID, rt, id)
+	}
+	if cur.Deleted {
+		return Result{Version: cur, NoOp: true}, nil
+	}
+	v := store.Version{Type: rt, ID: id, VersionID: cur.VersionID + 1, LastUpdated: now, Deleted: true, Method: "DELETE"}
+	if err := tx.Put(ctx, v, nil); err != nil {
+		return Result{}, err
+	}
+	return Result{Version: v}, nil
+}

@@ -1,0 +1,587 @@
+package engine
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/search"
+	"crs/fhir/store"
+)
+
+// MaxBundleEntries bounds the entries of a transaction or batch Bundle.
+const MaxBundleEntries = 1000
+
+// bundleEntry is one parsed request entry of a transaction or batch.
+type bundleEntry struct {
+	index    int
+	fullURL  string
+	method   string // DELETE, POST, PUT, PATCH, GET (HEAD is read as GET)
+	url      string
+	rt, id   string // from request.url
+	vid      string // GET Type/id/_history/vid
+	query    string // conditional PUT/DELETE, or GET search
+	resource fhir.Object
+	patch    []fhir.PatchOp
+	ifNone   string
+	ifMatch  int
+
+	response BundleEntry // filled in when processed
+}
+
+func (b *bundleEntry) where() string { return "Bundle.entry[" + strconv.Itoa(b.index) + "]" }
+
+// entryError prefixes the issues of err with the entry's location, so that the
+// caller learns which entry failed.
+func (b *bundleEntry) entryError(err error) error {
+	fe := fhir.AsError(err)
+	out := &fhir.Error{Kind: fe.Kind, Op: fe.Op, Err: fe.Err}
+	for _, is := range fe.Issues {
+		if is.Expression == "" {
+			is.Expression = b.where()
+		} else if !strings.HasPrefix(is.Expression, "Bundle.") {
+			is.Expression = b.where() + ".resource." + is.Expression
+		}
+		is.Diagnostics = "entry " + strconv.Itoa(b.index) + " (" + b.method + " " + b.url + "): " + is.Diagnostics
+		out.Issues = append(out.Issues, is)
+	}
+	return out
+}
+
+// Bundle processes a transaction or batch Bundle posted to the base URL and
+// returns the transaction-response or batch-response Bundle.
+//
+// A transaction is atomic: every entry is processed inside one store transaction
+// in the order the FHIR spec gives (DELETE, POST, PUT and PATCH, GET); urn:uuid
+// fullUrls and conditional references ("Patient?identifier=…") are resolved and
+// rewritten; if any entry fails, nothing is stored and the error names the entry.
+// A batch processes each entry on its own; each gets its own status or
+// OperationOutcome.
+func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*Bundle, error) {
+	obj, err := fhir.Parse(body, e.limits)
+	if err != nil {
+		return nil, fhir.WithOp("bundle", err)
+	}
+	if fhir.ResourceType(obj) != "Bundle" {
+		return nil, fhir.Errorf(fhir.Invalid, "resourceType", "POST to the base URL takes a transaction or batch Bundle, not %q", fhir.ResourceType(obj))
+	}
+	typ, _ := obj["type"].(string)
+	if typ != "transaction" && typ != "batch" {
+		return nil, fhir.Errorf(fhir.Invalid, "Bundle.type", "Bundle.type must be transaction or batch, not %q", typ)
+	}
+	raw, _ := obj["entry"].([]any)
+	if len(raw) > MaxBundleEntries {
+		return nil, fhir.Errorf(fhir.TooLarge, "Bundle.entry", "the Bundle has %d entries; the limit is %d", len(raw), MaxBundleEntries)
+	}
+	entries := make([]*bundleEntry, 0, len(raw))
+	seen := map[string]int{}
+	for i, r := range raw {
+		be, err := e.parseEntry(i, r, typ == "transaction")
+		if err != nil {
+			if typ == "batch" {
+				be.response = errorEntry(err)
+				entries = append(entries, be)
+				continue
+			}
+			return nil, err
+		}
+		if be.fullURL != "" {
+			if j, dup := seen[be.fullURL]; dup {
+				return nil, fhir.Errorf(fhir.Invalid, be.where()+".fullUrl", "fullUrl %q of entry %d repeats the fullUrl of entry %d", be.fullURL, i, j)
+			}
+			seen[be.fullURL] = i
+		}
+		entries = append(entries, be)
+	}
+	if typ == "batch" {
+		return e.batch(ctx, entries, opt), nil
+	}
+	return e.transaction(ctx, entries, opt)
+}
+
+// parseEntry reads one entry's request and resource. The returned entry is never
+// nil, so a batch can report the error against it.
+func (e *Engine) parseEntry(i int, r any, transaction bool) (*bundleEntry, error) {
+	be := &bundleEntry{index: i}
+	m, ok := r.(map[string]any)
+	if !ok {
+		return be, fhir.Errorf(fhir.Invalid, be.where(), "an entry must be an object")
+	}
+	be.fullURL, _ = m["fullUrl"].(string)
+	req, ok := m["request"].(map[string]any)
+	if !ok {
+		return be, fhir.Errorf(fhir.Invalid, be.where()+".request", "entry %d has no request", i)
+	}
+	be.method, _ = req["method"].(string)
+	be.url, _ = req["url"].(string)
+	if be.method == "HEAD" {
+		be.method = "GET"
+	}
+	be.ifNone, _ = req["ifNoneExist"].(string)
+	if im, _ := req["ifMatch"].(string); im != "" {
+		n, err := ParseETag(im)
+		if err != nil {
+			return be, be.entryError(err)
+		}
+		be.ifMatch = n
+	}
+	u := strings.TrimPrefix(strings.TrimPrefix(be.url, e.base), "/")
+	path, query, _ := strings.Cut(u, "?")
+	be.query = query
+	seg := strings.Split(path, "/")
+	be.rt = seg[0]
+	if be.rt == "" {
+		return be, fhir.Errorf(fhir.Invalid, be.where()+".request.url", "entry %d has no request.url", i)
+	}
+	switch {
+	case len(seg) == 2:
+		be.id = seg[1]
+	case len(seg) == 4 && seg[2] == "_history" && be.method == "GET":
+		be.id, be.vid = seg[1], seg[3]
+	case len(seg) != 1:
+		return be, fhir.Errorf(fhir.Invalid, be.where()+".request.url", "cannot process request.url %q", be.url)
+	}
+	res, hasRes := m["resource"].(map[string]any)
+	switch be.method {
+	case "POST":
+		if be.id != "" || be.query != "" {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".request.url", "POST takes a type, e.g. \"Patient\", not %q", be.url)
+		}
+	case "PUT":
+		if (be.id == "") == (be.query == "") {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".request.url", "PUT takes Type/id or Type?search, not %q", be.url)
+		}
+	case "DELETE":
+		if (be.id == "") == (be.query == "") {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".request.url", "DELETE takes Type/id or Type?search, not %q", be.url)
+		}
+	case "PATCH":
+		if be.id == "" {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".request.url", "PATCH takes Type/id, not %q", be.url)
+		}
+		if !hasRes || fhir.ResourceType(res) != "Binary" {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".resource", "a PATCH entry carries the JSON Patch as a Binary resource")
+		}
+		ct, _ := res["contentType"].(string)
+		data, _ := res["data"].(string)
+		patch, err := base64.StdEncoding.DecodeString(data)
+		if !strings.HasPrefix(ct, "application/json-patch+json") || err != nil {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".resource", "the Binary of a PATCH entry must be application/json-patch+json with base64 data")
+		}
+		if be.patch, err = fhir.ParsePatch(patch, e.limits); err != nil {
+			return be, be.entryError(err)
+		}
+	case "GET":
+		return be, nil
+	default:
+		return be, fhir.Errorf(fhir.Invalid, be.where()+".request.method", "unsupported request.method %q", be.method)
+	}
+	if !fhir.Served(be.rt) {
+		return be, be.entryError(fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported", be.rt))
+	}
+	if be.method == "POST" || be.method == "PUT" {
+		if !hasRes {
+			return be, fhir.Errorf(fhir.Invalid, be.where()+".resource", "a %s entry needs a resource", be.method)
+		}
+		be.resource = res
+		if err := e.check(be.rt, res); err != nil {
+			return be, be.entryError(err)
+		}
+		if be.method == "PUT" && be.id != "" {
+			if err := checkID(be.id); err != nil {
+				return be, be.entryError(err)
+			}
+			if fhir.ID(res) != be.id {
+				return be, be.entryError(fhir.Errorf(fhir.Invalid, be.rt+".id", "the resource id %q does not match the id %q of request.url", fhir.ID(res), be.id))
+			}
+		}
+	}
+	return be, nil
+}
+
+// errorEntry is the response entry of a failed batch entry.
+func errorEntry(err error) BundleEntry {
+	fe := fhir.AsError(err)
+	oo, _ := fhir.Marshal(fhir.Outcome(fe.Issues))
+	return BundleEntry{Response: &EntryResponse{Status: statusLine(fe.Kind.Status()), Outcome: oo}}
+}
+
+func statusLine(code int) string {
+	switch code {
+	case 200:
+		return "200 OK"
+	case 201:
+		return "201 Created"
+	case 204:
+		return "204 No Content"
+	}
+	return strconv.Itoa(code)
+}
+
+// order gives the processing rank of a method in a transaction.
+func order(method string) int {
+	switch method {
+	case "DELETE":
+		return 0
+	case "POST":
+		return 1
+	case "PUT", "PATCH":
+		return 2
+	}
+	return 3
+}
+
+func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt SearchOptions) (*Bundle, error) {
+	for _, be := range entries {
+		if err := checkType(be.rt, interactionOf(be)); err != nil {
+			return nil, be.entryError(err)
+		}
+	}
+	now := e.now()
+	// New ids for the creates, so that urn:uuid references can be rewritten.
+	ids := map[string]string{} // fullUrl → Type/id
+	for _, be := range entries {
+		switch {
+		case be.method == "POST":
+			be.id = newID()
+			if be.fullURL != "" {
+				ids[be.fullURL] = be.rt + "/" + be.id
+			}
+		case be.method == "PUT" && be.id != "" && strings.HasPrefix(be.fullURL, "urn:"):
+			ids[be.fullURL] = be.rt + "/" + be.id
+		}
+	}
+	sorted := make([]*bundleEntry, len(entries))
+	copy(sorted, entries)
+	sort.SliceStable(sorted, func(i, j int) bool { return order(sorted[i].method) < order(sorted[j].method) })
+
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		// Conditional creates and conditional updates pick their targets first, so
+		// that references to them resolve to the resource actually used.
+		for _, be := range sorted {
+			if err := e.resolveTarget(ctx, tx, be, ids, opt); err != nil {
+				return be.entryError(err)
+			}
+		}
+		for _, be := range sorted {
+			if be.resource == nil {
+				continue
+			}
+			if err := e.rewriteReferences(ctx, tx, be, be.resource, ids); err != nil {
+				return err
+			}
+		}
+		for _, be := range sorted {
+			if err := e.processInTx(ctx, tx, be, now, opt); err != nil {
+				return be.entryError(err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fhir.WithOp("transaction", err)
+	}
+	b := e.newBundle("transaction-response")
+	for _, be := range entries {
+		b.Entry = append(b.Entry, be.response)
+	}
+	return b, nil
+}
+
+// resolveTarget runs the condition of a conditional create or update inside tx.
+// A conditional create that matches is answered with the match and stores
+// nothing; a conditional update gets the id it will write. The fullUrl of the
+// entry is mapped to the resource it ends up naming.
+func (e *Engine) resolveTarget(ctx context.Context, tx store.Tx, be *bundleEntry, ids map[string]string, opt SearchOptions) error {
+	switch {
+	case be.method == "POST" && be.ifNone != "":
+		found, err := e.conditional(ctx, tx, be.rt, be.ifNone, "ifNoneExist")
+		if err != nil {
+			return err
+		}
+		if len(found) == 1 {
+			be.id = found[0].ID
+			be.response = e.writeEntry(found[0], "200 OK", opt)
+			be.resource = nil // nothing to store
+		}
+	case be.method == "PUT" && be.query != "":
+		found, err := e.conditional(ctx, tx, be.rt, be.query, "request.url")
+		if err != nil {
+			return err
+		}
+		bodyID := fhir.ID(be.resource)
+		switch {
+		case len(found) == 1 && bodyID != "" && bodyID != found[0].ID:
+			return fhir.Errorf(fhir.Invalid, be.rt+".id", "the resource id %q does not match the resource %q the condition selects", bodyID, found[0].ID)
+		case len(found) == 1:
+			be.id = found[0].ID
+		case bodyID != "":
+			be.id = bodyID
+		default:
+			be.id = newID()
+		}
+	default:
+		return nil
+	}
+	if be.fullURL != "" {
+		ids[be.fullURL] = be.rt + "/" + be.id
+	}
+	return nil
+}
+
+// interactionOf maps an entry's method to the interaction it needs.
+func interactionOf(be *bundleEntry) fhir.Interaction {
+	switch be.method {
+	case "POST":
+		return fhir.Create
+	case "PUT", "PATCH":
+		return fhir.Update
+	case "DELETE":
+		return fhir.Delete
+	}
+	if be.id != "" {
+		return fhir.Read
+	}
+	return fhir.SearchType
+}
+
+// conditional runs the search of a conditional interaction inside tx and returns
+// its matches (at most two: enough to tell one from many). Many is an error.
+func (e *Engine) conditional(ctx context.Context, tx store.Tx, rt, query, what string) ([]store.Version, error) {
+	q, err := e.conditionQuery(rt, query, what)
+	if err != nil {
+		return nil, err
+	}
+	res, err := tx.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Matches) > 1 {
+		return nil, fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)
+	}
+	return res.Matches, nil
+}
+
+// rewriteReferences replaces, everywhere in obj, references to fullUrls of the
+// Bundle by the Type/id they were given, and conditional references
+// ("Patient?identifier=…") by the one resource they match (none: 400; many: 412).
+func (e *Engine) rewriteReferences(ctx context.Context, tx store.Tx, be *bundleEntry, obj any, ids map[string]string) error {
+	switch x := obj.(type) {
+	case map[string]any:
+		for k, v := range x {
+			if ref, ok := v.(string); ok && k == "reference" {
+				if target, ok := ids[ref]; ok {
+					x[k] = target
+					continue
+				}
+				if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
+					return be.entryError(fhir.Errorf(fhir.Invalid, "", "reference %q is not the fullUrl of any entry of the Bundle", ref))
+				}
+				if rt, query, ok := strings.Cut(ref, "?"); ok && fhir.Served(rt) {
+					found, err := e.conditional(ctx, tx, rt, query, "a conditional reference")
+					if err != nil {
+						return be.entryError(err)
+					}
+					if len(found) == 0 {
+						return be.entryError(fhir.Errorf(fhir.Invalid, "", "conditional reference %q matches no resource", ref))
+					}
+					x[k] = rt + "/" + found[0].ID
+				}
+				continue
+			}
+			if err := e.rewriteReferences(ctx, tx, be, v, ids); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, v := range x {
+			if err := e.rewriteReferences(ctx, tx, be, v, ids); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// processInTx performs one entry inside tx and fills in its response.
+func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, now time.Time, opt SearchOptions) error {
+	switch be.method {
+	case "DELETE":
+		id := be.id
+		if be.query != "" {
+			found, err := e.conditional(ctx, tx, be.rt, be.query, "request.url")
+			if err != nil {
+				return err
+			}
+			if len(found) == 0 {
+				be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
+				return nil
+			}
+			id = found[0].ID
+		}
+		res, err := e.deleteInTx(ctx, tx, be.rt, id, be.ifMatch, now)
+		if err != nil {
+			return err
+		}
+		be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
+		if res.Version.VersionID > 0 {
+			be.response.Response.Etag = ETag(res.Version.VersionID)
+		}
+	case "POST":
+		if be.resource == nil {
+			return nil // a conditional create that matched: response already set
+		}
+		v, index, err := e.stamp(be.resource, be.rt, be.id, 1, now, "POST")
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(ctx, v, index); err != nil {
+			return err
+		}
+		be.response = e.writeEntry(v, "201 Created", opt)
+	case "PUT":
+		res, err := e.putNext(ctx, tx, be.rt, be.id, be.resource, nil, be.ifMatch, "PUT", now)
+		if err != nil {
+			return err
+		}
+		be.response = e.writeEntry(res.Version, statusOf(res), opt)
+	case "PATCH":
+		cur, err := tx.Read(ctx, be.rt, be.id)
+		if err != nil {
+			return err
+		}
+		if cur.Deleted {
+			return fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", be.rt, be.id)
+		}
+		if be.ifMatch != 0 && be.ifMatch != cur.VersionID {
+			return fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", be.ifMatch, cur.VersionID, be.rt, be.id)
+		}
+		obj, err := e.applyPatch(cur, be.patch)
+		if err != nil {
+			return err
+		}
+		res, err := e.putNext(ctx, tx, be.rt, be.id, obj, nil, cur.VersionID, "PATCH", now)
+		if err != nil {
+			return err
+		}
+		be.response = e.writeEntry(res.Version, "200 OK", opt)
+	case "GET":
+		return e.getInTx(ctx, tx, be, opt)
+	}
+	return nil
+}
+
+func statusOf(res Result) string {
+	if res.Created {
+		return "201 Created"
+	}
+	return "200 OK"
+}
+
+// writeEntry is the response entry of a successful write or read.
+func (e *Engine) writeEntry(v store.Version, status string, opt SearchOptions) BundleEntry {
+	be := BundleEntry{
+		FullURL: e.base + "/" + v.Type + "/" + v.ID,
+		Response: &EntryResponse{
+			Status:       status,
+			Location:     v.Type + "/" + v.ID + "/_history/" + strconv.Itoa(v.VersionID),
+			Etag:         ETag(v.VersionID),
+			LastModified: formatInstant(v.LastUpdated),
+		},
+	}
+	if !opt.Minimal {
+		be.Resource = v.Body
+	}
+	return be
+}
+
+// getInTx answers a GET entry (read, vread or search) inside tx, so that it sees
+// the transaction's writes.
+func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt SearchOptions) error {
+	if be.id != "" {
+		if be.vid != "" {
+			return fhir.Errorf(fhir.NotSupported, "", "vread inside a transaction is not supported; use a batch")
+		}
+		v, err := tx.Read(ctx, be.rt, be.id)
+		if err != nil {
+			return err
+		}
+		if v.Deleted {
+			return fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", be.rt, be.id)
+		}
+		be.response = e.writeEntry(v, "200 OK", SearchOptions{})
+		be.response.Response.Location = ""
+		return nil
+	}
+	raw, err := ParseQueryString(be.query)
+	if err != nil {
+		return err
+	}
+	q, err := e.params.ParseQuery(be.rt, raw, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount})
+	if err != nil {
+		return err
+	}
+	res, err := tx.Search(ctx, q)
+	if err != nil {
+		return err
+	}
+	sb := e.searchBundle(be.rt, q, res)
+	body, err := json.Marshal(sb)
+	if err != nil {
+		return fhir.InternalError("bundle", err)
+	}
+	be.response = BundleEntry{Resource: body, Response: &EntryResponse{Status: "200 OK"}}
+	return nil
+}
+
+// batch processes every entry on its own.
+func (e *Engine) batch(ctx context.Context, entries []*bundleEntry, opt SearchOptions) *Bundle {
+	b := e.newBundle("batch-response")
+	for _, be := range entries {
+		if be.response.Response == nil {
+			if err := e.batchEntry(ctx, be, opt); err != nil {
+				be.response = errorEntry(err)
+			}
+		}
+		b.Entry = append(b.Entry, be.response)
+	}
+	return b
+}
+
+func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOptions) error {
+	if err := checkType(be.rt, interactionOf(be)); err != nil {
+		return be.entryError(err)
+	}
+	if be.method == "GET" && be.vid != "" {
+		v, err := e.VRead(ctx, be.rt, be.id, be.vid)
+		if err != nil {
+			return be.entryError(err)
+		}
+		be.response = e.writeEntry(v, "200 OK", SearchOptions{})
+		be.response.Response.Location = ""
+		return nil
+	}
+	if be.method == "POST" {
+		be.id = newID()
+	}
+	err := e.store.Write(ctx, func(tx store.Tx) error {
+		if err := e.resolveTarget(ctx, tx, be, map[string]string{}, opt); err != nil {
+			return be.entryError(err)
+		}
+		if be.resource != nil {
+			if err := e.rewriteReferences(ctx, tx, be, be.resource, nil); err != nil {
+				return err
+			}
+		}
+		if err := e.processInTx(ctx, tx, be, e.now(), opt); err != nil {
+			return be.entryError(err)
+		}
+		return nil
+	})
+	return err
+}

@@ -1,0 +1,493 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/store"
+)
+
+// Sentinels for open date ends and missing sort keys.
+const (
+	minInt = math.MinInt64
+	maxInt = math.MaxInt64
+	maxNum = 1e308
+	// maxText sorts after every real string (BINARY collation compares UTF-8 bytes).
+	maxText = "\U0010FFFF\U0010FFFF"
+)
+
+func lowMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return minInt
+	}
+	return t.UnixMilli()
+}
+
+func highMillis(t time.Time) int64 {
+	if t.IsZero() {
+		return maxInt
+	}
+	return t.UnixMilli()
+}
+
+func finite(f float64) float64 {
+	switch {
+	case math.IsInf(f, 1) || f > maxNum:
+		return maxNum
+	case math.IsInf(f, -1) || f < -maxNum:
+		return -maxNum
+	}
+	return f
+}
+
+// builder accumulates SQL text and its bound arguments.
+type builder struct {
+	sql  strings.Builder
+	args []any
+}
+
+func (b *builder) add(s string, args ...any) {
+	b.sql.WriteString(s)
+	b.args = append(b.args, args...)
+}
+
+// tableOf names the index table of a parameter type.
+func tableOf(t fhir.ParamType) string {
+	switch t {
+	case fhir.TypeToken:
+		return "idx_token"
+	case fhir.TypeString:
+		return "idx_string"
+	case fhir.TypeDate:
+		return "idx_date"
+	case fhir.TypeNumber, fhir.TypeQuantity:
+		return "idx_number"
+	case fhir.TypeReference:
+		return "idx_reference"
+	case fhir.TypeURI:
+		return "idx_uri"
+	}
+	return ""
+}
+
+// likeEscape escapes LIKE wildcards in s (with \ as the escape character).
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// where adds the filter of one query parameter on current row c.
+func where(b *builder, typ string, p fhir.Param) error {
+	table := tableOf(p.Def.Type)
+	if table == "" {
+		return fhir.Errorf(fhir.NotSupported, p.Def.Code, "search parameters of type %s are not supported", p.Def.Type)
+	}
+	sub := func(not bool) {
+		op := " IN "
+		if not {
+			op = " NOT IN "
+		}
+		b.add(" AND c.rid"+op+"(SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, p.Def.Code)
+	}
+	if p.Missing != nil {
+		sub(*p.Missing)
+		b.add(")")
+		return nil
+	}
+	sub(p.Modifier == "not")
+	b.add(" AND (")
+	for i, v := range p.Values {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.add("(")
+		if err := cond(b, p, v); err != nil {
+			return err
+		}
+		b.add(")")
+	}
+	b.add("))")
+	return nil
+}
+
+// cond adds the condition one value puts on a row of the parameter's table.
+func cond(b *builder, p fhir.Param, v fhir.Value) error {
+	switch p.Def.Type {
+	case fhir.TypeToken:
+		switch {
+		case p.Modifier == "text":
+			b.add(`text LIKE ? ESCAPE '\'`, "%"+likeEscape(v.Str)+"%")
+		case !v.HasSystem:
+			b.add("code = ?", v.Code)
+		case v.Code == "":
+			b.add("system = ?", v.System)
+		default:
+			b.add("system = ? AND code = ?", v.System, v.Code)
+		}
+	case fhir.TypeString:
+		switch p.Modifier {
+		case "exact":
+			b.add("exact = ?", v.Raw)
+		case "contains":
+			b.add(`str LIKE ? ESCAPE '\'`, "%"+likeEscape(v.Str)+"%")
+		default:
+			b.add("str >= ? AND str < ?", v.Str, v.Str+maxText)
+		}
+	case fhir.TypeURI:
+		switch p.Modifier {
+		case "below":
+			b.add("uri >= ? AND uri < ?", v.Str, v.Str+maxText)
+		case "above":
+			b.add("substr(?, 1, length(uri)) = uri", v.Str)
+		default:
+			b.add("uri = ?", v.Str)
+		}
+	case fhir.TypeReference:
+		switch {
+		case p.Modifier == "identifier" && v.HasSystem:
+			b.add("system = ? AND code = ?", v.System, v.Code)
+		case p.Modifier == "identifier":
+			b.add("code = ?", v.Code)
+		case v.URL != "":
+			b.add("url = ?", v.URL)
+		case v.RefType != "":
+			b.add("ref_id = ? AND ref_type = ?", v.RefID, v.RefType)
+		default:
+			b.add("ref_id = ?", v.RefID)
+		}
+	case fhir.TypeDate:
+		lo, hi := lowMillis(v.Low), highMillis(v.High)
+		switch v.Prefix {
+		case fhir.PrefixEq:
+			b.add("lo >= ? AND hi <= ?", lo, hi)
+		case fhir.PrefixNe:
+			b.add("NOT (lo >= ? AND hi <= ?)", lo, hi)
+		case fhir.PrefixGt:
+			b.add("hi > ?", hi)
+		case fhir.PrefixLt:
+			b.add("lo < ?", lo)
+		case fhir.PrefixGe:
+			b.add("(hi > ? OR (lo >= ? AND hi <= ?))", hi, lo, hi)
+		case fhir.PrefixLe:
+			b.add("(lo < ? OR (lo >= ? AND hi <= ?))", lo, lo, hi)
+		case fhir.PrefixSa:
+			b.add("lo >= ?", hi)
+		case fhir.PrefixEb:
+			b.add("hi <= ?", lo)
+		case fhir.PrefixAp:
+			w := (hi - lo) / 10
+			b.add("lo < ? AND hi > ?", hi+w, lo-w)
+		default:
+			return fhir.Errorf(fhir.Invalid, p.Def.Code, "unknown prefix %q", v.Prefix)
+		}
+	case fhir.TypeNumber, fhir.TypeQuantity:
+		switch v.Prefix {
+		case fhir.PrefixEq:
+			b.add("num >= ? AND num < ?", v.NumLow, v.NumHi)
+		case fhir.PrefixNe:
+			b.add("NOT (num >= ? AND num < ?)", v.NumLow, v.NumHi)
+		case fhir.PrefixGt, fhir.PrefixSa:
+			b.add("num > ?", v.Num)
+		case fhir.PrefixLt, fhir.PrefixEb:
+			b.add("num < ?", v.Num)
+		case fhir.PrefixGe:
+			b.add("num >= ?", v.Num)
+		case fhir.PrefixLe:
+			b.add("num <= ?", v.Num)
+		case fhir.PrefixAp:
+			d := math.Abs(v.Num) / 10
+			b.add("num >= ? AND num <= ?", v.Num-d, v.Num+d)
+		default:
+			return fhir.Errorf(fhir.Invalid, p.Def.Code, "unknown prefix %q", v.Prefix)
+		}
+		if p.Def.Type == fhir.TypeQuantity && v.Code != "" {
+			b.add(" AND code = ?", v.Code)
+			if v.HasSystem {
+				b.add(" AND system = ?", v.System)
+			}
+		}
+	}
+	return nil
+}
+
+// sortKey returns the SQL expression of one sort key (never NULL: a resource
+// without the value gets a sentinel that sorts it last) and the kind of its
+// values ('i' integer, 'f' float, 's' text).
+func sortKey(b *builder, typ string, k fhir.SortKey) (string, byte) {
+	agg := "MIN"
+	if k.Descending {
+		agg = "MAX"
+	}
+	col, kind := "", byte('s')
+	switch k.Def.Type {
+	case fhir.TypeToken:
+		col = "code"
+	case fhir.TypeString:
+		col = "str"
+	case fhir.TypeURI:
+		col = "uri"
+	case fhir.TypeReference:
+		col = "ref_type || '/' || ref_id || url"
+	case fhir.TypeDate:
+		col, kind = "lo", 'i'
+		if k.Descending {
+			col = "hi"
+		}
+	case fhir.TypeNumber, fhir.TypeQuantity:
+		col, kind = "num", 'f'
+	}
+	var missing any
+	switch {
+	case kind == 'i' && k.Descending:
+		missing = int64(minInt)
+	case kind == 'i':
+		missing = int64(maxInt)
+	case kind == 'f' && k.Descending:
+		missing = -maxNum
+	case kind == 'f':
+		missing = maxNum
+	case k.Descending:
+		missing = ""
+	default:
+		missing = maxText
+	}
+	b.args = append(b.args, typ, k.Def.Code, missing)
+	return "COALESCE((SELECT " + agg + "(" + col + ") FROM " + tableOf(k.Def.Type) + " WHERE rid = c.rid AND type = ? AND param = ?), ?)", kind
+}
+
+// cursor is the position after the last row of a page: its sort key values and
+// rid.
+type cursor struct {
+	Keys []string `json:"k"` // each value prefixed by its kind: "i:", "f:" or "s:"
+	RID  int64    `json:"r"`
+}
+
+func encodeCursor(c cursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, kinds []byte) (cursor, []any, error) {
+	var c cursor
+	bad := fhir.Errorf(fhir.Invalid, "_cursor", "the paging cursor is not valid for this search (was the query changed?)")
+	data, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(data, &c) != nil || len(c.Keys) != len(kinds) {
+		return c, nil, bad
+	}
+	vals := make([]any, len(kinds))
+	for i, k := range c.Keys {
+		if len(k) < 2 || k[0] != kinds[i] || k[1] != ':' {
+			return c, nil, bad
+		}
+		switch kinds[i] {
+		case 'i':
+			n, err := strconv.ParseInt(k[2:], 10, 64)
+			if err != nil {
+				return c, nil, bad
+			}
+			vals[i] = n
+		case 'f':
+			f, err := strconv.ParseFloat(k[2:], 64)
+			if err != nil {
+				return c, nil, bad
+			}
+			vals[i] = f
+		default:
+			vals[i] = k[2:]
+		}
+	}
+	return c, vals, nil
+}
+
+func keyString(kind byte, v any) string {
+	switch x := v.(type) {
+	case int64:
+		return string(kind) + ":" + strconv.FormatInt(x, 10)
+	case float64:
+		return string(kind) + ":" + strconv.FormatFloat(x, 'g', -1, 64)
+	case []byte:
+		return string(kind) + ":" + string(x)
+	case string:
+		return string(kind) + ":" + x
+	}
+	return string(kind) + ":" + fmt.Sprint(v)
+}
+
+// filters writes the WHERE clause common to the page and the count.
+func filters(b *builder, q *fhir.Query) error {
+	b.add(" FROM current c WHERE c.type = ? AND c.deleted = 0", q.Type)
+	for _, p := range q.Params {
+		if err := where(b, q.Type, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult, error) {
+	res := &store.SearchResult{Total: -1}
+	if q.Total != fhir.TotalNone {
+		var cb builder
+		cb.add("SELECT COUNT(*)")
+		if err := filters(&cb, q); err != nil {
+			return nil, err
+		}
+		if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&res.Total); err != nil {
+			return nil, fhir.InternalError("search", err)
+		}
+	}
+	if q.Count <= 0 {
+		return res, nil
+	}
+	// The page: sort keys computed per current row, then keyset seek and order.
+	var b builder
+	b.add("SELECT m.rid, v.id, v.vid, v.ts, v.method, v.body")
+	kinds := make([]byte, len(q.Sort))
+	var inner builder
+	inner.add("SELECT c.rid, c.seq")
+	for i, k := range q.Sort {
+		expr, kind := sortKey(&inner, q.Type, k)
+		kinds[i] = kind
+		inner.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i))
+		b.add(", m.k" + strconv.Itoa(i))
+	}
+	if err := filters(&inner, q); err != nil {
+		return nil, err
+	}
+	b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
+	if q.Cursor != "" {
+		c, vals, err := decodeCursor(q.Cursor, kinds)
+		if err != nil {
+			return nil, err
+		}
+		b.add(" WHERE (")
+		for i := 0; i <= len(vals); i++ {
+			if i > 0 {
+				b.add(" OR ")
+			}
+			b.add("(")
+			for j := 0; j < i; j++ {
+				b.add("m.k"+strconv.Itoa(j)+" = ? AND ", vals[j])
+			}
+			if i == len(vals) {
+				b.add("m.rid > ?", c.RID)
+			} else {
+				op := " > ?"
+				if q.Sort[i].Descending {
+					op = " < ?"
+				}
+				b.add("m.k"+strconv.Itoa(i)+op, vals[i])
+			}
+			b.add(")")
+		}
+		b.add(")")
+	}
+	b.add(" ORDER BY ")
+	for i, k := range q.Sort {
+		dir := " ASC, "
+		if k.Descending {
+			dir = " DESC, "
+		}
+		b.add("m.k" + strconv.Itoa(i) + dir)
+	}
+	b.add("m.rid ASC LIMIT ?", q.Count+1)
+
+	rows, err := db.QueryContext(ctx, b.sql.String(), b.args...)
+	if err != nil {
+		return nil, fhir.InternalError("search", err)
+	}
+	defer rows.Close()
+	var last cursor
+	for rows.Next() {
+		var rid, ts int64
+		v := store.Version{Type: q.Type}
+		keys := make([]any, len(q.Sort))
+		dest := []any{&rid, &v.ID, &v.VersionID, &ts, &v.Method, &v.Body}
+		for i := range keys {
+			dest = append(dest, &keys[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fhir.InternalError("search", err)
+		}
+		if len(res.Matches) == q.Count {
+			res.Next = encodeCursor(last)
+			break
+		}
+		v.LastUpdated = time.Unix(0, ts).UTC()
+		res.Matches = append(res.Matches, v)
+		last = cursor{RID: rid, Keys: make([]string, len(keys))}
+		for i, k := range keys {
+			last.Keys[i] = keyString(kinds[i], k)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fhir.InternalError("search", err)
+	}
+	return res, nil
+}
+
+// History returns versions newest first.
+func (s *Store) History(ctx context.Context, q store.HistoryQuery) (*store.HistoryResult, error) {
+	var f builder
+	f.add(" FROM versions WHERE 1 = 1")
+	if q.Type != "" {
+		f.add(" AND type = ?", q.Type)
+	}
+	if q.ID != "" {
+		f.add(" AND id = ?", q.ID)
+	}
+	if !q.Since.IsZero() {
+		f.add(" AND ts >= ?", q.Since.UnixNano())
+	}
+	res := &store.HistoryResult{}
+	if err := s.read.QueryRowContext(ctx, "SELECT COUNT(*)"+f.sql.String(), f.args...).Scan(&res.Total); err != nil {
+		return nil, fhir.InternalError("history", err)
+	}
+	b := builder{args: append([]any(nil), f.args...)}
+	b.add("SELECT seq, type, id, vid, ts, deleted, method, body" + f.sql.String())
+	if q.Cursor != "" {
+		seq, err := strconv.ParseInt(q.Cursor, 36, 64)
+		if err != nil || seq <= 0 {
+			return nil, fhir.Errorf(fhir.Invalid, "_cursor", "the paging cursor is not valid")
+		}
+		b.add(" AND seq < ?", seq)
+	}
+	count := max(q.Count, 1)
+	b.add(" ORDER BY seq DESC LIMIT ?", count+1)
+	rows, err := s.read.QueryContext(ctx, b.sql.String(), b.args...)
+	if err != nil {
+		return nil, fhir.InternalError("history", err)
+	}
+	defer rows.Close()
+	var lastSeq int64
+	for rows.Next() {
+		var seq, ts int64
+		var deleted int
+		var v store.Version
+		if err := rows.Scan(&seq, &v.Type, &v.ID, &v.VersionID, &ts, &deleted, &v.Method, &v.Body); err != nil {
+			return nil, fhir.InternalError("history", err)
+		}
+		if len(res.Versions) == count {
+			res.Next = strconv.FormatInt(lastSeq, 36)
+			break
+		}
+		v.LastUpdated = time.Unix(0, ts).UTC()
+		v.Deleted = deleted != 0
+		if v.Deleted {
+			v.Body = nil
+		}
+		res.Versions = append(res.Versions, v)
+		lastSeq = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fhir.InternalError("history", err)
+	}
+	return res, nil
+}

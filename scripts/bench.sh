@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# make bench: the figures the README quotes. Medians over several runs; the HTTP
+# runs talk only to a crs started here on 127.0.0.1 and stop by themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${COUNT:-5}
+PORT=${PORT:-18080}
+EXAMPLE=${EXAMPLE:-../shared/fhir-r4/examples/ServiceRequest-di.json}
+
+# median NAME METRIC: median of a custom metric over the lines of one benchmark
+median() {
+  grep -E "^$1(-[0-9]+)?[[:space:]]" | awk -v m="$2" '{for(i=1;i<NF;i++) if($(i+1)==m) print $i}' |
+    sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else print a[int((NR+1)/2)]}'
+}
+
+echo "== base validation, one core (ServiceRequest examples), $COUNT runs"
+go test -run '^$' -bench 'BenchmarkValidateServiceRequest$' -benchtime 2s -cpu 1 -count "$COUNT" ./fhir/validate/ | tee /tmp/crs-bench-validate.txt
+val=$(median BenchmarkValidateServiceRequest resources/s </tmp/crs-bench-validate.txt)
+
+echo "== store: raw SQLite inserts vs store creates and reads, $COUNT runs"
+go test -run '^$' -bench 'Benchmark(RawInsert|Create|Read)$' -benchtime 2s -count "$COUNT" ./fhir/store/sqlite/ | tee /tmp/crs-bench-store.txt
+raw=$(median BenchmarkRawInsert rows/s </tmp/crs-bench-store.txt)
+screate=$(median BenchmarkCreate creates/s </tmp/crs-bench-store.txt)
+sread=$(median BenchmarkRead reads/s </tmp/crs-bench-store.txt)
+
+echo "== HTTP, concurrency 8, $COUNT runs of 5 s each"
+dir=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+go build -o "$dir/httpload" ./tools/httpload
+./bin/crs serve --addr "127.0.0.1:$PORT" --store "sqlite:$dir/crs.db" 2>"$dir/crs.log" &
+pid=$!
+for i in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+"$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode create -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/create.txt"
+"$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode read -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/read.txt"
+hcreate=$(awk '/^median/ {print $(NF-1)}' "$dir/create.txt")
+hread=$(awk '/^median/ {print $(NF-1)}' "$dir/read.txt")
+
+echo
+echo "== summary (medians of $COUNT runs; targets in brackets)"
+printf 'base validation, 1 core:        %8s resources/s  [>= 12000]\n' "$val"
+printf 'raw SQLite insert (baseline):   %8s rows/s\n' "$raw"
+printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate" "$(echo "$screate $raw" | awk '{print $1/$2}')"
+printf 'store read by id (parallel):    %8s reads/s\n' "$sread"
+printf 'HTTP durable create, c=8:       %8s req/s  [>= 4750]  (%.2fx raw SQLite insert)\n' "$hcreate" "$(echo "$hcreate $raw" | awk '{print $1/$2}')"
+printf 'HTTP read by id, c=8:           %8s req/s  [>= 12000]\n' "$hread"

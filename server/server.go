@@ -1,0 +1,252 @@
+// Package server is the HTTP binding of crs: routes, content negotiation,
+// preconditions and the one place where engine results and errors become HTTP
+// responses. Handlers decode the request, make one engine call and return what
+// to render; they hold no FHIR logic of their own.
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/fhir/store"
+)
+
+// Config configures the HTTP handler.
+type Config struct {
+	Engine       *engine.Engine
+	Logger       *slog.Logger
+	MaxBodyBytes int64           // largest request body accepted
+	Software     engine.Software // name and version for the CapabilityStatement
+}
+
+// Server is the HTTP handler of crs.
+type Server struct {
+	engine  *engine.Engine
+	log     *slog.Logger
+	maxBody int64
+	sw      engine.Software
+	router  *gin.Engine
+}
+
+// New returns the HTTP handler for cfg.
+func New(cfg Config) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software}
+	if s.log == nil {
+		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = int64(fhir.DefaultLimits.MaxBytes)
+	}
+	r := gin.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = false
+	r.Use(s.requestLog, s.recoverPanic)
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.ready)
+	r.Any("/fhir", s.wrap(s.dispatch))
+	r.Any("/fhir/*path", s.wrap(s.dispatch))
+	r.NoRoute(s.wrap(func(c *gin.Context) reply {
+		return fail(fhir.Errorf(fhir.NotFound, "", "no such path %q: the FHIR API is under /fhir", c.Request.URL.Path))
+	}))
+	s.router = r
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.engine.Ready(ctx); err != nil {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": fhir.AsError(err).Kind.String()})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// reply is what a handler returns: a status and a body to render, or an error.
+type reply struct {
+	status   int
+	body     any            // []byte (a stored resource), *engine.Bundle, map[string]any, or nil
+	version  *store.Version // sets ETag and Last-Modified
+	location string         // sets Location
+	err      error
+}
+
+func fail(err error) reply { return reply{err: err} }
+
+const fhirJSON = "application/fhir+json; charset=utf-8"
+
+// wrap turns a handler into a gin handler: it negotiates the format, calls h and
+// renders what h returns, errors included, in one way.
+func (s *Server) wrap(h func(c *gin.Context) reply) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var r reply
+		if err := negotiate(c.Request); err != nil {
+			r = fail(err)
+		} else {
+			r = h(c)
+		}
+		s.render(c, r)
+	}
+}
+
+func (s *Server) render(c *gin.Context, r reply) {
+	w := c.Writer
+	if r.version != nil {
+		w.Header().Set("ETag", engine.ETag(r.version.VersionID))
+		w.Header().Set("Last-Modified", r.version.LastUpdated.UTC().Format(http.TimeFormat))
+	}
+	if r.location != "" {
+		w.Header().Set("Location", r.location)
+	}
+	if r.err != nil {
+		e := fhir.AsError(r.err)
+		if e.Kind == fhir.Internal {
+			s.log.Error("internal error", "request_id", c.GetString("request_id"), "error", r.err.Error())
+		} else {
+			c.Set("error", e.Error())
+		}
+		if e.Kind == fhir.Unauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="crs"`)
+		}
+		r.status, r.body = e.Kind.Status(), fhir.Outcome(e.Issues)
+	}
+	if r.body == nil {
+		w.WriteHeader(r.status)
+		return
+	}
+	var data []byte
+	switch b := r.body.(type) {
+	case []byte:
+		data = b
+	default:
+		var err error
+		if data, err = fhir.Marshal(b); err != nil {
+			s.log.Error("encode response", "request_id", c.GetString("request_id"), "error", err.Error())
+			r.status, data = http.StatusInternalServerError, []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"fatal","code":"exception","diagnostics":"internal server error"}]}`)
+		}
+	}
+	if c.Query("_pretty") == "true" {
+		var buf bytes.Buffer
+		if json.Indent(&buf, data, "", "  ") == nil {
+			data = buf.Bytes()
+		}
+	}
+	w.Header().Set("Content-Type", fhirJSON)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(r.status)
+	if c.Request.Method != http.MethodHead {
+		_, _ = w.Write(data)
+	}
+}
+
+// negotiate checks _format and Accept: only JSON is served (406 otherwise).
+func negotiate(r *http.Request) error {
+	if f := r.URL.Query().Get("_format"); f != "" {
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "json", "application/json", "application/fhir+json", "application/json+fhir":
+		default:
+			return fhir.Errorf(fhir.NotAcceptable, "_format", "_format %q is not supported: this server speaks application/fhir+json only", f)
+		}
+		return nil
+	}
+	accept := r.Header.Get("Accept")
+	if strings.TrimSpace(accept) == "" {
+		return nil
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		if q, ok := params["q"]; ok {
+			if v, err := strconv.ParseFloat(q, 64); err == nil && v == 0 {
+				continue
+			}
+		}
+		switch mt {
+		case "application/fhir+json", "application/json", "application/json+fhir", "application/*", "*/*":
+			return nil
+		}
+	}
+	return fhir.Errorf(fhir.NotAcceptable, "", "cannot answer in %q: this server speaks application/fhir+json only", accept)
+}
+
+// The request body formats accepted for resources and for JSON Patch.
+var (
+	fhirJSONTypes  = []string{"application/fhir+json", "application/json", "application/json+fhir"}
+	jsonPatchTypes = []string{"application/json-patch+json"}
+)
+
+// readBody reads a request body of one of the given media types within the size
+// limit.
+func (s *Server) readBody(c *gin.Context, types []string) ([]byte, error) {
+	ct := c.GetHeader("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || !slices.Contains(types, mt) {
+		return nil, fhir.Errorf(fhir.UnsupportedMedia, "", "Content-Type %q is not supported here: send %s", ct, types[0])
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, fhir.Errorf(fhir.TooLarge, "", "request body exceeds the limit of %d bytes", s.maxBody)
+		}
+		return nil, fhir.Errorf(fhir.Invalid, "", "could not read the request body: %v", err)
+	}
+	return body, nil
+}
+
+// requestLog assigns the request id and writes one JSON log line per request.
+func (s *Server) requestLog(c *gin.Context) {
+	start := time.Now()
+	id := c.GetHeader("X-Request-Id")
+	if id == "" || len(id) > 200 {
+		id = newRequestID()
+	}
+	c.Set("request_id", id)
+	c.Header("X-Request-Id", id)
+	c.Next()
+	attrs := []any{
+		"request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
+		"query", c.Request.URL.RawQuery, "status", c.Writer.Status(),
+		"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "remote", c.ClientIP(),
+	}
+	if e := c.GetString("error"); e != "" {
+		attrs = append(attrs, "error", e)
+	}
+	s.log.Info("request", attrs...)
+}
+
+// recoverPanic turns a panic into a logged 500 with a generic outcome.
+func (s *Server) recoverPanic(c *gin.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic", "request_id", c.GetString("request_id"), "panic", p)
+			c.Abort()
+			s.render(c, fail(fhir.InternalError("panic", errors.New("recovered panic"))))
+		}
+	}()
+	c.Next()
+}
