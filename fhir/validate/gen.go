@@ -34,10 +34,10 @@ type element struct {
 }
 
 type table struct {
-	Structures map[string][]element        `json:"structures"`
-	Kinds      map[string]string           `json:"kinds"`     // name → resource | complex-type | primitive-type
+	Structures map[string][]element           `json:"structures"`
+	Kinds      map[string]string              `json:"kinds"`     // name → resource | complex-type | primitive-type
 	ValueSets  map[string]map[string][]string `json:"valueSets"` // url → system → codes
-	Skipped    []string                    `json:"skipped"`   // required value sets that cannot be expanded locally
+	Skipped    []string                       `json:"skipped"`   // required value sets that cannot be expanded locally
 }
 
 type bundle struct {
