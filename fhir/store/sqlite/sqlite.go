@@ -22,6 +22,9 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the driver
@@ -46,6 +49,10 @@ type Store struct {
 	closed chan struct{}
 	max    int
 	stmts  readStmts
+	wstmts writeStmts
+
+	commits, writes        atomic.Int64 // for the writes-per-commit figure
+	execNanos, commitNanos atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -70,26 +77,34 @@ var schema = []string{
 		rid INTEGER PRIMARY KEY,
 		type TEXT NOT NULL, id TEXT NOT NULL, vid INTEGER NOT NULL, seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
 		UNIQUE (type, id))`,
-	`CREATE TABLE IF NOT EXISTS idx_token (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS idx_token_code ON idx_token (type, param, code, system, rid)`,
+	// Index tables are clustered on their lookup key (WITHOUT ROWID), so each value
+	// costs two b-tree inserts: the table itself and the rid index used to replace
+	// a resource's values on update.
+	`CREATE TABLE IF NOT EXISTS idx_token (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL,
+		PRIMARY KEY (type, param, code, system, rid, text)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_token_rid ON idx_token (rid)`,
-	`CREATE TABLE IF NOT EXISTS idx_string (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, str TEXT NOT NULL, exact TEXT NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS idx_string_str ON idx_string (type, param, str, rid)`,
+	`CREATE TABLE IF NOT EXISTS idx_string (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, str TEXT NOT NULL, exact TEXT NOT NULL,
+		PRIMARY KEY (type, param, str, rid, exact)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_string_rid ON idx_string (rid)`,
-	`CREATE TABLE IF NOT EXISTS idx_date (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS idx_date_lo ON idx_date (type, param, lo, hi, rid)`,
+	`CREATE TABLE IF NOT EXISTS idx_date (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+		PRIMARY KEY (type, param, lo, hi, rid)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date (rid)`,
-	`CREATE TABLE IF NOT EXISTS idx_number (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, num REAL NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS idx_number_num ON idx_number (type, param, num, rid)`,
+	`CREATE TABLE IF NOT EXISTS idx_number (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, num REAL NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+		PRIMARY KEY (type, param, num, rid, lo, hi, system, code)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_number_rid ON idx_number (rid)`,
-	`CREATE TABLE IF NOT EXISTS idx_reference (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, url TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS idx_reference_id ON idx_reference (type, param, ref_id, ref_type, rid)`,
-	`CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (type, param, url, rid)`,
+	`CREATE TABLE IF NOT EXISTS idx_reference (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, url TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+		PRIMARY KEY (type, param, ref_id, ref_type, rid, url, system, code)) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (type, param, url) WHERE url != ''`,
+	`CREATE INDEX IF NOT EXISTS idx_reference_ident ON idx_reference (type, param, code) WHERE code != ''`,
 	`CREATE INDEX IF NOT EXISTS idx_reference_rid ON idx_reference (rid)`,
-	`CREATE TABLE IF NOT EXISTS idx_uri (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL)`,
-	`CREATE INDEX IF NOT EXISTS idx_uri_uri ON idx_uri (type, param, uri, rid)`,
+	`CREATE TABLE IF NOT EXISTS idx_uri (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL,
+		PRIMARY KEY (type, param, uri, rid)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid)`,
 }
+
+// lingerTime is how long the writer waits for more concurrent writes before a
+// commit, at most.
+const lingerTime = 300 * time.Microsecond
 
 // indexTables are the search value tables, one per parameter type (number and
 // quantity share one).
@@ -101,7 +116,7 @@ func Open(path string, opt Options) (*Store, error) {
 	if opt.NoSync {
 		sync = "NORMAL"
 	}
-	dsn := "file:" + url.PathEscape(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(off)&_txlock=immediate"
+	dsn := "file:" + url.PathEscape(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(off)&_pragma=temp_store(memory)&_txlock=immediate"
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -195,12 +210,16 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
 func (s *Store) writer() {
 	defer close(s.closed)
 	conn, err := s.write.Conn(context.Background())
+	if err == nil {
+		err = s.wstmts.prepare(context.Background(), conn)
+	}
 	if err != nil {
 		s.failAll(fhir.InternalError("write", err))
 		return
 	}
 	defer conn.Close()
 	batch := make([]*writeReq, 0, s.max)
+	last := 0
 	for {
 		batch = batch[:0]
 		select {
@@ -210,15 +229,31 @@ func (s *Store) writer() {
 			s.drain(conn)
 			return
 		}
+		// When the last batch had company, writers are concurrent: wait a moment
+		// for the ones about to arrive, so that one commit serves more of them. A
+		// lone writer never waits.
+		var linger <-chan time.Time
+		if last > 1 {
+			linger = time.After(lingerTime)
+		}
 	fill:
 		for len(batch) < s.max {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 			default:
-				break fill
+				if linger == nil || len(batch) >= last {
+					break fill
+				}
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+				case <-linger:
+					break fill
+				}
 			}
 		}
+		last = len(batch)
 		s.commit(conn, batch)
 	}
 }
@@ -246,42 +281,56 @@ func (s *Store) failAll(err error) {
 	}
 }
 
+// commit runs a batch of write requests in one transaction and commits once.
+// There are no savepoints (SQLite copies every page a savepoint touches, which
+// costs more than the writes): when a request fails, the whole transaction is
+// rolled back and the batch runs again without it. Requests before the failed
+// one see exactly the state they saw the first time, so they do the same again.
 func (s *Store) commit(conn *sql.Conn, batch []*writeReq) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		for _, r := range batch {
-			r.done <- fhir.InternalError("begin", err)
-		}
-		return
-	}
+	var pending []int
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			results[i] = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-			results[i] = fhir.InternalError("savepoint", err)
-			continue
-		}
-		err := runFn(r, &txn{ctx: ctx, tx: tx})
+		pending = append(pending, i)
+	}
+	for len(pending) > 0 {
+		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
-			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO w`); rerr != nil {
-				err = fhir.InternalError("rollback", rerr)
+			for _, i := range pending {
+				results[i] = fhir.InternalError("begin", err)
+			}
+			break
+		}
+		t := &txn{tx: tx, stmts: &s.wstmts}
+		t0 := time.Now()
+		failed := -1
+		for k, i := range pending {
+			if err := runFn(batch[i], t); err != nil {
+				results[i], failed = err, k
+				break
 			}
 		}
-		if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil && err == nil {
-			err = fhir.InternalError("release", rerr)
+		if failed >= 0 {
+			_ = tx.Rollback()
+			pending = append(pending[:failed:failed], pending[failed+1:]...)
+			continue
 		}
-		results[i] = err
-	}
-	if err := tx.Commit(); err != nil {
-		for i := range results {
-			if results[i] == nil {
+		s.commits.Add(1)
+		s.writes.Add(int64(len(pending)))
+		t1 := time.Now()
+		err = tx.Commit()
+		s.execNanos.Add(int64(t1.Sub(t0)))
+		s.commitNanos.Add(int64(time.Since(t1)))
+		if err != nil {
+			for _, i := range pending {
 				results[i] = fhir.InternalError("commit", err)
 			}
 		}
+		break
 	}
 	for i, r := range batch {
 		r.done <- results[i]
@@ -362,11 +411,60 @@ func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 	return search(ctx, s.read, q)
 }
 
-// txn is the store.Tx of one Write call inside the writer's transaction.
+// txn is the store.Tx of the writer's transaction.
 type txn struct {
-	ctx context.Context
-	tx  *sql.Tx
+	tx    *sql.Tx
+	stmts *writeStmts
 }
+
+// writeStmts are the statements of Put, prepared on the writer's connection. It
+// is used by the writer goroutine only.
+type writeStmts struct {
+	conn                                                 *sql.Conn
+	current, insertVersion, insertCurrent, updateCurrent *sql.Stmt
+	deleteIndex                                          []*sql.Stmt
+	inserts                                              map[string]*sql.Stmt // "table/rows" → INSERT of that many rows
+}
+
+func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
+	w.conn = conn
+	w.inserts = map[string]*sql.Stmt{}
+	var err error
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = conn.PrepareContext(ctx, q)
+		return st
+	}
+	w.current = prep(`SELECT rid, vid FROM current WHERE type = ? AND id = ?`)
+	w.insertVersion = prep(`INSERT INTO versions (type, id, vid, ts, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	w.insertCurrent = prep(`INSERT INTO current (type, id, vid, seq, deleted) VALUES (?, ?, ?, ?, ?)`)
+	w.updateCurrent = prep(`UPDATE current SET vid = ?, seq = ?, deleted = ? WHERE rid = ?`)
+	for _, table := range indexTables {
+		w.deleteIndex = append(w.deleteIndex, prep(`DELETE FROM `+table+` WHERE rid = ?`))
+	}
+	return err
+}
+
+// insertRows returns the prepared INSERT of n rows into table.
+func (w *writeStmts) insertRows(ctx context.Context, table string, n int) (*sql.Stmt, error) {
+	key := table + "/" + strconv.Itoa(n)
+	if st, ok := w.inserts[key]; ok {
+		return st, nil
+	}
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", indexColumns[table]), ", ") + ")"
+	q := "INSERT OR IGNORE INTO " + table + " VALUES " + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+	st, err := w.conn.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	w.inserts[key] = st
+	return st, nil
+}
+
+func (t *txn) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, st) }
 
 func (t *txn) Read(ctx context.Context, typ, id string) (store.Version, error) {
 	return scanVersion(typ, id, t.tx.QueryRowContext(ctx, readSQL, typ, id))
@@ -377,42 +475,52 @@ func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, e
 }
 
 // Put stores the next version of a resource and replaces its search values.
+// A first version is inserted straight away (the unique key on current catches a
+// resource that exists already); later versions check the current one first.
 func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue) error {
 	var rid int64
 	cur := 0
-	err := t.tx.QueryRowContext(ctx, `SELECT rid, vid FROM current WHERE type = ? AND id = ?`, v.Type, v.ID).Scan(&rid, &cur)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fhir.InternalError("put", err)
-	}
-	if v.VersionID != cur+1 {
-		return fhir.Errorf(fhir.Conflict, "", "version %d of %s/%s cannot follow version %d", v.VersionID, v.Type, v.ID, cur)
+	if v.VersionID != 1 {
+		err := t.stmt(ctx, t.stmts.current).QueryRowContext(ctx, v.Type, v.ID).Scan(&rid, &cur)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fhir.InternalError("put", err)
+		}
+		if v.VersionID != cur+1 {
+			return conflict(v, cur)
+		}
 	}
 	deleted := 0
+	var body any = v.Body
 	if v.Deleted {
-		deleted = 1
+		deleted, body = 1, nil
 	}
-	var body any
-	if !v.Deleted {
-		body = v.Body
-	}
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO versions (type, id, vid, ts, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		v.Type, v.ID, v.VersionID, v.LastUpdated.UnixNano(), deleted, v.Method, body)
+	res, err := t.stmt(ctx, t.stmts.insertVersion).ExecContext(ctx, v.Type, v.ID, v.VersionID, v.LastUpdated.UnixNano(), deleted, v.Method, body)
 	if err != nil {
+		if v.VersionID == 1 && isUnique(err) {
+			return conflict(v, -1)
+		}
 		return fhir.InternalError("put", err)
 	}
 	seq, _ := res.LastInsertId()
 	if cur == 0 {
-		res, err = t.tx.ExecContext(ctx, `INSERT INTO current (type, id, vid, seq, deleted) VALUES (?, ?, ?, ?, ?)`, v.Type, v.ID, v.VersionID, seq, deleted)
+		res, err = t.stmt(ctx, t.stmts.insertCurrent).ExecContext(ctx, v.Type, v.ID, v.VersionID, seq, deleted)
 		if err != nil {
+			if isUnique(err) {
+				// Put promises that nothing is stored on a conflict.
+				if _, derr := t.tx.ExecContext(ctx, `DELETE FROM versions WHERE seq = ?`, seq); derr != nil {
+					return fhir.InternalError("put", derr)
+				}
+				return conflict(v, -1)
+			}
 			return fhir.InternalError("put", err)
 		}
 		rid, _ = res.LastInsertId()
 	} else {
-		if _, err := t.tx.ExecContext(ctx, `UPDATE current SET vid = ?, seq = ?, deleted = ? WHERE rid = ?`, v.VersionID, seq, deleted, rid); err != nil {
+		if _, err := t.stmt(ctx, t.stmts.updateCurrent).ExecContext(ctx, v.VersionID, seq, deleted, rid); err != nil {
 			return fhir.InternalError("put", err)
 		}
-		for _, table := range indexTables {
-			if _, err := t.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE rid = ?`, rid); err != nil {
+		for _, st := range t.stmts.deleteIndex {
+			if _, err := t.stmt(ctx, st).ExecContext(ctx, rid); err != nil {
 				return fhir.InternalError("put", err)
 			}
 		}
@@ -420,30 +528,67 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 	if v.Deleted {
 		return nil
 	}
-	return insertIndex(ctx, t.tx, rid, v.Type, index)
+	return t.insertIndex(ctx, rid, v.Type, index)
 }
 
-func insertIndex(ctx context.Context, tx *sql.Tx, rid int64, typ string, index []fhir.IndexValue) error {
+func conflict(v store.Version, cur int) error {
+	if cur < 0 {
+		return fhir.Errorf(fhir.Conflict, "", "%s/%s exists already: version 1 cannot be stored again", v.Type, v.ID)
+	}
+	return fhir.Errorf(fhir.Conflict, "", "version %d of %s/%s cannot follow version %d", v.VersionID, v.Type, v.ID, cur)
+}
+
+func isUnique(err error) bool {
+	return strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// indexColumns is the number of columns of each index table.
+var indexColumns = map[string]int{"idx_token": 6, "idx_string": 5, "idx_date": 5, "idx_number": 8, "idx_reference": 8, "idx_uri": 4}
+
+// maxRowsPerInsert bounds the rows of one multi-row INSERT.
+const maxRowsPerInsert = 32
+
+// insertIndex inserts the search values with one multi-row INSERT per table:
+// statements, not rows, are what cost most in the embedded driver.
+func (t *txn) insertIndex(ctx context.Context, rid int64, typ string, index []fhir.IndexValue) error {
+	rows := map[string][][]any{}
 	for _, iv := range index {
-		var err error
+		table := tableOf(iv.Type)
+		var r []any
 		switch iv.Type {
 		case fhir.TypeToken:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_token VALUES (?, ?, ?, ?, ?, ?)`, rid, typ, iv.Param, iv.System, iv.Code, iv.Text)
+			r = []any{rid, typ, iv.Param, iv.System, iv.Code, iv.Text}
 		case fhir.TypeString:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_string VALUES (?, ?, ?, ?, ?)`, rid, typ, iv.Param, iv.Str, iv.Exact)
+			r = []any{rid, typ, iv.Param, iv.Str, iv.Exact}
 		case fhir.TypeDate:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_date VALUES (?, ?, ?, ?, ?)`, rid, typ, iv.Param, lowMillis(iv.Low), highMillis(iv.High))
+			r = []any{rid, typ, iv.Param, lowMillis(iv.Low), highMillis(iv.High)}
 		case fhir.TypeNumber, fhir.TypeQuantity:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_number VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, rid, typ, iv.Param, iv.Num, finite(iv.NumLow), finite(iv.NumHi), iv.System, iv.Code)
+			r = []any{rid, typ, iv.Param, iv.Num, finite(iv.NumLow), finite(iv.NumHi), iv.System, iv.Code}
 		case fhir.TypeReference:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_reference VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, rid, typ, iv.Param, iv.RefType, iv.RefID, iv.Exact, iv.System, iv.Code)
+			r = []any{rid, typ, iv.Param, iv.RefType, iv.RefID, iv.Exact, iv.System, iv.Code}
 		case fhir.TypeURI:
-			_, err = tx.ExecContext(ctx, `INSERT INTO idx_uri VALUES (?, ?, ?, ?)`, rid, typ, iv.Param, iv.Exact)
+			r = []any{rid, typ, iv.Param, iv.Exact}
 		default:
 			return fhir.InternalError("index", fmt.Errorf("index value of unknown type %q", iv.Type))
 		}
-		if err != nil {
-			return fhir.InternalError("index", err)
+		rows[table] = append(rows[table], r)
+	}
+	for _, table := range indexTables {
+		all := rows[table]
+		for len(all) > 0 {
+			n := min(len(all), maxRowsPerInsert)
+			st, err := t.stmts.insertRows(ctx, table, n)
+			if err != nil {
+				return fhir.InternalError("index", err)
+			}
+			args := make([]any, 0, n*indexColumns[table])
+			for _, r := range all[:n] {
+				args = append(args, r...)
+			}
+			if _, err := t.stmt(ctx, st).ExecContext(ctx, args...); err != nil {
+				return fhir.InternalError("index", err)
+			}
+			all = all[n:]
 		}
 	}
 	return nil
