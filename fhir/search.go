@@ -100,11 +100,48 @@ type Value struct {
 
 // Param is one parameter of a query with its OR-list of values. A query's Params
 // are ANDed.
+//
+// A chained parameter (subject:Patient.name=x) has Def set to the reference
+// parameter and Chain to the criteria on the resources it may point to, one
+// query per target type; it matches when the reference points to a resource
+// matching any of them. A reverse chain (_has:Goal:subject:lifecycle-status=x)
+// has Def nil and Has set.
 type Param struct {
 	Def      *SearchParam
 	Modifier string  // "", "missing", "exact", "contains", "not", "text", "above", "below", "identifier", or a resource type
 	Values   []Value // ORed
 	Missing  *bool   // :missing=true|false
+	Chain    []*Query
+	Has      *Has
+}
+
+// Has is a reverse chain: resources of Type whose reference parameter Ref points
+// to the candidate and that match Query.
+type Has struct {
+	Type  string
+	Ref   *SearchParam
+	Query *Query
+}
+
+// Compartment restricts a search to one compartment instance, such as the
+// resources of Patient/123: those whose reference parameters named in Params
+// point to Type/ID (or, for the compartment's own type, the resource itself).
+type Compartment struct {
+	Type   string
+	ID     string
+	Params []string
+}
+
+// Include is one _include or _revinclude. For _include, resources of Type
+// matched (or included) are followed along their reference parameter Param to
+// resources of Target (any type when empty); for _revinclude, resources of Type
+// whose Param points to a matched resource are added.
+type Include struct {
+	Type    string
+	Param   *SearchParam // nil for "*": every reference parameter of Type
+	Target  string
+	Reverse bool
+	Iterate bool
 }
 
 // SortKey is one key of _sort.
@@ -132,6 +169,16 @@ type Query struct {
 	Count  int       // page size, already clamped by the parser
 	Cursor string    // opaque continuation from a previous page's Next, "" for the first page
 	Total  TotalMode // whether the store must count all matches
+
+	// Compartment, when set, restricts the search to one compartment instance.
+	Compartment *Compartment
+	// Include lists the _include and _revinclude of the search; the engine
+	// resolves them after the page is found.
+	Include []Include
+	// Summary is the _summary mode ("", "true", "text", "data", "count", "false");
+	// Elements the _elements list. The engine applies both to the page.
+	Summary  string
+	Elements []string
 
 	// Raw holds the parameters as given, for formatting self and next links.
 	Raw []RawParam

@@ -18,7 +18,7 @@ go test -run '^$' -bench 'BenchmarkValidateServiceRequest$' -benchtime 2s -cpu 1
 val=$(median BenchmarkValidateServiceRequest resources/s </tmp/crs-bench-validate.txt)
 
 echo "== store: raw SQLite inserts vs store creates and reads, $COUNT runs"
-go test -run '^$' -bench 'Benchmark(RawInsert|Create|Read)$' -benchtime 2s -count "$COUNT" ./fhir/store/sqlite/ | tee /tmp/crs-bench-store.txt
+go test -run '^$' -bench 'Benchmark(RawInsert|Create|CreateNoSync|Read)$' -benchtime 2s -count "$COUNT" ./fhir/store/sqlite/ | tee /tmp/crs-bench-store.txt
 raw=$(median BenchmarkRawInsert rows/s </tmp/crs-bench-store.txt)
 screate=$(median BenchmarkCreate creates/s </tmp/crs-bench-store.txt)
 sread=$(median BenchmarkRead reads/s </tmp/crs-bench-store.txt)

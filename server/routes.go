@@ -82,8 +82,28 @@ func (s *Server) dispatch(c *gin.Context) reply {
 	case len(seg) == 4 && seg[2] == "_history" && m == http.MethodGet:
 		v, err := s.engine.VRead(c.Request.Context(), rt, seg[1], seg[3])
 		return resourceReply(http.StatusOK, v, err)
+	case len(seg) == 3 && seg[2] == "$everything" && (m == http.MethodGet || m == http.MethodPost):
+		params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
+		if err != nil {
+			return fail(err)
+		}
+		b, err := s.engine.Everything(c.Request.Context(), rt, seg[1], params)
+		if err != nil {
+			return fail(err)
+		}
+		return reply{status: http.StatusOK, body: b}
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
+	case len(seg) == 3 && fhir.Served(seg[2]) && m == http.MethodGet:
+		params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
+		if err != nil {
+			return fail(err)
+		}
+		b, err := s.engine.SearchCompartment(c.Request.Context(), rt, seg[1], seg[2], params, engine.SearchOptions{Lenient: lenient(c)})
+		if err != nil {
+			return fail(err)
+		}
+		return reply{status: http.StatusOK, body: b}
 	}
 	return fail(fhir.Errorf(fhir.MethodNotAllowed, "", "%s %s is not a supported FHIR interaction", c.Request.Method, c.Request.URL.Path))
 }

@@ -35,7 +35,7 @@ func newServer(t *testing.T) *httptest.Server {
 	}
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Start()
-	eng := engine.New(engine.Config{Store: st, Validator: v, Base: ts.URL + "/fhir", Limits: fhir.Limits{MaxBytes: 1 << 20, MaxDepth: 40}})
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: ts.URL + "/fhir", Limits: fhir.Limits{MaxBytes: 1 << 20, MaxDepth: 40}})
 	ts.Config.Handler = server.New(server.Config{Engine: eng, MaxBodyBytes: 1 << 20, Software: engine.Software{Name: "crs", Version: "test"}})
 	t.Cleanup(func() { ts.Close(); st.Close() })
 	return ts

@@ -161,7 +161,7 @@ func (m *Main) Start(ctx context.Context) error {
 		base = "http://" + ln.Addr().String() + "/fhir"
 	}
 	eng := engine.New(engine.Config{
-		Store: st, Validator: v, Base: base,
+		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount,
 	})

@@ -93,9 +93,29 @@ type SearchOptions struct {
 	Minimal bool // Prefer: return=minimal: bundle responses carry no resources
 }
 
-// Search runs a type-level search and returns a searchset Bundle. Parameters the
-// HTTP layer handles (_format) must be removed by the caller.
+// Search runs a type-level search and returns a searchset Bundle.
 func (e *Engine) Search(ctx context.Context, rt string, params []fhir.RawParam, opt SearchOptions) (*Bundle, error) {
+	return e.search(ctx, rt, params, opt, nil)
+}
+
+// SearchCompartment runs a search of type rt inside the compartment of
+// compType/compID, e.g. GET /Patient/123/CarePlan.
+func (e *Engine) SearchCompartment(ctx context.Context, compType, compID, rt string, params []fhir.RawParam, opt SearchOptions) (*Bundle, error) {
+	if err := checkID(compID); err != nil {
+		return nil, err
+	}
+	c, ok := compartments[compType]
+	if !ok {
+		return nil, fhir.Errorf(fhir.NotSupported, "", "there is no %s compartment", compType)
+	}
+	ps, ok := c[rt]
+	if !ok {
+		return nil, fhir.Errorf(fhir.NotSupported, "", "%s resources are not in the %s compartment", rt, compType)
+	}
+	return e.search(ctx, rt, params, opt, &fhir.Compartment{Type: compType, ID: compID, Params: ps})
+}
+
+func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, opt SearchOptions, comp *fhir.Compartment) (*Bundle, error) {
 	if err := checkType(rt, fhir.SearchType); err != nil {
 		return nil, err
 	}
@@ -103,6 +123,10 @@ func (e *Engine) Search(ctx context.Context, rt string, params []fhir.RawParam, 
 	if err != nil {
 		return nil, fhir.WithOp("search", err)
 	}
+	if (q.Summary == "true" || q.Summary == "text") && e.elements == nil {
+		return nil, fhir.Errorf(fhir.NotSupported, "_summary", "_summary=%s is not supported by this server", q.Summary)
+	}
+	q.Compartment = comp
 	if q.Total == "" {
 		q.Total = fhir.TotalAccurate
 	}
@@ -110,29 +134,46 @@ func (e *Engine) Search(ctx context.Context, rt string, params []fhir.RawParam, 
 	if err != nil {
 		return nil, fhir.WithOp("search", err)
 	}
-	return e.searchBundle(rt, q, res), nil
+	b, err := e.searchBundle(ctx, e.store, q, res)
+	return b, fhir.WithOp("search", err)
 }
 
-// searchBundle renders one page of search results as a searchset Bundle.
-func (e *Engine) searchBundle(rt string, q *fhir.Query, res *store.SearchResult) *Bundle {
+// searchBundle renders one page of search results, with its includes, as a
+// searchset Bundle.
+func (e *Engine) searchBundle(ctx context.Context, r resolver, q *fhir.Query, res *store.SearchResult) (*Bundle, error) {
 	b := e.newBundle("searchset")
 	if res.Total >= 0 {
 		t := res.Total
 		b.Total = &t
 	}
-	typeURL := e.base + "/" + rt
+	typeURL := e.base + "/" + q.Type
+	if c := q.Compartment; c != nil {
+		typeURL = e.base + "/" + c.Type + "/" + c.ID + "/" + q.Type
+	}
 	b.Link = append(b.Link, BundleLink{Relation: "self", URL: linkURL(typeURL, search.FormatQuery(q, q.Cursor))})
 	if res.Next != "" {
 		b.Link = append(b.Link, BundleLink{Relation: "next", URL: linkURL(typeURL, search.FormatQuery(q, res.Next))})
 	}
-	for _, v := range res.Matches {
+	included, err := e.includes(ctx, r, q, res.Matches)
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range append(res.Matches, included...) {
+		body, err := e.shape(v, q)
+		if err != nil {
+			return nil, err
+		}
+		mode := "match"
+		if i >= len(res.Matches) {
+			mode = "include"
+		}
 		b.Entry = append(b.Entry, BundleEntry{
 			FullURL:  e.base + "/" + v.Type + "/" + v.ID,
-			Resource: v.Body,
-			Search:   &EntrySearch{Mode: "match"},
+			Resource: body,
+			Search:   &EntrySearch{Mode: mode},
 		})
 	}
-	return b
+	return b, nil
 }
 
 func linkURL(base, qs string) string {

@@ -25,11 +25,19 @@ type Validator interface {
 	Known(resourceType string) bool
 }
 
+// ElementInfo tells which top-level elements of a type are in its summary and
+// which are mandatory, for _summary.
+type ElementInfo interface {
+	SummaryElements(resourceType string) map[string]bool
+	MandatoryElements(resourceType string) map[string]bool
+}
+
 // Config configures an Engine.
 type Config struct {
 	Store        store.Store
 	Params       *search.Registry // search parameters; search.Default() when nil
 	Validator    Validator        // base validation; required
+	Elements     ElementInfo      // for _summary=true|text; those modes are refused when nil
 	Limits       fhir.Limits      // body size and nesting; fhir.DefaultLimits when zero
 	Base         string           // the advertised base URL, e.g. http://127.0.0.1:8080/fhir
 	DefaultCount int              // page size when _count is absent (default 20)
@@ -42,6 +50,7 @@ type Engine struct {
 	store     store.Store
 	params    *search.Registry
 	validator Validator
+	elements  ElementInfo
 	limits    fhir.Limits
 	base      string
 	defCount  int
@@ -52,7 +61,7 @@ type Engine struct {
 // New returns an Engine for cfg.
 func New(cfg Config) *Engine {
 	e := &Engine{
-		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, limits: cfg.Limits,
+		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, now: cfg.Now,
 	}
 	if e.params == nil {
@@ -118,12 +127,6 @@ func newID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// prepared is a parsed, validated resource ready to store.
-type prepared struct {
-	obj   fhir.Object
-	index []fhir.IndexValue
 }
 
 // parse decodes, checks the type against the URL and validates a body.

@@ -530,7 +530,10 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 	if err != nil {
 		return err
 	}
-	sb := e.searchBundle(be.rt, q, res)
+	sb, err := e.searchBundle(ctx, tx, q, res)
+	if err != nil {
+		return err
+	}
 	body, err := json.Marshal(sb)
 	if err != nil {
 		return fhir.InternalError("bundle", err)

@@ -2,6 +2,7 @@ package search
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,10 +31,12 @@ var modifiers = map[fhir.ParamType][]string{
 // notYet are the result and special parameters of the R4 search page that this
 // server does not evaluate: a query using one is answered 400, never ignored.
 var notYet = map[string]bool{
-	"_include": true, "_revinclude": true, "_summary": true, "_elements": true, "_has": true,
 	"_contained": true, "_containedType": true, "_text": true, "_content": true, "_list": true,
 	"_query": true, "_filter": true, "_type": true,
 }
+
+// maxChain bounds the depth of chained and reverse-chained parameters.
+const maxChain = 4
 
 // ParseQuery parses the name/value pairs of a search on resourceType into a
 // fhir.Query. Client mistakes are Invalid errors naming the parameter; features
@@ -47,7 +50,8 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 	}
 	q := &fhir.Query{Type: resourceType, Count: opt.DefaultCount}
 	for _, p := range params {
-		switch p.Name {
+		name, modifier, _ := strings.Cut(p.Name, ":")
+		switch name {
 		case "_count":
 			n, err := strconv.Atoi(p.Value)
 			if err != nil || n < 0 {
@@ -76,31 +80,204 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 			q.Sort = append(q.Sort, keys...)
 			q.Raw = append(q.Raw, p)
 			continue
+		case "_summary":
+			switch p.Value {
+			case "true", "text", "data", "count", "false":
+				q.Summary = p.Value
+			default:
+				return nil, fhir.Errorf(fhir.Invalid, "_summary", "_summary must be true, text, data, count or false, not %q", p.Value)
+			}
+			q.Raw = append(q.Raw, p)
+			continue
+		case "_elements":
+			for _, e := range strings.Split(p.Value, ",") {
+				if e = strings.TrimSpace(e); e != "" {
+					if !nameOK(e) {
+						return nil, fhir.Errorf(fhir.Invalid, "_elements", "_elements lists element names, not %q", e)
+					}
+					q.Elements = append(q.Elements, e)
+				}
+			}
+			q.Raw = append(q.Raw, p)
+			continue
+		case "_include", "_revinclude":
+			inc, err := r.parseInclude(resourceType, name == "_revinclude", modifier, p)
+			if err != nil {
+				return nil, err
+			}
+			q.Include = append(q.Include, inc)
+			q.Raw = append(q.Raw, p)
+			continue
 		case "_format", "_pretty":
 			continue
 		}
-		name, modifier, _ := strings.Cut(p.Name, ":")
-		if notYet[name] || strings.Contains(name, ".") {
-			return nil, fhir.Errorf(fhir.NotSupported, p.Name, "the search parameter %q is not supported by this server", p.Name)
-		}
-		d, ok := r.byType[resourceType][name]
-		if !ok {
-			if opt.Lenient {
-				continue
-			}
-			return nil, fhir.Errorf(fhir.Invalid, p.Name, "unknown search parameter %q for %s", name, resourceType)
-		}
-		if d.unsupported != "" {
-			return nil, fhir.Errorf(fhir.NotSupported, p.Name, "the search parameter %q of %s is not supported: %s", name, resourceType, d.unsupported)
-		}
-		param, err := parseParam(&d.param, p.Name, modifier, p.Value)
+		param, ok, err := r.parseParam(resourceType, p.Name, p.Value, opt.Lenient, 0)
 		if err != nil {
 			return nil, err
 		}
-		q.Params = append(q.Params, param)
-		q.Raw = append(q.Raw, p)
+		if ok {
+			q.Params = append(q.Params, param)
+			q.Raw = append(q.Raw, p)
+		}
+	}
+	if q.Summary == "count" {
+		q.Count = 0
 	}
 	return q, nil
+}
+
+func nameOK(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' && i > 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// parseParam parses one search parameter (possibly chained or reverse-chained)
+// of resource type rt. ok is false when an unknown parameter is dropped under
+// lenient handling.
+func (r *Registry) parseParam(rt, name, value string, lenient bool, depth int) (fhir.Param, bool, error) {
+	if depth > maxChain {
+		return fhir.Param{}, false, fhir.Errorf(fhir.Invalid, name, "chains deeper than %d are not allowed", maxChain)
+	}
+	if strings.HasPrefix(name, "_has:") {
+		p, err := r.parseHas(rt, name, value, lenient, depth)
+		return p, err == nil, err
+	}
+	if first, rest, chained := strings.Cut(name, "."); chained {
+		p, err := r.parseChain(rt, name, first, rest, value, lenient, depth)
+		return p, err == nil, err
+	}
+	code, modifier, _ := strings.Cut(name, ":")
+	if notYet[code] {
+		return fhir.Param{}, false, fhir.Errorf(fhir.NotSupported, name, "the search parameter %q is not supported by this server", name)
+	}
+	d, ok := r.byType[rt][code]
+	if !ok {
+		if lenient {
+			return fhir.Param{}, false, nil
+		}
+		return fhir.Param{}, false, fhir.Errorf(fhir.Invalid, name, "unknown search parameter %q for %s", code, rt)
+	}
+	if d.unsupported != "" {
+		return fhir.Param{}, false, fhir.Errorf(fhir.NotSupported, name, "the search parameter %q of %s is not supported: %s", code, rt, d.unsupported)
+	}
+	p, err := parseValues(&d.param, name, modifier, value)
+	return p, err == nil, err
+}
+
+// parseChain parses subject.name=x or subject:Patient.identifier=s|v.
+func (r *Registry) parseChain(rt, name, first, rest, value string, lenient bool, depth int) (fhir.Param, error) {
+	code, typ, _ := strings.Cut(first, ":")
+	d, ok := r.byType[rt][code]
+	if !ok || d.unsupported != "" {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "cannot chain through %q: not a search parameter of %s", code, rt)
+	}
+	if d.param.Type != fhir.TypeReference {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "cannot chain through %q: it is a %s parameter, not a reference", code, d.param.Type)
+	}
+	targets := d.param.Targets
+	if typ != "" {
+		if !allowedModifier(&d.param, typ) {
+			return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "%q cannot refer to %s", code, typ)
+		}
+		targets = []string{typ}
+	}
+	p := fhir.Param{Def: &d.param, Modifier: typ}
+	next, _, _ := strings.Cut(rest, ".")
+	next, _, _ = strings.Cut(next, ":")
+	for _, t := range targets {
+		if !fhir.Served(t) {
+			continue
+		}
+		if _, ok := r.byType[t][next]; !ok && next != "_has" {
+			continue
+		}
+		inner, ok, err := r.parseParam(t, rest, value, false, depth+1)
+		if err != nil {
+			return fhir.Param{}, err
+		}
+		if ok {
+			p.Chain = append(p.Chain, &fhir.Query{Type: t, Params: []fhir.Param{inner}})
+		}
+	}
+	if len(p.Chain) == 0 {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "no resource %q may refer to has a search parameter %q", code, next)
+	}
+	return p, nil
+}
+
+// parseHas parses _has:Type:ref:param=value (param may itself be _has:…).
+func (r *Registry) parseHas(rt, name, value string, lenient bool, depth int) (fhir.Param, error) {
+	parts := strings.SplitN(name, ":", 4)
+	if len(parts) != 4 || parts[1] == "" || parts[2] == "" || parts[3] == "" {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "_has takes the form _has:Type:reference:parameter=value")
+	}
+	typ, ref, rest := parts[1], parts[2], parts[3]
+	if !fhir.Served(typ) {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "_has names %q, which is not a served resource type", typ)
+	}
+	d, ok := r.byType[typ][ref]
+	if !ok || d.unsupported != "" || d.param.Type != fhir.TypeReference {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "%q is not a reference parameter of %s", ref, typ)
+	}
+	if len(d.param.Targets) > 0 && !slices.Contains(d.param.Targets, rt) {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "%s.%s cannot refer to %s", typ, ref, rt)
+	}
+	inner, ok, err := r.parseParam(typ, rest, value, lenient, depth+1)
+	if err != nil {
+		return fhir.Param{}, err
+	}
+	if !ok {
+		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "unknown search parameter %q for %s", rest, typ)
+	}
+	return fhir.Param{Has: &fhir.Has{Type: typ, Ref: &d.param, Query: &fhir.Query{Type: typ, Params: []fhir.Param{inner}}}}, nil
+}
+
+// parseInclude parses _include and _revinclude values: Type:param[:target], or
+// * (every reference parameter of the searched type).
+func (r *Registry) parseInclude(rt string, reverse bool, modifier string, p fhir.RawParam) (fhir.Include, error) {
+	inc := fhir.Include{Reverse: reverse}
+	switch modifier {
+	case "":
+	case "iterate", "recurse":
+		inc.Iterate = true
+	default:
+		return inc, fhir.Errorf(fhir.Invalid, p.Name, "unknown modifier %q on %s", modifier, strings.Split(p.Name, ":")[0])
+	}
+	parts := strings.Split(p.Value, ":")
+	if p.Value == "*" {
+		parts = []string{rt, "*"}
+	}
+	if len(parts) < 2 || len(parts) > 3 {
+		return inc, fhir.Errorf(fhir.Invalid, p.Name, "%s takes Type:parameter[:targetType], not %q", p.Name, p.Value)
+	}
+	inc.Type = parts[0]
+	if !fhir.Served(inc.Type) {
+		return inc, fhir.Errorf(fhir.Invalid, p.Name, "%q is not a served resource type", inc.Type)
+	}
+	if !reverse && !inc.Iterate && inc.Type != rt {
+		return inc, fhir.Errorf(fhir.Invalid, p.Name, "_include starts from the searched type %s (or use _include:iterate), not %s", rt, inc.Type)
+	}
+	if parts[1] != "*" {
+		d, ok := r.byType[inc.Type][parts[1]]
+		if !ok || d.unsupported != "" || d.param.Type != fhir.TypeReference {
+			return inc, fhir.Errorf(fhir.Invalid, p.Name, "%q is not a reference parameter of %s", parts[1], inc.Type)
+		}
+		inc.Param = &d.param
+	} else if reverse {
+		return inc, fhir.Errorf(fhir.Invalid, p.Name, "_revinclude needs a named parameter, not *")
+	}
+	if len(parts) == 3 {
+		inc.Target = parts[2]
+		if !fhir.Served(inc.Target) {
+			return inc, fhir.Errorf(fhir.Invalid, p.Name, "%q is not a served resource type", inc.Target)
+		}
+	}
+	return inc, nil
 }
 
 func (r *Registry) parseSort(rt, v string) ([]fhir.SortKey, error) {
@@ -117,7 +294,7 @@ func (r *Registry) parseSort(rt, v string) ([]fhir.SortKey, error) {
 	return keys, nil
 }
 
-func parseParam(sp *fhir.SearchParam, name, modifier, value string) (fhir.Param, error) {
+func parseValues(sp *fhir.SearchParam, name, modifier, value string) (fhir.Param, error) {
 	p := fhir.Param{Def: sp, Modifier: modifier}
 	if modifier != "" && !allowedModifier(sp, modifier) {
 		return p, fhir.Errorf(fhir.Invalid, name, "the modifier %q is not supported on the %s parameter %q", modifier, sp.Type, sp.Code)

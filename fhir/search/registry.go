@@ -172,29 +172,44 @@ func (r *Registry) Unsupported(resourceType string) map[string]string {
 	return out
 }
 
+// Values evaluates one parameter of resourceType on res (nil when the parameter
+// is unknown or unsupported).
+func (r *Registry) Values(resourceType, code string, res map[string]any) []fhir.IndexValue {
+	d, ok := r.byType[resourceType][code]
+	if !ok || d.unsupported != "" {
+		return nil
+	}
+	return d.values(code, res)
+}
+
+func (d *definition) values(code string, res map[string]any) []fhir.IndexValue {
+	var out []fhir.IndexValue
+	for _, n := range d.expr.eval(res) {
+		switch d.param.Type {
+		case fhir.TypeToken:
+			out = append(out, tokenValues(code, n)...)
+		case fhir.TypeString:
+			out = append(out, stringValues(code, n)...)
+		case fhir.TypeDate:
+			out = append(out, dateValues(code, n)...)
+		case fhir.TypeNumber, fhir.TypeQuantity:
+			out = append(out, quantityValues(code, d.param.Type, n)...)
+		case fhir.TypeReference:
+			out = append(out, referenceValues(code, n)...)
+		case fhir.TypeURI:
+			out = append(out, uriValues(code, n)...)
+		}
+	}
+	return out
+}
+
 // Extract evaluates every supported parameter of resourceType on res and
 // returns the index values to store with it.
 func (r *Registry) Extract(resourceType string, res map[string]any) ([]fhir.IndexValue, error) {
 	var out []fhir.IndexValue
 	for code, d := range r.byType[resourceType] {
-		if d.unsupported != "" {
-			continue
-		}
-		for _, n := range d.expr.eval(res) {
-			switch d.param.Type {
-			case fhir.TypeToken:
-				out = append(out, tokenValues(code, n)...)
-			case fhir.TypeString:
-				out = append(out, stringValues(code, n)...)
-			case fhir.TypeDate:
-				out = append(out, dateValues(code, n)...)
-			case fhir.TypeNumber, fhir.TypeQuantity:
-				out = append(out, quantityValues(code, d.param.Type, n)...)
-			case fhir.TypeReference:
-				out = append(out, referenceValues(code, n)...)
-			case fhir.TypeURI:
-				out = append(out, uriValues(code, n)...)
-			}
+		if d.unsupported == "" {
+			out = append(out, d.values(code, res)...)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Param < out[j].Param })

@@ -251,8 +251,65 @@ func TestParseQuery(t *testing.T) {
 		{"_sort=nonsense", fhir.Invalid, "_sort", nil},
 		{"_total=maybe", fhir.Invalid, "_total", nil},
 		{"gender:missing=perhaps", fhir.Invalid, "gender:missing", nil},
-		{"_include=Patient:organization", fhir.NotSupported, "_include", nil},
-		{"general-practitioner.name=x", fhir.NotSupported, "general-practitioner.name", nil},
+		{"_include=Patient:organization", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if len(q.Include) != 1 || q.Include[0].Param.Code != "organization" || q.Include[0].Reverse {
+				t.Errorf("%+v", q.Include)
+			}
+		}},
+		{"_revinclude:iterate=Goal:subject&_include=*", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if len(q.Include) != 2 || !q.Include[0].Reverse || !q.Include[0].Iterate || q.Include[1].Param != nil {
+				t.Errorf("%+v", q.Include)
+			}
+		}},
+		{"general-practitioner.name=x", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if len(q.Params[0].Chain) != 2 { // of Organization, Practitioner and PractitionerRole, two have name
+				t.Errorf("%+v", q.Params[0].Chain)
+			}
+		}},
+		{"general-practitioner:Practitioner.identifier=s|v", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if c := q.Params[0].Chain; len(c) != 1 || c[0].Type != "Practitioner" || c[0].Params[0].Values[0].Code != "v" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"organization.partof.name=x", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if c := q.Params[0].Chain[0].Params[0].Chain; len(c) != 1 || c[0].Type != "Organization" {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"_has:Goal:subject:lifecycle-status=active", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if h := q.Params[0].Has; h == nil || h.Type != "Goal" || h.Ref.Code != "subject" {
+				t.Errorf("%+v", q.Params[0])
+			}
+		}},
+		{"_has:Encounter:subject:_has:CarePlan:encounter:status=active", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if h := q.Params[0].Has.Query.Params[0].Has; h == nil || h.Type != "CarePlan" {
+				t.Errorf("%+v", q.Params[0])
+			}
+		}},
+		{"_summary=count", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if q.Count != 0 || q.Summary != "count" {
+				t.Errorf("%+v", q)
+			}
+		}},
+		{"_elements=name,birthDate", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {
+			if len(q.Elements) != 2 {
+				t.Errorf("%+v", q.Elements)
+			}
+		}},
+		{"gender.name=x", fhir.Invalid, "gender.name", nil},
+		{"nonsense.name=x", fhir.Invalid, "nonsense.name", nil},
+		{"general-practitioner.nonsense=x", fhir.Invalid, "general-practitioner.nonsense", nil},
+		{"organization.partof.partof.partof.partof.partof.name=x", fhir.Invalid, "partof.name", nil},
+		{"_has:Goal:subject=x", fhir.Invalid, "_has:Goal:subject", nil},
+		{"_has:Goal:lifecycle-status:subject=x", fhir.Invalid, "_has:Goal:lifecycle-status:subject", nil},
+		{"_has:Observation:subject:code=x", fhir.Invalid, "_has:Observation:subject:code", nil},
+		{"_include=Goal:subject", fhir.Invalid, "_include", nil},
+		{"_include=Patient:gender", fhir.Invalid, "_include", nil},
+		{"_include:nonsense=Patient:organization", fhir.Invalid, "_include:nonsense", nil},
+		{"_revinclude=Goal:*", fhir.Invalid, "_revinclude", nil},
+		{"_summary=maybe", fhir.Invalid, "_summary", nil},
+		{"_elements=a$b", fhir.Invalid, "_elements", nil},
+		{"_contained=true", fhir.NotSupported, "_contained", nil},
 		{"general-practitioner:Goal=x", fhir.Invalid, "general-practitioner:Goal", nil},
 	}
 	for _, c := range cases {

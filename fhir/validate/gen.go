@@ -31,6 +31,7 @@ type element struct {
 	Types    []string `json:"t,omitempty"`
 	Ref      string   `json:"ref,omitempty"` // contentReference without '#'
 	Required string   `json:"vs,omitempty"`  // required binding value set
+	Summary  bool     `json:"s,omitempty"`   // isSummary
 }
 
 type table struct {
@@ -188,6 +189,7 @@ func main() {
 						Min              int    `json:"min"`
 						Max              string `json:"max"`
 						ContentReference string `json:"contentReference"`
+						IsSummary        bool   `json:"isSummary"`
 						Type             []struct {
 							Code string `json:"code"`
 						} `json:"type"`
@@ -211,7 +213,7 @@ func main() {
 				if i == 0 {
 					continue // the root
 				}
-				x := element{Path: el.Path, Min: el.Min, Max: el.Max, Ref: strings.TrimPrefix(el.ContentReference, "#")}
+				x := element{Path: el.Path, Min: el.Min, Max: el.Max, Ref: strings.TrimPrefix(el.ContentReference, "#"), Summary: el.IsSummary}
 				for _, ty := range el.Type {
 					x.Types = append(x.Types, ty.Code)
 				}

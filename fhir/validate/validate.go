@@ -69,6 +69,8 @@ type Validator struct {
 	children map[string][]*elementDef
 	kinds    map[string]string
 	printer  *message.Printer
+	summary  map[string]map[string]bool // type → top-level elements with isSummary
+	required map[string]map[string]bool // type → top-level elements with min ≥ 1
 }
 
 // New loads the embedded schema and table. The schema of each resource type is
@@ -99,6 +101,7 @@ func New() (*Validator, error) {
 			Types    []string `json:"t"`
 			Ref      string   `json:"ref"`
 			Required string   `json:"vs"`
+			Summary  bool     `json:"s"`
 		} `json:"structures"`
 		Kinds     map[string]string              `json:"kinds"`
 		ValueSets map[string]map[string][]string `json:"valueSets"`
@@ -117,12 +120,18 @@ func New() (*Validator, error) {
 		}
 		sets[url] = m
 	}
-	v := &Validator{compiler: c, children: map[string][]*elementDef{}, kinds: t.Kinds, printer: message.NewPrinter(language.English)}
-	for _, els := range t.Structures {
+	v := &Validator{compiler: c, children: map[string][]*elementDef{}, kinds: t.Kinds, printer: message.NewPrinter(language.English),
+		summary: map[string]map[string]bool{}, required: map[string]map[string]bool{}}
+	for typ, els := range t.Structures {
+		v.summary[typ], v.required[typ] = map[string]bool{}, map[string]bool{}
 		for _, e := range els {
 			i := strings.LastIndexByte(e.Path, '.')
 			if i < 0 {
 				continue
+			}
+			if e.Path[:i] == typ {
+				v.summary[typ][e.Path[i+1:]] = e.Summary
+				v.required[typ][e.Path[i+1:]] = e.Min > 0
 			}
 			d := &elementDef{name: e.Path[i+1:], path: e.Path, min: e.Min, max: e.Max, types: e.Types, ref: e.Ref}
 			if strings.HasSuffix(d.name, "[x]") {
@@ -143,6 +152,18 @@ func gunzip(b []byte) ([]byte, error) {
 		return nil, err
 	}
 	return io.ReadAll(zr)
+}
+
+// SummaryElements returns the top-level elements of resourceType marked
+// isSummary (a choice element as value[x]), for _summary=true.
+func (v *Validator) SummaryElements(resourceType string) map[string]bool {
+	return v.summary[resourceType]
+}
+
+// MandatoryElements returns the top-level elements of resourceType with a
+// minimum cardinality of one or more, for _summary=text.
+func (v *Validator) MandatoryElements(resourceType string) map[string]bool {
+	return v.required[resourceType]
 }
 
 // Known reports whether resourceType is an R4 resource type.

@@ -83,8 +83,41 @@ func likeEscape(s string) string {
 	return r.Replace(s)
 }
 
-// where adds the filter of one query parameter on current row c.
-func where(b *builder, typ string, p fhir.Param) error {
+// where adds the filter of one query parameter on the current row named alias
+// (c, or c1, c2 … inside chains). depth numbers the nested aliases.
+func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
+	if p.Has != nil {
+		inner := "c" + strconv.Itoa(depth+1)
+		b.add(" AND EXISTS (SELECT 1 FROM idx_reference r"+strconv.Itoa(depth)+" JOIN current "+inner+" ON "+inner+".rid = r"+strconv.Itoa(depth)+".rid"+
+			" WHERE r"+strconv.Itoa(depth)+".type = ? AND r"+strconv.Itoa(depth)+".param = ? AND r"+strconv.Itoa(depth)+".ref_id = "+alias+".id AND r"+strconv.Itoa(depth)+".ref_type = "+alias+".type AND "+inner+".deleted = 0",
+			p.Has.Type, p.Has.Ref.Code)
+		for _, ip := range p.Has.Query.Params {
+			if err := where(b, inner, p.Has.Type, ip, depth+1); err != nil {
+				return err
+			}
+		}
+		b.add(")")
+		return nil
+	}
+	if len(p.Chain) > 0 {
+		r := "r" + strconv.Itoa(depth)
+		inner := "c" + strconv.Itoa(depth+1)
+		b.add(" AND "+alias+".rid IN (SELECT "+r+".rid FROM idx_reference "+r+" WHERE "+r+".type = ? AND "+r+".param = ? AND (", typ, p.Def.Code)
+		for i, q := range p.Chain {
+			if i > 0 {
+				b.add(" OR ")
+			}
+			b.add("EXISTS (SELECT 1 FROM current "+inner+" WHERE "+inner+".type = ? AND "+inner+".id = "+r+".ref_id AND "+r+".ref_type = ? AND "+inner+".deleted = 0", q.Type, q.Type)
+			for _, ip := range q.Params {
+				if err := where(b, inner, q.Type, ip, depth+1); err != nil {
+					return err
+				}
+			}
+			b.add(")")
+		}
+		b.add("))")
+		return nil
+	}
 	table := tableOf(p.Def.Type)
 	if table == "" {
 		return fhir.Errorf(fhir.NotSupported, p.Def.Code, "search parameters of type %s are not supported", p.Def.Type)
@@ -94,7 +127,7 @@ func where(b *builder, typ string, p fhir.Param) error {
 		if not {
 			op = " NOT IN "
 		}
-		b.add(" AND c.rid"+op+"(SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, p.Def.Code)
+		b.add(" AND "+alias+".rid"+op+"(SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, p.Def.Code)
 	}
 	if p.Missing != nil {
 		sub(*p.Missing)
@@ -323,8 +356,23 @@ func keyString(kind byte, v any) string {
 // filters writes the WHERE clause common to the page and the count.
 func filters(b *builder, q *fhir.Query) error {
 	b.add(" FROM current c WHERE c.type = ? AND c.deleted = 0", q.Type)
+	if cp := q.Compartment; cp != nil {
+		if cp.Type == q.Type {
+			b.add(" AND (c.id = ?", cp.ID)
+		} else {
+			b.add(" AND (0")
+		}
+		if len(cp.Params) > 0 {
+			b.add(" OR c.rid IN (SELECT rid FROM idx_reference WHERE type = ? AND param IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(cp.Params)), ", ")+") AND ref_id = ? AND ref_type = ?)", q.Type)
+			for _, p := range cp.Params {
+				b.args = append(b.args, p)
+			}
+			b.args = append(b.args, cp.ID, cp.Type)
+		}
+		b.add(")")
+	}
 	for _, p := range q.Params {
-		if err := where(b, q.Type, p); err != nil {
+		if err := where(b, "c", q.Type, p, 0); err != nil {
 			return err
 		}
 	}
