@@ -458,9 +458,19 @@ func TestCapabilityStatementClaimsOnlyWhatWorks(t *testing.T) {
 			}
 			params++
 		}
+		for _, kind := range []string{"searchInclude", "searchRevInclude"} {
+			list, _ := res[kind].([]any)
+			for _, inc := range list {
+				name := map[string]string{"searchInclude": "_include", "searchRevInclude": "_revinclude"}[kind]
+				if r := do(t, "GET", ts.URL+"/fhir/"+rt+"?"+name+"="+inc.(string), nil); r.status != 200 {
+					t.Errorf("%s?%s=%s: %d %s", rt, name, inc, r.status, r.body)
+				}
+				params++
+			}
+		}
 	}
 	if types != len(fhir.ServedTypes()) {
 		t.Fatalf("%d types in the CapabilityStatement, %d served", types, len(fhir.ServedTypes()))
 	}
-	t.Logf("%d types, %d search parameters, each accepted", types, params)
+	t.Logf("%d types, %d search parameters and includes, each accepted", types, params)
 }

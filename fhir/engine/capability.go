@@ -1,6 +1,10 @@
 package engine
 
-import "crs/fhir"
+import (
+	"strings"
+
+	"crs/fhir"
+)
 
 // Software names and versions the server in its CapabilityStatement.
 type Software struct {
@@ -30,16 +34,35 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 			}
 			params = append(params, sp)
 		}
-		for _, name := range []string{"_count", "_sort", "_total"} {
+		for _, name := range []string{"_count", "_sort", "_total", "_summary", "_elements", "_has"} {
 			params = append(params, map[string]any{"name": name, "type": "special"})
 		}
+		includes := []any{"*"}
+		for _, p := range e.params.Params(rt) {
+			if p.Type == fhir.TypeReference {
+				includes = append(includes, rt+":"+p.Code)
+			}
+		}
+		var revincludes []any
+		for _, other := range fhir.ServedTypes() {
+			for _, p := range e.params.Params(other) {
+				if p.Type == fhir.TypeReference && (len(p.Targets) == 0 || contains(p.Targets, rt)) {
+					revincludes = append(revincludes, other+":"+p.Code)
+				}
+			}
+		}
 		r := map[string]any{
-			"type":            rt,
-			"interaction":     interactions,
-			"versioning":      "versioned",
-			"readHistory":     true,
-			"conditionalRead": "full-support",
-			"searchParam":     params,
+			"type":             rt,
+			"interaction":      interactions,
+			"versioning":       "versioned",
+			"readHistory":      true,
+			"conditionalRead":  "full-support",
+			"searchParam":      params,
+			"searchInclude":    includes,
+			"searchRevInclude": revincludes,
+		}
+		if _, ok := everything[rt]; ok {
+			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/" + rt + "-everything"}}
 		}
 		if writes {
 			r["versioning"] = "versioned-update"
@@ -65,7 +88,21 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 		"rest": []any{map[string]any{
 			"mode":        "server",
 			"resource":    resources,
-			"interaction": []any{map[string]any{"code": "history-system"}},
+			"interaction": []any{map[string]any{"code": "transaction"}, map[string]any{"code": "batch"}, map[string]any{"code": "history-system"}},
+			"compartment": compartmentURLs(),
+			"documentation": "Chained parameters (subject:Patient.identifier=…) to depth 4 and reverse chains (_has) on every reference parameter; " +
+				"_include and _revinclude with :iterate; PATCH with JSON Patch; $everything on Patient and EpisodeOfCare.",
 		}},
 	}
+}
+
+// compartmentURLs lists the R4 compartments searchable as /Type/id/Type.
+func compartmentURLs() []any {
+	var out []any
+	for _, c := range fhir.ServedTypes() {
+		if _, ok := compartments[c]; ok && c != "EpisodeOfCare" {
+			out = append(out, "http://hl7.org/fhir/CompartmentDefinition/"+strings.ToLower(c[:1])+c[1:])
+		}
+	}
+	return out
 }

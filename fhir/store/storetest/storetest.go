@@ -53,6 +53,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SearchMissingNot", testSearchMissingNot},
 		{"SearchOrAnd", testSearchOrAnd},
 		{"SearchReindex", testSearchReindex},
+		{"SearchChain", testSearchChain},
+		{"SearchHas", testSearchHas},
+		{"SearchCompartment", testSearchCompartment},
 		{"Sort", testSort},
 		{"Paging", testPaging},
 		{"PagingWhileWriting", testPagingWhileWriting},
@@ -755,5 +758,84 @@ func testBadCursor(t *testing.T, s store.Store) {
 	}
 	if _, err := s.History(ctx, store.HistoryQuery{Count: 1, Cursor: "-x-"}); kind(err) != fhir.Invalid {
 		t.Errorf("history cursor: %v", err)
+	}
+}
+
+// pathway writes a small pathway: two patients, referrals, an episode with
+// encounters, goals and a care plan.
+func pathway(t *testing.T, s store.Store) {
+	for _, r := range []string{
+		`{"resourceType":"Organization","id":"trust","name":"Warwick Hospital","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RWK"}]}`,
+		`{"resourceType":"Organization","id":"agency","name":"Home Care Ltd","partOf":{"reference":"Organization/trust"}}`,
+		`{"resourceType":"Patient","id":"p1","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"name":[{"family":"Smith"}],"managingOrganization":{"reference":"Organization/agency"}}`,
+		`{"resourceType":"Patient","id":"p2","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449305552"}],"name":[{"family":"Jones"}]}`,
+		`{"resourceType":"ServiceRequest","id":"sr1","status":"active","intent":"plan","subject":{"reference":"Patient/p1"},"requester":{"reference":"Organization/trust"}}`,
+		`{"resourceType":"ServiceRequest","id":"sr2","status":"completed","intent":"plan","subject":{"reference":"Patient/p2"},"requester":{"reference":"Organization/trust"}}`,
+		`{"resourceType":"EpisodeOfCare","id":"ep1","status":"active","patient":{"reference":"Patient/p1"},"managingOrganization":{"reference":"Organization/agency"}}`,
+		`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"HH"},"subject":{"reference":"Patient/p1"},"episodeOfCare":[{"reference":"EpisodeOfCare/ep1"}]}`,
+		`{"resourceType":"Encounter","id":"e2","status":"finished","class":{"code":"HH"},"subject":{"reference":"Patient/p2"}}`,
+		`{"resourceType":"Goal","id":"g1","lifecycleStatus":"active","description":{"text":"make my own tea"},"subject":{"reference":"Patient/p1"}}`,
+		`{"resourceType":"Goal","id":"g2","lifecycleStatus":"completed","description":{"text":"walk"},"subject":{"reference":"Patient/p2"}}`,
+		`{"resourceType":"CarePlan","id":"cp1","status":"active","intent":"plan","subject":{"reference":"Patient/p1"},"encounter":{"reference":"Encounter/e1"},"goal":[{"reference":"Goal/g1"}]}`,
+	} {
+		put(t, s, 1, r)
+	}
+}
+
+func testSearchChain(t *testing.T, s store.Store) {
+	pathway(t, s)
+	expect(t, s, "ServiceRequest", map[string]string{
+		"subject.identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009": "sr1",
+		"subject:Patient.name=jones":                                      "sr2",
+		"subject.name=nobody":                                             "",
+		"requester:Organization.identifier=RWK":                           "sr1 sr2",
+		"subject.organization.name=home":                                  "sr1",
+		"subject.organization.partof.name=warwick":                        "sr1",
+		"subject.name=smith&status=completed":                             "",
+	})
+	expect(t, s, "CarePlan", map[string]string{
+		"encounter.episode-of-care.status=active": "cp1",
+		"goal.lifecycle-status=completed":         "",
+	})
+}
+
+func testSearchHas(t *testing.T, s store.Store) {
+	pathway(t, s)
+	expect(t, s, "Patient", map[string]string{
+		"_has:Goal:subject:lifecycle-status=active":                    "p1",
+		"_has:Goal:subject:lifecycle-status=active,completed":          "p1 p2",
+		"_has:ServiceRequest:subject:status=completed":                 "p2",
+		"_has:Encounter:subject:_has:CarePlan:encounter:status=active": "p1",
+		"_has:Goal:patient:lifecycle-status=cancelled":                 "",
+		"_has:Goal:subject:lifecycle-status=active&name=jones":         "",
+	})
+}
+
+func testSearchCompartment(t *testing.T, s store.Store) {
+	pathway(t, s)
+	comp := func(rt, ctype, cid string, params ...string) string {
+		q := query(t, rt, "")
+		q.Compartment = &fhir.Compartment{Type: ctype, ID: cid, Params: params}
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, v := range res.Matches {
+			out = append(out, v.ID)
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	for _, c := range []struct{ got, want string }{
+		{comp("Goal", "Patient", "p1", "patient"), "g1"},
+		{comp("ServiceRequest", "Patient", "p2", "subject", "performer"), "sr2"},
+		{comp("Encounter", "EpisodeOfCare", "ep1", "episode-of-care"), "e1"},
+		{comp("Patient", "Patient", "p1", "link"), "p1"},
+		{comp("Goal", "Patient", "nobody", "patient"), ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("compartment: got [%s], want [%s]", c.got, c.want)
+		}
 	}
 }
