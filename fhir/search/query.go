@@ -19,7 +19,7 @@ type ParseOptions struct {
 // modifiers lists the modifiers supported per parameter type. A reference
 // parameter also takes a resource type as modifier (subject:Patient).
 var modifiers = map[fhir.ParamType][]string{
-	fhir.TypeToken:     {"missing", "not", "text"},
+	fhir.TypeToken:     {"missing", "not", "text", "of-type"},
 	fhir.TypeString:    {"missing", "exact", "contains"},
 	fhir.TypeDate:      {"missing"},
 	fhir.TypeNumber:    {"missing"},
@@ -413,6 +413,14 @@ func parseValue(sp *fhir.SearchParam, name, modifier, raw string) (fhir.Value, e
 			return v, nil
 		}
 		parts := splitEscaped(raw, '|')
+		if modifier == "of-type" {
+			if len(parts) != 3 || parts[1] == "" || parts[2] == "" {
+				return bad(":of-type takes [type system]|[type code]|[identifier value]")
+			}
+			v.HasSystem = true
+			v.System, v.Code, v.Str = unescape(parts[0]), unescape(parts[1]), unescape(parts[2])
+			return v, nil
+		}
 		switch len(parts) {
 		case 1:
 			v.Code = unescape(parts[0])

@@ -310,6 +310,8 @@ func TestParseQuery(t *testing.T) {
 		{"_summary=maybe", fhir.Invalid, "_summary", nil},
 		{"_elements=a$b", fhir.Invalid, "_elements", nil},
 		{"_contained=true", fhir.NotSupported, "_contained", nil},
+		{"identifier:of-type=a|b", fhir.Invalid, "identifier:of-type", nil},
+		{"gender:of-type=a|b|c", fhir.Internal, "", func(t *testing.T, q *fhir.Query) {}},
 		{"general-practitioner:Goal=x", fhir.Invalid, "general-practitioner:Goal", nil},
 	}
 	for _, c := range cases {

@@ -182,6 +182,21 @@ func tokenValues(code string, n node) []fhir.IndexValue {
 			if t, ok := v["type"].(map[string]any); ok {
 				tt, _ := t["text"].(string)
 				iv.Text = Normalize(tt)
+				// For :of-type, each coding of Identifier.type with the value,
+				// under the parameter name code + ":of-type".
+				codings, _ := t["coding"].([]any)
+				var out []fhir.IndexValue
+				for _, c := range codings {
+					cm, _ := c.(map[string]any)
+					s, _ := cm["system"].(string)
+					cd, _ := cm["code"].(string)
+					if cd != "" && iv.Code != "" {
+						out = append(out, fhir.IndexValue{Param: code + ":of-type", Type: fhir.TypeToken, System: s, Code: cd, Text: iv.Code})
+					}
+				}
+				if len(out) > 0 {
+					return append(out, iv)
+				}
 			}
 		}
 		if iv.System == "" && iv.Code == "" {

@@ -122,12 +122,16 @@ func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
 	if table == "" {
 		return fhir.Errorf(fhir.NotSupported, p.Def.Code, "search parameters of type %s are not supported", p.Def.Type)
 	}
+	param := p.Def.Code
+	if p.Modifier == "of-type" {
+		param += ":of-type" // the values extraction keeps for :of-type
+	}
 	sub := func(not bool) {
 		op := " IN "
 		if not {
 			op = " NOT IN "
 		}
-		b.add(" AND "+alias+".rid"+op+"(SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, p.Def.Code)
+		b.add(" AND "+alias+".rid"+op+"(SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, param)
 	}
 	if p.Missing != nil {
 		sub(*p.Missing)
@@ -157,6 +161,8 @@ func cond(b *builder, p fhir.Param, v fhir.Value) error {
 		switch {
 		case p.Modifier == "text":
 			b.add(`text LIKE ? ESCAPE '\'`, "%"+likeEscape(v.Str)+"%")
+		case p.Modifier == "of-type":
+			b.add("system = ? AND code = ? AND text = ?", v.System, v.Code, v.Str)
 		case !v.HasSystem:
 			b.add("code = ?", v.Code)
 		case v.Code == "":

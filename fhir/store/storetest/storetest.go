@@ -448,7 +448,7 @@ func expect(t *testing.T, s store.Store, rt string, cases map[string]string) {
 
 func testSearchToken(t *testing.T, s store.Store) {
 	put(t, s, 1, `{"resourceType":"Patient","id":"a","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"gender":"male"}`)
-	put(t, s, 1, `{"resourceType":"Patient","id":"b","identifier":[{"system":"urn:other","value":"9000000009"},{"value":"nosys"}],"gender":"female"}`)
+	put(t, s, 1, `{"resourceType":"Patient","id":"b","identifier":[{"system":"urn:other","value":"9000000009"},{"value":"nosys"},{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:trust","value":"MRN-7"}],"gender":"female"}`)
 	put(t, s, 1, `{"resourceType":"Encounter","id":"e","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HH","display":"home health"},"type":[{"coding":[{"system":"http://snomed.info/sct","code":"270420001"}],"text":"Seen in own home"}]}`)
 	expect(t, s, "Patient", map[string]string{
 		"identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009": "a",
@@ -461,6 +461,10 @@ func testSearchToken(t *testing.T, s store.Store) {
 		"gender:not=male":                                         "b",
 		"_id=a":                                                   "a",
 		"_id=a,b":                                                 "a b",
+		"identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|MRN-7": "b",
+		"identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|other": "",
+		"identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|NH|MRN-7": "",
+		"identifier=MRN-7": "b",
 	})
 	expect(t, s, "Encounter", map[string]string{
 		"class=HH":                              "e",
