@@ -10,7 +10,7 @@ STATICCHECK_VERSION = v0.7.0
 BIN         = bin/crs
 GOBIN      ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: run build test vet staticcheck unit generate check-generated bench fuzz clean
+.PHONY: run build test vet staticcheck unit generate bench bench-large fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/crs
@@ -46,6 +46,10 @@ fuzz:
 
 bench: build
 	./scripts/bench.sh
+
+# The search benchmark at 10k and 1M resources (loading 1M takes a while).
+bench-large: build
+	REGION_SIZES="10000 1000000" ./scripts/bench.sh
 
 clean:
 	rm -rf bin data

@@ -43,3 +43,19 @@ printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate"
 printf 'store read by id (parallel):    %8s reads/s\n' "$sread"
 printf 'HTTP durable create, c=8:       %8s req/s  [>= 4750]  (%.2fx raw SQLite insert)\n' "$hcreate" "$(echo "$hcreate $raw" | awk '{print $1/$2}')"
 printf 'HTTP read by id, c=8:           %8s req/s  [>= 12000]\n' "$hread"
+
+echo
+echo "== pathway queries on a synthetic region (p50/p95 over 200 runs each), and acute-referral transactions"
+for n in ${REGION_SIZES:-10000 100000}; do
+  echo "-- region of $n resources"
+  CRS_BENCH_RESOURCES=$n go test -run '^$' -bench 'BenchmarkPathwayQueries' -benchtime 50x -timeout 60m ./fhir/engine/ | grep -E 'Benchmark|region' | tee "/tmp/crs-bench-region-$n.txt"
+done
+go test -run '^$' -bench 'BenchmarkAcuteReferralTransaction$' -benchtime 3s -count "$COUNT" ./fhir/engine/ | tee /tmp/crs-bench-tx.txt
+tx=$(median BenchmarkAcuteReferralTransaction transactions/s </tmp/crs-bench-tx.txt)
+printf 'acute-referral transactions, 8 goroutines, durable: %s/s  [>= 1500]\n' "$tx"
+sizes=(${REGION_SIZES:-10000 100000})
+small=${sizes[0]}; large=${sizes[${#sizes[@]}-1]}
+echo "-- p95 at $large resources vs $small (ratio; goal <= 2x, p95 <= 10 ms)"
+join <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$small.txt" | sed 's/-[0-9]* / /' | sort) \
+     <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$large.txt" | sed 's/-[0-9]* / /' | sort) |
+  awk '{printf "%-70s %8.2f ms %8.2f ms  %5.2fx\n", $1, $2, $3, $3/$2}'
