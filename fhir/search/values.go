@@ -1,31 +1,55 @@
 package search
 
 import (
+	"encoding/json"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"crs/fhir"
 )
 
-// Normalize folds a string for string search: lower case, common Latin accents
-// removed, runs of white space and punctuation other than letters and digits
-// collapsed to one space, trimmed.
+// Normalize folds a string for string search, the same way for indexed values
+// and query values: lower case, common Latin diacritics removed (é is e, ß is
+// ss), every run of characters other than letters and digits collapsed to one
+// space, trimmed.
 func Normalize(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf || c >= 'A' && c <= 'Z' || !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == ' ') {
+			ascii = false
+			break
+		}
+	}
+	if ascii && !strings.Contains(s, "  ") && !strings.HasPrefix(s, " ") && !strings.HasSuffix(s, " ") {
+		return s // already normal: lower-case letters, digits and single spaces
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false
+	emit := func(r rune) {
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(r)
+	}
 	for _, r := range s {
-		r = unicode.ToLower(fold(r))
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			if space && b.Len() > 0 {
-				b.WriteByte(' ')
+		r = unicode.ToLower(r)
+		if r >= utf8.RuneSelf {
+			if f, ok := folds[r]; ok {
+				for _, x := range f {
+					emit(x)
+				}
+				continue
 			}
-			space = false
-			b.WriteRune(r)
+		}
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			emit(r)
 		} else {
 			space = true
 		}
@@ -33,320 +57,574 @@ func Normalize(s string) string {
 	return b.String()
 }
 
-var accents = map[rune]rune{}
+// folds maps lower-case accented Latin letters to their plain spelling.
+var folds = map[rune]string{}
 
 func init() {
-	for base, list := range map[rune]string{
-		'a': "àáâãäåāăą", 'c': "çćĉċč", 'd': "ďđ", 'e': "èéêëēĕėęě", 'g': "ĝğġģ", 'h': "ĥħ",
-		'i': "ìíîïĩīĭįı", 'j': "ĵ", 'k': "ķ", 'l': "ĺļľŀł", 'n': "ñńņňŉ", 'o': "òóôõöøōŏő",
-		'r': "ŕŗř", 's': "śŝşš", 't': "ţťŧ", 'u': "ùúûüũūŭůűų", 'w': "ŵ", 'y': "ýÿŷ", 'z': "źżž",
+	for base, list := range map[string]string{
+		"a": "àáâãäåāăąǎ", "c": "çćĉċč", "d": "ďđð", "e": "èéêëēĕėęě", "g": "ĝğġģ", "h": "ĥħ",
+		"i": "ìíîïĩīĭįıǐ", "j": "ĵ", "k": "ķ", "l": "ĺļľŀł", "n": "ñńņňŉ", "o": "òóôõöøōŏőǒ",
+		"r": "ŕŗř", "s": "śŝşšș", "t": "ţťŧț", "u": "ùúûüũūŭůűųǔ", "w": "ŵ", "y": "ýÿŷ", "z": "źżž",
+		"ae": "æ", "oe": "œ", "ss": "ß", "th": "þ",
 	} {
 		for _, r := range list {
-			accents[r] = base
-			accents[unicode.ToUpper(r)] = base
+			folds[r] = base
 		}
 	}
 }
-
-func fold(r rune) rune {
-	if r < 0xC0 {
-		return r
-	}
-	if b, ok := accents[r]; ok {
-		return b
-	}
-	return r
-}
-
-var dateRe = regexp.MustCompile(`^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$`)
 
 // DateRange returns the range of instants a FHIR date, dateTime or instant
-// denotes at its precision, High exclusive: 2026-11 is [2026-11-01, 2026-12-01).
-// Values without a time zone are taken as UTC.
+// denotes at its precision, High exclusive: 2026-11 is [2026-11-01, 2026-12-01),
+// 2026-11-22T10:00:05Z is one second, 2026-11-22T10:00:05.120Z one millisecond.
+// Values without a time zone are taken as UTC. ok is false for anything that is
+// not such a value, including impossible dates (2026-02-30, 2026-13).
 func DateRange(s string) (lo, hi time.Time, ok bool) {
-	m := dateRe.FindStringSubmatch(s)
-	if m == nil {
+	// YYYY[-MM[-DD[Thh:mm[:ss[.fff]][Z|±hh:mm]]]]
+	num := func(i, n int) (int, bool) {
+		if i+n > len(s) {
+			return 0, false
+		}
+		v := 0
+		for _, c := range []byte(s[i : i+n]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, okY := num(0, 4)
+	if !okY {
 		return lo, hi, false
 	}
-	atoi := func(x string, def int) int {
-		if x == "" {
-			return def
+	month, day, hour, minute, sec, nanos := 1, 1, 0, 0, 0, 0
+	prec := 0 // 0 year, 1 month, 2 day, 3 minute, 4 second, 5 fraction
+	fracDigits := 0
+	i := 4
+	if i < len(s) && s[i] == '-' {
+		if month, okY = num(i+1, 2); !okY {
+			return lo, hi, false
 		}
-		n, _ := strconv.Atoi(x)
-		return n
+		prec, i = 1, i+3
+		if i < len(s) && s[i] == '-' {
+			if day, okY = num(i+1, 2); !okY {
+				return lo, hi, false
+			}
+			prec, i = 2, i+3
+			if i < len(s) && s[i] == 'T' {
+				h, ok1 := num(i+1, 2)
+				m, ok2 := num(i+4, 2)
+				if !ok1 || !ok2 || s[i+3] != ':' {
+					return lo, hi, false
+				}
+				hour, minute = h, m
+				prec, i = 3, i+6
+				if i < len(s) && s[i] == ':' {
+					if sec, okY = num(i+1, 2); !okY {
+						return lo, hi, false
+					}
+					prec, i = 4, i+3
+					if i < len(s) && s[i] == '.' {
+						j := i + 1
+						for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+							j++
+						}
+						fracDigits = j - i - 1
+						if fracDigits == 0 {
+							return lo, hi, false
+						}
+						digits := s[i+1 : j]
+						if len(digits) > 9 {
+							digits = digits[:9]
+						}
+						n, _ := strconv.Atoi(digits + strings.Repeat("0", 9-len(digits)))
+						nanos = n
+						prec, i = 5, j
+					}
+				}
+				loc := time.UTC
+				if i < len(s) {
+					switch s[i] {
+					case 'Z':
+						i++
+					case '+', '-':
+						oh, ok1 := num(i+1, 2)
+						om, ok2 := num(i+4, 2)
+						if !ok1 || !ok2 || s[i+3] != ':' || oh > 14 || om > 59 {
+							return lo, hi, false
+						}
+						off := oh*3600 + om*60
+						if s[i] == '-' {
+							off = -off
+						}
+						loc = time.FixedZone("", off)
+						i += 6
+					}
+				}
+				if i != len(s) || hour > 23 || minute > 59 || sec > 59 {
+					return lo, hi, false
+				}
+				lo = time.Date(year, time.Month(month), day, hour, minute, sec, nanos, loc)
+				if month < 1 || month > 12 || day < 1 || day > daysIn(year, month) {
+					return time.Time{}, time.Time{}, false
+				}
+				switch prec {
+				case 3:
+					hi = lo.Add(time.Minute)
+				case 4:
+					hi = lo.Add(time.Second)
+				default:
+					hi = lo.Add(time.Duration(math.Pow10(9 - min(fracDigits, 9))))
+				}
+				return lo.UTC(), hi.UTC(), true
+			}
+		}
 	}
-	year, month, day := atoi(m[1], 0), atoi(m[2], 1), atoi(m[3], 1)
-	hour, minute, sec := atoi(m[4], 0), atoi(m[5], 0), atoi(m[6], 0)
-	if month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+	if i != len(s) || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) {
 		return lo, hi, false
 	}
-	loc := time.UTC
-	if tz := m[8]; tz != "" && tz != "Z" {
-		h, _ := strconv.Atoi(tz[1:3])
-		mi, _ := strconv.Atoi(tz[4:6])
-		off := h*3600 + mi*60
-		if tz[0] == '-' {
-			off = -off
-		}
-		loc = time.FixedZone(tz, off)
-	}
-	nanos := 0
-	if f := m[7]; f != "" {
-		digits := f[1:]
-		if len(digits) > 9 {
-			digits = digits[:9]
-		}
-		n, _ := strconv.Atoi(digits + strings.Repeat("0", 9-len(digits)))
-		nanos = n
-	}
-	lo = time.Date(year, time.Month(month), day, hour, minute, sec, nanos, loc)
-	if lo.Day() != day { // 2026-02-30
-		return time.Time{}, time.Time{}, false
-	}
-	switch {
-	case m[2] == "":
+	lo = time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC)
+	switch prec {
+	case 0:
 		hi = lo.AddDate(1, 0, 0)
-	case m[3] == "":
+	case 1:
 		hi = lo.AddDate(0, 1, 0)
-	case m[4] == "":
-		hi = lo.AddDate(0, 0, 1)
-	case m[6] == "":
-		hi = lo.Add(time.Minute)
-	case m[7] == "":
-		hi = lo.Add(time.Second)
 	default:
-		hi = lo.Add(time.Duration(math.Pow10(9 - min(len(m[7])-1, 9))))
+		hi = lo.AddDate(0, 0, 1)
 	}
-	return lo.UTC(), hi.UTC(), true
+	return lo, hi, true
 }
 
-var numberRe = regexp.MustCompile(`^[+-]?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$`)
+func daysIn(year, month int) int {
+	if month < 1 || month > 12 {
+		return 0
+	}
+	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
 
 // NumberRange parses a decimal and returns its value and the range its precision
-// implies: 1.5 is [1.45, 1.55), 100 is [99.5, 100.5).
+// implies, High exclusive: 1.5 is [1.45, 1.55), 100 is [99.5, 100.5), 1e2 is
+// [50, 150). ok is false for anything that is not a finite decimal.
 func NumberRange(s string) (v, lo, hi float64, ok bool) {
-	m := numberRe.FindStringSubmatch(s)
-	if m == nil {
+	// [+-]digits[.digits][(e|E)[+-]digits]
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	start := i
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == start {
+		return 0, 0, 0, false
+	}
+	decimals := 0
+	if i < len(s) && s[i] == '.' {
+		i++
+		j := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if decimals = i - j; decimals == 0 {
+			return 0, 0, 0, false
+		}
+	}
+	exp := 0
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		j := i
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		k := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == k || i-k > 4 {
+			return 0, 0, 0, false
+		}
+		exp, _ = strconv.Atoi(s[j:i])
+	}
+	if i != len(s) {
 		return 0, 0, 0, false
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(v, 0) {
+	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0, 0, 0, false
 	}
-	exp := 0
-	if m[3] != "" {
-		exp, _ = strconv.Atoi(m[3])
-	}
-	half := 0.5 * math.Pow10(exp-len(m[2]))
+	half := 0.5 * math.Pow10(exp-decimals)
 	return v, v - half, v + half, true
 }
 
-// tokenValues turns a node into token index values.
-func tokenValues(code string, n node) []fhir.IndexValue {
-	iv := fhir.IndexValue{Param: code, Type: fhir.TypeToken}
-	switch v := n.v.(type) {
+// numberText returns the text of a JSON number (or of a number written as a
+// string), or "".
+func numberText(v any) string {
+	switch n := v.(type) {
+	case json.Number:
+		return string(n)
 	case string:
-		iv.Code = v
+		return n
+	}
+	return ""
+}
+
+// converter turns one item reached by a parameter's expression into index
+// values of the parameter's type, appended to out.
+type converter func(out []fhir.IndexValue, code string, it item) []fhir.IndexValue
+
+func converterFor(t fhir.ParamType) converter {
+	switch t {
+	case fhir.TypeToken:
+		return tokenValues
+	case fhir.TypeString:
+		return stringValues
+	case fhir.TypeDate:
+		return dateValues
+	case fhir.TypeNumber:
+		return numberValues
+	case fhir.TypeQuantity:
+		return quantityValues
+	case fhir.TypeReference:
+		return referenceValues
+	case fhir.TypeURI:
+		return uriValues
+	}
+	return nil
+}
+
+// contactSystems are the codes of ContactPoint.system: a value with one of these
+// as system is a ContactPoint, not an Identifier.
+var contactSystems = map[string]bool{"phone": true, "fax": true, "email": true, "pager": true, "url": true, "sms": true, "other": true}
+
+// complexType returns the FHIR type of a JSON object reached by a token, string
+// or date expression when the path did not tell it, from the elements present.
+func complexType(typ string, m map[string]any) string {
+	if typ != "" {
+		return typ
+	}
+	switch {
+	case m["coding"] != nil:
+		return "CodeableConcept"
+	case m["code"] != nil || m["system"] != nil && m["value"] == nil:
+		return "Coding"
+	case m["value"] != nil:
+		if s, _ := m["system"].(string); contactSystems[s] || m["rank"] != nil {
+			return "ContactPoint"
+		}
+		return "Identifier"
+	case m["start"] != nil || m["end"] != nil:
+		return "Period"
+	case m["event"] != nil || m["repeat"] != nil:
+		return "Timing"
+	case m["text"] != nil:
+		return "CodeableConcept"
+	}
+	return ""
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+// tokenValues: code, string, id, uri and boolean give Code; Coding gives System,
+// Code and the display as Text; CodeableConcept each of its codings, with the
+// concept's text and the display as Text (or one Text-only value when it has
+// no coding); Identifier System and value as Code, the type's text as Text, and
+// each coding of its type with the value under the parameter "code:of-type";
+// ContactPoint the value as Code and its system as System.
+func tokenValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
+	tok := func(system, c, text string) fhir.IndexValue {
+		return fhir.IndexValue{Param: code, Type: fhir.TypeToken, System: system, Code: c, Text: text}
+	}
+	switch v := it.v.(type) {
+	case string:
+		if v != "" {
+			out = append(out, tok("", v, ""))
+		}
 	case bool:
-		iv.Code = strconv.FormatBool(v)
+		out = append(out, tok("", strconv.FormatBool(v), ""))
+	case json.Number:
+		out = append(out, tok("", string(v), ""))
 	case map[string]any:
-		if codings, ok := v["coding"].([]any); ok || v["text"] != nil && v["value"] == nil && v["code"] == nil {
-			text, _ := v["text"].(string)
-			var out []fhir.IndexValue
+		switch complexType(it.typ, v) {
+		case "CodeableConcept":
+			text := Normalize(str(v, "text"))
+			n := len(out)
+			codings, _ := v["coding"].([]any)
 			for _, c := range codings {
 				cm, _ := c.(map[string]any)
-				s, _ := cm["system"].(string)
-				cd, _ := cm["code"].(string)
-				disp, _ := cm["display"].(string)
+				s, cd := str(cm, "system"), str(cm, "code")
 				if s == "" && cd == "" {
 					continue
 				}
-				t := text
-				if t == "" {
-					t = disp
+				t := Normalize(str(cm, "display"))
+				if text != "" && t != text {
+					if t == "" {
+						t = text
+					} else {
+						t = text + "|" + t // '|' never occurs in a normalised query
+					}
 				}
-				out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeToken, System: s, Code: cd, Text: Normalize(t)})
+				out = append(out, tok(s, cd, t))
 			}
-			if len(out) == 0 && text != "" {
-				out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeToken, Text: Normalize(text)})
+			if len(out) == n && text != "" {
+				out = append(out, tok("", "", text))
 			}
-			return out
-		}
-		iv.System, _ = v["system"].(string)
-		if c, ok := v["code"].(string); ok { // Coding
-			iv.Code = c
-			d, _ := v["display"].(string)
-			iv.Text = Normalize(d)
-		} else { // Identifier, ContactPoint
-			iv.Code, _ = v["value"].(string)
-			if t, ok := v["type"].(map[string]any); ok {
-				tt, _ := t["text"].(string)
-				iv.Text = Normalize(tt)
-				// For :of-type, each coding of Identifier.type with the value,
-				// under the parameter name code + ":of-type".
-				codings, _ := t["coding"].([]any)
-				var out []fhir.IndexValue
+		case "Coding":
+			if s, cd := str(v, "system"), str(v, "code"); s != "" || cd != "" {
+				out = append(out, tok(s, cd, Normalize(str(v, "display"))))
+			}
+		case "Identifier":
+			value := str(v, "value")
+			typ, _ := v["type"].(map[string]any)
+			if s := str(v, "system"); s != "" || value != "" {
+				out = append(out, tok(s, value, Normalize(str(typ, "text"))))
+			}
+			if value != "" {
+				codings, _ := typ["coding"].([]any)
 				for _, c := range codings {
 					cm, _ := c.(map[string]any)
-					s, _ := cm["system"].(string)
-					cd, _ := cm["code"].(string)
-					if cd != "" && iv.Code != "" {
-						out = append(out, fhir.IndexValue{Param: code + ":of-type", Type: fhir.TypeToken, System: s, Code: cd, Text: iv.Code})
-					}
-				}
-				if len(out) > 0 {
-					return append(out, iv)
-				}
-			}
-		}
-		if iv.System == "" && iv.Code == "" {
-			return nil
-		}
-	default:
-		return nil
-	}
-	return []fhir.IndexValue{iv}
-}
-
-// stringValues turns a node into string index values: each part of a HumanName
-// or Address is a value of its own.
-func stringValues(code string, n node) []fhir.IndexValue {
-	var strs []string
-	switch v := n.v.(type) {
-	case string:
-		strs = []string{v}
-	case map[string]any:
-		for _, k := range []string{"text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"} {
-			switch x := v[k].(type) {
-			case string:
-				strs = append(strs, x)
-			case []any:
-				for _, e := range x {
-					if s, ok := e.(string); ok {
-						strs = append(strs, s)
+					if cd := str(cm, "code"); cd != "" {
+						out = append(out, fhir.IndexValue{Param: code + ":of-type", Type: fhir.TypeToken, System: str(cm, "system"), Code: cd, Text: value})
 					}
 				}
 			}
-		}
-	}
-	out := make([]fhir.IndexValue, 0, len(strs))
-	for _, s := range strs {
-		if s != "" {
-			out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeString, Str: Normalize(s), Exact: s})
+		case "ContactPoint":
+			if value := str(v, "value"); value != "" {
+				out = append(out, tok(str(v, "system"), value, ""))
+			}
 		}
 	}
 	return out
 }
 
-// dateValues turns a date, dateTime, instant, Period or Timing into date ranges.
-func dateValues(code string, n node) []fhir.IndexValue {
-	one := func(lo, hi time.Time) fhir.IndexValue {
-		return fhir.IndexValue{Param: code, Type: fhir.TypeDate, Low: lo, High: hi}
+// nameParts are the string elements of HumanName and Address that string
+// parameters search, each as a value of its own.
+var nameParts = []string{"text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"}
+
+// stringValues: a string is one value; HumanName and Address give one value per
+// part (family, each given, prefix, suffix, text; each line, city, district,
+// state, postalCode, country, text).
+func stringValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
+	one := func(s string) {
+		if s != "" {
+			out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeString, Str: Normalize(s), Exact: s})
+		}
 	}
-	switch v := n.v.(type) {
+	switch v := it.v.(type) {
 	case string:
-		if lo, hi, ok := DateRange(v); ok {
-			return []fhir.IndexValue{one(lo, hi)}
-		}
+		one(v)
 	case map[string]any:
-		if _, isPeriod := v["start"]; isPeriod || v["end"] != nil {
-			var lo, hi time.Time
-			if s, ok := v["start"].(string); ok {
-				lo, _, _ = DateRange(s)
-			}
-			if e, ok := v["end"].(string); ok {
-				_, hi, _ = DateRange(e)
-			}
-			return []fhir.IndexValue{one(lo, hi)}
-		}
-		if events, ok := v["event"].([]any); ok { // Timing
-			var out []fhir.IndexValue
-			for _, e := range events {
-				if s, ok := e.(string); ok {
-					if lo, hi, ok := DateRange(s); ok {
-						out = append(out, one(lo, hi))
+		for _, k := range nameParts {
+			switch x := v[k].(type) {
+			case string:
+				one(x)
+			case []any:
+				for _, e := range x {
+					if s, ok := e.(string); ok {
+						one(s)
 					}
 				}
 			}
-			return out
 		}
 	}
-	return nil
+	return out
 }
 
-// quantityValues turns a Quantity, a number or a Range into number or quantity
-// index values.
-func quantityValues(code string, typ fhir.ParamType, n node) []fhir.IndexValue {
-	switch v := n.v.(type) {
+// dateValues: date, dateTime and instant give their range at their precision;
+// Period from its start's low to its end's high (open ends are the zero time);
+// Timing each event (or its repeat.boundsPeriod).
+func dateValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
+	one := func(lo, hi time.Time) {
+		out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeDate, Low: lo, High: hi})
+	}
+	period := func(m map[string]any) {
+		var lo, hi time.Time
+		okS, okE := false, false
+		if s, ok := m["start"].(string); ok {
+			lo, _, okS = DateRange(s)
+		}
+		if e, ok := m["end"].(string); ok {
+			_, hi, okE = DateRange(e)
+		}
+		if okS || okE {
+			one(lo, hi)
+		}
+	}
+	switch v := it.v.(type) {
+	case string:
+		if lo, hi, ok := DateRange(v); ok {
+			one(lo, hi)
+		}
 	case map[string]any:
-		if low, ok := v["low"].(map[string]any); ok || v["high"] != nil { // Range
-			high, _ := v["high"].(map[string]any)
-			iv := fhir.IndexValue{Param: code, Type: typ, NumLow: math.Inf(-1), NumHi: math.Inf(1)}
-			if x, _, _, ok := NumberRange(number(low["value"])); ok {
-				iv.NumLow, iv.Num = x, x
-				iv.System, _ = low["system"].(string)
-				iv.Code, _ = low["code"].(string)
-			}
-			if x, _, _, ok := NumberRange(number(high["value"])); ok {
-				iv.NumHi = x
-				if iv.Code == "" {
-					iv.System, _ = high["system"].(string)
-					iv.Code, _ = high["code"].(string)
+		switch complexType(it.typ, v) {
+		case "Period":
+			period(v)
+		case "Timing":
+			events, _ := v["event"].([]any)
+			for _, e := range events {
+				if s, ok := e.(string); ok {
+					if lo, hi, ok := DateRange(s); ok {
+						one(lo, hi)
+					}
 				}
 			}
-			return []fhir.IndexValue{iv}
-		}
-		x, lo, hi, ok := NumberRange(number(v["value"]))
-		if !ok {
-			return nil
-		}
-		iv := fhir.IndexValue{Param: code, Type: typ, Num: x, NumLow: lo, NumHi: hi}
-		iv.System, _ = v["system"].(string)
-		iv.Code, _ = v["code"].(string)
-		iv.Exact, _ = v["unit"].(string)
-		return []fhir.IndexValue{iv}
-	default:
-		if x, lo, hi, ok := NumberRange(number(v)); ok {
-			return []fhir.IndexValue{{Param: code, Type: typ, Num: x, NumLow: lo, NumHi: hi}}
+			if len(events) == 0 {
+				if rep, ok := v["repeat"].(map[string]any); ok {
+					if bp, ok := rep["boundsPeriod"].(map[string]any); ok {
+						period(bp)
+					}
+				}
+			}
 		}
 	}
-	return nil
+	return out
 }
 
-// referenceValues turns a Reference, canonical or uri into reference values.
-func referenceValues(code string, n node) []fhir.IndexValue {
+// numberValues: a number gives its value and precision range.
+func numberValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
+	if x, lo, hi, ok := NumberRange(numberText(it.v)); ok {
+		out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeNumber, Num: x, NumLow: lo, NumHi: hi})
+	}
+	return out
+}
+
+// quantityValues: Quantity (and Age, Duration, Count, Distance) gives its value
+// and precision range, System and Code for the unit code and Exact for the unit
+// as written; a comparator opens the range on its side. Money gives its
+// currency as Code in urn:iso:std:iso:4217. Range gives [low, high) with the
+// low's unit (open ends are infinite). A bare number is a unitless quantity.
+func quantityValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
+	m, ok := it.v.(map[string]any)
+	if !ok {
+		if x, lo, hi, ok := NumberRange(numberText(it.v)); ok {
+			out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeQuantity, Num: x, NumLow: lo, NumHi: hi})
+		}
+		return out
+	}
+	typ := it.typ
+	if typ == "" && (m["low"] != nil || m["high"] != nil) {
+		typ = "Range"
+	}
+	if typ == "Range" {
+		low, _ := m["low"].(map[string]any)
+		high, _ := m["high"].(map[string]any)
+		iv := fhir.IndexValue{Param: code, Type: fhir.TypeQuantity, NumLow: math.Inf(-1), NumHi: math.Inf(1)}
+		found := false
+		if x, lo, _, ok := NumberRange(numberText(low["value"])); ok {
+			iv.Num, iv.NumLow, found = x, lo, true
+			iv.System, iv.Code, iv.Exact = str(low, "system"), str(low, "code"), str(low, "unit")
+		}
+		if x, _, hi, ok := NumberRange(numberText(high["value"])); ok {
+			iv.NumHi = hi
+			if !found {
+				iv.Num = x
+				iv.System, iv.Code, iv.Exact = str(high, "system"), str(high, "code"), str(high, "unit")
+			}
+			found = true
+		}
+		if found {
+			out = append(out, iv)
+		}
+		return out
+	}
+	x, lo, hi, ok := NumberRange(numberText(m["value"]))
+	if !ok {
+		return out
+	}
+	iv := fhir.IndexValue{Param: code, Type: fhir.TypeQuantity, Num: x, NumLow: lo, NumHi: hi,
+		System: str(m, "system"), Code: str(m, "code"), Exact: str(m, "unit")}
+	if cur := str(m, "currency"); cur != "" && iv.Code == "" {
+		iv.System, iv.Code = "urn:iso:std:iso:4217", cur
+	}
+	switch str(m, "comparator") {
+	case "<", "<=":
+		iv.NumLow = math.Inf(-1)
+	case ">", ">=":
+		iv.NumHi = math.Inf(1)
+	}
+	return append(out, iv)
+}
+
+// referenceValues: a literal reference Type/id (or Type/id/_history/n) gives
+// RefType and RefID; any other reference (an absolute URL, a urn) and a
+// canonical or uri gives Exact; Reference.identifier gives System and Code.
+// Contained (#id) and display-only references give nothing.
+func referenceValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
 	iv := fhir.IndexValue{Param: code, Type: fhir.TypeReference}
-	switch v := n.v.(type) {
+	switch v := it.v.(type) {
 	case string:
 		setRef(&iv, v)
 	case map[string]any:
-		if ref, ok := v["reference"].(string); ok {
-			setRef(&iv, ref)
-		}
+		setRef(&iv, str(v, "reference"))
 		if id, ok := v["identifier"].(map[string]any); ok {
-			iv.System, _ = id["system"].(string)
-			iv.Code, _ = id["value"].(string)
+			iv.System, iv.Code = str(id, "system"), str(id, "value")
 		}
 	}
-	if iv.RefID == "" && iv.Exact == "" && iv.Code == "" {
-		return nil
+	if iv.RefID == "" && iv.Exact == "" && iv.Code == "" && iv.System == "" {
+		return out
 	}
-	return []fhir.IndexValue{iv}
+	return append(out, iv)
 }
 
 // setRef sets RefType/RefID for a relative literal reference, Exact for anything
-// else (an absolute URL, a canonical).
+// else but a contained reference.
 func setRef(iv *fhir.IndexValue, ref string) {
-	if r, ok := fhir.ParseReference(ref, ""); ok {
-		iv.RefType, iv.RefID = r.Type, r.ID
+	if ref == "" || ref[0] == '#' {
+		return
+	}
+	if typ, id, ok := localRef(ref); ok {
+		iv.RefType, iv.RefID = typ, id
 		return
 	}
 	iv.Exact = ref
 }
 
-func uriValues(code string, n node) []fhir.IndexValue {
-	if s, ok := n.v.(string); ok && s != "" {
-		return []fhir.IndexValue{{Param: code, Type: fhir.TypeURI, Exact: s}}
+// localRef parses a relative literal reference Type/id or
+// Type/id/_history/vid, as fhir.ParseReference does without a base, without a
+// regular expression.
+func localRef(ref string) (typ, id string, ok bool) {
+	i := strings.IndexByte(ref, '/')
+	if i < 2 || ref[0] < 'A' || ref[0] > 'Z' {
+		return "", "", false
 	}
-	return nil
+	typ = ref[:i]
+	for j := 1; j < len(typ); j++ {
+		if c := typ[j]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return "", "", false
+		}
+	}
+	id, rest, hasRest := strings.Cut(ref[i+1:], "/")
+	if !validID(id) {
+		return "", "", false
+	}
+	if hasRest {
+		vid, found := strings.CutPrefix(rest, "_history/")
+		if !found || !validID(vid) {
+			return "", "", false
+		}
+	}
+	return typ, id, true
+}
+
+// validID reports whether s is a FHIR logical id: 1 to 64 of A-Z a-z 0-9 - .
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// uriValues: a uri, url or canonical gives Exact.
+func uriValues(out []fhir.IndexValue, code string, it item) []fhir.IndexValue {
+	if s, ok := it.v.(string); ok && s != "" {
+		out = append(out, fhir.IndexValue{Param: code, Type: fhir.TypeURI, Exact: s})
+	}
+	return out
 }
