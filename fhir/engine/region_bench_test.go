@@ -153,7 +153,9 @@ func loadRegion(b *testing.B, resources int) *region {
 		prov, trust := p%providers, p%trusts
 		start := day.Add(time.Duration(p%180) * 24 * time.Hour)
 		d := func(days int) string { return start.AddDate(0, 0, days).Format("2006-01-02") }
-		dt := func(days, hour int) string { return start.AddDate(0, 0, days).Add(time.Duration(hour) * time.Hour).Format(time.RFC3339) }
+		dt := func(days, hour int) string {
+			return start.AddDate(0, 0, days).Add(time.Duration(hour) * time.Hour).Format(time.RFC3339)
+		}
 		status := "active"
 		if p%3 == 0 {
 			status = "completed"

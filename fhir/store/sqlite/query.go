@@ -86,11 +86,13 @@ func likeEscape(s string) string {
 // where adds the filter of one query parameter on the current row named alias
 // (c, or c1, c2 … inside chains). depth numbers the nested aliases.
 func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
+	// Chains and reverse chains are uncorrelated IN subqueries, so that SQLite
+	// can start from whichever side is more selective.
 	if p.Has != nil {
-		inner := "c" + strconv.Itoa(depth+1)
-		b.add(" AND EXISTS (SELECT 1 FROM idx_reference r"+strconv.Itoa(depth)+" JOIN current "+inner+" ON "+inner+".rid = r"+strconv.Itoa(depth)+".rid"+
-			" WHERE r"+strconv.Itoa(depth)+".type = ? AND r"+strconv.Itoa(depth)+".param = ? AND r"+strconv.Itoa(depth)+".ref_id = "+alias+".id AND r"+strconv.Itoa(depth)+".ref_type = "+alias+".type AND "+inner+".deleted = 0",
-			p.Has.Type, p.Has.Ref.Code)
+		r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
+		b.add(" AND "+alias+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
+			" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
+			p.Has.Type, p.Has.Ref.Code, typ)
 		for _, ip := range p.Has.Query.Params {
 			if err := where(b, inner, p.Has.Type, ip, depth+1); err != nil {
 				return err
@@ -100,20 +102,32 @@ func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
 		return nil
 	}
 	if len(p.Chain) > 0 {
-		r := "r" + strconv.Itoa(depth)
-		inner := "c" + strconv.Itoa(depth+1)
+		r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
 		b.add(" AND "+alias+".rid IN (SELECT "+r+".rid FROM idx_reference "+r+" WHERE "+r+".type = ? AND "+r+".param = ? AND (", typ, p.Def.Code)
 		for i, q := range p.Chain {
 			if i > 0 {
 				b.add(" OR ")
 			}
-			b.add("EXISTS (SELECT 1 FROM current "+inner+" WHERE "+inner+".type = ? AND "+inner+".id = "+r+".ref_id AND "+r+".ref_type = ? AND "+inner+".deleted = 0", q.Type, q.Type)
+			b.add("("+r+".ref_type = ? AND "+r+".ref_id IN (SELECT "+inner+".id FROM current "+inner+" WHERE "+inner+".type = ? AND "+inner+".deleted = 0", q.Type, q.Type)
 			for _, ip := range q.Params {
 				if err := where(b, inner, q.Type, ip, depth+1); err != nil {
 					return err
 				}
 			}
-			b.add(")")
+			b.add("))")
+		}
+		b.add("))")
+		return nil
+	}
+	if refList(p) {
+		// Many typed references (revinclude, $everything): one row-value IN list
+		// that the (type, param, ref_id, ref_type) key serves.
+		b.add(" AND "+alias+".rid IN (SELECT rid FROM idx_reference WHERE type = ? AND param = ? AND (ref_id, ref_type) IN (VALUES ", typ, p.Def.Code)
+		for i, v := range p.Values {
+			if i > 0 {
+				b.add(", ")
+			}
+			b.add("(?, ?)", v.RefID, v.RefType)
 		}
 		b.add("))")
 		return nil
@@ -152,6 +166,19 @@ func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
 	}
 	b.add("))")
 	return nil
+}
+
+// refList reports whether p is a plain list of several typed references.
+func refList(p fhir.Param) bool {
+	if p.Def.Type != fhir.TypeReference || p.Modifier != "" || p.Missing != nil || len(p.Values) < 2 {
+		return false
+	}
+	for _, v := range p.Values {
+		if v.RefID == "" || v.RefType == "" || v.URL != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // cond adds the condition one value puts on a row of the parameter's table.
@@ -514,7 +541,13 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (*store.Histo
 		b.add(" AND seq < ?", seq)
 	}
 	count := max(q.Count, 1)
-	b.add(" ORDER BY seq DESC LIMIT ?", count+1)
+	if q.ID != "" {
+		// One resource: its (type, id, vid) key gives the order; seq would make
+		// SQLite walk every version of the type.
+		b.add(" ORDER BY vid DESC LIMIT ?", count+1)
+	} else {
+		b.add(" ORDER BY seq DESC LIMIT ?", count+1)
+	}
 	rows, err := s.read.QueryContext(ctx, b.sql.String(), b.args...)
 	if err != nil {
 		return nil, fhir.InternalError("history", err)

@@ -126,7 +126,7 @@ func Open(path string, opt Options) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)&_pragma=mmap_size(1073741824)")
 	if err != nil {
 		write.Close()
 		return nil, err
