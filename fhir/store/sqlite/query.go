@@ -388,7 +388,13 @@ func keyString(kind byte, v any) string {
 
 // filters writes the WHERE clause common to the page and the count.
 func filters(b *builder, q *fhir.Query) error {
-	b.add(" FROM current c WHERE c.type = ? AND c.deleted = 0", q.Type)
+	if len(q.Params) > 0 || q.Compartment != nil {
+		// The parameters' index lookups are what should drive the query: the
+		// unary + keeps SQLite from walking every resource of the type instead.
+		b.add(" FROM current c WHERE +c.type = ? AND c.deleted = 0", q.Type)
+	} else {
+		b.add(" FROM current c WHERE c.type = ? AND c.deleted = 0", q.Type)
+	}
 	if cp := q.Compartment; cp != nil {
 		if cp.Type == q.Type {
 			b.add(" AND (c.id = ?", cp.ID)
