@@ -1,6 +1,6 @@
 # crs — the Community Recovery shared record.
 #   make run    build and serve on 127.0.0.1:8080 with the embedded SQLite store
-#   make test   everything CI runs: generate check, vet, staticcheck, race tests (fuzz seeds included)
+#   make test   everything CI runs: gofmt, vet, staticcheck, race tests (fuzz seeds included)
 #   make bench  the performance figures quoted in the README
 
 GO          ?= go
@@ -40,7 +40,7 @@ generate:
 # Longer fuzzing than the seed runs in 'make test'.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./fhir/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz FuzzParseQuery -fuzztime $(FUZZTIME) ./fhir/search/
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./fhir/validate/
 	$(GO) test -run '^$$' -fuzz FuzzBundle -fuzztime $(FUZZTIME) ./fhir/engine/

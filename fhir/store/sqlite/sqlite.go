@@ -102,6 +102,19 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid)`,
 }
 
+// analyzeEvery is how many writes pass between refreshes of the planner's
+// statistics.
+const analyzeEvery = 20000
+
+// analyze refreshes the statistics SQLite's planner uses to pick which index
+// lookup drives a search (a reference to one patient, not every active goal). The
+// analysis limit keeps it to a few milliseconds on any size of database.
+func analyze(conn *sql.Conn) {
+	ctx := context.Background()
+	_, _ = conn.ExecContext(ctx, `PRAGMA analysis_limit = 1000`)
+	_, _ = conn.ExecContext(ctx, `ANALYZE`)
+}
+
 // lingerTime is how long the writer waits for more concurrent writes before a
 // commit, at most.
 const lingerTime = 300 * time.Microsecond
@@ -219,7 +232,8 @@ func (s *Store) writer() {
 	}
 	defer conn.Close()
 	batch := make([]*writeReq, 0, s.max)
-	last := 0
+	last, sinceAnalyze := 0, 0
+	analyze(conn)
 	for {
 		batch = batch[:0]
 		select {
@@ -255,6 +269,10 @@ func (s *Store) writer() {
 		}
 		last = len(batch)
 		s.commit(conn, batch)
+		if sinceAnalyze += last; sinceAnalyze >= analyzeEvery {
+			sinceAnalyze = 0
+			analyze(conn)
+		}
 	}
 }
 
