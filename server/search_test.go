@@ -59,7 +59,7 @@ func TestIncludesSummaryElements(t *testing.T) {
 		{"CarePlan?_include=*", "CarePlan/cp1:match Encounter/e1:include Goal/g1:include Patient/p1:include ServiceRequest/sr1:include"},
 		{"Patient?name=smith&_revinclude=Goal:subject", "Goal/g1:include Patient/p1:match"},
 		{"CarePlan?_include=CarePlan:subject&_include:iterate=Patient:organization", "CarePlan/cp1:match Organization/agency:include Patient/p1:include"},
-		{"CarePlan?_include=CarePlan:subject&_include=Patient:organization", ""}, // not iterate: a 400
+		{"CarePlan?_include=CarePlan:subject&_include=Patient:organization", ""},                  // not iterate: a 400
 		{"Encounter?_include:iterate=Encounter:part-of", "Encounter/e1:match Encounter/e2:match"}, // circular iterate ends
 		{"ServiceRequest?subject.name=smith", "ServiceRequest/sr1:match"},
 		{"Patient?_has:Goal:subject:description=tea", ""}, // description is a token? no: Goal has no description param → 400
