@@ -83,18 +83,129 @@ func likeEscape(s string) string {
 	return r.Replace(s)
 }
 
+// A search is a walk of one driving set of resource rows, probed for every other
+// condition. The driver is the parameter whose index lookup finds fewest rows,
+// counted up to sampleLimit at query time (SQLite's own statistics cannot tell
+// "this patient's goals" from "every active goal"); every other parameter is a
+// correlated EXISTS served by the index tables' rid indexes, so a large set
+// that does not drive is never materialised.
+
+// sampleLimit bounds the index rows counted to rank a parameter; a parameter
+// that finds goodEnough rows or fewer drives without sampling the rest.
+const (
+	sampleLimit = 1000
+	goodEnough  = 100
+)
+
+// planner ranks parameters by sampling their index lookups.
+type planner struct {
+	ctx context.Context
+	db  querier
+}
+
+// unbounded ranks a parameter that cannot drive (a negation) or whose size is
+// not sampled (a chain or reverse chain): after any sampled lookup smaller
+// than sampleLimit.
+const (
+	unsampled = sampleLimit + 1
+	never     = math.MaxInt
+)
+
+// rank estimates how many rows of typ the parameter selects, up to sampleLimit.
+func (pl *planner) rank(typ string, p fhir.Param) (int, error) {
+	if negated(p) {
+		return never, nil
+	}
+	if p.Has != nil || len(p.Chain) > 0 {
+		return unsampled, nil
+	}
+	var b builder
+	b.add("SELECT COUNT(*) FROM (")
+	if err := lookup(&b, typ, p, ""); err != nil {
+		return 0, err
+	}
+	b.add(" LIMIT ?)", sampleLimit)
+	n := 0
+	if err := pl.db.QueryRowContext(pl.ctx, b.sql.String(), b.args...).Scan(&n); err != nil {
+		return 0, fhir.InternalError("search", err)
+	}
+	if n >= sampleLimit {
+		n = sampleLimit + 2 // a saturated sample: a chain may well be smaller
+	}
+	return n, nil
+}
+
+// driver picks the parameter that drives, or -1 when none can.
+func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
+	switch len(params) {
+	case 0:
+		return -1, nil
+	case 1:
+		if negated(params[0]) {
+			return -1, nil
+		}
+		return 0, nil
+	}
+	best, bestRank := -1, never
+	for i, p := range params {
+		r, err := pl.rank(typ, p)
+		if err != nil {
+			return 0, err
+		}
+		if r < bestRank {
+			best, bestRank = i, r
+		}
+		if r <= goodEnough {
+			break // small enough to drive: sampling the rest would cost more
+		}
+	}
+	return best, nil
+}
+
+// negated reports whether the parameter selects by absence (:not, :missing=true).
+func negated(p fhir.Param) bool {
+	return p.Modifier == "not" || (p.Missing != nil && *p.Missing)
+}
+
+// conditions adds the filters of params on the row named alias of type typ.
+// With a planner, the best parameter drives (an IN on the row's rid or id) and
+// the rest probe; without one, all of them probe (the caller has a driver). It
+// reports whether a parameter drives.
+func conditions(b *builder, pl *planner, alias, typ string, params []fhir.Param, depth int) (bool, error) {
+	drive := -1
+	if pl != nil {
+		var err error
+		if drive, err = pl.driver(typ, params); err != nil {
+			return false, err
+		}
+	}
+	for i, p := range params {
+		if err := where(b, pl, alias, typ, p, depth, i == drive); err != nil {
+			return false, err
+		}
+	}
+	return drive >= 0, nil
+}
+
 // where adds the filter of one query parameter on the current row named alias
-// (c, or c1, c2 … inside chains). depth numbers the nested aliases.
-func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
-	// Chains and reverse chains are uncorrelated IN subqueries, so that SQLite
-	// can start from whichever side is more selective.
+// (c, or c1, c2 … inside chains). depth numbers the nested aliases. A driving
+// filter is an uncorrelated IN subquery that SQLite walks; a probing one is a
+// correlated EXISTS looked up through the rid index.
+func where(b *builder, pl *planner, alias, typ string, p fhir.Param, depth int, drive bool) error {
+	r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
 	if p.Has != nil {
-		r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
-		b.add(" AND "+alias+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
-			" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
-			p.Has.Type, p.Has.Ref.Code, typ)
-		for _, ip := range p.Has.Query.Params {
-			if err := where(b, inner, p.Has.Type, ip, depth+1); err != nil {
+		if drive {
+			b.add(" AND "+alias+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
+				" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
+				p.Has.Type, p.Has.Ref.Code, typ)
+			if _, err := conditions(b, pl, inner, p.Has.Type, p.Has.Query.Params, depth+1); err != nil {
+				return err
+			}
+		} else {
+			b.add(" AND EXISTS (SELECT 1 FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
+				" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_id = "+alias+".id AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
+				p.Has.Type, p.Has.Ref.Code, typ)
+			if _, err := conditions(b, nil, inner, p.Has.Type, p.Has.Query.Params, depth+1); err != nil {
 				return err
 			}
 		}
@@ -102,57 +213,95 @@ func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
 		return nil
 	}
 	if len(p.Chain) > 0 {
-		r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
-		b.add(" AND "+alias+".rid IN (SELECT "+r+".rid FROM idx_reference "+r+" WHERE "+r+".type = ? AND "+r+".param = ? AND (", typ, p.Def.Code)
+		if drive {
+			b.add(" AND "+alias+".rid IN (SELECT "+r+".rid FROM idx_reference "+r+" WHERE "+r+".type = ? AND "+r+".param = ? AND (", typ, p.Def.Code)
+		} else {
+			b.add(" AND EXISTS (SELECT 1 FROM idx_reference "+r+" INDEXED BY idx_reference_rid WHERE "+r+".rid = "+alias+".rid AND "+r+".type = ? AND "+r+".param = ? AND (", typ, p.Def.Code)
+		}
 		for i, q := range p.Chain {
 			if i > 0 {
 				b.add(" OR ")
 			}
-			b.add("("+r+".ref_type = ? AND "+r+".ref_id IN (SELECT "+inner+".id FROM current "+inner+" WHERE "+inner+".type = ? AND "+inner+".deleted = 0", q.Type, q.Type)
-			for _, ip := range q.Params {
-				if err := where(b, inner, q.Type, ip, depth+1); err != nil {
+			if drive {
+				// The chained type's own parameters pick its rows; the + keeps
+				// SQLite from walking the whole type when one of them drives.
+				var cb builder
+				ok, err := conditions(&cb, pl, inner, q.Type, q.Params, depth+1)
+				if err != nil {
 					return err
 				}
+				typeCol := inner + ".type"
+				if ok {
+					typeCol = "+" + typeCol
+				}
+				b.add("("+r+".ref_type = ? AND "+r+".ref_id IN (SELECT "+inner+".id FROM current "+inner+" WHERE "+typeCol+" = ? AND "+inner+".deleted = 0", q.Type, q.Type)
+				b.add(cb.sql.String(), cb.args...)
+				b.add("))")
+			} else {
+				b.add("("+r+".ref_type = ? AND EXISTS (SELECT 1 FROM current "+inner+" WHERE "+inner+".type = ? AND "+inner+".id = "+r+".ref_id AND "+inner+".deleted = 0", q.Type, q.Type)
+				if _, err := conditions(b, nil, inner, q.Type, q.Params, depth+1); err != nil {
+					return err
+				}
+				b.add("))")
 			}
-			b.add("))")
 		}
 		b.add("))")
+		return nil
+	}
+	if tableOf(p.Def.Type) == "" {
+		return fhir.Errorf(fhir.NotSupported, p.Def.Code, "search parameters of type %s are not supported", p.Def.Type)
+	}
+	switch {
+	case drive && negated(p):
+		return fhir.InternalError("search", fmt.Errorf("a negated parameter cannot drive"))
+	case drive:
+		b.add(" AND " + alias + ".rid IN (")
+	case negated(p):
+		b.add(" AND NOT EXISTS (")
+	default:
+		b.add(" AND EXISTS (")
+	}
+	probe := ""
+	if !drive {
+		probe = alias
+	}
+	if err := lookup(b, typ, p, probe); err != nil {
+		return err
+	}
+	b.add(")")
+	return nil
+}
+
+// lookup writes the SELECT of the index rows a plain parameter matches (ignoring
+// :not, which the caller turns into NOT EXISTS). With probe set it is correlated
+// with that row's rid and reads through the table's rid index.
+func lookup(b *builder, typ string, p fhir.Param, probe string) error {
+	table := tableOf(p.Def.Type)
+	param := p.Def.Code
+	if p.Modifier == "of-type" {
+		param += ":of-type" // the values extraction keeps for :of-type
+	}
+	if probe != "" {
+		b.add("SELECT 1 FROM "+table+" INDEXED BY "+table+"_rid WHERE rid = "+probe+".rid AND type = ? AND param = ?", typ, param)
+	} else {
+		b.add("SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, param)
+	}
+	if p.Missing != nil {
 		return nil
 	}
 	if refList(p) {
 		// Many typed references (revinclude, $everything): one row-value IN list
 		// that the (type, param, ref_id, ref_type) key serves.
-		b.add(" AND "+alias+".rid IN (SELECT rid FROM idx_reference WHERE type = ? AND param = ? AND (ref_id, ref_type) IN (VALUES ", typ, p.Def.Code)
+		b.add(" AND (ref_id, ref_type) IN (VALUES ")
 		for i, v := range p.Values {
 			if i > 0 {
 				b.add(", ")
 			}
 			b.add("(?, ?)", v.RefID, v.RefType)
 		}
-		b.add("))")
-		return nil
-	}
-	table := tableOf(p.Def.Type)
-	if table == "" {
-		return fhir.Errorf(fhir.NotSupported, p.Def.Code, "search parameters of type %s are not supported", p.Def.Type)
-	}
-	param := p.Def.Code
-	if p.Modifier == "of-type" {
-		param += ":of-type" // the values extraction keeps for :of-type
-	}
-	sub := func(not bool) {
-		op := " IN "
-		if not {
-			op = " NOT IN "
-		}
-		b.add(" AND "+alias+".rid"+op+"(SELECT rid FROM "+table+" WHERE type = ? AND param = ?", typ, param)
-	}
-	if p.Missing != nil {
-		sub(*p.Missing)
 		b.add(")")
 		return nil
 	}
-	sub(p.Modifier == "not")
 	b.add(" AND (")
 	for i, v := range p.Values {
 		if i > 0 {
@@ -164,7 +313,7 @@ func where(b *builder, alias, typ string, p fhir.Param, depth int) error {
 		}
 		b.add(")")
 	}
-	b.add("))")
+	b.add(")")
 	return nil
 }
 
@@ -386,46 +535,50 @@ func keyString(kind byte, v any) string {
 	return string(kind) + ":" + fmt.Sprint(v)
 }
 
-// filters writes the WHERE clause common to the page and the count.
-func filters(b *builder, q *fhir.Query) error {
-	if len(q.Params) > 0 || q.Compartment != nil {
-		// The parameters' index lookups are what should drive the query: the
-		// unary + keeps SQLite from walking every resource of the type instead.
+// filters writes the FROM and WHERE clauses common to the page and the count.
+func filters(b *builder, pl *planner, q *fhir.Query) error {
+	var where builder
+	if cp := q.Compartment; cp != nil {
+		// The compartment drives; every parameter probes.
+		if cp.Type == q.Type {
+			where.add(" AND (c.id = ?", cp.ID)
+		} else {
+			where.add(" AND (0")
+		}
+		if len(cp.Params) > 0 {
+			where.add(" OR c.rid IN (SELECT rid FROM idx_reference WHERE type = ? AND param IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(cp.Params)), ", ")+") AND ref_id = ? AND ref_type = ?)", q.Type)
+			for _, p := range cp.Params {
+				where.args = append(where.args, p)
+			}
+			where.args = append(where.args, cp.ID, cp.Type)
+		}
+		where.add(")")
+		pl = nil
+	}
+	driven, err := conditions(&where, pl, "c", q.Type, q.Params, 0)
+	if err != nil {
+		return err
+	}
+	if driven || q.Compartment != nil {
+		// An index lookup drives: the unary + keeps SQLite from walking every
+		// resource of the type instead.
 		b.add(" FROM current c WHERE +c.type = ? AND c.deleted = 0", q.Type)
 	} else {
 		b.add(" FROM current c WHERE c.type = ? AND c.deleted = 0", q.Type)
 	}
-	if cp := q.Compartment; cp != nil {
-		if cp.Type == q.Type {
-			b.add(" AND (c.id = ?", cp.ID)
-		} else {
-			b.add(" AND (0")
-		}
-		if len(cp.Params) > 0 {
-			b.add(" OR c.rid IN (SELECT rid FROM idx_reference WHERE type = ? AND param IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(cp.Params)), ", ")+") AND ref_id = ? AND ref_type = ?)", q.Type)
-			for _, p := range cp.Params {
-				b.args = append(b.args, p)
-			}
-			b.args = append(b.args, cp.ID, cp.Type)
-		}
-		b.add(")")
-	}
-	for _, p := range q.Params {
-		if err := where(b, "c", q.Type, p, 0); err != nil {
-			return err
-		}
-	}
+	b.add(where.sql.String(), where.args...)
 	return nil
 }
 
 func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult, error) {
 	res := &store.SearchResult{Total: -1}
+	var fb builder
+	if err := filters(&fb, &planner{ctx: ctx, db: db}, q); err != nil {
+		return nil, err
+	}
 	if q.Total != fhir.TotalNone {
 		var cb builder
-		cb.add("SELECT COUNT(*)")
-		if err := filters(&cb, q); err != nil {
-			return nil, err
-		}
+		cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
 		if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&res.Total); err != nil {
 			return nil, fhir.InternalError("search", err)
 		}
@@ -445,9 +598,7 @@ func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult
 		inner.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i))
 		b.add(", m.k" + strconv.Itoa(i))
 	}
-	if err := filters(&inner, q); err != nil {
-		return nil, err
-	}
+	inner.add(fb.sql.String(), fb.args...)
 	b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
 	if q.Cursor != "" {
 		c, vals, err := decodeCursor(q.Cursor, kinds)

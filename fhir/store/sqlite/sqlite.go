@@ -102,7 +102,7 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid)`,
 }
 
-// analyzeEvery is how many writes pass between refreshes of the planner's
+// analyzeEvery is how many stored versions pass between refreshes of the planner's
 // statistics.
 const analyzeEvery = 20000
 
@@ -268,8 +268,7 @@ func (s *Store) writer() {
 			}
 		}
 		last = len(batch)
-		s.commit(conn, batch)
-		if sinceAnalyze += last; sinceAnalyze >= analyzeEvery {
+		if sinceAnalyze += s.commit(conn, batch); sinceAnalyze >= analyzeEvery {
 			sinceAnalyze = 0
 			analyze(conn)
 		}
@@ -281,7 +280,7 @@ func (s *Store) drain(conn *sql.Conn) {
 	for {
 		select {
 		case r := <-s.reqs:
-			s.commit(conn, []*writeReq{r})
+			_ = s.commit(conn, []*writeReq{r})
 		default:
 			return
 		}
@@ -304,7 +303,8 @@ func (s *Store) failAll(err error) {
 // costs more than the writes): when a request fails, the whole transaction is
 // rolled back and the batch runs again without it. Requests before the failed
 // one see exactly the state they saw the first time, so they do the same again.
-func (s *Store) commit(conn *sql.Conn, batch []*writeReq) {
+// It returns how many versions were committed.
+func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
 	var pending []int
@@ -347,12 +347,15 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) {
 			for _, i := range pending {
 				results[i] = fhir.InternalError("commit", err)
 			}
+		} else {
+			puts = t.puts
 		}
 		break
 	}
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+	return puts
 }
 
 // runFn calls the request's function, turning a panic into an error so that
@@ -433,6 +436,7 @@ func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 type txn struct {
 	tx    *sql.Tx
 	stmts *writeStmts
+	puts  int // versions written, for the statistics refresh
 }
 
 // writeStmts are the statements of Put, prepared on the writer's connection. It
@@ -543,6 +547,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 			}
 		}
 	}
+	t.puts++
 	if v.Deleted {
 		return nil
 	}

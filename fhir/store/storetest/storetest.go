@@ -796,6 +796,11 @@ func testSearchChain(t *testing.T, s store.Store) {
 		"subject.organization.name=home":                                  "sr1",
 		"subject.organization.partof.name=warwick":                        "sr1",
 		"subject.name=smith&status=completed":                             "",
+		// With a plain parameter beside it the chain may probe instead of drive.
+		"subject.name=smith&status=active":                                    "sr1",
+		"status=active,completed&subject.name=jones":                          "sr2",
+		"subject.name=smith,jones&requester.identifier=RWK&status:not=active": "sr2",
+		"subject.organization.name=home&subject.name=smith&intent=plan":       "sr1",
 	})
 	expect(t, s, "CarePlan", map[string]string{
 		"encounter.episode-of-care.status=active": "cp1",
@@ -812,6 +817,11 @@ func testSearchHas(t *testing.T, s store.Store) {
 		"_has:Encounter:subject:_has:CarePlan:encounter:status=active": "p1",
 		"_has:Goal:patient:lifecycle-status=cancelled":                 "",
 		"_has:Goal:subject:lifecycle-status=active&name=jones":         "",
+		// With a plain parameter beside it the reverse chain may probe.
+		"_has:Goal:subject:lifecycle-status=active&name=smith":                                                  "p1",
+		"name=smith,jones&_has:Goal:subject:lifecycle-status=completed":                                         "p2",
+		"name:missing=false&_has:Encounter:subject:_has:CarePlan:encounter:status=active&identifier=9000000009": "p1",
+		"gender:missing=true&_has:Goal:subject:lifecycle-status:not=active":                                     "p2",
 	})
 }
 
