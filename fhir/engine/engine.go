@@ -8,8 +8,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -117,17 +115,8 @@ func checkID(id string) error {
 	return nil
 }
 
-// newID returns a random UUID (version 4) as a server-assigned id.
-func newID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // the platform's randomness is gone: cannot continue safely
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
+// newID returns a server-assigned id.
+func newID() string { return fhir.NewUUID() }
 
 // parse decodes, checks the type against the URL and validates a body.
 func (e *Engine) parse(rt string, body []byte) (fhir.Object, error) {
