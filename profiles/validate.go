@@ -32,9 +32,9 @@ type Reference struct {
 
 // Result is the outcome of a check.
 type Result struct {
-	Issues     []fhir.Issue // errors reject the resource; warnings are reported with it
-	Profiles   []string     // the profiles checked
-	References []Reference  // every literal reference in the resource
+	Issues   []fhir.Issue        // errors reject the resource; warnings are reported with it
+	Profiles []string            // the profiles checked
+	Allowed  map[string][]string // reference element (FHIRPath) → the types its profile allows
 }
 
 // HasErrors reports whether any issue is an error (or fatal).
@@ -97,9 +97,7 @@ func (s *Set) Check(res fhir.Object, opt Options) Result {
 	if len(checked) > 0 {
 		r.extensions(res, rt, rt)
 	}
-	out := Result{Issues: r.issues, Profiles: checked}
-	collectReferences(res, rt, r.allowed, &out.References)
-	return out
+	return Result{Issues: r.issues, Profiles: checked, Allowed: r.allowed}
 }
 
 func claimed(res fhir.Object) []string {
@@ -484,7 +482,14 @@ func stripIndexes(p string) string {
 	return b.String()
 }
 
-// collectReferences lists every literal reference in the resource.
+// References lists every literal reference in a resource (outside contained
+// resources), with the types allowed, keyed by element as in Result.Allowed.
+func References(res fhir.Object, allowed map[string][]string) []Reference {
+	var out []Reference
+	collectReferences(res, fhir.ResourceType(res), allowed, &out)
+	return out
+}
+
 func collectReferences(v any, path string, allowed map[string][]string, out *[]Reference) {
 	switch x := v.(type) {
 	case map[string]any:

@@ -64,6 +64,10 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return s.postSearch(c, rt)
 	case len(seg) == 2 && seg[1] == "_history" && m == http.MethodGet:
 		return s.history(c, rt, "")
+	case len(seg) == 2 && seg[1] == "$validate" && m == http.MethodPost:
+		return s.validate(c, rt, "")
+	case len(seg) == 2 && seg[1] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
+		return s.expand(c, "")
 	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
 	case len(seg) == 2:
@@ -92,6 +96,10 @@ func (s *Server) dispatch(c *gin.Context) reply {
 			return fail(err)
 		}
 		return reply{status: http.StatusOK, body: b}
+	case len(seg) == 3 && seg[2] == "$validate" && m == http.MethodPost:
+		return s.validate(c, rt, seg[1])
+	case len(seg) == 3 && seg[2] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
+		return s.expand(c, seg[1])
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
 	case len(seg) == 3 && fhir.Served(seg[2]) && m == http.MethodGet:
@@ -173,7 +181,13 @@ func (s *Server) writeReply(c *gin.Context, res engine.Result, err error, okStat
 	if res.Created {
 		r.location = s.engine.Base() + "/" + v.Type + "/" + v.ID + "/_history/" + strconv.Itoa(v.VersionID)
 	}
-	switch preferReturn(c) {
+	pref := preferReturn(c)
+	if len(res.Issues) > 0 && !hasPreference(c, "return=") {
+		// Warnings are reported: without an explicit preference, the reply is
+		// the OperationOutcome (the resource is at Location).
+		pref = "OperationOutcome"
+	}
+	switch pref {
 	case "minimal":
 	case "OperationOutcome":
 		issues := res.Issues
@@ -196,6 +210,16 @@ func preferReturn(c *gin.Context) string {
 		}
 	}
 	return "representation"
+}
+
+// hasPreference reports whether the Prefer header has a preference starting so.
+func hasPreference(c *gin.Context, prefix string) bool {
+	for _, p := range preferences(c) {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func preferences(c *gin.Context) []string {

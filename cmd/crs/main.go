@@ -24,9 +24,11 @@ import (
 
 	"crs/fhir"
 	"crs/fhir/engine"
+	"crs/fhir/search"
 	"crs/fhir/store"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/profiles"
 	"crs/server"
 )
 
@@ -84,6 +86,10 @@ type Config struct {
 	MaxDepth     int
 	DefaultCount int
 	MaxCount     int
+	// ProfileEnforcement is strict (every write of a profiled type must conform
+	// to the pathway profile) or declared (only claimed profiles are checked).
+	ProfileEnforcement string
+	CanonicalBase      string // base of the pathway's canonical URLs
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
@@ -98,11 +104,20 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.MaxDepth, "max-depth", envInt("CRS_MAX_DEPTH", fhir.DefaultLimits.MaxDepth), "deepest JSON nesting accepted (CRS_MAX_DEPTH)")
 	fs.IntVar(&cfg.DefaultCount, "default-count", envInt("CRS_DEFAULT_COUNT", 20), "page size when _count is absent (CRS_DEFAULT_COUNT)")
 	fs.IntVar(&cfg.MaxCount, "max-count", envInt("CRS_MAX_COUNT", 500), "largest page size (CRS_MAX_COUNT)")
+	fs.StringVar(&cfg.ProfileEnforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)),
+		"strict: writes of the pathway's types must conform to its profiles; declared: only claimed profiles are checked (CRS_PROFILE_ENFORCEMENT)")
+	fs.StringVar(&cfg.CanonicalBase, "canonical-base", env("CRS_CANONICAL_BASE", profiles.DefaultCanonicalBase),
+		"base of the pathway profiles' canonical URLs (CRS_CANONICAL_BASE)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	switch engine.Enforcement(cfg.ProfileEnforcement) {
+	case engine.EnforceStrict, engine.EnforceDeclared:
+	default:
+		return cfg, fmt.Errorf("--profile-enforcement must be strict or declared, not %q", cfg.ProfileEnforcement)
 	}
 	return cfg, nil
 }
@@ -150,6 +165,11 @@ func (m *Main) Start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("compile validator: %w", err)
 	}
+	prof, params, err := loadProfiles(m.Config.CanonicalBase)
+	if err != nil {
+		st.Close()
+		return err
+	}
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		st.Close()
@@ -164,7 +184,13 @@ func (m *Main) Start(ctx context.Context) error {
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount,
+		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
 	})
+	if err := eng.InstallConformance(ctx); err != nil {
+		ln.Close()
+		st.Close()
+		return fmt.Errorf("install the pathway's conformance resources: %w", err)
+	}
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
 		Software: engine.Software{Name: "crs", Version: version},
@@ -172,7 +198,8 @@ func (m *Main) Start(ctx context.Context) error {
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
 	go func() { m.done <- m.http.Serve(ln) }()
-	m.Log.Info("serving", "addr", ln.Addr().String(), "base", base, "store", m.Config.Store)
+	m.Log.Info("serving", "addr", ln.Addr().String(), "base", base, "store", m.Config.Store,
+		"profile_enforcement", m.Config.ProfileEnforcement, "canonical_base", prof.CanonicalBase())
 	return nil
 }
 
@@ -195,6 +222,25 @@ func (m *Main) Close() error {
 	}
 	m.Log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// loadProfiles compiles the pathway profiles under a canonical base and the
+// search parameters: R4's and the pathway's own.
+func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
+	prof, err := profiles.Load(base)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load the pathway profiles: %w", err)
+	}
+	params, err := search.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, sp := range prof.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			return nil, nil, fmt.Errorf("search parameter %v: %w", sp["url"], err)
+		}
+	}
+	return prof, params, nil
 }
 
 // openStore opens the store named by a --store value.

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"crs/profiles"
 )
 
 // TestMain lets the test binary act as the crs server in a child process, so the
@@ -102,7 +104,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 			default:
 			}
 			resp, err := http.Post(c.base+"/Patient", "application/fhir+json",
-				strings.NewReader(`{"resourceType":"Patient","name":[{"family":"Kill"}]}`))
+				strings.NewReader(`{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"name":[{"family":"Kill"}]}`))
 			if err != nil {
 				return // the server is gone
 			}
@@ -143,7 +145,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 // TestSIGTERMShutsDownGracefully: SIGTERM makes the server finish and exit 0.
 func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	c := startChild(t, filepath.Join(t.TempDir(), "crs.db"))
-	if status, _ := post(t, c.base+"/Patient", `{"resourceType":"Patient"}`); status != http.StatusCreated {
+	if status, _ := post(t, c.base+"/Patient", `{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}]}`); status != http.StatusCreated {
 		t.Fatalf("create: %d", status)
 	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -171,17 +173,32 @@ func TestMainInProcess(t *testing.T) {
 	}
 	defer m.Close()
 	base := "http://" + m.Addr() + "/fhir"
-	status, id := post(t, base+"/Goal", `{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"walk to the shop"},"subject":{"reference":"Patient/p1"}}`)
+	// Strict by default: a Goal that is not a CRS Goal is refused.
+	if status, _ := post(t, base+"/Goal", `{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"walk to the shop"},"subject":{"reference":"Patient/p1"}}`); status != http.StatusUnprocessableEntity {
+		t.Fatalf("strict: %d", status)
+	}
+	status, id := post(t, base+"/Patient", `{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449305552"}]}`)
 	if status != http.StatusCreated || id == "" {
 		t.Fatalf("create: %d", status)
 	}
-	resp, err := http.Get(base + "/Goal/" + id)
+	resp, err := http.Get(base + "/Patient/" + id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Request-Id") == "" {
 		t.Fatalf("read: %d %v", resp.StatusCode, resp.Header)
+	}
+	// The pathway's conformance resources are installed and searchable by url.
+	resp, err = http.Get(base + "/StructureDefinition?url=" + profiles.DefaultCanonicalBase + "/StructureDefinition/CRS-Referral")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found struct{ Total int }
+	_ = json.NewDecoder(resp.Body).Decode(&found)
+	resp.Body.Close()
+	if found.Total != 1 {
+		t.Fatalf("StructureDefinition by url: %d", found.Total)
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + m.Addr() + path)

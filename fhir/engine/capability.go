@@ -17,6 +17,12 @@ type Software struct {
 // parameters the registry can evaluate. It claims nothing else.
 func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 	var resources []any
+	pathwayProfiles := map[string]string{}
+	if e.profiles != nil {
+		for _, p := range e.profiles.PathwayProfiles() {
+			pathwayProfiles[p.Type] = p.URL
+		}
+	}
 	for _, rt := range fhir.ServedTypes() {
 		var interactions []any
 		writes := false
@@ -61,8 +67,24 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 			"searchInclude":    includes,
 			"searchRevInclude": revincludes,
 		}
+		var ops []any
 		if _, ok := everything[rt]; ok {
-			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/" + rt + "-everything"}}
+			ops = append(ops, map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/" + rt + "-everything"})
+		}
+		if writes {
+			ops = append(ops, map[string]any{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})
+		}
+		if rt == "ValueSet" && e.profiles != nil {
+			ops = append(ops, map[string]any{"name": "expand", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"})
+		}
+		if ops != nil {
+			r["operation"] = ops
+		}
+		if p, ok := pathwayProfiles[rt]; ok {
+			r["supportedProfile"] = []any{p}
+			if e.enforcement == EnforceStrict {
+				r["profile"] = p // every write of the type conforms to it
+			}
 		}
 		if writes {
 			r["versioning"] = "versioned-update"
@@ -91,7 +113,8 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 			"interaction": []any{map[string]any{"code": "transaction"}, map[string]any{"code": "batch"}, map[string]any{"code": "history-system"}},
 			"compartment": compartmentURLs(),
 			"documentation": "Chained parameters (subject:Patient.identifier=…) to depth 4 and reverse chains (_has) on every reference parameter; " +
-				"_include and _revinclude with :iterate; PATCH with JSON Patch; $everything on Patient and EpisodeOfCare.",
+				"_include and _revinclude with :iterate; PATCH with JSON Patch; $everything on Patient and EpisodeOfCare; " +
+				"$validate on every writable type; $expand on the pathway's value sets. Profile enforcement: " + string(e.enforcement) + ".",
 		}},
 	}
 }

@@ -41,19 +41,23 @@ type Config struct {
 	DefaultCount int              // page size when _count is absent (default 20)
 	MaxCount     int              // largest page size (default 500)
 	Now          func() time.Time // clock; time.Now when nil
+	Profiles     Profiles         // the pathway profiles; no profile checks when nil
+	Enforcement  Enforcement      // which writes the profiles check (default strict)
 }
 
 // Engine runs FHIR interactions against a store.
 type Engine struct {
-	store     store.Store
-	params    *search.Registry
-	validator Validator
-	elements  ElementInfo
-	limits    fhir.Limits
-	base      string
-	defCount  int
-	maxCount  int
-	now       func() time.Time
+	store       store.Store
+	params      *search.Registry
+	validator   Validator
+	elements    ElementInfo
+	limits      fhir.Limits
+	base        string
+	defCount    int
+	maxCount    int
+	now         func() time.Time
+	profiles    Profiles
+	enforcement Enforcement
 }
 
 // New returns an Engine for cfg.
@@ -61,6 +65,10 @@ func New(cfg Config) *Engine {
 	e := &Engine{
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, now: cfg.Now,
+		profiles: cfg.Profiles, enforcement: cfg.Enforcement,
+	}
+	if e.enforcement == "" {
+		e.enforcement = EnforceStrict
 	}
 	if e.params == nil {
 		e.params = search.Default()
@@ -118,28 +126,15 @@ func checkID(id string) error {
 // newID returns a server-assigned id.
 func newID() string { return fhir.NewUUID() }
 
-// parse decodes, checks the type against the URL and validates a body.
-func (e *Engine) parse(rt string, body []byte) (fhir.Object, error) {
+// parse decodes, checks the type against the URL and validates a body that an
+// interaction of mode ("create" or "update") is to write.
+func (e *Engine) parse(rt string, body []byte, mode string) (fhir.Object, checked, error) {
 	obj, err := fhir.Parse(body, e.limits)
 	if err != nil {
-		return nil, err
+		return nil, checked{}, err
 	}
-	return obj, e.check(rt, obj)
-}
-
-// check validates a parsed resource that is to be stored as type rt.
-func (e *Engine) check(rt string, obj fhir.Object) error {
-	got := fhir.ResourceType(obj)
-	if !e.validator.Known(got) {
-		return fhir.Errorf(fhir.Invalid, "resourceType", "unknown resourceType %q", got)
-	}
-	if got != rt {
-		return fhir.Errorf(fhir.Invalid, "resourceType", "resourceType %q does not match the type %q in the URL", got, rt)
-	}
-	if err := fhir.IssuesError(fhir.Invalid, e.validator.Validate(obj)); err != nil {
-		return err
-	}
-	return nil
+	c, err := e.check(rt, obj, mode)
+	return obj, c, err
 }
 
 // stamp sets the server-owned fields of obj, extracts its search values and
@@ -195,7 +190,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 	if err := checkType(rt, fhir.Create); err != nil {
 		return Result{}, err
 	}
-	obj, err := e.parse(rt, body)
+	obj, chk, err := e.parse(rt, body, "create")
 	if err != nil {
 		return Result{}, fhir.WithOp("create", err)
 	}
@@ -210,7 +205,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Version: v, Created: true}
+	res := Result{Version: v, Created: true, Issues: chk.issues}
 	err = e.store.Write(ctx, func(tx store.Tx) error {
 		if cond != nil {
 			found, err := tx.Search(ctx, cond)
@@ -224,6 +219,11 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 				return nil
 			default:
 				return fhir.Errorf(fhir.TooManyMatches, "", "If-None-Exist %q matches more than one %s", ifNoneExist, rt)
+			}
+		}
+		if chk.resolve {
+			if err := e.resolveReferences(ctx, tx, obj, chk.allowed); err != nil {
+				return err
 			}
 		}
 		return tx.Put(ctx, v, index)
@@ -305,7 +305,7 @@ func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch
 	if err := checkID(id); err != nil {
 		return Result{}, err
 	}
-	obj, err := e.parse(rt, body)
+	obj, chk, err := e.parse(rt, body, "update")
 	if err != nil {
 		return Result{}, fhir.WithOp("update", err)
 	}
@@ -316,14 +316,14 @@ func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch
 	if bodyID != id {
 		return Result{}, fhir.Errorf(fhir.Invalid, rt+".id", "the id %q in the body does not match the id %q in the URL", bodyID, id)
 	}
-	res, err := e.update(ctx, rt, id, obj, ifMatch, "PUT", nil)
+	res, err := e.update(ctx, rt, id, obj, chk, ifMatch, "PUT", nil)
 	return res, fhir.WithOp("update", err)
 }
 
 // update writes obj as the next version of rt/id inside one store transaction.
 // When cond is not nil, it runs first inside the same transaction and picks the
 // target (conditional update); id is then the id to use when nothing matches.
-func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, ifMatch int, method string, cond func(tx store.Tx) (string, error)) (Result, error) {
+func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk checked, ifMatch int, method string, cond func(tx store.Tx) (string, error)) (Result, error) {
 	now := e.now()
 	// Guess the next version outside the single writer so that encoding and
 	// indexing happen in parallel; re-stamp inside only if the guess was wrong.
@@ -347,12 +347,18 @@ func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, ifM
 				return err
 			}
 		}
+		if chk.resolve {
+			if err := e.resolveReferences(ctx, tx, obj, chk.allowed); err != nil {
+				return err
+			}
+		}
 		res, err = e.putNext(ctx, tx, rt, target, obj, &stamped{v, index}, ifMatch, method, now)
 		return err
 	})
 	if err != nil {
 		return Result{}, err
 	}
+	res.Issues = chk.issues
 	return res, nil
 }
 
@@ -402,7 +408,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body [
 	if err := checkType(rt, fhir.Update); err != nil {
 		return Result{}, err
 	}
-	obj, err := e.parse(rt, body)
+	obj, chk, err := e.parse(rt, body, "update")
 	if err != nil {
 		return Result{}, fhir.WithOp("update", err)
 	}
@@ -420,7 +426,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body [
 	if !hasID {
 		id = newID()
 	}
-	res, err := e.update(ctx, rt, id, obj, ifMatch, "PUT", func(tx store.Tx) (string, error) {
+	res, err := e.update(ctx, rt, id, obj, chk, ifMatch, "PUT", func(tx store.Tx) (string, error) {
 		found, err := tx.Search(ctx, q)
 		if err != nil {
 			return "", err

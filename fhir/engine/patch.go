@@ -42,41 +42,48 @@ func (e *Engine) patchOnce(ctx context.Context, rt, id string, ops []fhir.PatchO
 	if ifMatch != 0 && ifMatch != cur.VersionID {
 		return Result{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", ifMatch, cur.VersionID, rt, id)
 	}
-	obj, err := e.applyPatch(cur, ops)
+	obj, chk, err := e.applyPatch(cur, ops)
 	if err != nil {
 		return Result{}, err
 	}
 	now := e.now()
 	var res Result
 	err = e.store.Write(ctx, func(tx store.Tx) error {
+		if chk.resolve {
+			if err := e.resolveReferences(ctx, tx, obj, chk.allowed); err != nil {
+				return err
+			}
+		}
 		res, err = e.putNext(ctx, tx, rt, id, obj, nil, cur.VersionID, "PATCH", now)
 		return err
 	})
+	res.Issues = chk.issues
 	return res, err
 }
 
 // applyPatch patches a stored version and validates the result, which must keep
 // its type and id.
-func (e *Engine) applyPatch(cur store.Version, ops []fhir.PatchOp) (fhir.Object, error) {
+func (e *Engine) applyPatch(cur store.Version, ops []fhir.PatchOp) (fhir.Object, checked, error) {
 	obj, err := fhir.Parse(cur.Body, fhir.Limits{})
 	if err != nil {
-		return nil, fhir.InternalError("patch", err)
+		return nil, checked{}, fhir.InternalError("patch", err)
 	}
 	obj, err = fhir.ApplyPatch(obj, ops)
 	if err != nil {
-		return nil, err
+		return nil, checked{}, err
 	}
 	if fhir.ResourceType(obj) != cur.Type {
-		return nil, fhir.Errorf(fhir.Unprocessable, "resourceType", "a patch cannot change the resourceType")
+		return nil, checked{}, fhir.Errorf(fhir.Unprocessable, "resourceType", "a patch cannot change the resourceType")
 	}
 	if fhir.ID(obj) != cur.ID {
-		return nil, fhir.Errorf(fhir.Unprocessable, cur.Type+".id", "a patch cannot change the id")
+		return nil, checked{}, fhir.Errorf(fhir.Unprocessable, cur.Type+".id", "a patch cannot change the id")
 	}
-	if err := e.check(cur.Type, obj); err != nil {
+	chk, err := e.check(cur.Type, obj, "update")
+	if err != nil {
 		if fe, ok := err.(*fhir.Error); ok && fe.Kind == fhir.Invalid {
 			fe.Kind = fhir.Unprocessable // the patch was well-formed; its result is not valid
 		}
-		return nil, err
+		return nil, checked{}, err
 	}
-	return obj, nil
+	return obj, chk, nil
 }

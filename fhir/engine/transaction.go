@@ -30,8 +30,36 @@ type bundleEntry struct {
 	patch    []fhir.PatchOp
 	ifNone   string
 	ifMatch  int
+	checked  checked     // what validation found (POST, PUT, PATCH)
+	patched  fhir.Object // the result of a PATCH entry
 
 	response BundleEntry // filled in when processed
+}
+
+// written is the resource an entry wrote, if any.
+func (b *bundleEntry) written() fhir.Object {
+	if b.method == "PATCH" {
+		return b.patched
+	}
+	return b.resource
+}
+
+// finishEntry checks the references of what an entry wrote, once every entry
+// of the transaction is written, and reports validation warnings with it.
+func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) error {
+	obj := be.written()
+	if obj == nil || be.response.Response == nil {
+		return nil
+	}
+	if be.checked.resolve {
+		if err := e.resolveReferences(ctx, tx, obj, be.checked.allowed); err != nil {
+			return be.entryError(err)
+		}
+	}
+	if len(be.checked.issues) > 0 && be.response.Response.Outcome == nil {
+		be.response.Response.Outcome, _ = fhir.Marshal(fhir.Outcome(be.checked.issues))
+	}
+	return nil
 }
 
 func (b *bundleEntry) where() string { return "Bundle.entry[" + strconv.Itoa(b.index) + "]" }
@@ -189,9 +217,15 @@ func (e *Engine) parseEntry(i int, r any, transaction bool) (*bundleEntry, error
 			return be, fhir.Errorf(fhir.Invalid, be.where()+".resource", "a %s entry needs a resource", be.method)
 		}
 		be.resource = res
-		if err := e.check(be.rt, res); err != nil {
+		mode := "create"
+		if be.method == "PUT" {
+			mode = "update"
+		}
+		chk, err := e.check(be.rt, res, mode)
+		if err != nil {
 			return be, be.entryError(err)
 		}
+		be.checked = chk
 		if be.method == "PUT" && be.id != "" {
 			if err := checkID(be.id); err != nil {
 				return be, be.entryError(err)
@@ -279,6 +313,13 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		for _, be := range sorted {
 			if err := e.processInTx(ctx, tx, be, now, opt); err != nil {
 				return be.entryError(err)
+			}
+		}
+		// References are checked once everything is written, so that entries
+		// may refer to each other in any order.
+		for _, be := range sorted {
+			if err := e.finishEntry(ctx, tx, be); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -461,10 +502,11 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		if be.ifMatch != 0 && be.ifMatch != cur.VersionID {
 			return fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", be.ifMatch, cur.VersionID, be.rt, be.id)
 		}
-		obj, err := e.applyPatch(cur, be.patch)
+		obj, chk, err := e.applyPatch(cur, be.patch)
 		if err != nil {
 			return err
 		}
+		be.patched, be.checked = obj, chk
 		res, err := e.putNext(ctx, tx, be.rt, be.id, obj, nil, cur.VersionID, "PATCH", now)
 		if err != nil {
 			return err
@@ -584,7 +626,7 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 		if err := e.processInTx(ctx, tx, be, e.now(), opt); err != nil {
 			return be.entryError(err)
 		}
-		return nil
+		return e.finishEntry(ctx, tx, be)
 	})
 	return err
 }

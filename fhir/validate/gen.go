@@ -86,6 +86,17 @@ func main() {
 	delete(schema, "oneOf")
 	delete(schema, "discriminator")
 	schema["definitions"].(map[string]any)["ResourceList"] = map[string]any{"type": "object"}
+	// The published R4 schema was built before the 4.0.1 technical correction:
+	// its fhirVersion enums stop at 4.0.0, while R4's FHIR-version value set (and
+	// every 4.0.1 conformance resource, UK Core's included) has 4.0.1.
+	for _, def := range schema["definitions"].(map[string]any) {
+		props, _ := def.(map[string]any)["properties"].(map[string]any)
+		if fv, ok := props["fhirVersion"].(map[string]any); ok {
+			if enum, ok := fv["enum"].([]any); ok {
+				fv["enum"] = append(enum, "4.0.1")
+			}
+		}
+	}
 	out, _ := json.Marshal(schema)
 	writeGz("r4schema.json.gz", out)
 

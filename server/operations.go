@@ -1,0 +1,82 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"crs/fhir"
+	"crs/fhir/engine"
+)
+
+// validate answers $validate at type or instance level: the body is the
+// resource or a Parameters resource; mode and profile may also be query
+// parameters. The answer is an OperationOutcome with what was found.
+func (s *Server) validate(c *gin.Context, rt, id string) reply {
+	q := c.Request.URL.Query()
+	req := engine.ValidateRequest{Type: rt, ID: id, Mode: q.Get("mode"), Profile: q.Get("profile")}
+	if c.Request.ContentLength != 0 {
+		body, err := s.readBody(c, fhirJSONTypes)
+		if err != nil {
+			return fail(err)
+		}
+		req.Body = body
+	}
+	oo, err := s.engine.Validate(c.Request.Context(), req)
+	if err != nil {
+		return fail(err)
+	}
+	return reply{status: http.StatusOK, body: oo}
+}
+
+// expand answers ValueSet $expand with url, filter, offset and count from the
+// query or from a Parameters body.
+func (s *Server) expand(c *gin.Context, id string) reply {
+	q := c.Request.URL.Query()
+	if c.Request.Method == http.MethodPost {
+		body, err := s.readBody(c, fhirJSONTypes)
+		if err != nil {
+			return fail(err)
+		}
+		if q, err = parametersQuery(body); err != nil {
+			return fail(err)
+		}
+	}
+	vs, err := s.engine.Expand(c.Request.Context(), id, q)
+	if err != nil {
+		return fail(err)
+	}
+	return reply{status: http.StatusOK, body: vs}
+}
+
+// parametersQuery reads the primitive parameters of a Parameters resource as
+// query values.
+func parametersQuery(body []byte) (url.Values, error) {
+	obj, err := fhir.Parse(body, fhir.DefaultLimits)
+	if err != nil {
+		return nil, err
+	}
+	if fhir.ResourceType(obj) != "Parameters" {
+		return nil, fhir.Errorf(fhir.Invalid, "resourceType", "the body of this operation is a Parameters resource, not %q", fhir.ResourceType(obj))
+	}
+	out := url.Values{}
+	params, _ := obj["parameter"].([]any)
+	for i, p := range params {
+		pm, _ := p.(map[string]any)
+		name, _ := pm["name"].(string)
+		found := false
+		for k, v := range pm {
+			if len(k) > 5 && k[:5] == "value" {
+				out.Add(name, fmt.Sprint(v))
+				found = true
+			}
+		}
+		if !found {
+			return nil, fhir.Errorf(fhir.Invalid, "Parameters.parameter["+strconv.Itoa(i)+"]", "parameter %q has no value", name)
+		}
+	}
+	return out, nil
+}
