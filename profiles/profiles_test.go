@@ -236,3 +236,23 @@ func TestExpand(t *testing.T) {
 }
 
 var fakeNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// docs/profiles.md is what go generate ./profiles writes now.
+func TestDocsUpToDate(t *testing.T) {
+	data, err := os.ReadFile("../docs/profiles.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != load(t).Markdown() {
+		t.Error("docs/profiles.md is stale: run go generate ./profiles")
+	}
+}
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

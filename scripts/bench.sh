@@ -17,17 +17,21 @@ echo "== base validation, one core (ServiceRequest examples), $COUNT runs"
 go test -run '^$' -bench 'BenchmarkValidateServiceRequest$' -benchtime 2s -cpu 1 -count "$COUNT" ./fhir/validate/ | tee /tmp/crs-bench-validate.txt
 val=$(median BenchmarkValidateServiceRequest resources/s </tmp/crs-bench-validate.txt)
 
+echo "== full validation (base + pathway profile + invariants), one core (profile examples), $COUNT runs"
+go test -run '^$' -bench 'BenchmarkFullValidation$' -benchtime 2s -cpu 1 -count "$COUNT" ./profiles/ | tee /tmp/crs-bench-profiles.txt
+full=$(median BenchmarkFullValidation resources/s </tmp/crs-bench-profiles.txt)
+
 echo "== store: raw SQLite inserts vs store creates and reads, $COUNT runs"
 go test -run '^$' -bench 'Benchmark(RawInsert|Create|CreateNoSync|Read)$' -benchtime 2s -count "$COUNT" ./fhir/store/sqlite/ | tee /tmp/crs-bench-store.txt
 raw=$(median BenchmarkRawInsert rows/s </tmp/crs-bench-store.txt)
 screate=$(median BenchmarkCreate creates/s </tmp/crs-bench-store.txt)
 sread=$(median BenchmarkRead reads/s </tmp/crs-bench-store.txt)
 
-echo "== HTTP, concurrency 8, $COUNT runs of 5 s each"
+echo "== HTTP, concurrency 8, $COUNT runs of 5 s each (R4 example bodies: profile enforcement declared)"
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 go build -o "$dir/httpload" ./tools/httpload
-./bin/crs serve --addr "127.0.0.1:$PORT" --store "sqlite:$dir/crs.db" 2>"$dir/crs.log" &
+./bin/crs serve --addr "127.0.0.1:$PORT" --store "sqlite:$dir/crs.db" --profile-enforcement declared 2>"$dir/crs.log" &
 pid=$!
 for i in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 "$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode create -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/create.txt"
@@ -38,6 +42,7 @@ hread=$(awk '/^median/ {print $(NF-1)}' "$dir/read.txt")
 echo
 echo "== summary (medians of $COUNT runs; targets in brackets)"
 printf 'base validation, 1 core:        %8s resources/s  [>= 12000]\n' "$val"
+printf 'full validation, 1 core:        %8s resources/s  [>= 10000]  (%.2fx base validation)\n' "$full" "$(echo "$full $val" | awk '{print $1/$2}')"
 printf 'raw SQLite insert (baseline):   %8s rows/s\n' "$raw"
 printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate" "$(echo "$screate $raw" | awk '{print $1/$2}')"
 printf 'store read by id (parallel):    %8s reads/s\n' "$sread"

@@ -95,6 +95,7 @@ func likeEscape(s string) string {
 const (
 	sampleLimit = 1000
 	goodEnough  = 100
+	bigSample   = 20 // the second sample, when several are saturated, is this many times larger
 )
 
 // planner ranks parameters by sampling their index lookups.
@@ -113,6 +114,12 @@ const (
 
 // rank estimates how many rows of typ the parameter selects, up to sampleLimit.
 func (pl *planner) rank(typ string, p fhir.Param) (int, error) {
+	return pl.sample(typ, p, sampleLimit)
+}
+
+// sample counts the index rows of a plain parameter up to limit; a saturated
+// count ranks just above unsampled parameters.
+func (pl *planner) sample(typ string, p fhir.Param, limit int) (int, error) {
 	if negated(p) {
 		return never, nil
 	}
@@ -124,13 +131,13 @@ func (pl *planner) rank(typ string, p fhir.Param) (int, error) {
 	if err := lookup(&b, typ, p, ""); err != nil {
 		return 0, err
 	}
-	b.add(" LIMIT ?)", sampleLimit)
+	b.add(" LIMIT ?)", limit)
 	n := 0
 	if err := pl.db.QueryRowContext(pl.ctx, b.sql.String(), b.args...).Scan(&n); err != nil {
 		return 0, fhir.InternalError("search", err)
 	}
-	if n >= sampleLimit {
-		n = sampleLimit + 2 // a saturated sample: a chain may well be smaller
+	if n >= limit {
+		n = unsampled + 1 // a saturated sample: a chain may well be smaller
 	}
 	return n, nil
 }
@@ -147,6 +154,7 @@ func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
 		return 0, nil
 	}
 	best, bestRank := -1, never
+	var saturated []int
 	for i, p := range params {
 		r, err := pl.rank(typ, p)
 		if err != nil {
@@ -155,8 +163,25 @@ func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
 		if r < bestRank {
 			best, bestRank = i, r
 		}
+		if r == unsampled+1 {
+			saturated = append(saturated, i)
+		}
 		if r <= goodEnough {
-			break // small enough to drive: sampling the rest would cost more
+			return best, nil // small enough to drive: sampling the rest would cost more
+		}
+	}
+	// Several large plain parameters and nothing smaller: a second, larger
+	// sample tells them apart (a chain or _has still drives when there is one).
+	if bestRank == unsampled+1 && len(saturated) > 1 {
+		fewest := never
+		for _, i := range saturated {
+			n, err := pl.sample(typ, params[i], sampleLimit*bigSample)
+			if err != nil {
+				return 0, err
+			}
+			if n < fewest {
+				best, fewest = i, n
+			}
 		}
 	}
 	return best, nil
@@ -290,9 +315,17 @@ func lookup(b *builder, typ string, p fhir.Param, probe string) error {
 		return nil
 	}
 	if refList(p) {
-		// Many typed references (revinclude, $everything): one row-value IN list
-		// that the (type, param, ref_id, ref_type) key serves.
-		b.add(" AND (ref_id, ref_type) IN (VALUES ")
+		// Many typed references (revinclude, $everything): the ids as an IN list
+		// that the (type, param, ref_id, …) key serves, then the typed pairs as
+		// a row-value list (SQLite does not seek on a row-value IN).
+		b.add(" AND ref_id IN (")
+		for i, v := range p.Values {
+			if i > 0 {
+				b.add(", ")
+			}
+			b.add("?", v.RefID)
+		}
+		b.add(") AND (ref_id, ref_type) IN (VALUES ")
 		for i, v := range p.Values {
 			if i > 0 {
 				b.add(", ")
@@ -539,20 +572,27 @@ func keyString(kind byte, v any) string {
 func filters(b *builder, pl *planner, q *fhir.Query) error {
 	var where builder
 	if cp := q.Compartment; cp != nil {
-		// The compartment drives; every parameter probes.
+		// The compartment drives (one IN that SQLite seeks: an OR around it
+		// would make it scan the type); every parameter probes.
+		var parts []string
 		if cp.Type == q.Type {
-			where.add(" AND (c.id = ?", cp.ID)
-		} else {
-			where.add(" AND (0")
+			parts = append(parts, "SELECT rid FROM current WHERE type = ? AND id = ?")
+			where.args = append(where.args, cp.Type, cp.ID)
 		}
 		if len(cp.Params) > 0 {
-			where.add(" OR c.rid IN (SELECT rid FROM idx_reference WHERE type = ? AND param IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(cp.Params)), ", ")+") AND ref_id = ? AND ref_type = ?)", q.Type)
+			parts = append(parts, "SELECT rid FROM idx_reference WHERE type = ? AND param IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(cp.Params)), ", ")+") AND ref_id = ? AND ref_type = ?")
+			where.args = append(where.args, q.Type)
 			for _, p := range cp.Params {
 				where.args = append(where.args, p)
 			}
 			where.args = append(where.args, cp.ID, cp.Type)
 		}
-		where.add(")")
+		if len(parts) == 0 {
+			parts = append(parts, "SELECT NULL WHERE 0")
+		}
+		args := where.args
+		where.args = nil
+		where.add(" AND c.rid IN ("+strings.Join(parts, " UNION ALL ")+")", args...)
 		pl = nil
 	}
 	driven, err := conditions(&where, pl, "c", q.Type, q.Params, 0)
