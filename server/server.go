@@ -31,21 +31,25 @@ type Config struct {
 	Logger       *slog.Logger
 	MaxBodyBytes int64           // largest request body accepted
 	Software     engine.Software // name and version for the CapabilityStatement
+	// Verifier checks bearer tokens; nil is development mode: no
+	// authentication, every caller anonymous (cmd/crs allows it on loopback only).
+	Verifier TokenVerifier
 }
 
 // Server is the HTTP handler of crs.
 type Server struct {
-	engine  *engine.Engine
-	log     *slog.Logger
-	maxBody int64
-	sw      engine.Software
-	router  *gin.Engine
+	engine   *engine.Engine
+	log      *slog.Logger
+	maxBody  int64
+	sw       engine.Software
+	router   *gin.Engine
+	verifier TokenVerifier
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software}
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -59,6 +63,7 @@ func New(cfg Config) *Server {
 	r.Use(s.requestLog, s.recoverPanic)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
+	r.GET("/.well-known/smart-configuration", s.wrap(s.smartConfiguration))
 	r.Any("/fhir", s.wrap(s.dispatch))
 	r.Any("/fhir/*path", s.wrap(s.dispatch))
 	r.NoRoute(s.wrap(func(c *gin.Context) reply {
@@ -98,13 +103,19 @@ const fhirJSON = "application/fhir+json; charset=utf-8"
 // renders what h returns, errors included, in one way.
 func (s *Server) wrap(h func(c *gin.Context) reply) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP()})
+		ctx, authErr := s.authenticate(c, ctx)
+		c.Request = c.Request.WithContext(ctx)
 		var r reply
-		if err := negotiate(c.Request); err != nil {
+		switch err := negotiate(c.Request); {
+		case authErr != nil:
+			r = fail(authErr)
+		case err != nil:
 			r = fail(err)
-		} else {
+		default:
 			r = h(c)
 		}
-		s.render(c, r)
+		s.render(c, s.auditRequest(c, r))
 	}
 }
 
@@ -125,7 +136,7 @@ func (s *Server) render(c *gin.Context, r reply) {
 			c.Set("error", e.Error())
 		}
 		if e.Kind == fhir.Unauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="crs"`)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="crs", error="invalid_token"`)
 		}
 		r.status, r.body = e.Kind.Status(), fhir.Outcome(e.Issues)
 	}

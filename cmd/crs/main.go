@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/fhir/search"
@@ -64,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "version":
 		fmt.Fprintln(stdout, "crs", version)
 		return nil
+	case "audit":
+		return auditCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -72,6 +75,8 @@ const usage = `crs — the Community Recovery shared record (FHIR R4 server)
 
 Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
+  crs audit verify [--store …]
+                      check the audit trail's hash chain; names the first break
   crs version         print the version
 
 Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
@@ -90,6 +95,13 @@ type Config struct {
 	// to the pathway profile) or declared (only claimed profiles are checked).
 	ProfileEnforcement string
 	CanonicalBase      string // base of the pathway's canonical URLs
+	OIDCIssuer         string // OpenID Connect issuer; empty: development mode
+	OIDCAudience       string // the audience tokens must carry; the base URL when empty
+	ClaimOrg           string // token claim with the caller's ODS code
+	ClaimRole          string // token claim with the caller's role(s)
+	ClaimLA            string // token claim with the caller's local authority
+	Policy             string // access policy file; the embedded default when empty
+	InsecureNoAuth     bool   // allow development mode on a non-loopback address
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
@@ -108,6 +120,13 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		"strict: writes of the pathway's types must conform to its profiles; declared: only claimed profiles are checked (CRS_PROFILE_ENFORCEMENT)")
 	fs.StringVar(&cfg.CanonicalBase, "canonical-base", env("CRS_CANONICAL_BASE", profiles.DefaultCanonicalBase),
 		"base of the pathway profiles' canonical URLs (CRS_CANONICAL_BASE)")
+	fs.StringVar(&cfg.OIDCIssuer, "oidc-issuer", env("CRS_OIDC_ISSUER", ""), "OpenID Connect issuer whose access tokens are accepted; none: development mode, loopback only (CRS_OIDC_ISSUER)")
+	fs.StringVar(&cfg.OIDCAudience, "oidc-audience", env("CRS_OIDC_AUDIENCE", ""), "audience access tokens must carry; default the base URL (CRS_OIDC_AUDIENCE)")
+	fs.StringVar(&cfg.ClaimOrg, "claim-org", env("CRS_CLAIM_ORG", auth.DefaultClaimNames.Org), "token claim holding the caller's ODS code (CRS_CLAIM_ORG)")
+	fs.StringVar(&cfg.ClaimRole, "claim-role", env("CRS_CLAIM_ROLE", auth.DefaultClaimNames.Role), "token claim holding the caller's role(s) (CRS_CLAIM_ROLE)")
+	fs.StringVar(&cfg.ClaimLA, "claim-la", env("CRS_CLAIM_LA", auth.DefaultClaimNames.LocalAuthority), "token claim holding the caller's local authority (CRS_CLAIM_LA)")
+	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
+	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -170,6 +189,10 @@ func (m *Main) Start(ctx context.Context) error {
 		st.Close()
 		return err
 	}
+	if m.Config.OIDCIssuer == "" && !isLoopback(m.Config.Addr) && !m.Config.InsecureNoAuth {
+		st.Close()
+		return fmt.Errorf("refusing to serve %s without authentication: give --oidc-issuer (or --insecure-no-auth to accept the risk)", m.Config.Addr)
+	}
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		st.Close()
@@ -180,11 +203,35 @@ func (m *Main) Start(ctx context.Context) error {
 	if base == "" {
 		base = "http://" + ln.Addr().String() + "/fhir"
 	}
+	var verifier server.TokenVerifier
+	var access engine.Access
+	if m.Config.OIDCIssuer != "" {
+		aud := m.Config.OIDCAudience
+		if aud == "" {
+			aud = base
+		}
+		v, err := auth.NewVerifier(ctx, m.Config.OIDCIssuer, aud, auth.ClaimNames{Org: m.Config.ClaimOrg, Role: m.Config.ClaimRole, LocalAuthority: m.Config.ClaimLA})
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return err
+		}
+		policy, err := auth.LoadPolicy(m.Config.Policy, params)
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return err
+		}
+		verifier, access = v, policy
+	} else {
+		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
+	}
 	eng := engine.New(engine.Config{
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
+		Access: access, Audit: true,
 	})
 	if err := eng.InstallConformance(ctx); err != nil {
 		ln.Close()
@@ -193,7 +240,7 @@ func (m *Main) Start(ctx context.Context) error {
 	}
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
-		Software: engine.Software{Name: "crs", Version: version},
+		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
@@ -222,6 +269,19 @@ func (m *Main) Close() error {
 	}
 	m.Log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// isLoopback reports whether a listen address is on the loopback interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // loadProfiles compiles the pathway profiles under a canonical base and the

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -130,11 +131,14 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 	if q.Total == "" {
 		q.Total = fhir.TotalAccurate
 	}
+	if err := e.restrict(ctx, q, auth.Search); err != nil {
+		return nil, fhir.WithOp("search", err)
+	}
 	res, err := e.store.Search(ctx, q)
 	if err != nil {
 		return nil, fhir.WithOp("search", err)
 	}
-	b, err := e.searchBundle(ctx, e.store, q, res)
+	b, err := e.searchBundle(ctx, e.guard(ctx, e.store), q, res)
 	return b, fhir.WithOp("search", err)
 }
 
@@ -201,9 +205,21 @@ func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawPa
 		if err := checkID(id); err != nil {
 			return nil, err
 		}
+		if err := e.mayRead(ctx, rt, id); err != nil {
+			return nil, fhir.WithOp("history", err)
+		}
 	case rt != "":
 		if err := checkType(rt, fhir.HistoryType); err != nil {
 			return nil, err
+		}
+		if err := e.unbounded(ctx, rt); err != nil {
+			return nil, fhir.WithOp("history", err)
+		}
+	default:
+		for _, t := range fhir.ServedTypes() {
+			if err := e.unbounded(ctx, t); err != nil {
+				return nil, fhir.WithOp("history", err)
+			}
 		}
 	}
 	hq := store.HistoryQuery{Type: rt, ID: id, Count: e.defCount}

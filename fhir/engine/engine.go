@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -42,6 +43,8 @@ type Config struct {
 	MaxCount     int              // largest page size (default 500)
 	Now          func() time.Time // clock; time.Now when nil
 	Profiles     Profiles         // the pathway profiles; no profile checks when nil
+	Access       Access           // the access policy; everything is open when nil (development mode)
+	Audit        bool             // record an AuditEvent for every interaction
 	Enforcement  Enforcement      // which writes the profiles check (default strict)
 }
 
@@ -57,6 +60,8 @@ type Engine struct {
 	maxCount    int
 	now         func() time.Time
 	profiles    Profiles
+	access      Access
+	audit       bool
 	enforcement Enforcement
 }
 
@@ -65,7 +70,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, now: cfg.Now,
-		profiles: cfg.Profiles, enforcement: cfg.Enforcement,
+		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
 	}
 	if e.enforcement == "" {
 		e.enforcement = EnforceStrict
@@ -194,9 +199,15 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 	if err != nil {
 		return Result{}, fhir.WithOp("create", err)
 	}
+	if _, err := e.conditions(ctx, rt, auth.Create); err != nil {
+		return Result{}, err
+	}
 	var cond *fhir.Query
 	if ifNoneExist != "" {
 		if cond, err = e.conditionQuery(rt, ifNoneExist, "If-None-Exist"); err != nil {
+			return Result{}, err
+		}
+		if err := e.restrict(ctx, cond, auth.Search); err != nil {
 			return Result{}, err
 		}
 	}
@@ -216,7 +227,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 			case 0:
 			case 1:
 				res = Result{Version: found.Matches[0], NoOp: true}
-				return nil
+				return e.auditInTx(ctx, tx, writeRecord("create", "C", found.Matches[0]))
 			default:
 				return fhir.Errorf(fhir.TooManyMatches, "", "If-None-Exist %q matches more than one %s", ifNoneExist, rt)
 			}
@@ -226,7 +237,13 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 				return err
 			}
 		}
-		return tx.Put(ctx, v, index)
+		if err := tx.Put(ctx, v, index); err != nil {
+			return err
+		}
+		if err := e.mayWrite(ctx, tx, rt, id, auth.Create, "as written"); err != nil {
+			return err
+		}
+		return e.auditInTx(ctx, tx, writeRecord("create", "C", v))
 	})
 	if err != nil {
 		return Result{}, fhir.WithOp("create", err)
@@ -263,6 +280,9 @@ func (e *Engine) Read(ctx context.Context, rt, id string) (store.Version, error)
 	if err := checkID(id); err != nil {
 		return store.Version{}, err
 	}
+	if err := e.mayRead(ctx, rt, id); err != nil {
+		return store.Version{}, fhir.WithOp("read", err)
+	}
 	v, err := e.store.Read(ctx, rt, id)
 	if err != nil {
 		return store.Version{}, fhir.WithOp("read", err)
@@ -284,6 +304,9 @@ func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (store.Version, 
 	n, err := strconv.Atoi(vid)
 	if err != nil || n < 1 {
 		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "no version %q of %s/%s", vid, rt, id)
+	}
+	if err := e.mayRead(ctx, rt, id); err != nil {
+		return store.Version{}, fhir.WithOp("vread", err)
 	}
 	v, err := e.store.VRead(ctx, rt, id, n)
 	if err != nil {
@@ -324,6 +347,9 @@ func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch
 // When cond is not nil, it runs first inside the same transaction and picks the
 // target (conditional update); id is then the id to use when nothing matches.
 func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk checked, ifMatch int, method string, cond func(tx store.Tx) (string, error)) (Result, error) {
+	if _, err := e.conditions(ctx, rt, auth.Update); err != nil {
+		return Result{}, err
+	}
 	now := e.now()
 	// Guess the next version outside the single writer so that encoding and
 	// indexing happen in parallel; re-stamp inside only if the guess was wrong.
@@ -352,8 +378,10 @@ func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk
 				return err
 			}
 		}
-		res, err = e.putNext(ctx, tx, rt, target, obj, &stamped{v, index}, ifMatch, method, now)
-		return err
+		if res, err = e.putNext(ctx, tx, rt, target, obj, &stamped{v, index}, ifMatch, method, now); err != nil {
+			return err
+		}
+		return e.auditInTx(ctx, tx, writeRecord("update", "U", res.Version))
 	})
 	if err != nil {
 		return Result{}, err
@@ -387,6 +415,11 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fh
 	default:
 		return Result{}, err
 	}
+	if next > 1 && !cur.Deleted {
+		if err := e.mayWrite(ctx, tx, rt, id, auth.Update, "as it stands"); err != nil {
+			return Result{}, err
+		}
+	}
 	if pre == nil || pre.version.VersionID != next || pre.version.ID != id {
 		v, index, err := e.stamp(obj, rt, id, next, now, method)
 		if err != nil {
@@ -395,6 +428,9 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fh
 		pre = &stamped{v, index}
 	}
 	if err := tx.Put(ctx, pre.version, pre.index); err != nil {
+		return Result{}, err
+	}
+	if err := e.mayWrite(ctx, tx, rt, id, auth.Update, "as written"); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: pre.version, Created: next == 1}, nil
@@ -414,6 +450,9 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body [
 	}
 	q, err := e.conditionQuery(rt, query, "a conditional update")
 	if err != nil {
+		return Result{}, err
+	}
+	if err := e.restrict(ctx, q, auth.Search); err != nil {
 		return Result{}, err
 	}
 	bodyID, hasID := obj["id"].(string)
@@ -471,6 +510,9 @@ func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatc
 	if err != nil {
 		return Result{}, err
 	}
+	if err := e.restrict(ctx, q, auth.Search); err != nil {
+		return Result{}, err
+	}
 	res, err := e.delete(ctx, rt, ifMatch, func(tx store.Tx) (string, error) {
 		found, err := tx.Search(ctx, q)
 		if err != nil {
@@ -489,6 +531,9 @@ func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatc
 }
 
 func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func(store.Tx) (string, error)) (Result, error) {
+	if _, err := e.conditions(ctx, rt, auth.Delete); err != nil {
+		return Result{}, err
+	}
 	now := e.now()
 	res := Result{NoOp: true}
 	err := e.store.Write(ctx, func(tx store.Tx) error {
@@ -496,8 +541,10 @@ func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func
 		if err != nil || id == "" {
 			return err
 		}
-		res, err = e.deleteInTx(ctx, tx, rt, id, ifMatch, now)
-		return err
+		if res, err = e.deleteInTx(ctx, tx, rt, id, ifMatch, now); err != nil {
+			return err
+		}
+		return e.auditInTx(ctx, tx, writeRecord("delete", "D", res.Version))
 	})
 	if err != nil {
 		return Result{}, err
@@ -523,6 +570,9 @@ func (e *Engine) deleteInTx(ctx context.Context, tx store.Tx, rt, id string, ifM
 	}
 	if cur.Deleted {
 		return Result{Version: cur, NoOp: true}, nil
+	}
+	if err := e.mayWrite(ctx, tx, rt, id, auth.Delete, "as it stands"); err != nil {
+		return Result{}, err
 	}
 	v := store.Version{Type: rt, ID: id, VersionID: cur.VersionID + 1, LastUpdated: now, Deleted: true, Method: "DELETE"}
 	if err := tx.Put(ctx, v, nil); err != nil {

@@ -71,6 +71,7 @@ func (e *Engine) Everything(ctx context.Context, rt, id string, params []fhir.Ra
 	if err != nil {
 		return nil, err
 	}
+	r := e.guard(ctx, e.store)
 	var since time.Time
 	var types map[string]bool
 	count, offset := e.defCount, 0
@@ -106,7 +107,7 @@ func (e *Engine) Everything(ctx context.Context, rt, id string, params []fhir.Ra
 			return nil, fhir.Errorf(fhir.Invalid, p.Name, "$everything does not take the parameter %q (it takes _since, _type, _count)", p.Name)
 		}
 	}
-	all, err := e.gather(ctx, focal, rule)
+	all, err := e.gather(ctx, r, focal, rule)
 	if err != nil {
 		return nil, fhir.WithOp("everything", err)
 	}
@@ -144,7 +145,7 @@ func cursorOf(offset int) string {
 
 // gather collects the resources of $everything around focal, the focal resource
 // first and the rest ordered by type and id.
-func (e *Engine) gather(ctx context.Context, focal store.Version, rule everythingRule) ([]store.Version, error) {
+func (e *Engine) gather(ctx context.Context, r resolver, focal store.Version, rule everythingRule) ([]store.Version, error) {
 	seen := map[key]store.Version{{focal.Type, focal.ID}: focal}
 	add := func(v store.Version) bool {
 		k := key{v.Type, v.ID}
@@ -163,7 +164,7 @@ func (e *Engine) gather(ctx context.Context, focal store.Version, rule everythin
 	for typ, params := range compartments[rule.Compartment] {
 		q := &fhir.Query{Type: typ, Count: maxEverything, Total: fhir.TotalNone,
 			Compartment: &fhir.Compartment{Type: focal.Type, ID: focal.ID, Params: params}}
-		res, err := e.store.Search(ctx, q)
+		res, err := r.Search(ctx, q)
 		if err != nil {
 			return nil, err
 		}
@@ -182,15 +183,15 @@ func (e *Engine) gather(ctx context.Context, focal store.Version, rule everythin
 	for round := 0; round < 4 && len(frontier) > 0; round++ {
 		var next []store.Version
 		for _, v := range frontier {
-			for _, ref := range references(v.Body) {
-				r, ok := fhir.ParseReference(ref, e.base)
-				if !ok || !follow[r.Type] {
+			for _, raw := range references(v.Body) {
+				ref, ok := fhir.ParseReference(raw, e.base)
+				if !ok || !follow[ref.Type] {
 					continue
 				}
-				if _, ok := seen[key{r.Type, r.ID}]; ok {
+				if _, ok := seen[key{ref.Type, ref.ID}]; ok {
 					continue
 				}
-				t, err := e.store.Read(ctx, r.Type, r.ID)
+				t, err := r.Read(ctx, ref.Type, ref.ID)
 				if fhir.KindOf(err) == fhir.NotFound {
 					continue
 				}
@@ -217,7 +218,7 @@ func (e *Engine) gather(ctx context.Context, focal store.Version, rule everythin
 				n := min(len(values), 100)
 				q := &fhir.Query{Type: rr.Type, Count: maxEverything, Total: fhir.TotalNone, Params: []fhir.Param{{Def: def, Values: values[:n]}}}
 				values = values[n:]
-				res, err := e.store.Search(ctx, q)
+				res, err := r.Search(ctx, q)
 				if err != nil {
 					return nil, err
 				}

@@ -54,8 +54,10 @@ func (e *Engine) patchOnce(ctx context.Context, rt, id string, ops []fhir.PatchO
 				return err
 			}
 		}
-		res, err = e.putNext(ctx, tx, rt, id, obj, nil, cur.VersionID, "PATCH", now)
-		return err
+		if res, err = e.putNext(ctx, tx, rt, id, obj, nil, cur.VersionID, "PATCH", now); err != nil {
+			return err
+		}
+		return e.auditInTx(ctx, tx, writeRecord("patch", "U", res.Version))
 	})
 	res.Issues = chk.issues
 	return res, err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
 	"crs/profiles"
@@ -139,6 +140,12 @@ func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (fhir.Object
 	if !fhir.Served(req.Type) {
 		return nil, fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported", req.Type)
 	}
+	// $validate is for callers who may write the type.
+	if _, err := e.conditions(ctx, req.Type, auth.Create); err != nil {
+		if _, err2 := e.conditions(ctx, req.Type, auth.Update); err2 != nil {
+			return nil, err
+		}
+	}
 	var obj fhir.Object
 	if len(req.Body) > 0 {
 		body, err := fhir.Parse(req.Body, e.limits)
@@ -227,6 +234,9 @@ func (e *Engine) validateOnly(ctx context.Context, req ValidateRequest, obj fhir
 func (e *Engine) Expand(ctx context.Context, id string, query url.Values) (fhir.Object, error) {
 	if e.profiles == nil {
 		return nil, fhir.Errorf(fhir.NotSupported, "", "$expand needs the pathway profiles, which this server was started without")
+	}
+	if _, err := e.conditions(ctx, "ValueSet", auth.Read); err != nil {
+		return nil, err
 	}
 	vsURL := query.Get("url")
 	if id != "" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -50,6 +51,11 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 	obj := be.written()
 	if obj == nil || be.response.Response == nil {
 		return nil
+	}
+	if be.method == "POST" {
+		if err := e.mayWrite(ctx, tx, be.rt, be.id, auth.Create, "as written"); err != nil {
+			return be.entryError(err)
+		}
 	}
 	if be.checked.resolve {
 		if err := e.resolveReferences(ctx, tx, obj, be.checked.allowed); err != nil {
@@ -275,6 +281,9 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		if err := checkType(be.rt, interactionOf(be)); err != nil {
 			return nil, be.entryError(err)
 		}
+		if _, err := e.conditions(ctx, be.rt, auth.PermissionOf(interactionOf(be))); err != nil {
+			return nil, be.entryError(err)
+		}
 	}
 	now := e.now()
 	// New ids for the creates, so that urn:uuid references can be rewritten.
@@ -322,7 +331,7 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 				return err
 			}
 		}
-		return nil
+		return e.auditInTx(ctx, tx, entriesRecord("transaction", entries))
 	})
 	if err != nil {
 		return nil, fhir.WithOp("transaction", err)
@@ -396,6 +405,9 @@ func interactionOf(be *bundleEntry) fhir.Interaction {
 func (e *Engine) conditional(ctx context.Context, tx store.Tx, rt, query, what string) ([]store.Version, error) {
 	q, err := e.conditionQuery(rt, query, what)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.restrict(ctx, q, auth.Search); err != nil {
 		return nil, err
 	}
 	res, err := tx.Search(ctx, q)
@@ -549,6 +561,9 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 		if be.vid != "" {
 			return fhir.Errorf(fhir.NotSupported, "", "vread inside a transaction is not supported; use a batch")
 		}
+		if err := e.mayReadIn(ctx, tx, be.rt, be.id); err != nil {
+			return err
+		}
 		v, err := tx.Read(ctx, be.rt, be.id)
 		if err != nil {
 			return err
@@ -568,11 +583,14 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 	if err != nil {
 		return err
 	}
+	if err := e.restrict(ctx, q, auth.Search); err != nil {
+		return err
+	}
 	res, err := tx.Search(ctx, q)
 	if err != nil {
 		return err
 	}
-	sb, err := e.searchBundle(ctx, tx, q, res)
+	sb, err := e.searchBundle(ctx, e.guard(ctx, tx), q, res)
 	if err != nil {
 		return err
 	}
@@ -591,6 +609,13 @@ func (e *Engine) batch(ctx context.Context, entries []*bundleEntry, opt SearchOp
 		if be.response.Response == nil {
 			if err := e.batchEntry(ctx, be, opt); err != nil {
 				be.response = errorEntry(err)
+				rec := auth.AuditRecord{Interaction: "batch", Action: "E", Outcome: fhir.AsError(err)}
+				if be.id != "" {
+					rec.Entities = []string{be.rt + "/" + be.id}
+				}
+				if aerr := e.Audit(ctx, rec); aerr != nil {
+					be.response = errorEntry(aerr)
+				}
 			}
 		}
 		b.Entry = append(b.Entry, be.response)
@@ -600,6 +625,9 @@ func (e *Engine) batch(ctx context.Context, entries []*bundleEntry, opt SearchOp
 
 func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOptions) error {
 	if err := checkType(be.rt, interactionOf(be)); err != nil {
+		return be.entryError(err)
+	}
+	if _, err := e.conditions(ctx, be.rt, auth.PermissionOf(interactionOf(be))); err != nil {
 		return be.entryError(err)
 	}
 	if be.method == "GET" && be.vid != "" {
@@ -626,7 +654,30 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 		if err := e.processInTx(ctx, tx, be, e.now(), opt); err != nil {
 			return be.entryError(err)
 		}
-		return e.finishEntry(ctx, tx, be)
+		if err := e.finishEntry(ctx, tx, be); err != nil {
+			return err
+		}
+		return e.auditInTx(ctx, tx, entriesRecord("batch", []*bundleEntry{be}))
 	})
 	return err
+}
+
+// entriesRecord describes the writes of a transaction, or of one batch entry,
+// for the audit trail.
+func entriesRecord(interaction string, entries []*bundleEntry) auth.AuditRecord {
+	rec := auth.AuditRecord{Interaction: interaction, Action: "E"}
+	for _, be := range entries {
+		if be.method == "GET" || be.id == "" || be.response.Response == nil {
+			continue
+		}
+		ref := be.rt + "/" + be.id
+		if loc := be.response.Response.Location; loc != "" {
+			ref = loc
+		}
+		rec.Entities = append(rec.Entities, ref)
+		if rec.Patient == "" && be.rt == "Patient" {
+			rec.Patient = "Patient/" + be.id
+		}
+	}
+	return rec
 }

@@ -68,6 +68,10 @@ type Tx interface {
 	// be one more than the current version (1 for a new resource): otherwise error
 	// kind Conflict, and nothing is stored.
 	Put(ctx context.Context, v Version, index []fhir.IndexValue) error
+	// Last returns the version of type typ written last, this transaction's
+	// writes included (the audit trail's hash chain follows it). Error kind
+	// NotFound when there is none.
+	Last(ctx context.Context, typ string) (Version, error)
 }
 
 // Store is a storage backend.

@@ -496,6 +496,24 @@ func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, e
 	return search(ctx, t.tx, q)
 }
 
+// Last returns the version of typ written last (versions_type_seq serves it).
+func (t *txn) Last(ctx context.Context, typ string) (store.Version, error) {
+	var ts int64
+	var deleted int
+	var body []byte
+	v := store.Version{Type: typ}
+	err := t.tx.QueryRowContext(ctx, `SELECT id, vid, ts, deleted, method, body FROM versions WHERE type = ? ORDER BY seq DESC LIMIT 1`, typ).
+		Scan(&v.ID, &v.VersionID, &ts, &deleted, &v.Method, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "no %s has been written", typ)
+	}
+	if err != nil {
+		return store.Version{}, fhir.InternalError("last", err)
+	}
+	v.LastUpdated, v.Deleted, v.Body = time.Unix(0, ts).UTC(), deleted == 1, body
+	return v, nil
+}
+
 // Put stores the next version of a resource and replaces its search values.
 // A first version is inserted straight away (the unique key on current catches a
 // resource that exists already); later versions check the current one first.

@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PagingWhileWriting", testPagingWhileWriting},
 		{"Totals", testTotals},
 		{"BadCursor", testBadCursor},
+		{"Last", testLast},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -851,5 +852,34 @@ func testSearchCompartment(t *testing.T, s store.Store) {
 		if c.got != c.want {
 			t.Errorf("compartment: got [%s], want [%s]", c.got, c.want)
 		}
+	}
+}
+
+// testLast: Last names the version of a type written last, inside the writing
+// transaction too, and nothing when the type has none.
+func testLast(t *testing.T, s store.Store) {
+	put(t, s, 1, `{"resourceType":"Goal","id":"a","lifecycleStatus":"active","description":{"text":"a"},"subject":{"reference":"Patient/p"}}`)
+	put(t, s, 1, `{"resourceType":"Patient","id":"p"}`)
+	put(t, s, 1, `{"resourceType":"Goal","id":"b","lifecycleStatus":"active","description":{"text":"b"},"subject":{"reference":"Patient/p"}}`)
+	put(t, s, 2, `{"resourceType":"Goal","id":"a","lifecycleStatus":"completed","description":{"text":"a"},"subject":{"reference":"Patient/p"}}`)
+	err := s.Write(ctx, func(tx store.Tx) error {
+		v, err := tx.Last(ctx, "Goal")
+		if err != nil || v.ID != "a" || v.VersionID != 2 || len(v.Body) == 0 {
+			t.Errorf("last Goal: %+v %v", v, err)
+		}
+		if _, err := tx.Last(ctx, "CarePlan"); kind(err) != fhir.NotFound {
+			t.Errorf("no CarePlan: %v", err)
+		}
+		c, idx := version(t, 1, `{"resourceType":"Goal","id":"c","lifecycleStatus":"active","description":{"text":"c"},"subject":{"reference":"Patient/p"}}`)
+		if err := tx.Put(ctx, c, idx); err != nil {
+			return err
+		}
+		if v, err := tx.Last(ctx, "Goal"); err != nil || v.ID != "c" {
+			t.Errorf("last Goal inside the transaction: %+v %v", v, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

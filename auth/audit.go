@@ -1,0 +1,281 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"crs/fhir"
+)
+
+// AuditRecord is what happened in one interaction, for its AuditEvent.
+type AuditRecord struct {
+	Interaction string      // restful-interaction code: read, vread, update, patch, delete, history-instance, history-type, history-system, create, search-type, capabilities, transaction, batch, operation
+	Action      string      // C, R, U, D or E
+	Outcome     *fhir.Error // nil on success
+	Entities    []string    // the resources involved, Type/id or Type/id/_history/n
+	Patient     string      // Patient/id when a patient is involved
+	Query       string      // the query of a search, as sent
+	RequestID   string      // the X-Request-Id
+	Remote      string      // the client's network address
+	Server      string      // this server's base URL
+	Who         *Principal  // nil: unknown caller (no or bad token)
+	Recorded    time.Time
+}
+
+// ChainExtension is the URL of the extension holding an AuditEvent's place in
+// the hash chain (sub-extensions previous and hash, hex SHA-256).
+const ChainExtension = "https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-AuditChain"
+
+const (
+	dcm       = "http://dicom.nema.org/resources/ontology/DCM"
+	entType   = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	objRole   = "http://terminology.hl7.org/CodeSystem/object-role"
+	balpTypes = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
+)
+
+// AuditEvent renders a record in the shape of IHE Basic Audit Log Patterns
+// (RESTful activity), without its chain extension.
+func AuditEvent(r AuditRecord) fhir.Object {
+	outcome, desc := "0", ""
+	if r.Outcome != nil {
+		outcome = "4" // a failure the client caused
+		if r.Outcome.Kind.Status() >= 500 {
+			outcome = "8"
+		}
+		var msgs []string
+		for _, is := range r.Outcome.Issues {
+			msgs = append(msgs, is.Diagnostics)
+		}
+		desc = strings.Join(msgs, "; ")
+		if desc == "" {
+			desc = r.Outcome.Kind.String()
+		}
+	}
+	ev := fhir.Object{
+		"resourceType": "AuditEvent",
+		"type":         map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "Restful Operation"},
+		"subtype":      []any{map[string]any{"system": "http://hl7.org/fhir/restful-interaction", "code": r.Interaction}},
+		"action":       r.Action,
+		"recorded":     r.Recorded.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		"outcome":      outcome,
+		"source": map[string]any{
+			"observer": map[string]any{"display": "crs " + r.Server},
+			"type":     []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}},
+		},
+	}
+	if desc != "" {
+		ev["outcomeDesc"] = desc
+	}
+	client := map[string]any{
+		"type":      map[string]any{"coding": []any{map[string]any{"system": dcm, "code": "110153", "display": "Source Role ID"}}},
+		"requestor": false,
+	}
+	if r.Remote != "" {
+		client["network"] = map[string]any{"address": r.Remote, "type": "2"}
+	}
+	server := map[string]any{
+		"type":      map[string]any{"coding": []any{map[string]any{"system": dcm, "code": "110152", "display": "Destination Role ID"}}},
+		"who":       map[string]any{"display": "crs"},
+		"requestor": false,
+		"network":   map[string]any{"address": r.Server, "type": "5"},
+	}
+	agents := []any{client, server}
+	switch w := r.Who; {
+	case w == nil:
+		client["who"] = map[string]any{"display": "unauthenticated caller"}
+	case w.Anonymous:
+		client["who"] = map[string]any{"display": "anonymous caller (development mode, no authentication)"}
+	default:
+		client["who"] = map[string]any{"identifier": map[string]any{"system": w.Issuer, "value": w.ClientID}}
+		user := map[string]any{
+			"type":      map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}}},
+			"who":       map[string]any{"identifier": map[string]any{"system": w.Issuer, "value": w.Subject}},
+			"requestor": true,
+		}
+		if w.JTI != "" {
+			user["policy"] = []any{"urn:ietf:params:oauth:jti:" + w.JTI}
+		}
+		var roles []any
+		for _, role := range w.Roles {
+			roles = append(roles, map[string]any{"text": role})
+		}
+		if w.Org != "" {
+			roles = append(roles, map[string]any{"coding": []any{map[string]any{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "code": w.Org}}, "text": "organisation " + w.Org})
+		}
+		if roles != nil {
+			user["role"] = roles
+		}
+		agents = append(agents, user)
+	}
+	ev["agent"] = agents
+	entities := []any{}
+	if r.RequestID != "" {
+		entities = append(entities, map[string]any{
+			"what": map[string]any{"identifier": map[string]any{"value": r.RequestID}},
+			"type": map[string]any{"system": balpTypes, "code": "XrequestId"},
+		})
+	}
+	if r.Patient != "" {
+		entities = append(entities, map[string]any{
+			"what": map[string]any{"reference": r.Patient},
+			"type": map[string]any{"system": entType, "code": "1", "display": "Person"},
+			"role": map[string]any{"system": objRole, "code": "1", "display": "Patient"},
+		})
+	}
+	for _, e := range r.Entities {
+		if e == r.Patient {
+			continue
+		}
+		entities = append(entities, map[string]any{
+			"what": map[string]any{"reference": e},
+			"type": map[string]any{"system": entType, "code": "2", "display": "System Object"},
+			"role": map[string]any{"system": objRole, "code": "4", "display": "Domain Resource"},
+		})
+	}
+	if r.Query != "" {
+		entities = append(entities, map[string]any{
+			"type":  map[string]any{"system": entType, "code": "2", "display": "System Object"},
+			"role":  map[string]any{"system": objRole, "code": "24", "display": "Query"},
+			"query": base64.StdEncoding.EncodeToString([]byte(r.Query)),
+		})
+	}
+	if len(entities) > 0 {
+		ev["entity"] = entities
+	}
+	return ev
+}
+
+// ChainHash is the hash of an AuditEvent linked to the previous one: SHA-256 of
+// the previous hash and the event's canonical JSON without id, meta and its
+// chain extension.
+func ChainHash(previous string, ev fhir.Object) (string, error) {
+	cp := make(fhir.Object, len(ev))
+	for k, v := range ev {
+		switch k {
+		case "id", "meta":
+		case "extension":
+			var keep []any
+			list, _ := v.([]any)
+			for _, x := range list {
+				if m, _ := x.(map[string]any); m["url"] != ChainExtension {
+					keep = append(keep, x)
+				}
+			}
+			if keep != nil {
+				cp[k] = keep
+			}
+		default:
+			cp[k] = v
+		}
+	}
+	body, err := fhir.Marshal(cp)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(previous))
+	h.Write([]byte{0})
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Chain reads an AuditEvent's chain extension.
+func Chain(ev fhir.Object) (previous, hash string, ok bool) {
+	list, _ := ev["extension"].([]any)
+	for _, x := range list {
+		m, _ := x.(map[string]any)
+		if m["url"] != ChainExtension {
+			continue
+		}
+		subs, _ := m["extension"].([]any)
+		for _, s := range subs {
+			sm, _ := s.(map[string]any)
+			v, _ := sm["valueString"].(string)
+			switch sm["url"] {
+			case "previous":
+				previous = v
+			case "hash":
+				hash = v
+			}
+		}
+		return previous, hash, hash != ""
+	}
+	return "", "", false
+}
+
+// Link sets an AuditEvent's chain extension after previous, and returns its hash.
+func Link(ev fhir.Object, previous string) (string, error) {
+	hash, err := ChainHash(previous, ev)
+	if err != nil {
+		return "", err
+	}
+	subs := []any{map[string]any{"url": "hash", "valueString": hash}}
+	if previous != "" {
+		subs = append([]any{map[string]any{"url": "previous", "valueString": previous}}, subs...)
+	}
+	ev["extension"] = append(extensionsWithout(ev, ChainExtension), map[string]any{"url": ChainExtension, "extension": subs})
+	return hash, nil
+}
+
+func extensionsWithout(ev fhir.Object, url string) []any {
+	var out []any
+	list, _ := ev["extension"].([]any)
+	for _, x := range list {
+		if m, _ := x.(map[string]any); m["url"] != url {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// ChainBreak is where the audit chain does not hold.
+type ChainBreak struct {
+	Position int    // 1 for the oldest event
+	ID       string // the AuditEvent's id
+	Reason   string
+}
+
+func (b *ChainBreak) Error() string {
+	return "audit chain broken at event " + strconv.Itoa(b.Position) + " (AuditEvent/" + b.ID + "): " + b.Reason
+}
+
+// VerifyChain checks AuditEvent bodies given oldest first: each hash matches
+// its content and its predecessor's hash. It returns the number of events
+// checked and the first break.
+func VerifyChain(next func() (id string, body []byte, ok bool, err error)) (int, error) {
+	prev, n := "", 0
+	for {
+		id, body, ok, err := next()
+		if err != nil {
+			return n, err
+		}
+		if !ok {
+			return n, nil
+		}
+		n++
+		ev, err := fhir.Parse(body, fhir.Limits{})
+		if err != nil {
+			return n, &ChainBreak{n, id, fmt.Sprintf("the stored body is not JSON: %v", err)}
+		}
+		p, h, ok := Chain(ev)
+		if !ok {
+			return n, &ChainBreak{n, id, "it has no chain extension"}
+		}
+		if p != prev {
+			return n, &ChainBreak{n, id, "it does not follow the previous event (an event was removed or reordered)"}
+		}
+		want, err := ChainHash(p, ev)
+		if err != nil {
+			return n, err
+		}
+		if want != h {
+			return n, &ChainBreak{n, id, "its content does not match its hash (it was changed after it was written)"}
+		}
+		prev = h
+	}
+}

@@ -1,0 +1,128 @@
+package auth
+
+import (
+	"strings"
+
+	"crs/fhir"
+)
+
+// Permission is one SMART v2 permission letter: c create, r read (read, vread,
+// instance history), u update (update, patch), d delete, s search (search,
+// type and system history).
+type Permission byte
+
+// The SMART v2 permissions.
+const (
+	Create Permission = 'c'
+	Read   Permission = 'r'
+	Update Permission = 'u'
+	Delete Permission = 'd'
+	Search Permission = 's'
+)
+
+// PermissionOf maps a FHIR interaction to the permission it needs.
+func PermissionOf(i fhir.Interaction) Permission {
+	switch i {
+	case fhir.Create:
+		return Create
+	case fhir.Read, fhir.VRead, fhir.HistoryInstance:
+		return Read
+	case fhir.Update:
+		return Update
+	case fhir.Delete:
+		return Delete
+	}
+	return Search
+}
+
+// Scope is one SMART scope on resources: a context (system, user or patient),
+// a type (or * for all) and the permissions it grants.
+type Scope struct {
+	Context     string // system, user, patient
+	Type        string // a resource type, or *
+	Permissions string // a subset of "cruds", in that order
+}
+
+// ParseScopes reads the resource scopes of a token's scope claim (SMART v2
+// "system/Patient.rs", v1 "user/Goal.read" = .rs, ".write" = .cud, ".*" =
+// .cruds). Other scopes (openid, launch …) are ignored; so are malformed ones,
+// which therefore grant nothing.
+func ParseScopes(claim string) []Scope {
+	var out []Scope
+	for _, s := range strings.Fields(claim) {
+		ctx, rest, ok := strings.Cut(s, "/")
+		if !ok || (ctx != "system" && ctx != "user" && ctx != "patient") {
+			continue
+		}
+		typ, perms, ok := strings.Cut(rest, ".")
+		if !ok || typ == "" {
+			continue
+		}
+		perms, _, _ = strings.Cut(perms, "?") // v2 query constraints are not supported: the scope keeps its type-wide meaning only if none
+		if strings.Contains(rest, "?") {
+			continue // a constrained scope grants less than its letters: grant nothing rather than too much
+		}
+		switch perms {
+		case "read":
+			perms = "rs"
+		case "write":
+			perms = "cud"
+		case "*":
+			perms = "cruds"
+		default:
+			if !validPermissions(perms) {
+				continue
+			}
+		}
+		if typ != "*" && !validType(typ) {
+			continue
+		}
+		out = append(out, Scope{Context: ctx, Type: typ, Permissions: perms})
+	}
+	return out
+}
+
+// validPermissions checks a v2 permission string: letters of "cruds" in order,
+// each at most once.
+func validPermissions(p string) bool {
+	if p == "" {
+		return false
+	}
+	order := "cruds"
+	last := -1
+	for i := 0; i < len(p); i++ {
+		k := strings.IndexByte(order, p[i])
+		if k <= last {
+			return false
+		}
+		last = k
+	}
+	return true
+}
+
+func validType(t string) bool {
+	if t == "" || t[0] < 'A' || t[0] > 'Z' {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Grants reports whether the scopes grant a permission on a resource type.
+// Patient-context scopes are not honoured (crs has no patient launch context),
+// so they grant nothing.
+func Grants(scopes []Scope, rt string, p Permission) bool {
+	for _, s := range scopes {
+		if s.Context == "patient" {
+			continue
+		}
+		if (s.Type == "*" || s.Type == rt) && strings.IndexByte(s.Permissions, byte(p)) >= 0 {
+			return true
+		}
+	}
+	return false
+}

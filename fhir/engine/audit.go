@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"crs/auth"
+	"crs/fhir"
+	"crs/fhir/store"
+)
+
+// RequestInfo describes the request behind an interaction, for its AuditEvent.
+type RequestInfo struct {
+	ID     string // X-Request-Id
+	Remote string // the client's network address
+}
+
+type auditState struct {
+	req      RequestInfo
+	recorded atomic.Bool // the interaction's write recorded its AuditEvent
+}
+
+type auditKey struct{}
+
+// WithRequest returns ctx carrying the request's identity for the audit trail.
+func WithRequest(ctx context.Context, req RequestInfo) context.Context {
+	return context.WithValue(ctx, auditKey{}, &auditState{req: req})
+}
+
+// Audited reports whether the interaction in ctx recorded its AuditEvent in the
+// transaction of its write (when that write committed, nothing else is due;
+// when it failed, the failure still is).
+func Audited(ctx context.Context) bool {
+	st, _ := ctx.Value(auditKey{}).(*auditState)
+	return st != nil && st.recorded.Load()
+}
+
+// auditInTx appends the AuditEvent of a write to the transaction that writes,
+// linked to the last AuditEvent written (the store's single writer makes the
+// chain a line).
+func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecord) error {
+	if !e.audit {
+		return nil
+	}
+	st, _ := ctx.Value(auditKey{}).(*auditState)
+	if st != nil {
+		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
+	}
+	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
+	now := e.now()
+	rec.Recorded = now
+	ev := auth.AuditEvent(rec)
+	prev := ""
+	switch last, err := tx.Last(ctx, "AuditEvent"); {
+	case err == nil:
+		obj, perr := fhir.Parse(last.Body, fhir.Limits{})
+		if perr != nil {
+			return fhir.InternalError("audit", perr)
+		}
+		_, prev, _ = auth.Chain(obj)
+	case fhir.KindOf(err) != fhir.NotFound:
+		return err
+	}
+	if _, err := auth.Link(ev, prev); err != nil {
+		return fhir.InternalError("audit", err)
+	}
+	v, index, err := e.stamp(ev, "AuditEvent", newID(), 1, now, "POST")
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(ctx, v, index); err != nil {
+		return err
+	}
+	if st != nil {
+		st.recorded.Store(true)
+	}
+	return nil
+}
+
+// Audit records an interaction that did not record itself with a write: a
+// read, a search, an operation, or any refusal or failure. It returns once the
+// AuditEvent is durable; an error means the interaction must not be answered.
+func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
+	if !e.audit {
+		return nil
+	}
+	return e.store.Write(ctx, func(tx store.Tx) error { return e.auditInTx(ctx, tx, rec) })
+}
+
+// writeRecord describes a committed write for the audit trail.
+func writeRecord(interaction, action string, versions ...store.Version) auth.AuditRecord {
+	rec := auth.AuditRecord{Interaction: interaction, Action: action}
+	for _, v := range versions {
+		if v.ID == "" {
+			continue
+		}
+		rec.Entities = append(rec.Entities, v.Type+"/"+v.ID+"/_history/"+strconv.Itoa(v.VersionID))
+		if rec.Patient == "" {
+			rec.Patient = PatientOf(v)
+		}
+	}
+	return rec
+}
+
+// PatientOf names the patient a stored version is about (Patient/id), if any.
+func PatientOf(v store.Version) string {
+	if v.Type == "Patient" {
+		return "Patient/" + v.ID
+	}
+	if len(v.Body) == 0 {
+		return ""
+	}
+	obj, err := fhir.Parse(v.Body, fhir.Limits{})
+	if err != nil {
+		return ""
+	}
+	for _, k := range []string{"subject", "patient"} {
+		if m, ok := obj[k].(map[string]any); ok {
+			if ref, _ := m["reference"].(string); strings.HasPrefix(ref, "Patient/") {
+				return ref
+			}
+		}
+	}
+	return ""
+}
