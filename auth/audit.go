@@ -154,34 +154,53 @@ func AuditEvent(r AuditRecord) fhir.Object {
 // the previous hash and the event's canonical JSON without id, meta and its
 // chain extension.
 func ChainHash(previous string, ev fhir.Object) (string, error) {
+	canonical, err := Canonical(ev)
+	if err != nil {
+		return "", err
+	}
+	return HashAfter(previous, canonical), nil
+}
+
+// Canonical is the part of an AuditEvent its hash covers: its JSON (keys
+// sorted) without id, meta and the chain extension.
+func Canonical(ev fhir.Object) ([]byte, error) {
 	cp := make(fhir.Object, len(ev))
 	for k, v := range ev {
 		switch k {
 		case "id", "meta":
 		case "extension":
-			var keep []any
-			list, _ := v.([]any)
-			for _, x := range list {
-				if m, _ := x.(map[string]any); m["url"] != ChainExtension {
-					keep = append(keep, x)
-				}
-			}
-			if keep != nil {
+			if keep := extensionsWithout(ev, ChainExtension); keep != nil {
 				cp[k] = keep
 			}
 		default:
 			cp[k] = v
 		}
 	}
-	body, err := fhir.Marshal(cp)
-	if err != nil {
-		return "", err
-	}
+	return fhir.Marshal(cp)
+}
+
+// HashAfter links canonical content to the previous hash.
+func HashAfter(previous string, canonical []byte) string {
 	h := sha256.New()
 	h.Write([]byte(previous))
 	h.Write([]byte{0})
-	h.Write(body)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	h.Write(canonical)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// LastHash reads the hash out of a stored AuditEvent body without decoding it
+// all (the writer does this for every event).
+func LastHash(body []byte) string {
+	const marker = `{"url":"hash","valueString":"`
+	i := strings.LastIndex(string(body), marker)
+	if i < 0 {
+		return ""
+	}
+	rest := string(body[i+len(marker):])
+	if j := strings.IndexByte(rest, '"'); j == 64 {
+		return rest[:j]
+	}
+	return ""
 }
 
 // Chain reads an AuditEvent's chain extension.
@@ -214,12 +233,17 @@ func Link(ev fhir.Object, previous string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	SetChain(ev, previous, hash)
+	return hash, nil
+}
+
+// SetChain sets an AuditEvent's chain extension.
+func SetChain(ev fhir.Object, previous, hash string) {
 	subs := []any{map[string]any{"url": "hash", "valueString": hash}}
 	if previous != "" {
 		subs = append([]any{map[string]any{"url": "previous", "valueString": previous}}, subs...)
 	}
 	ev["extension"] = append(extensionsWithout(ev, ChainExtension), map[string]any{"url": ChainExtension, "extension": subs})
-	return hash, nil
 }
 
 func extensionsWithout(ev fhir.Object, url string) []any {

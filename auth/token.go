@@ -6,10 +6,12 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -62,7 +64,19 @@ type Verifier struct {
 	claims   ClaimNames
 	now      func() time.Time
 	provider *oidc.Provider
+
+	mu    sync.Mutex
+	cache map[[32]byte]verified // tokens verified already, until they expire
 }
+
+// verified is a token that passed verification, and when it stops being valid.
+type verified struct {
+	p   *Principal
+	exp time.Time
+}
+
+// maxCached bounds the verified-token cache; it is emptied when full.
+const maxCached = 10000
 
 // NewVerifier discovers the issuer and prepares verification for tokens whose
 // audience includes audience.
@@ -71,7 +85,7 @@ func NewVerifier(ctx context.Context, issuer, audience string, claims ClaimNames
 	if err != nil {
 		return nil, fmt.Errorf("OpenID Connect discovery at %s: %w", issuer, err)
 	}
-	v := &Verifier{issuer: issuer, claims: claims, now: time.Now, provider: provider}
+	v := &Verifier{issuer: issuer, claims: claims, now: time.Now, provider: provider, cache: map[[32]byte]verified{}}
 	v.verifier = provider.Verifier(&oidc.Config{
 		ClientID:             audience,
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA},
@@ -93,26 +107,49 @@ func (v *Verifier) Issuer() string { return v.issuer }
 // ErrNoToken is returned when a request carries no bearer token.
 var ErrNoToken = errors.New("no bearer token")
 
-// Verify checks a raw access token and returns the caller it names.
+// Verify checks a raw access token and returns the caller it names. A token
+// verified before is answered from a cache until its exp (signature checks
+// are the costly part; a JWT cannot change without changing its bytes).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
-	tok, err := v.verifier.Verify(ctx, raw)
+	key := sha256.Sum256([]byte(raw))
+	v.mu.Lock()
+	hit, ok := v.cache[key]
+	v.mu.Unlock()
+	if ok && v.now().Before(hit.exp) {
+		return hit.p, nil
+	}
+	p, exp, err := v.verify(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
+	v.mu.Lock()
+	if len(v.cache) >= maxCached {
+		clear(v.cache)
+	}
+	v.cache[key] = verified{p: p, exp: exp}
+	v.mu.Unlock()
+	return p, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, time.Time, error) {
+	tok, err := v.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	var c map[string]any
 	if err := tok.Claims(&c); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	now := v.now()
 	exp, hasExp := number(c["exp"])
 	if !hasExp {
-		return nil, errors.New("the token has no exp")
+		return nil, time.Time{}, errors.New("the token has no exp")
 	}
 	if now.After(time.Unix(exp, 0).Add(Leeway)) {
-		return nil, fmt.Errorf("the token expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
+		return nil, time.Time{}, fmt.Errorf("the token expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
 	}
 	if nbf, ok := number(c["nbf"]); ok && now.Add(Leeway).Before(time.Unix(nbf, 0)) {
-		return nil, fmt.Errorf("the token is not valid before %s", time.Unix(nbf, 0).UTC().Format(time.RFC3339))
+		return nil, time.Time{}, fmt.Errorf("the token is not valid before %s", time.Unix(nbf, 0).UTC().Format(time.RFC3339))
 	}
 	p := &Principal{Issuer: tok.Issuer, Subject: tok.Subject}
 	p.ClientID, _ = c["client_id"].(string)
@@ -148,7 +185,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		}
 	}
 	p.Scopes = ParseScopes(scope)
-	return p, nil
+	valid := time.Unix(exp, 0).Add(Leeway)
+	if nbf, ok := number(c["nbf"]); ok && now.Add(Leeway).Before(time.Unix(nbf, 0)) {
+		valid = now // not cached: it is refused above anyway
+	}
+	return p, valid, nil
 }
 
 func number(v any) (int64, bool) {

@@ -39,6 +39,13 @@ for i in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1
 hcreate=$(awk '/^median/ {print $(NF-1)}' "$dir/create.txt")
 hread=$(awk '/^median/ {print $(NF-1)}' "$dir/read.txt")
 
+echo "== access control: token verification + policy per request (warm JWKS), and reads with auth off / on, $COUNT runs"
+make -s oidc-provider
+go test -run '^$' -bench 'BenchmarkTokenAndPolicy$|BenchmarkReadAuth' -benchtime 3s -count "$COUNT" ./cmd/crs/ | tee /tmp/crs-bench-auth.txt
+tokpol=$(median BenchmarkTokenAndPolicy µs/request </tmp/crs-bench-auth.txt)
+readoff=$(median BenchmarkReadAuth/off reads/s </tmp/crs-bench-auth.txt)
+readon=$(median BenchmarkReadAuth/on reads/s </tmp/crs-bench-auth.txt)
+
 echo
 echo "== summary (medians of $COUNT runs; targets in brackets)"
 printf 'base validation, 1 core:        %8s resources/s  [>= 12000]\n' "$val"
@@ -48,6 +55,8 @@ printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate"
 printf 'store read by id (parallel):    %8s reads/s\n' "$sread"
 printf 'HTTP durable create, c=8:       %8s req/s  [>= 4750]  (%.2fx raw SQLite insert)\n' "$hcreate" "$(echo "$hcreate $raw" | awk '{print $1/$2}')"
 printf 'HTTP read by id, c=8:           %8s req/s  [>= 12000]\n' "$hread"
+printf 'token + policy per request:     %8s µs  [<= 50]\n' "$tokpol"
+printf 'audited reads, auth off / on:   %8s / %s reads/s  (%.2fx)  [>= 0.80x]\n' "$readoff" "$readon" "$(echo "$readon $readoff" | awk '{print $1/$2}')"
 
 echo
 echo "== pathway queries on a synthetic region (p50/p95 over 200 runs each), and acute-referral transactions"

@@ -37,13 +37,16 @@ func Audited(ctx context.Context) bool {
 	return st != nil && st.recorded.Load()
 }
 
-// auditInTx appends the AuditEvent of a write to the transaction that writes,
-// linked to the last AuditEvent written (the store's single writer makes the
-// chain a line).
-func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecord) error {
-	if !e.audit {
-		return nil
-	}
+// preparedAudit is an AuditEvent made ready outside the store's writer: all
+// that is left inside is to link it to the last one and store it.
+type preparedAudit struct {
+	ev        fhir.Object
+	canonical []byte
+	index     []fhir.IndexValue
+	version   store.Version
+}
+
+func (e *Engine) prepareAudit(ctx context.Context, rec auth.AuditRecord) (*preparedAudit, error) {
 	st, _ := ctx.Value(auditKey{}).(*auditState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
@@ -52,31 +55,57 @@ func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecor
 	now := e.now()
 	rec.Recorded = now
 	ev := auth.AuditEvent(rec)
+	id := newID()
+	ev["id"] = id
+	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
+	canonical, err := auth.Canonical(ev)
+	if err != nil {
+		return nil, fhir.InternalError("audit", err)
+	}
+	index, err := e.params.Extract("AuditEvent", ev)
+	if err != nil {
+		return nil, fhir.WithOp("audit", err)
+	}
+	return &preparedAudit{ev: ev, canonical: canonical, index: index,
+		version: store.Version{Type: "AuditEvent", ID: id, VersionID: 1, LastUpdated: now, Method: "POST"}}, nil
+}
+
+// appendAudit links a prepared AuditEvent to the last one written (the store's
+// single writer makes the chain a line) and stores it in tx.
+func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit) error {
 	prev := ""
 	switch last, err := tx.Last(ctx, "AuditEvent"); {
 	case err == nil:
-		obj, perr := fhir.Parse(last.Body, fhir.Limits{})
-		if perr != nil {
-			return fhir.InternalError("audit", perr)
-		}
-		_, prev, _ = auth.Chain(obj)
+		prev = auth.LastHash(last.Body)
 	case fhir.KindOf(err) != fhir.NotFound:
 		return err
 	}
-	if _, err := auth.Link(ev, prev); err != nil {
+	auth.SetChain(p.ev, prev, auth.HashAfter(prev, p.canonical))
+	body, err := fhir.Marshal(p.ev)
+	if err != nil {
 		return fhir.InternalError("audit", err)
 	}
-	v, index, err := e.stamp(ev, "AuditEvent", newID(), 1, now, "POST")
-	if err != nil {
+	v := p.version
+	v.Body = body
+	if err := tx.Put(ctx, v, p.index); err != nil {
 		return err
 	}
-	if err := tx.Put(ctx, v, index); err != nil {
-		return err
-	}
-	if st != nil {
+	if st, _ := ctx.Value(auditKey{}).(*auditState); st != nil {
 		st.recorded.Store(true)
 	}
 	return nil
+}
+
+// auditInTx records a write's AuditEvent in the transaction that writes.
+func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecord) error {
+	if !e.audit {
+		return nil
+	}
+	p, err := e.prepareAudit(ctx, rec)
+	if err != nil {
+		return err
+	}
+	return e.appendAudit(ctx, tx, p)
 }
 
 // Audit records an interaction that did not record itself with a write: a
@@ -86,7 +115,11 @@ func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
 	if !e.audit {
 		return nil
 	}
-	return e.store.Write(ctx, func(tx store.Tx) error { return e.auditInTx(ctx, tx, rec) })
+	p, err := e.prepareAudit(ctx, rec)
+	if err != nil {
+		return err
+	}
+	return e.store.Write(ctx, func(tx store.Tx) error { return e.appendAudit(ctx, tx, p) })
 }
 
 // writeRecord describes a committed write for the audit trail.

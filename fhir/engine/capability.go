@@ -95,6 +95,17 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 		}
 		resources = append(resources, r)
 	}
+	security := map[string]any{"cors": false, "description": "Development mode: no authentication (loopback only)."}
+	if e.access != nil {
+		security = map[string]any{
+			"cors": false,
+			"service": []any{map[string]any{"coding": []any{map[string]any{
+				"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+			"description": "OAuth 2.0 bearer tokens (JWT) from the region's OpenID Connect provider: SMART Backend Services " +
+				"(client_credentials with private_key_jwt); SMART v2 scopes; see " + e.base + "/.well-known/smart-configuration. " +
+				"An access policy bounds each role to its records; every interaction is audited.",
+		}
+	}
 	return map[string]any{
 		"resourceType": "CapabilityStatement",
 		"status":       "active",
@@ -109,6 +120,7 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 		"format":      []any{"json", "application/fhir+json"},
 		"rest": []any{map[string]any{
 			"mode":        "server",
+			"security":    security,
 			"resource":    resources,
 			"interaction": []any{map[string]any{"code": "transaction"}, map[string]any{"code": "batch"}, map[string]any{"code": "history-system"}},
 			"compartment": compartmentURLs(),
