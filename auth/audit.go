@@ -264,6 +264,7 @@ type ChainBreak struct {
 	Reason   string
 }
 
+// Error says where and why the chain breaks.
 func (b *ChainBreak) Error() string {
 	return "audit chain broken at event " + strconv.Itoa(b.Position) + " (AuditEvent/" + b.ID + "): " + b.Reason
 }

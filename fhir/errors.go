@@ -73,6 +73,7 @@ func (k Kind) IssueCode() string {
 	return "exception"
 }
 
+// String names the kind, as in logs.
 func (k Kind) String() string {
 	if i, ok := kindInfo[k]; ok {
 		return i.name

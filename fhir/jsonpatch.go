@@ -125,6 +125,7 @@ func ApplyPatch(doc Object, ops []PatchOp) (Object, error) {
 
 type patchError string
 
+// Error returns the message.
 func (e patchError) Error() string { return string(e) }
 
 // pointer splits a JSON Pointer (RFC 6901) into unescaped tokens.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,28 @@ func TestDevelopmentModeLoopbackOnly(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "--oidc-issuer") {
 			t.Errorf("%s: the refusal does not say what to do: %v", c.addr, err)
 		}
+	}
+}
+
+// TestMongoDBUnreachable: a clear start-up error, quickly, when the MongoDB
+// server cannot be reached.
+func TestMongoDBUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	m := &Main{
+		Config: Config{Addr: "127.0.0.1:0", Store: "mongodb://" + addr + "/crs?serverSelectionTimeoutMS=500&connectTimeoutMS=500", MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100, ProfileEnforcement: "strict"},
+		Log:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}
+	err = m.Start(context.Background())
+	if err == nil {
+		m.Close()
+		t.Fatal("started without its database")
+	}
+	if !strings.Contains(err.Error(), "does not answer") || !strings.Contains(err.Error(), addr) {
+		t.Errorf("unclear error: %v", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"crs/fhir/engine"
 	"crs/fhir/search"
 	"crs/fhir/store"
+	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
 	"crs/profiles"
@@ -85,7 +86,7 @@ Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
 // Config is the configuration of a running server.
 type Config struct {
 	Addr         string // listen address, host:port
-	Store        string // sqlite:<path> (or, later, mongodb://...)
+	Store        string // sqlite:<path> or mongodb://host/db
 	BaseURL      string // advertised base; http://<addr>/fhir when empty
 	MaxBodyBytes int
 	MaxDepth     int
@@ -110,7 +111,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	var cfg Config
 	fs.StringVar(&cfg.Addr, "addr", env("CRS_ADDR", "127.0.0.1:8080"), "listen address (CRS_ADDR)")
-	fs.StringVar(&cfg.Store, "store", env("CRS_STORE", "sqlite:./data/crs.db"), "store: sqlite:<path> (CRS_STORE)")
+	fs.StringVar(&cfg.Store, "store", env("CRS_STORE", "sqlite:./data/crs.db"), "store: sqlite:<path> or mongodb://host[:port]/database?options (CRS_STORE)")
 	fs.StringVar(&cfg.BaseURL, "base-url", env("CRS_BASE_URL", ""), "advertised base URL; default http://<addr>/fhir (CRS_BASE_URL)")
 	fs.IntVar(&cfg.MaxBodyBytes, "max-body-bytes", envInt("CRS_MAX_BODY_BYTES", fhir.DefaultLimits.MaxBytes), "largest request body (CRS_MAX_BODY_BYTES)")
 	fs.IntVar(&cfg.MaxDepth, "max-depth", envInt("CRS_MAX_DEPTH", fhir.DefaultLimits.MaxDepth), "deepest JSON nesting accepted (CRS_MAX_DEPTH)")
@@ -174,7 +175,7 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 
 // Start opens the store, builds the engine and starts serving in the background.
 func (m *Main) Start(ctx context.Context) error {
-	st, err := openStore(m.Config.Store)
+	st, err := openStoreLog(m.Config.Store, m.Log)
 	if err != nil {
 		return err
 	}
@@ -305,6 +306,10 @@ func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
 
 // openStore opens the store named by a --store value.
 func openStore(spec string) (store.Store, error) {
+	return openStoreLog(spec, slog.Default())
+}
+
+func openStoreLog(spec string, log *slog.Logger) (store.Store, error) {
 	switch {
 	case strings.HasPrefix(spec, "sqlite:"):
 		path := strings.TrimPrefix(spec, "sqlite:")
@@ -316,7 +321,7 @@ func openStore(spec string) (store.Store, error) {
 		}
 		return sqlite.Open(path, sqlite.Options{})
 	case strings.HasPrefix(spec, "mongodb://"), strings.HasPrefix(spec, "mongodb+srv://"):
-		return nil, errors.New("the MongoDB store is not available in this build yet: use sqlite:<path>")
+		return mongo.Open(context.Background(), spec, log)
 	}
-	return nil, fmt.Errorf("unknown --store %q: use sqlite:<path>", spec)
+	return nil, fmt.Errorf("unknown --store %q: use sqlite:<path> or mongodb://host[:port]/database", spec)
 }

@@ -122,6 +122,7 @@ type token struct {
 	pos  int
 }
 
+// String renders the token for error messages.
 func (t token) String() string {
 	switch t.kind {
 	case tkEOF:

@@ -488,10 +488,12 @@ func (w *writeStmts) insertRows(ctx context.Context, table string, n int) (*sql.
 
 func (t *txn) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, st) }
 
+// Read returns the current version as this transaction sees it.
 func (t *txn) Read(ctx context.Context, typ, id string) (store.Version, error) {
 	return scanVersion(typ, id, t.tx.QueryRowContext(ctx, readSQL, typ, id))
 }
 
+// Search searches as this transaction sees the store.
 func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
 	return search(ctx, t.tx, q)
 }
