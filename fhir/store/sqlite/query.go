@@ -114,18 +114,24 @@ const (
 
 // rank estimates how many rows of typ the parameter selects, up to sampleLimit.
 func (pl *planner) rank(typ string, p fhir.Param) (int, error) {
-	return pl.sample(typ, p, sampleLimit)
-}
-
-// sample counts the index rows of a plain parameter up to limit; a saturated
-// count ranks just above unsampled parameters.
-func (pl *planner) sample(typ string, p fhir.Param, limit int) (int, error) {
 	if negated(p) {
 		return never, nil
 	}
 	if p.Has != nil || len(p.Chain) > 0 {
 		return unsampled, nil
 	}
+	n, err := pl.count(typ, p, sampleLimit)
+	if err != nil {
+		return 0, err
+	}
+	if n >= sampleLimit {
+		return unsampled + 1, nil // a saturated sample: a chain may well be smaller
+	}
+	return n, nil
+}
+
+// count counts a plain parameter's index rows, up to limit.
+func (pl *planner) count(typ string, p fhir.Param, limit int) (int, error) {
 	var b builder
 	b.add("SELECT COUNT(*) FROM (")
 	if err := lookup(&b, typ, p, ""); err != nil {
@@ -135,9 +141,6 @@ func (pl *planner) sample(typ string, p fhir.Param, limit int) (int, error) {
 	n := 0
 	if err := pl.db.QueryRowContext(pl.ctx, b.sql.String(), b.args...).Scan(&n); err != nil {
 		return 0, fhir.InternalError("search", err)
-	}
-	if n >= limit {
-		n = unsampled + 1 // a saturated sample: a chain may well be smaller
 	}
 	return n, nil
 }
@@ -170,18 +173,26 @@ func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
 			return best, nil // small enough to drive: sampling the rest would cost more
 		}
 	}
-	// Several large plain parameters and nothing smaller: a second, larger
-	// sample tells them apart (a chain or _has still drives when there is one).
-	if bestRank == unsampled+1 && len(saturated) > 1 {
-		fewest := never
+	// Nothing small: a second, larger sample of the large plain parameters
+	// tells them apart, and one that is not saturated then drives rather than
+	// a chain or _has (whose sets may be far larger).
+	if bestRank >= unsampled && len(saturated) > 0 && (len(saturated) > 1 || bestRank == unsampled) {
+		limit := sampleLimit * bigSample
+		fewest, pick := never, -1
 		for _, i := range saturated {
-			n, err := pl.sample(typ, params[i], sampleLimit*bigSample)
+			n, err := pl.count(typ, params[i], limit)
 			if err != nil {
 				return 0, err
 			}
 			if n < fewest {
-				best, fewest = i, n
+				pick, fewest = i, n
 			}
+		}
+		switch {
+		case fewest < limit:
+			best = pick // a plain parameter of known, moderate size
+		case bestRank == unsampled+1:
+			best = pick // only large plain parameters: the first of the largest
 		}
 	}
 	return best, nil
