@@ -94,7 +94,11 @@ func runFn(fn func(store.Tx) error, t *txn) (err error) {
 	return fn(t)
 }
 
-// apply makes a committing journal's pending changes the current state.
+// apply makes a committing journal's pending changes the current state. It
+// works in few, set-wise operations (a MongoDB-wire server without filter
+// push-down for updates scans the collection once per operation): new
+// resources are inserted together, replaced ones one by one, the pending
+// documents dropped and the versions marked in one operation each.
 func (s *Store) apply(ctx context.Context, id string) error {
 	cur, err := s.res.Find(ctx, bson.D{{Key: "pend", Value: id}})
 	if err != nil {
@@ -104,15 +108,34 @@ func (s *Store) apply(ctx context.Context, id string) error {
 	if err := cur.All(ctx, &pending); err != nil {
 		return err
 	}
+	var fresh []any
 	for _, p := range pending {
-		pendingID := p.ID
+		replaces := p.Locked == "replace"
 		p.ID, p.Pend, p.Locked = p.Key, "", ""
+		if !replaces {
+			fresh = append(fresh, p)
+			continue
+		}
 		if _, err := s.res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: p.Key}}, p, options.Replace().SetUpsert(true)); err != nil {
 			return err
 		}
-		if _, err := s.res.DeleteOne(ctx, bson.D{{Key: "_id", Value: pendingID}}); err != nil {
+	}
+	if len(fresh) > 0 {
+		_, err := s.res.InsertMany(ctx, fresh, options.InsertMany().SetOrdered(false))
+		if mongo.IsDuplicateKeyError(err) {
+			// apply re-run after a crash: some were inserted already.
+			for _, f := range fresh {
+				d := f.(resourceDoc)
+				if _, err := s.res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d, options.Replace().SetUpsert(true)); err != nil {
+					return err
+				}
+			}
+		} else if err != nil {
 			return err
 		}
+	}
+	if _, err := s.res.DeleteMany(ctx, bson.D{{Key: "pend", Value: id}}); err != nil {
+		return err
 	}
 	if _, err := s.ver.UpdateMany(ctx, bson.D{{Key: "pend", Value: id}}, bson.D{{Key: "$unset", Value: bson.D{{Key: "pend", Value: ""}}}}); err != nil {
 		return err
@@ -234,17 +257,35 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		}
 		doc.Keys = keysOf(doc.Index)
 	}
-	if t.journal != "" {
-		doc.ID, doc.Pend = key+"#"+t.journal, t.journal
-		if before != nil && before.Pend == "" {
-			// Hide the committed version from this write's own reads.
-			if _, err := t.s.res.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, bson.D{{Key: "$set", Value: bson.D{{Key: "lockedBy", Value: t.journal}}}}); err != nil {
-				return internal("put", err)
-			}
+	if t.journal == "" {
+		if _, err := t.s.res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, options.Replace().SetUpsert(true)); err != nil {
+			return internal("put", err)
 		}
+		return nil
 	}
-	if _, err := t.s.res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, options.Replace().SetUpsert(true)); err != nil {
-		return internal("put", err)
+	doc.ID, doc.Pend = key+"#"+t.journal, t.journal
+	switch {
+	case before == nil:
+		// New to the store: the pending document is inserted (no scan).
+		if _, err := t.s.res.InsertOne(ctx, doc); err != nil {
+			return internal("put", err)
+		}
+	case before.Pend == "":
+		// Hide the committed version from this write's own reads; the pending
+		// document replaces it at commit.
+		if _, err := t.s.res.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, bson.D{{Key: "$set", Value: bson.D{{Key: "lockedBy", Value: t.journal}}}}); err != nil {
+			return internal("put", err)
+		}
+		doc.Locked = "replace"
+		if _, err := t.s.res.InsertOne(ctx, doc); err != nil {
+			return internal("put", err)
+		}
+	default:
+		// Written earlier in this write.
+		doc.Locked = before.Locked
+		if _, err := t.s.res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc); err != nil {
+			return internal("put", err)
+		}
 	}
 	return nil
 }
