@@ -64,6 +64,12 @@ for n in ${REGION_SIZES:-10000 100000}; do
   echo "-- region of $n resources"
   CRS_BENCH_RESOURCES=$n go test -run '^$' -bench 'BenchmarkPathwayQueries' -benchtime 50x -timeout 60m ./fhir/engine/ | grep -E 'Benchmark|region' | tee "/tmp/crs-bench-region-$n.txt"
 done
+echo "-- MongoDB backend on the in-process FerretDB, region of ${FERRET_SIZE:-300} resources, 10 runs per query"
+echo "   CORRECTNESS FIXTURE, not a MongoDB figure: FerretDB's SQLite handler scans collections and does not"
+echo "   report documents examined. Against a real MongoDB: CRS_BENCH_STORE=mongodb CRS_TEST_MONGODB_URI=mongodb://…"
+echo "   (then docs-scanned/query comes from serverStatus metrics.queryExecutor.scannedObjects)."
+CRS_BENCH_STORE=ferretdb CRS_BENCH_RESOURCES=${FERRET_SIZE:-300} CRS_BENCH_RUNS=10 go test -v -run '^$' -bench 'BenchmarkPathwayQueries' -benchtime 3x -timeout 30m ./fhir/engine/ |
+  grep -E 'ns/op|region:|scanned' | sed 's/^/   /' | tee /tmp/crs-bench-ferretdb.txt
 go test -run '^$' -bench 'BenchmarkAcuteReferralTransaction$' -benchtime 3s -count "$COUNT" ./fhir/engine/ | tee /tmp/crs-bench-tx.txt
 tx=$(median BenchmarkAcuteReferralTransaction transactions/s </tmp/crs-bench-tx.txt)
 printf 'acute-referral transactions, 8 goroutines, durable: %s/s  [>= 1500]\n' "$tx"

@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -18,8 +20,14 @@ import (
 	"crs/fhir/engine"
 	"crs/fhir/search"
 	"crs/fhir/store"
+	"crs/fhir/store/mongo"
+	"crs/fhir/store/mongo/mongotest"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodriver "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // A synthetic Community Recovery region: trusts, care providers, therapists and,
@@ -119,6 +127,7 @@ type region struct {
 	people  int
 	st      store.Store
 	dir     string
+	uri     string // the MongoDB-wire server's URI, "" for SQLite
 	loadDur time.Duration
 }
 
@@ -127,7 +136,14 @@ var localities = []string{"North Warwickshire", "South Warwickshire", "Rugby"}
 
 func loadRegion(b *testing.B, resources int) *region {
 	dir := b.TempDir()
-	st, err := sqlite.Open(filepath.Join(dir, "region.db"), sqlite.Options{})
+	var st store.Store
+	var err error
+	uri := benchMongoURI(b)
+	if uri != "" {
+		st, err = mongo.Open(context.Background(), uri, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	} else {
+		st, err = sqlite.Open(filepath.Join(dir, "region.db"), sqlite.Options{})
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -194,7 +210,55 @@ func loadRegion(b *testing.B, resources int) *region {
 	}
 	l.flush(b)
 	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://bench/fhir"})
-	return &region{eng: eng, people: people, st: st, dir: dir, loadDur: time.Since(start)}
+	return &region{eng: eng, people: people, st: st, dir: dir, uri: uri, loadDur: time.Since(start)}
+}
+
+// benchMongoURI picks the store of the region from CRS_BENCH_STORE: "ferretdb"
+// is the MongoDB backend on the in-process FerretDB (a correctness fixture: its
+// SQLite handler scans collections, so its figures say nothing about MongoDB);
+// "mongodb" is the server at CRS_TEST_MONGODB_URI; anything else is SQLite ("").
+func benchMongoURI(b *testing.B) string {
+	switch os.Getenv("CRS_BENCH_STORE") {
+	case "ferretdb":
+		return mongotest.URI(b)
+	case "mongodb":
+		base := os.Getenv("CRS_TEST_MONGODB_URI")
+		if base == "" {
+			b.Fatal("CRS_BENCH_STORE=mongodb needs CRS_TEST_MONGODB_URI")
+		}
+		return mongotest.Fresh(base)
+	}
+	return ""
+}
+
+// benchRuns is how many latency samples each query takes (CRS_BENCH_RUNS,
+// default 200).
+func benchRuns() int {
+	if n, err := strconv.Atoi(os.Getenv("CRS_BENCH_RUNS")); err == nil && n > 0 {
+		return n
+	}
+	return 200
+}
+
+// scannedObjects reads the server's count of documents examined by queries
+// (serverStatus metrics.queryExecutor.scannedObjects); ok is false when the
+// server does not report it, as FerretDB does not.
+func scannedObjects(ctx context.Context, c *mongodriver.Client) (n int64, ok bool) {
+	var status bson.M
+	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "serverStatus", Value: 1}}).Decode(&status); err != nil {
+		return 0, false
+	}
+	metrics, _ := status["metrics"].(bson.M)
+	qe, _ := metrics["queryExecutor"].(bson.M)
+	switch v := qe["scannedObjects"].(type) {
+	case int64:
+		return v, true
+	case int32:
+		return int64(v), true
+	case float64:
+		return int64(v), true
+	}
+	return 0, false
 }
 
 // pathwayQuery is one typical query of the pathway, made concrete for person p.
@@ -248,11 +312,28 @@ func BenchmarkPathwayQueries(b *testing.B) {
 	defer r.st.Close()
 	b.Logf("region: %d people, about %d resources, loaded in %s", r.people, r.people*perPerson, r.loadDur.Round(time.Millisecond))
 	ctx := context.Background()
+	var client *mongodriver.Client
+	if r.uri != "" {
+		c, err := mongodriver.Connect(options.Client().ApplyURI(r.uri))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = c.Disconnect(ctx) }()
+		client = c
+		if _, ok := scannedObjects(ctx, client); !ok {
+			b.Log("documents scanned per query: not reported by this server (FerretDB does not report serverStatus metrics.queryExecutor)")
+		}
+	}
 	for _, q := range pathwayQueries {
 		b.Run(q.name, func(b *testing.B) {
 			rnd := rand.New(rand.NewSource(2))
-			runs := 200
+			runs := benchRuns()
 			lat := make([]time.Duration, 0, runs)
+			var scanned0 int64
+			var scanning bool
+			if client != nil {
+				scanned0, scanning = scannedObjects(ctx, client)
+			}
 			for i := 0; i < runs; i++ {
 				p := rnd.Intn(r.people)
 				t0 := time.Now()
@@ -260,6 +341,11 @@ func BenchmarkPathwayQueries(b *testing.B) {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(t0))
+			}
+			if scanning {
+				if n, ok := scannedObjects(ctx, client); ok {
+					b.ReportMetric(float64(n-scanned0)/float64(runs), "docs-scanned/query")
+				}
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
