@@ -316,14 +316,13 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		pending = append(pending, i)
 	}
 	for len(pending) > 0 {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
+		if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 			for _, i := range pending {
 				results[i] = fhir.InternalError("begin", err)
 			}
 			break
 		}
-		t := &txn{tx: tx, stmts: &s.wstmts}
+		t := &txn{conn: conn, stmts: &s.wstmts}
 		t0 := time.Now()
 		failed := -1
 		for k, i := range pending {
@@ -331,22 +330,36 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 				results[i], failed = err, k
 				break
 			}
+			// The batch's buffered search values go in after its last request:
+			// a failure there is charged to that request, and the others run
+			// again without it.
+			if k == len(pending)-1 {
+				if err := t.flush(ctx); err != nil {
+					results[i], failed = err, k
+				}
+			}
 		}
 		if failed >= 0 {
-			_ = tx.Rollback()
+			if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+				s.rollbackFailed(pending, results, err)
+				break
+			}
 			pending = append(pending[:failed:failed], pending[failed+1:]...)
 			continue
 		}
 		s.commits.Add(1)
 		s.writes.Add(int64(len(pending)))
 		t1 := time.Now()
-		err = tx.Commit()
+		_, err := conn.ExecContext(ctx, `COMMIT`)
 		s.execNanos.Add(int64(t1.Sub(t0)))
 		s.commitNanos.Add(int64(time.Since(t1)))
 		if err != nil {
 			for _, i := range pending {
 				results[i] = fhir.InternalError("commit", err)
 			}
+			// A failed COMMIT may leave the transaction open: end it so the next
+			// batch starts clean.
+			_, _ = conn.ExecContext(ctx, `ROLLBACK`)
 		} else {
 			puts = t.puts
 		}
@@ -356,6 +369,16 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		r.done <- results[i]
 	}
 	return puts
+}
+
+// rollbackFailed answers the requests of a batch whose ROLLBACK failed: none of
+// them can be known to have run alone, so all fail.
+func (s *Store) rollbackFailed(pending []int, results []error, err error) {
+	for _, i := range pending {
+		if results[i] == nil {
+			results[i] = fhir.InternalError("rollback", err)
+		}
+	}
 }
 
 // runFn calls the request's function, turning a panic into an error so that
@@ -369,7 +392,8 @@ func runFn(r *writeReq, t *txn) (err error) {
 	return r.fn(t)
 }
 
-// querier is what reads need: a *sql.DB, or the writer's *sql.Tx.
+// querier is what reads need: a *sql.DB, or the writer's *sql.Conn inside its
+// transaction.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -433,10 +457,21 @@ func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 }
 
 // txn is the store.Tx of the writer's transaction.
+// txn is one batch's transaction on the writer's connection. The writer runs
+// BEGIN and COMMIT itself rather than through database/sql's Tx, which would
+// prepare every statement again on each use; here the statements prepared once
+// on the connection run as they are.
+//
+// Search values are buffered and inserted in one multi-row INSERT per table for
+// the whole batch (statements, not rows, are what cost most in the embedded
+// driver, which parses each statement on every run): before anything reads or
+// replaces search values in the transaction, and before COMMIT.
 type txn struct {
-	tx    *sql.Tx
-	stmts *writeStmts
-	puts  int // versions written, for the statistics refresh
+	conn    *sql.Conn
+	stmts   *writeStmts
+	puts    int                      // versions written, for the statistics refresh
+	pending map[string][][]any       // search value rows not yet inserted, by table
+	last    map[string]store.Version // the version of each type this transaction wrote last
 }
 
 // writeStmts are the statements of Put, prepared on the writer's connection. It
@@ -444,6 +479,7 @@ type txn struct {
 type writeStmts struct {
 	conn                                                 *sql.Conn
 	current, insertVersion, insertCurrent, updateCurrent *sql.Stmt
+	read, last, deleteVersion                            *sql.Stmt
 	deleteIndex                                          []*sql.Stmt
 	inserts                                              map[string]*sql.Stmt // "table/rows" → INSERT of that many rows
 }
@@ -464,6 +500,9 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 	w.insertVersion = prep(`INSERT INTO versions (type, id, vid, ts, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	w.insertCurrent = prep(`INSERT INTO current (type, id, vid, seq, deleted) VALUES (?, ?, ?, ?, ?)`)
 	w.updateCurrent = prep(`UPDATE current SET vid = ?, seq = ?, deleted = ? WHERE rid = ?`)
+	w.read = prep(readSQL)
+	w.last = prep(lastSQL)
+	w.deleteVersion = prep(`DELETE FROM versions WHERE seq = ?`)
 	for _, table := range indexTables {
 		w.deleteIndex = append(w.deleteIndex, prep(`DELETE FROM `+table+` WHERE rid = ?`))
 	}
@@ -486,26 +525,32 @@ func (w *writeStmts) insertRows(ctx context.Context, table string, n int) (*sql.
 	return st, nil
 }
 
-func (t *txn) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, st) }
-
 // Read returns the current version as this transaction sees it.
 func (t *txn) Read(ctx context.Context, typ, id string) (store.Version, error) {
-	return scanVersion(typ, id, t.tx.QueryRowContext(ctx, readSQL, typ, id))
+	return scanVersion(typ, id, t.stmts.read.QueryRowContext(ctx, typ, id))
 }
 
 // Search searches as this transaction sees the store.
 func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	return search(ctx, t.tx, q)
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return search(ctx, t.conn, q)
 }
 
-// Last returns the version of typ written last (versions_type_seq serves it).
+// lastSQL finds the version of a type written last (versions_type_seq serves it).
+const lastSQL = `SELECT id, vid, ts, deleted, method, body FROM versions WHERE type = ? ORDER BY seq DESC LIMIT 1`
+
+// Last returns the version of typ written last.
 func (t *txn) Last(ctx context.Context, typ string) (store.Version, error) {
+	if v, ok := t.last[typ]; ok {
+		return v, nil
+	}
 	var ts int64
 	var deleted int
 	var body []byte
 	v := store.Version{Type: typ}
-	err := t.tx.QueryRowContext(ctx, `SELECT id, vid, ts, deleted, method, body FROM versions WHERE type = ? ORDER BY seq DESC LIMIT 1`, typ).
-		Scan(&v.ID, &v.VersionID, &ts, &deleted, &v.Method, &body)
+	err := t.stmts.last.QueryRowContext(ctx, typ).Scan(&v.ID, &v.VersionID, &ts, &deleted, &v.Method, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "no %s has been written", typ)
 	}
@@ -523,7 +568,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 	var rid int64
 	cur := 0
 	if v.VersionID != 1 {
-		err := t.stmt(ctx, t.stmts.current).QueryRowContext(ctx, v.Type, v.ID).Scan(&rid, &cur)
+		err := t.stmts.current.QueryRowContext(ctx, v.Type, v.ID).Scan(&rid, &cur)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fhir.InternalError("put", err)
 		}
@@ -536,7 +581,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 	if v.Deleted {
 		deleted, body = 1, nil
 	}
-	res, err := t.stmt(ctx, t.stmts.insertVersion).ExecContext(ctx, v.Type, v.ID, v.VersionID, v.LastUpdated.UnixNano(), deleted, v.Method, body)
+	res, err := t.stmts.insertVersion.ExecContext(ctx, v.Type, v.ID, v.VersionID, v.LastUpdated.UnixNano(), deleted, v.Method, body)
 	if err != nil {
 		if v.VersionID == 1 && isUnique(err) {
 			return conflict(v, -1)
@@ -545,11 +590,11 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 	}
 	seq, _ := res.LastInsertId()
 	if cur == 0 {
-		res, err = t.stmt(ctx, t.stmts.insertCurrent).ExecContext(ctx, v.Type, v.ID, v.VersionID, seq, deleted)
+		res, err = t.stmts.insertCurrent.ExecContext(ctx, v.Type, v.ID, v.VersionID, seq, deleted)
 		if err != nil {
 			if isUnique(err) {
 				// Put promises that nothing is stored on a conflict.
-				if _, derr := t.tx.ExecContext(ctx, `DELETE FROM versions WHERE seq = ?`, seq); derr != nil {
+				if _, derr := t.stmts.deleteVersion.ExecContext(ctx, seq); derr != nil {
 					return fhir.InternalError("put", derr)
 				}
 				return conflict(v, -1)
@@ -558,20 +603,30 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		}
 		rid, _ = res.LastInsertId()
 	} else {
-		if _, err := t.stmt(ctx, t.stmts.updateCurrent).ExecContext(ctx, v.VersionID, seq, deleted, rid); err != nil {
+		if _, err := t.stmts.updateCurrent.ExecContext(ctx, v.VersionID, seq, deleted, rid); err != nil {
 			return fhir.InternalError("put", err)
 		}
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
 		for _, st := range t.stmts.deleteIndex {
-			if _, err := t.stmt(ctx, st).ExecContext(ctx, rid); err != nil {
+			if _, err := st.ExecContext(ctx, rid); err != nil {
 				return fhir.InternalError("put", err)
 			}
 		}
 	}
 	t.puts++
+	if t.last == nil {
+		t.last = map[string]store.Version{}
+	}
+	if v.Deleted {
+		v.Body = nil
+	}
+	t.last[v.Type] = v
 	if v.Deleted {
 		return nil
 	}
-	return t.insertIndex(ctx, rid, v.Type, index)
+	return t.bufferIndex(rid, v.Type, index)
 }
 
 func conflict(v store.Version, cur int) error {
@@ -591,10 +646,12 @@ var indexColumns = map[string]int{"idx_token": 6, "idx_string": 5, "idx_date": 5
 // maxRowsPerInsert bounds the rows of one multi-row INSERT.
 const maxRowsPerInsert = 32
 
-// insertIndex inserts the search values with one multi-row INSERT per table:
-// statements, not rows, are what cost most in the embedded driver.
-func (t *txn) insertIndex(ctx context.Context, rid int64, typ string, index []fhir.IndexValue) error {
-	rows := map[string][][]any{}
+// bufferIndex adds the search values of resource rid to the rows flush inserts.
+func (t *txn) bufferIndex(rid int64, typ string, index []fhir.IndexValue) error {
+	if t.pending == nil {
+		t.pending = map[string][][]any{}
+	}
+	rows := t.pending
 	for _, iv := range index {
 		table := tableOf(iv.Type)
 		var r []any
@@ -616,8 +673,15 @@ func (t *txn) insertIndex(ctx context.Context, rid int64, typ string, index []fh
 		}
 		rows[table] = append(rows[table], r)
 	}
+	return nil
+}
+
+// flush inserts the buffered search values with one multi-row INSERT per table
+// (of at most maxRowsPerInsert rows).
+func (t *txn) flush(ctx context.Context) error {
 	for _, table := range indexTables {
-		all := rows[table]
+		all := t.pending[table]
+		delete(t.pending, table)
 		for len(all) > 0 {
 			n := min(len(all), maxRowsPerInsert)
 			st, err := t.stmts.insertRows(ctx, table, n)
@@ -628,7 +692,7 @@ func (t *txn) insertIndex(ctx context.Context, rid int64, typ string, index []fh
 			for _, r := range all[:n] {
 				args = append(args, r...)
 			}
-			if _, err := t.stmt(ctx, st).ExecContext(ctx, args...); err != nil {
+			if _, err := st.ExecContext(ctx, args...); err != nil {
 				return fhir.InternalError("index", err)
 			}
 			all = all[n:]

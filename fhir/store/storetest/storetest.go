@@ -53,6 +53,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SearchMissingNot", testSearchMissingNot},
 		{"SearchOrAnd", testSearchOrAnd},
 		{"SearchReindex", testSearchReindex},
+		{"ReindexInTransaction", testReindexInTransaction},
+		{"ConcurrentFailures", testConcurrentFailures},
 		{"SearchChain", testSearchChain},
 		{"SearchHas", testSearchHas},
 		{"SearchCompartment", testSearchCompartment},
@@ -617,6 +619,81 @@ func testSearchReindex(t *testing.T, s store.Store) {
 	put(t, s, 1, `{"resourceType":"Patient","id":"a","gender":"male"}`)
 	put(t, s, 2, `{"resourceType":"Patient","id":"a","gender":"female"}`)
 	expect(t, s, "Patient", map[string]string{"gender=male": "", "gender=female": "a"})
+}
+
+// testReindexInTransaction replaces a resource's search values inside the
+// transaction that first wrote them: searches in it and after it see only the
+// newest.
+func testReindexInTransaction(t *testing.T, s store.Store) {
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for vid, gender := range []string{"male", "female", "other"} {
+			v, index := version(t, vid+1, `{"resourceType":"Patient","id":"a","gender":"`+gender+`"}`)
+			if err := tx.Put(ctx, v, index); err != nil {
+				return err
+			}
+			if vid == 0 {
+				continue // the second version replaces values no search has read yet
+			}
+			for _, g := range []string{"male", "female", "other"} {
+				res, err := tx.Search(ctx, query(t, "Patient", "gender="+g))
+				if err != nil {
+					return err
+				}
+				if want := map[bool]int{true: 1, false: 0}[g == gender]; len(res.Matches) != want {
+					t.Errorf("after version %d (%s), gender=%s inside the transaction: %d matches, want %d", vid+1, gender, g, len(res.Matches), want)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, s, "Patient", map[string]string{"gender=male": "", "gender=female": "", "gender=other": "a"})
+}
+
+// testConcurrentFailures runs concurrent writes of which every other one fails
+// after its put: the stores that commit several writes at once must keep each
+// failure to its own write, with no search values left behind by it.
+func testConcurrentFailures(t *testing.T, s store.Store) {
+	const n = 32
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			v, index := version(t, 1, fmt.Sprintf(`{"resourceType":"Patient","id":"c%d","gender":"male","name":[{"family":"F%d"}]}`, i, i))
+			errs[i] = s.Write(ctx, func(tx store.Tx) error {
+				if err := tx.Put(ctx, v, index); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					return boom
+				}
+				return nil
+			})
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%2 == 1 && !errors.Is(err, boom) {
+			t.Errorf("write %d: %v, want its own error", i, err)
+		}
+		if i%2 == 0 && err != nil {
+			t.Errorf("write %d failed with a neighbour: %v", i, err)
+		}
+	}
+	if got := count(t, s, "Patient", "gender=male"); got != n/2 {
+		t.Errorf("gender=male: %d matches, want %d", got, n/2)
+	}
+	for i := 0; i < n; i++ {
+		want := map[bool]int{true: 1, false: 0}[i%2 == 0]
+		if got := count(t, s, "Patient", fmt.Sprintf("family:exact=F%d", i)); got != want {
+			t.Errorf("family:exact=F%d: %d matches, want %d", i, got, want)
+		}
+	}
 }
 
 // sorted returns the ids of all matches in the order the store gives them.
