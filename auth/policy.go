@@ -21,11 +21,17 @@ var defaultPolicy []byte
 // on resource types, each optionally bounded by a search condition in which
 // {org} (the caller's ODS code) and {la} (its local authority) are replaced by
 // the token's claims. Anything not granted is denied.
+//
+// PatientContext bounds SMART patient/ scopes: per resource type, the search
+// condition ({patient} replaced by the token's patient id) that keeps a
+// patient-scoped token to that person's records. A type without one is not
+// granted by patient/ scopes at all.
 type PolicyFile struct {
 	Roles map[string]struct {
 		Description string  `json:"description"`
 		Grants      []Grant `json:"grants"`
 	} `json:"roles"`
+	PatientContext map[string]string `json:"patientContext"`
 }
 
 // Grant gives permissions on types, within the records where selects.
@@ -42,7 +48,9 @@ type Policy struct {
 	params *search.Registry
 	// rules: role → type → permission → where ("" unrestricted)
 	rules map[string]map[string]map[Permission]string
-	cache sync.Map // role|type|perm|org|la → []fhir.Param
+	// patient: type → condition bounding patient/ scopes
+	patient map[string]string
+	cache   sync.Map // role|type|perm|org|la → []fhir.Param
 }
 
 // LoadPolicy compiles the policy in path, or the embedded default when path is
@@ -62,7 +70,19 @@ func LoadPolicy(path string, params *search.Registry) (*Policy, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("access policy: %w", err)
 	}
-	p := &Policy{params: params, rules: map[string]map[string]map[Permission]string{}}
+	p := &Policy{params: params, rules: map[string]map[string]map[Permission]string{}, patient: map[string]string{}}
+	for t, where := range f.PatientContext {
+		if !fhir.Served(t) {
+			return nil, fmt.Errorf("access policy: patientContext: %q is not a served type", t)
+		}
+		if !strings.Contains(where, "{patient}") {
+			return nil, fmt.Errorf("access policy: patientContext of %s does not use {patient}", t)
+		}
+		if _, err := p.compile(t, where, "ODS", "LA", "example"); err != nil {
+			return nil, fmt.Errorf("access policy: patientContext of %s: %v", t, err)
+		}
+		p.patient[t] = where
+	}
 	for role, r := range f.Roles {
 		byType := map[string]map[Permission]string{}
 		for gi, g := range r.Grants {
@@ -77,7 +97,7 @@ func LoadPolicy(path string, params *search.Registry) (*Policy, error) {
 					if t == "*" {
 						return nil, fmt.Errorf("access policy: role %s grant %d: a condition needs named types", role, gi)
 					}
-					if _, err := p.compile(t, g.Where, "ODS", "LA"); err != nil {
+					if _, err := p.compile(t, g.Where, "ODS", "LA", ""); err != nil {
 						return nil, fmt.Errorf("access policy: role %s grant %d on %s: %v", role, gi, t, err)
 					}
 				}
@@ -114,8 +134,8 @@ func escapeValue(s string) string {
 }
 
 // compile parses a condition with the claim values substituted.
-func (p *Policy) compile(rt, where, org, la string) ([]fhir.Param, error) {
-	q := strings.NewReplacer("{org}", escapeValue(org), "{la}", escapeValue(la)).Replace(where)
+func (p *Policy) compile(rt, where, org, la, patient string) ([]fhir.Param, error) {
+	q := strings.NewReplacer("{org}", escapeValue(org), "{la}", escapeValue(la), "{patient}", escapeValue(patient)).Replace(where)
 	var raw []fhir.RawParam
 	for _, part := range strings.Split(q, "&") {
 		name, value, _ := strings.Cut(part, "=")
@@ -139,9 +159,44 @@ func (p *Policy) Conditions(ctx context.Context, rt string, perm Permission) ([]
 	if who.Anonymous {
 		return nil, nil
 	}
-	if !Grants(who.Scopes, rt, perm) {
+	granted, patientOnly := Grants(who.Scopes, rt, perm, validID(who.Patient))
+	if !granted {
+		if !validID(who.Patient) && patientScoped(who.Scopes) {
+			return nil, fhir.Errorf(fhir.Forbidden, "", "the token's scopes do not grant %q on %s (its patient/ scopes need a patient id in the token, which it lacks)", string(perm), rt)
+		}
 		return nil, fhir.Errorf(fhir.Forbidden, "", "the token's scopes do not grant %q on %s", string(perm), rt)
 	}
+	conds, err := p.roleConditions(who, rt, perm)
+	if err != nil || !patientOnly {
+		return conds, err
+	}
+	// Granted by patient/ scopes only: the records must also be the patient's.
+	where, ok := p.patient[rt]
+	if !ok {
+		return nil, fhir.Errorf(fhir.Forbidden, "", "patient/ scopes grant nothing on %s, which is not kept to one person's records", rt)
+	}
+	pc, err := p.compile(rt, where, "", "", who.Patient)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.Forbidden, "", "the access policy cannot be applied to this caller: %v", err)
+	}
+	return append(append([]fhir.Param{}, conds...), pc...), nil
+}
+
+// validID reports whether a patient claim is a FHIR id.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// roleConditions gives the conditions the caller's roles put on perm on rt.
+func (p *Policy) roleConditions(who *Principal, rt string, perm Permission) ([]fhir.Param, error) {
 	for _, role := range who.Roles {
 		byType, ok := p.rules[role]
 		if !ok {
@@ -167,7 +222,7 @@ func (p *Policy) Conditions(ctx context.Context, rt string, perm Permission) ([]
 		if c, ok := p.cache.Load(key); ok {
 			return c.([]fhir.Param), nil
 		}
-		conds, err := p.compile(rt, where, who.Org, who.LocalAuthority)
+		conds, err := p.compile(rt, where, who.Org, who.LocalAuthority, "")
 		if err != nil {
 			return nil, fhir.Errorf(fhir.Forbidden, "", "the access policy cannot be applied to this caller: %v", err)
 		}

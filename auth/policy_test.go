@@ -41,6 +41,16 @@ func TestConditions(t *testing.T) {
 		{Principal{Roles: []string{"council"}, LocalAuthority: "Warwickshire", Scopes: all}, "Goal", Search, 0, true},
 		{Principal{Roles: []string{"nobody"}, Scopes: all}, "Goal", Search, fhir.Forbidden, false},
 		{Principal{Roles: []string{"admin"}, Scopes: ParseScopes("system/Goal.rs")}, "Goal", Create, fhir.Forbidden, false},
+		// patient/ scopes: bounded to the token's patient, nothing without one,
+		// nothing on types outside a person's records.
+		{Principal{Roles: []string{"admin"}, Patient: "pat1", Scopes: ParseScopes("patient/*.rs")}, "CarePlan", Search, 0, true},
+		{Principal{Roles: []string{"admin"}, Patient: "pat1", Scopes: ParseScopes("patient/*.rs")}, "Patient", Read, 0, true},
+		{Principal{Roles: []string{"admin"}, Scopes: ParseScopes("patient/*.rs")}, "CarePlan", Search, fhir.Forbidden, false},
+		{Principal{Roles: []string{"admin"}, Patient: "a/b", Scopes: ParseScopes("patient/*.rs")}, "CarePlan", Search, fhir.Forbidden, false},
+		{Principal{Roles: []string{"admin"}, Patient: "pat1", Scopes: ParseScopes("patient/*.rs")}, "Organization", Read, fhir.Forbidden, false},
+		{Principal{Roles: []string{"admin"}, Patient: "pat1", Scopes: ParseScopes("patient/*.rs")}, "CarePlan", Create, fhir.Forbidden, false},
+		{Principal{Roles: []string{"admin"}, Patient: "pat1", Scopes: ParseScopes("patient/*.rs system/Organization.rs")}, "Organization", Read, 0, false},
+		{Principal{Roles: []string{"nobody"}, Patient: "pat1", Scopes: ParseScopes("patient/*.rs")}, "CarePlan", Search, fhir.Forbidden, false},
 	} {
 		who := c.who
 		conds, err := p.Conditions(WithPrincipal(context.Background(), &who), c.rt, c.perm)
@@ -54,6 +64,27 @@ func TestConditions(t *testing.T) {
 	}
 	if _, err := p.Conditions(context.Background(), "Goal", Read); fhir.KindOf(err) != fhir.Unauthorized {
 		t.Errorf("no caller: %v", err)
+	}
+}
+
+// TestPatientContextConditions checks what bounds a patient/ scope: the role's
+// conditions and the patient's, both.
+func TestPatientContextConditions(t *testing.T) {
+	p, err := LoadPolicy("", search.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	who := Principal{Roles: []string{"care-provider"}, Org: "P1", Patient: "pat1", Scopes: ParseScopes("patient/CarePlan.rs")}
+	conds, err := p.Conditions(WithPrincipal(context.Background(), &who), "CarePlan", Search)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conds) < 2 {
+		t.Fatalf("conditions %+v: want the role's and the patient's", conds)
+	}
+	last := conds[len(conds)-1]
+	if last.Def.Code != "subject" || len(last.Values) != 1 || last.Values[0].Raw != "Patient/pat1" {
+		t.Errorf("last condition %s=%+v: want subject=Patient/pat1", last.Def.Code, last.Values)
 	}
 }
 

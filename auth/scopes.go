@@ -112,15 +112,30 @@ func validType(t string) bool {
 	return true
 }
 
-// Grants reports whether the scopes grant a permission on a resource type.
-// Patient-context scopes are not honoured (crs has no patient launch context),
-// so they grant nothing.
-func Grants(scopes []Scope, rt string, p Permission) bool {
+// Grants reports whether the scopes grant a permission on a resource type, and
+// whether only patient-context scopes do. A patient/ scope grants its letters
+// only within the compartment of the token's patient (the policy's
+// patientContext conditions), so without a patient in the token (hasPatient
+// false) it grants nothing.
+func Grants(scopes []Scope, rt string, p Permission, hasPatient bool) (granted, patientOnly bool) {
 	for _, s := range scopes {
-		if s.Context == "patient" {
+		if (s.Type != "*" && s.Type != rt) || strings.IndexByte(s.Permissions, byte(p)) < 0 {
 			continue
 		}
-		if (s.Type == "*" || s.Type == rt) && strings.IndexByte(s.Permissions, byte(p)) >= 0 {
+		if s.Context != "patient" {
+			return true, false
+		}
+		if hasPatient {
+			granted, patientOnly = true, true
+		}
+	}
+	return granted, patientOnly
+}
+
+// patientScoped reports whether any scope is a patient/ one.
+func patientScoped(scopes []Scope) bool {
+	for _, s := range scopes {
+		if s.Context == "patient" {
 			return true
 		}
 	}

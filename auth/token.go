@@ -20,13 +20,13 @@ import (
 )
 
 // ClaimNames say which token claims carry the caller's organisation (ODS code),
-// role(s) and local authority.
+// role(s), local authority and SMART patient launch context.
 type ClaimNames struct {
-	Org, Role, LocalAuthority string
+	Org, Role, LocalAuthority, Patient string
 }
 
 // DefaultClaimNames are the claim names used when none are configured.
-var DefaultClaimNames = ClaimNames{Org: "crs_org", Role: "crs_role", LocalAuthority: "crs_la"}
+var DefaultClaimNames = ClaimNames{Org: "crs_org", Role: "crs_role", LocalAuthority: "crs_la", Patient: "patient"}
 
 // Principal is the verified caller of a request.
 type Principal struct {
@@ -34,6 +34,7 @@ type Principal struct {
 	Org                       string   // ODS code
 	Roles                     []string // policy roles
 	LocalAuthority            string
+	Patient                   string // the SMART launch context's patient id: patient/ scopes are bounded to it
 	JTI                       string
 	Scopes                    []Scope
 	Anonymous                 bool // development mode: no token, no policy
@@ -162,6 +163,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Principal, time.Tim
 	p.JTI, _ = c["jti"].(string)
 	p.Org, _ = c[v.claims.Org].(string)
 	p.LocalAuthority, _ = c[v.claims.LocalAuthority].(string)
+	if v.claims.Patient != "" {
+		p.Patient, _ = c[v.claims.Patient].(string)
+	}
 	switch r := c[v.claims.Role].(type) {
 	case string:
 		p.Roles = strings.Fields(r)

@@ -63,8 +63,8 @@ func (s *Server) smartConfiguration(c *gin.Context) reply {
 		"token_endpoint_auth_methods_supported":            []any{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []any{"RS384", "ES384"},
 		"scopes_supported": []any{"system/*.cruds", "system/*.rs", "system/Patient.rs", "system/ServiceRequest.crus", "system/CarePlan.crus",
-			"system/Goal.crus", "system/Encounter.crus", "system/EpisodeOfCare.crus", "system/AuditEvent.rs", "user/*.rs", "system/*.read", "system/*.write"},
-		"capabilities": []any{"client-confidential-asymmetric", "permission-v2", "permission-v1"},
+			"system/Goal.crus", "system/Encounter.crus", "system/EpisodeOfCare.crus", "system/AuditEvent.rs", "user/*.rs", "patient/*.rs", "system/*.read", "system/*.write"},
+		"capabilities": []any{"client-confidential-asymmetric", "permission-v2", "permission-v1", "permission-patient"},
 	}
 	for _, k := range []string{"issuer", "jwks_uri", "token_endpoint", "introspection_endpoint", "revocation_endpoint", "registration_endpoint"} {
 		if v, ok := meta[k]; ok {

@@ -301,3 +301,44 @@ func TestAttacks(t *testing.T) {
 		t.Errorf("%d refusals, %d failures audited", refusals, b.Total)
 	}
 }
+
+// TestPatientScopes checks SMART patient/ scopes against the real provider: a
+// token whose role may read everything, but whose scopes are patient/*.rs for
+// pat-a, sees pat-a's records and nothing else, by any route; a patient/ token
+// without a patient sees nothing.
+func TestPatientScopes(t *testing.T) {
+	r := startRegion(t)
+	r.seed(t)
+	for _, c := range []struct {
+		who, method, path, body string
+		status                  int
+		has, hasNot             string
+	}{
+		{"app-pat-a", "GET", "/Patient/pat-a", "", 200, `"pat-a"`, ""},
+		{"app-pat-a", "GET", "/Patient/pat-b", "", 403, "", ""},
+		{"app-pat-a", "GET", "/CarePlan", "", 200, "cp-a", "cp-b"},
+		{"app-pat-a", "GET", "/CarePlan/cp-b", "", 403, "", ""},
+		{"app-pat-a", "GET", "/ServiceRequest?subject=Patient/pat-b", "", 200, `"total":0`, "sr-b"},
+		{"app-pat-a", "GET", "/Patient?_revinclude=Goal:subject", "", 200, "goal-a", "goal-b"},
+		{"app-pat-a", "GET", "/Goal?subject:Patient.address-state=Coventry", "", 200, `"total":0`, "goal-b"},
+		{"app-pat-a", "GET", "/Goal?subject:Patient.address-state=Warwickshire", "", 200, "goal-a", "goal-b"},
+		{"app-pat-a", "GET", "/Patient?_has:CarePlan:subject:status=active", "", 200, "pat-a", "pat-b"},
+		{"app-pat-a", "GET", "/EpisodeOfCare/ep-a/$everything", "", 200, `"id":"sr-a"`, `"resourceType":"Organization"`},
+		{"app-pat-a", "GET", "/EpisodeOfCare/ep-b/$everything", "", 403, "", ""},
+		{"app-pat-a", "GET", "/Patient/pat-b/CarePlan", "", 200, `"total":0`, "cp-b"},
+		{"app-pat-a", "GET", "/CarePlan/cp-a/_history", "", 200, "cp-a", ""},
+		{"app-pat-a", "GET", "/CarePlan/_history", "", 403, "", ""},
+		{"app-pat-a", "GET", "/Organization/org-p1", "", 403, "", ""},
+		{"app-pat-a", "POST", "/Goal", newRecord("Goal", "a"), 403, "", ""},
+		{"app-no-patient", "GET", "/CarePlan", "", 403, "patient", ""},
+		{"app-no-patient", "GET", "/Patient/pat-a", "", 403, "", ""},
+	} {
+		status, body := r.do(t, c.who, c.method, c.path, c.body)
+		if status != c.status || (c.has != "" && !strings.Contains(body, c.has)) || (c.hasNot != "" && strings.Contains(body, c.hasNot)) {
+			t.Errorf("%s %s %s: %d %s; want %d with %q and without %q", c.who, c.method, c.path, status, body, c.status, c.has, c.hasNot)
+		}
+		if status >= 400 && !strings.Contains(body, "OperationOutcome") {
+			t.Errorf("%s %s %s: %d without an OperationOutcome", c.who, c.method, c.path, status)
+		}
+	}
+}

@@ -101,6 +101,7 @@ type Config struct {
 	ClaimOrg           string // token claim with the caller's ODS code
 	ClaimRole          string // token claim with the caller's role(s)
 	ClaimLA            string // token claim with the caller's local authority
+	ClaimPatient       string // token claim with the SMART launch context's patient id
 	Policy             string // access policy file; the embedded default when empty
 	InsecureNoAuth     bool   // allow development mode on a non-loopback address
 }
@@ -126,6 +127,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClaimOrg, "claim-org", env("CRS_CLAIM_ORG", auth.DefaultClaimNames.Org), "token claim holding the caller's ODS code (CRS_CLAIM_ORG)")
 	fs.StringVar(&cfg.ClaimRole, "claim-role", env("CRS_CLAIM_ROLE", auth.DefaultClaimNames.Role), "token claim holding the caller's role(s) (CRS_CLAIM_ROLE)")
 	fs.StringVar(&cfg.ClaimLA, "claim-la", env("CRS_CLAIM_LA", auth.DefaultClaimNames.LocalAuthority), "token claim holding the caller's local authority (CRS_CLAIM_LA)")
+	fs.StringVar(&cfg.ClaimPatient, "claim-patient", env("CRS_CLAIM_PATIENT", auth.DefaultClaimNames.Patient), "token claim holding the patient id that bounds patient/ scopes (CRS_CLAIM_PATIENT)")
 	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
 	if err := fs.Parse(args); err != nil {
@@ -211,7 +213,7 @@ func (m *Main) Start(ctx context.Context) error {
 		if aud == "" {
 			aud = base
 		}
-		v, err := auth.NewVerifier(ctx, m.Config.OIDCIssuer, aud, auth.ClaimNames{Org: m.Config.ClaimOrg, Role: m.Config.ClaimRole, LocalAuthority: m.Config.ClaimLA})
+		v, err := auth.NewVerifier(ctx, m.Config.OIDCIssuer, aud, auth.ClaimNames{Org: m.Config.ClaimOrg, Role: m.Config.ClaimRole, LocalAuthority: m.Config.ClaimLA, Patient: m.Config.ClaimPatient})
 		if err != nil {
 			ln.Close()
 			st.Close()

@@ -45,11 +45,14 @@ func startRegion(t *testing.T) *region {
 		{ID: "auditor", Scope: all, Claims: map[string]any{"crs_role": "auditor"}},
 		{ID: "admin", Scope: all, Claims: map[string]any{"crs_role": "admin"}},
 		{ID: "reader", Scope: "system/*.rs", Claims: map[string]any{"crs_role": "admin"}},
+		// SMART patient/ scopes: bounded to the token's patient (launch context).
+		{ID: "app-pat-a", Scope: "patient/*.rs", Claims: map[string]any{"crs_role": "auditor", "patient": "pat-a"}},
+		{ID: "app-no-patient", Scope: "patient/*.rs", Claims: map[string]any{"crs_role": "auditor"}},
 	}
 	idp := oidctest.Start(t, base, clients)
 	m := &Main{
 		Config: Config{Addr: addr, Store: "sqlite:" + filepath.Join(t.TempDir(), "crs.db"), MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100,
-			ProfileEnforcement: "declared", OIDCIssuer: idp.Issuer, ClaimOrg: "crs_org", ClaimRole: "crs_role", ClaimLA: "crs_la"},
+			ProfileEnforcement: "declared", OIDCIssuer: idp.Issuer, ClaimOrg: "crs_org", ClaimRole: "crs_role", ClaimLA: "crs_la", ClaimPatient: "patient"},
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	}
 	if err := m.Start(context.Background()); err != nil {
