@@ -104,30 +104,52 @@ type planner struct {
 	db  querier
 }
 
-// unbounded ranks a parameter that cannot drive (a negation) or whose size is
-// not sampled (a chain or reverse chain): after any sampled lookup smaller
-// than sampleLimit.
-const (
-	unsampled = sampleLimit + 1
-	never     = math.MaxInt
-)
+// never ranks a parameter that cannot drive (a negation).
+const never = math.MaxInt
 
-// rank estimates how many rows of typ the parameter selects, up to sampleLimit.
-func (pl *planner) rank(typ string, p fhir.Param) (int, error) {
-	if negated(p) {
+// rank estimates how many rows the parameter selects, counting up to limit
+// (a result of limit means "limit or more"). A plain parameter counts its index
+// rows; a chain or _has counts what its inner query's most selective parameter
+// finds there (the resources it points through: a proxy, since the fan-out is
+// not known), so that a chain to a few hundred people drives rather than
+// "status=active" over every care plan.
+func (pl *planner) rank(typ string, p fhir.Param, limit int) (int, error) {
+	switch {
+	case negated(p):
 		return never, nil
+	case len(p.Chain) > 0:
+		total := 0
+		for _, inner := range p.Chain {
+			n, err := pl.smallest(inner.Type, inner.Params, limit)
+			if err != nil {
+				return 0, err
+			}
+			if total += n; total >= limit {
+				return limit, nil
+			}
+		}
+		return total, nil
+	case p.Has != nil:
+		return pl.smallest(p.Has.Query.Type, p.Has.Query.Params, limit)
 	}
-	if p.Has != nil || len(p.Chain) > 0 {
-		return unsampled, nil
+	return pl.count(typ, p, limit)
+}
+
+// smallest estimates the rows an inner query matches: the fewest that any one
+// of its parameters selects, up to limit.
+func (pl *planner) smallest(typ string, params []fhir.Param, limit int) (int, error) {
+	best := limit
+	for _, p := range params {
+		n, err := pl.rank(typ, p, limit)
+		if err != nil {
+			return 0, err
+		}
+		best = min(best, n)
+		if best <= goodEnough {
+			break
+		}
 	}
-	n, err := pl.count(typ, p, sampleLimit)
-	if err != nil {
-		return 0, err
-	}
-	if n >= sampleLimit {
-		return unsampled + 1, nil // a saturated sample: a chain may well be smaller
-	}
-	return n, nil
+	return best, nil
 }
 
 // count counts a plain parameter's index rows, up to limit.
@@ -145,6 +167,10 @@ func (pl *planner) count(typ string, p fhir.Param, limit int) (int, error) {
 	return n, nil
 }
 
+// plain reports whether a parameter is an index lookup of its own (not a chain
+// or _has).
+func plain(p fhir.Param) bool { return p.Has == nil && len(p.Chain) == 0 }
+
 // driver picks the parameter that drives, or -1 when none can.
 func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
 	switch len(params) {
@@ -156,46 +182,49 @@ func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
 		}
 		return 0, nil
 	}
-	best, bestRank := -1, never
+	best, bestN := -1, never
 	var saturated []int
 	for i, p := range params {
-		r, err := pl.rank(typ, p)
+		n, err := pl.rank(typ, p, sampleLimit)
 		if err != nil {
 			return 0, err
 		}
-		if r < bestRank {
-			best, bestRank = i, r
+		if n < bestN {
+			best, bestN = i, n
 		}
-		if r == unsampled+1 {
+		if n == sampleLimit {
 			saturated = append(saturated, i)
 		}
-		if r <= goodEnough {
+		if n <= goodEnough {
 			return best, nil // small enough to drive: sampling the rest would cost more
 		}
 	}
-	// Nothing small: a second, larger sample of the large plain parameters
-	// tells them apart, and one that is not saturated then drives rather than
-	// a chain or _has (whose sets may be far larger).
-	if bestRank >= unsampled && len(saturated) > 0 && (len(saturated) > 1 || bestRank == unsampled) {
-		limit := sampleLimit * bigSample
-		fewest, pick := never, -1
-		for _, i := range saturated {
-			n, err := pl.count(typ, params[i], limit)
-			if err != nil {
-				return 0, err
-			}
-			if n < fewest {
-				pick, fewest = i, n
-			}
+	if bestN < sampleLimit || len(saturated) == 0 {
+		return best, nil
+	}
+	// Nothing small: a second, larger sample tells the large ones apart.
+	limit := sampleLimit * bigSample
+	fewest, pick := never, -1
+	for _, i := range saturated {
+		n, err := pl.rank(typ, params[i], limit)
+		if err != nil {
+			return 0, err
 		}
-		switch {
-		case fewest < limit:
-			best = pick // a plain parameter of known, moderate size
-		case bestRank == unsampled+1:
-			best = pick // only large plain parameters: the first of the largest
+		if n < fewest {
+			pick, fewest = i, n
 		}
 	}
-	return best, nil
+	if fewest < limit {
+		return pick, nil
+	}
+	// All huge: a plain parameter drives (a chain or _has driving a huge set
+	// costs a join per row on top).
+	for _, i := range saturated {
+		if plain(params[i]) {
+			return i, nil
+		}
+	}
+	return saturated[0], nil
 }
 
 // negated reports whether the parameter selects by absence (:not, :missing=true).

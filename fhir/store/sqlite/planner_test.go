@@ -1,0 +1,90 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"crs/fhir"
+	fsearch "crs/fhir/search"
+	"crs/fhir/store"
+)
+
+// TestPlannerDriver checks which parameter drives a search: the one that finds
+// fewest rows, chains and _has included, whatever their order in the query.
+func TestPlannerDriver(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reg := fsearch.Default()
+	ctx := context.Background()
+	var puts []func(store.Tx) error
+	add := func(res string) {
+		obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		index, err := reg.Extract(fhir.ResourceType(obj), obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}
+		puts = append(puts, func(tx store.Tx) error { return tx.Put(ctx, v, index) })
+	}
+	// 40 people, 3 of them with organisation o1; 1,200 active care plans and
+	// goals spread over them, so "status=active" saturates the first sample.
+	for i := 0; i < 40; i++ {
+		org := "o2"
+		if i < 3 {
+			org = "o1"
+		}
+		add(fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","managingOrganization":{"reference":"Organization/%s"}}`, i, org))
+	}
+	for i := 0; i < 1200; i++ {
+		add(fmt.Sprintf(`{"resourceType":"CarePlan","id":"cp%d","status":"active","intent":"plan","subject":{"reference":"Patient/p%d"}}`, i, i%40))
+		add(fmt.Sprintf(`{"resourceType":"Goal","id":"g%d","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"Patient/p%d"}}`, i, i%40))
+	}
+	if err := s.Write(ctx, func(tx store.Tx) error {
+		for _, put := range puts {
+			if err := put(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		typ, query string
+		want       int
+	}{
+		{"CarePlan", "status=active&subject:Patient.organization=Organization/o1", 1},
+		{"CarePlan", "subject:Patient.organization=Organization/o1&status=active", 0},
+		{"Patient", "_has:Goal:subject:lifecycle-status=active&organization=Organization/o1", 1},
+		{"Patient", "organization=Organization/o2&_has:Goal:subject:lifecycle-status=active", 0},
+		{"CarePlan", "status:not=active&subject=Patient/p1", 1},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := &planner{ctx: ctx, db: s.read}
+		got, err := pl.driver(c.typ, q.Params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%s?%s: parameter %d drives, want %d", c.typ, c.query, got, c.want)
+		}
+	}
+}
