@@ -456,16 +456,14 @@ func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 	return search(ctx, s.read, q)
 }
 
-// txn is the store.Tx of the writer's transaction.
-// txn is one batch's transaction on the writer's connection. The writer runs
-// BEGIN and COMMIT itself rather than through database/sql's Tx, which would
-// prepare every statement again on each use; here the statements prepared once
-// on the connection run as they are.
+// txn is the store.Tx of one batch's transaction on the writer's connection.
+// The writer runs BEGIN and COMMIT itself rather than through database/sql's
+// Tx, whose StmtContext prepares a connection's statement again for every use.
 //
 // Search values are buffered and inserted in one multi-row INSERT per table for
-// the whole batch (statements, not rows, are what cost most in the embedded
-// driver, which parses each statement on every run): before anything reads or
-// replaces search values in the transaction, and before COMMIT.
+// the whole batch (statements, not rows, are what cost most: the embedded
+// driver parses and plans each statement on every run), before anything reads
+// or replaces search values in the transaction, and before COMMIT.
 type txn struct {
 	conn    *sql.Conn
 	stmts   *writeStmts
@@ -579,7 +577,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 	deleted := 0
 	var body any = v.Body
 	if v.Deleted {
-		deleted, body = 1, nil
+		deleted, body, v.Body = 1, nil, nil
 	}
 	res, err := t.stmts.insertVersion.ExecContext(ctx, v.Type, v.ID, v.VersionID, v.LastUpdated.UnixNano(), deleted, v.Method, body)
 	if err != nil {
@@ -618,9 +616,6 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 	t.puts++
 	if t.last == nil {
 		t.last = map[string]store.Version{}
-	}
-	if v.Deleted {
-		v.Body = nil
 	}
 	t.last[v.Type] = v
 	if v.Deleted {
