@@ -169,6 +169,10 @@ type Query struct {
 	Count  int       // page size, already clamped by the parser
 	Cursor string    // opaque continuation from a previous page's Next, "" for the first page
 	Total  TotalMode // whether the store must count all matches
+	// TotalLimit, when above zero, bounds the count of an accurate total: a
+	// store that finds TotalLimit matches or more stops counting and reports
+	// the total as unknown (-1). 0 counts every match.
+	TotalLimit int
 
 	// Compartment, when set, restricts the search to one compartment instance.
 	Compartment *Compartment

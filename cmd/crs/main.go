@@ -92,6 +92,7 @@ type Config struct {
 	MaxDepth     int
 	DefaultCount int
 	MaxCount     int
+	TotalLimit   int
 	// ProfileEnforcement is strict (every write of a profiled type must conform
 	// to the pathway profile) or declared (only claimed profiles are checked).
 	ProfileEnforcement string
@@ -118,6 +119,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.MaxDepth, "max-depth", envInt("CRS_MAX_DEPTH", fhir.DefaultLimits.MaxDepth), "deepest JSON nesting accepted (CRS_MAX_DEPTH)")
 	fs.IntVar(&cfg.DefaultCount, "default-count", envInt("CRS_DEFAULT_COUNT", 20), "page size when _count is absent (CRS_DEFAULT_COUNT)")
 	fs.IntVar(&cfg.MaxCount, "max-count", envInt("CRS_MAX_COUNT", 500), "largest page size (CRS_MAX_COUNT)")
+	fs.IntVar(&cfg.TotalLimit, "total-limit", envInt("CRS_TOTAL_LIMIT", engine.DefaultTotalLimit), "without _total, Bundle.total is counted only up to this many matches; -1: always (CRS_TOTAL_LIMIT)")
 	fs.StringVar(&cfg.ProfileEnforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)),
 		"strict: writes of the pathway's types must conform to its profiles; declared: only claimed profiles are checked (CRS_PROFILE_ENFORCEMENT)")
 	fs.StringVar(&cfg.CanonicalBase, "canonical-base", env("CRS_CANONICAL_BASE", profiles.DefaultCanonicalBase),
@@ -232,7 +234,7 @@ func (m *Main) Start(ctx context.Context) error {
 	eng := engine.New(engine.Config{
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
-		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount,
+		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
 		Access: access, Audit: true,
 	})

@@ -129,7 +129,12 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 	}
 	q.Compartment = comp
 	if q.Total == "" {
+		// Not asked: a total when it is cheap (below the limit), none past it;
+		// _summary=count asks for nothing else, so it is always counted.
 		q.Total = fhir.TotalAccurate
+		if q.Summary != "count" {
+			q.TotalLimit = e.totalLimit
+		}
 	}
 	if err := e.restrict(ctx, q, auth.Search); err != nil {
 		return nil, fhir.WithOp("search", err)

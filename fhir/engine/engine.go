@@ -41,12 +41,19 @@ type Config struct {
 	Base         string           // the advertised base URL, e.g. http://127.0.0.1:8080/fhir
 	DefaultCount int              // page size when _count is absent (default 20)
 	MaxCount     int              // largest page size (default 500)
+	TotalLimit   int              // without _total, Bundle.total is given only below this many matches (default 500; negative: always)
 	Now          func() time.Time // clock; time.Now when nil
 	Profiles     Profiles         // the pathway profiles; no profile checks when nil
 	Access       Access           // the access policy; everything is open when nil (development mode)
 	Audit        bool             // record an AuditEvent for every interaction
 	Enforcement  Enforcement      // which writes the profiles check (default strict)
 }
+
+// DefaultTotalLimit is how many matches a search counts for Bundle.total when
+// the client does not ask with _total: past it, counting would cost more than
+// the page itself, so the total is left out (as the search page allows) and
+// _total=accurate asks for it.
+const DefaultTotalLimit = 500
 
 // Engine runs FHIR interactions against a store.
 type Engine struct {
@@ -58,6 +65,7 @@ type Engine struct {
 	base        string
 	defCount    int
 	maxCount    int
+	totalLimit  int
 	now         func() time.Time
 	profiles    Profiles
 	access      Access
@@ -69,7 +77,7 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	e := &Engine{
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
-		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, now: cfg.Now,
+		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, totalLimit: cfg.TotalLimit, now: cfg.Now,
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
 	}
 	if e.enforcement == "" {
@@ -89,6 +97,12 @@ func New(cfg Config) *Engine {
 	}
 	if e.defCount > e.maxCount {
 		e.defCount = e.maxCount
+	}
+	switch {
+	case e.totalLimit == 0:
+		e.totalLimit = DefaultTotalLimit
+	case e.totalLimit < 0:
+		e.totalLimit = 0 // count every match
 	}
 	if e.now == nil {
 		e.now = time.Now

@@ -56,3 +56,56 @@ func FuzzBundle(f *testing.F) {
 		}
 	})
 }
+
+// TestDefaultTotal checks Bundle.total when the client does not ask with
+// _total: given below the engine's limit, left out at or past it, and always
+// given for _total=accurate and _summary=count.
+func TestDefaultTotal(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	v, err := validate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		limit   int // the engine's TotalLimit
+		query   string
+		want    int // -1: no total
+		matches int
+	}{
+		{5, "gender=male&_count=2", 4, 2},
+		{4, "gender=male&_count=2", -1, 2},
+		{4, "gender=male&_count=2&_total=accurate", 4, 2},
+		{4, "gender=male&_summary=count", 4, 0},
+		{4, "gender=male&_total=none&_count=2", -1, 2},
+		{-1, "gender=male&_count=2", 4, 2},
+	} {
+		eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://test/fhir", TotalLimit: c.limit})
+		if c.limit == 5 {
+			for i := 0; i < 4; i++ {
+				if _, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"male"}`), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		params, err := engine.ParseQueryString(c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := eng.Search(ctx, "Patient", params, engine.SearchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := -1
+		if b.Total != nil {
+			got = *b.Total
+		}
+		if got != c.want || len(b.Entry) != c.matches {
+			t.Errorf("limit %d, %s: total %d and %d entries, want %d and %d", c.limit, c.query, got, len(b.Entry), c.want, c.matches)
+		}
+	}
+}

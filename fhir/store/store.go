@@ -25,7 +25,7 @@ type Version struct {
 // SearchResult is one page of matches of a search.
 type SearchResult struct {
 	Matches []Version // current versions, never tombstones, in the query's sort order
-	Total   int       // number of matches over all pages; -1 when not counted (Total none)
+	Total   int       // number of matches over all pages; -1 when not counted (Total none, or TotalLimit reached)
 	Next    string    // opaque cursor for the next page; "" on the last page
 }
 

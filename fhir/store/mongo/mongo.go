@@ -588,7 +588,7 @@ func (r reader) search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 		return nil, err
 	}
 	res := &store.SearchResult{Total: -1}
-	if q.Total != fhir.TotalNone {
+	if q.Total != fhir.TotalNone && (q.TotalLimit <= 0 || len(docs) < q.TotalLimit) {
 		res.Total = len(docs)
 	}
 	if q.Count <= 0 {

@@ -658,9 +658,16 @@ func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult
 	}
 	if q.Total != fhir.TotalNone {
 		var cb builder
-		cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
+		if q.TotalLimit > 0 {
+			cb.add("SELECT COUNT(*) FROM (SELECT 1"+fb.sql.String()+" LIMIT ?)", append(append([]any{}, fb.args...), q.TotalLimit)...)
+		} else {
+			cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
+		}
 		if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&res.Total); err != nil {
 			return nil, fhir.InternalError("search", err)
+		}
+		if q.TotalLimit > 0 && res.Total >= q.TotalLimit {
+			res.Total = -1
 		}
 	}
 	if q.Count <= 0 {

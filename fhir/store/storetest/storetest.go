@@ -827,6 +827,16 @@ func testTotals(t *testing.T, s store.Store) {
 	if err != nil || res.Total != -1 || len(res.Matches) != 2 {
 		t.Fatalf("none: %+v %v", res, err)
 	}
+	// A bounded count: exact below the limit, unknown at or past it, and the
+	// page the same either way.
+	q.Total = fhir.TotalAccurate
+	for _, c := range []struct{ limit, want int }{{8, 7}, {7, -1}, {3, -1}, {0, 7}} {
+		q.TotalLimit = c.limit
+		res, err = s.Search(ctx, q)
+		if err != nil || res.Total != c.want || len(res.Matches) != 2 || res.Next == "" {
+			t.Fatalf("total limit %d: %+v %v, want total %d", c.limit, res, err, c.want)
+		}
+	}
 }
 
 func testBadCursor(t *testing.T, s store.Store) {
