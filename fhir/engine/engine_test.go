@@ -12,6 +12,22 @@ import (
 	"crs/fhir/validate"
 )
 
+// openStore opens a SQLite store (not synced: tests only) in a temporary
+// directory, closed when the test ends, and the base validator.
+func openStore(tb testing.TB) (*sqlite.Store, *validate.Validator) {
+	tb.Helper()
+	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	v, err := validate.New()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, v
+}
+
 // FuzzBundle feeds arbitrary bodies to the transaction/batch processor: it must
 // answer every one with a result or a client error, never a panic or an
 // internal error, and a failed transaction must store nothing.
@@ -24,15 +40,7 @@ func FuzzBundle(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"urn:uuid:1"}},"request":{"method":"POST","url":"Goal"}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?name=x"}},{"request":{"method":"DELETE","url":"Patient/1"}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","gender":"bogus"},"request":{"method":"PUT","url":"Patient?identifier=a|b"}}]}`))
-	st, err := sqlite.Open(filepath.Join(f.TempDir(), "fuzz.db"), sqlite.Options{NoSync: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer st.Close()
-	v, err := validate.New()
-	if err != nil {
-		f.Fatal(err)
-	}
+	st, v := openStore(f)
 	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://fuzz/fhir"})
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -61,15 +69,7 @@ func FuzzBundle(f *testing.F) {
 // _total: given below the engine's limit, left out at or past it, and always
 // given for _total=accurate and _summary=count.
 func TestDefaultTotal(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	v, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, v := openStore(t)
 	ctx := context.Background()
 	for _, c := range []struct {
 		limit   int // the engine's TotalLimit
