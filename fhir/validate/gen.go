@@ -1,13 +1,12 @@
 //go:build ignore
 
-// gen derives the embedded base-validation data from the official R4 files:
-//
-//   - r4schema.json.gz: fhir.schema.json with ResourceList (the 146-way oneOf
-//     used by contained and Bundle.entry.resource) replaced by "any object":
-//     crs validates such nested resources against their own type instead;
-//   - r4table.json.gz: for every resource and complex data type, each element's
-//     cardinality, types, contentReference and required binding, plus the codes
-//     of every required value set that can be expanded from the R4 value sets.
+// gen derives the embedded base-validation table from the official R4
+// StructureDefinitions and value sets, r4table.json.gz: for every resource and
+// complex data type, each element's cardinality, types (with the target types of
+// a Reference), contentReference, required binding and constraint keys; every
+// primitive type's JSON type, regular expression and maximum length; every
+// constraint's key, severity, text and expression; and the codes of every
+// required value set that can be expanded from the R4 value sets.
 //
 // Run with `go generate ./fhir/validate/`.
 package main
@@ -26,6 +25,8 @@ import (
 
 type element struct {
 	Path     string   `json:"p"`
+	Targets  []string `json:"tg,omitempty"` // resource types a Reference may point to (none: any)
+	Keys     []string `json:"k,omitempty"`  // constraint keys declared on this element by its own structure
 	Min      int      `json:"min,omitempty"`
 	Max      string   `json:"max"`
 	Types    []string `json:"t,omitempty"`
@@ -39,6 +40,26 @@ type table struct {
 	Kinds      map[string]string              `json:"kinds"`     // name → resource | complex-type | primitive-type
 	ValueSets  map[string]map[string][]string `json:"valueSets"` // url → system → codes
 	Skipped    []string                       `json:"skipped"`   // required value sets that cannot be expanded locally
+	Primitives map[string]primitive           `json:"primitives"`
+	// Constraints are the invariants the R4 structures declare, by key (the same
+	// key may be declared on several structures: the first declaration is kept).
+	Constraints map[string]constraint `json:"constraints"`
+	RootKeys    map[string][]string   `json:"rootKeys"` // structure → the keys declared on its root
+}
+
+// primitive is how a primitive type is written in JSON: the JSON type and the
+// spec's regular expression for its lexical form.
+type primitive struct {
+	JSON  string `json:"json"` // string, number or boolean
+	Regex string `json:"regex,omitempty"`
+	Max   int    `json:"max,omitempty"` // maxLength, in characters
+}
+
+type constraint struct {
+	Severity   string `json:"severity"`
+	Human      string `json:"human"`
+	Expression string `json:"expression"`
+	Path       string `json:"path"`
 }
 
 type bundle struct {
@@ -74,32 +95,6 @@ func main() {
 	dir := flag.String("src", "../../../shared/fhir-r4", "the shared R4 definitions")
 	flag.Parse()
 
-	// The schema, without the root oneOf's twin inside ResourceList.
-	raw, err := os.ReadFile(filepath.Join(*dir, "fhir.schema.json"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	var schema map[string]any
-	if err := json.Unmarshal(raw, &schema); err != nil {
-		log.Fatal(err)
-	}
-	delete(schema, "oneOf")
-	delete(schema, "discriminator")
-	schema["definitions"].(map[string]any)["ResourceList"] = map[string]any{"type": "object"}
-	// The published R4 schema was built before the 4.0.1 technical correction:
-	// its fhirVersion enums stop at 4.0.0, while R4's FHIR-version value set (and
-	// every 4.0.1 conformance resource, UK Core's included) has 4.0.1.
-	for _, def := range schema["definitions"].(map[string]any) {
-		props, _ := def.(map[string]any)["properties"].(map[string]any)
-		if fv, ok := props["fhirVersion"].(map[string]any); ok {
-			if enum, ok := fv["enum"].([]any); ok {
-				fv["enum"] = append(enum, "4.0.1")
-			}
-		}
-	}
-	out, _ := json.Marshal(schema)
-	writeGz("r4schema.json.gz", out)
-
 	// Value sets and code systems.
 	codeSystems := map[string][]string{}
 	valueSets := map[string]map[string]any{}
@@ -132,7 +127,8 @@ func main() {
 			}
 		}
 	}
-	t := table{Structures: map[string][]element{}, Kinds: map[string]string{}, ValueSets: map[string]map[string][]string{}}
+	t := table{Structures: map[string][]element{}, Kinds: map[string]string{}, ValueSets: map[string]map[string][]string{},
+		Primitives: map[string]primitive{}, Constraints: map[string]constraint{}, RootKeys: map[string][]string{}}
 	var expand func(url string, depth int) (map[string][]string, bool)
 	expand = func(url string, depth int) (map[string][]string, bool) {
 		url, _, _ = strings.Cut(url, "|")
@@ -201,9 +197,23 @@ func main() {
 						Max              string `json:"max"`
 						ContentReference string `json:"contentReference"`
 						IsSummary        bool   `json:"isSummary"`
+						MaxLength        int    `json:"maxLength"`
 						Type             []struct {
-							Code string `json:"code"`
+							Code          string   `json:"code"`
+							TargetProfile []string `json:"targetProfile"`
+							Extension     []struct {
+								URL         string `json:"url"`
+								ValueURL    string `json:"valueUrl"`
+								ValueString string `json:"valueString"`
+							} `json:"extension"`
 						} `json:"type"`
+						Constraint []struct {
+							Key        string `json:"key"`
+							Severity   string `json:"severity"`
+							Human      string `json:"human"`
+							Expression string `json:"expression"`
+							Source     string `json:"source"`
+						} `json:"constraint"`
 						Binding *struct {
 							Strength string `json:"strength"`
 							ValueSet string `json:"valueSet"`
@@ -216,17 +226,80 @@ func main() {
 				continue
 			}
 			t.Kinds[sd.Type] = sd.Kind
-			if sd.Kind == "primitive-type" || sd.Kind == "logical" {
+			if sd.Kind == "primitive-type" {
+				p := primitive{JSON: "string"}
+				for _, el := range sd.Snapshot.Element {
+					if el.Path != sd.Type+".value" || len(el.Type) == 0 {
+						continue
+					}
+					p.Max = el.MaxLength
+					for _, x := range el.Type[0].Extension {
+						if strings.HasSuffix(x.URL, "/regex") {
+							p.Regex = x.ValueString
+						}
+					}
+				}
+				switch sd.Type {
+				case "boolean":
+					p.JSON = "boolean"
+				case "integer", "positiveInt", "unsignedInt", "decimal":
+					p.JSON = "number"
+				}
+				t.Primitives[sd.Type] = p
+				continue
+			}
+			if sd.Kind == "logical" {
 				continue
 			}
 			var els []element
 			for i, el := range sd.Snapshot.Element {
 				if i == 0 {
-					continue // the root
+					// The root: its constraints, with those of the type it
+					// specializes (an Age is a Quantity: qty-3 applies).
+					var keys []string
+					for _, c := range el.Constraint {
+						if c.Key != "ele-1" {
+							keys = append(keys, c.Key)
+							if _, ok := t.Constraints[c.Key]; !ok {
+								t.Constraints[c.Key] = constraint{Severity: c.Severity, Human: c.Human, Expression: c.Expression, Path: el.Path}
+							}
+						}
+					}
+					if len(keys) > 0 {
+						t.RootKeys[sd.Type] = keys
+					}
+					continue
 				}
 				x := element{Path: el.Path, Min: el.Min, Max: el.Max, Ref: strings.TrimPrefix(el.ContentReference, "#"), Summary: el.IsSummary}
 				for _, ty := range el.Type {
-					x.Types = append(x.Types, ty.Code)
+					code := ty.Code
+					if strings.HasPrefix(code, "http://hl7.org/fhirpath/System.") {
+						// id, Extension.url …: the FHIR type is in an extension.
+						code = "string"
+						for _, e := range ty.Extension {
+							if strings.HasSuffix(e.URL, "/structuredefinition-fhir-type") && e.ValueURL != "" {
+								code = e.ValueURL
+							}
+						}
+						if strings.Count(el.Path, ".") == 1 && strings.HasSuffix(el.Path, ".id") && sd.Kind == "resource" {
+							code = "id" // Resource.id is an id, whatever the extension says
+						}
+					}
+					x.Types = append(x.Types, code)
+					if code == "Reference" {
+						for _, tp := range ty.TargetProfile {
+							x.Targets = append(x.Targets, strings.TrimPrefix(tp, "http://hl7.org/fhir/StructureDefinition/"))
+						}
+					}
+				}
+				for _, c := range el.Constraint {
+					if !strings.HasSuffix(c.Source, "/"+sd.Type) && c.Source != "" {
+						continue // inherited: checked where it is declared
+					}
+					x.Keys = append(x.Keys, c.Key)
+					if _, ok := t.Constraints[c.Key]; !ok {
+						t.Constraints[c.Key] = constraint{Severity: c.Severity, Human: c.Human, Expression: c.Expression, Path: el.Path}
+					}
 				}
 				if b := el.Binding; b != nil && b.Strength == "required" && b.ValueSet != "" {
 					url, _, _ := strings.Cut(b.ValueSet, "|")
@@ -251,7 +324,7 @@ func main() {
 			sort.Strings(codes[s])
 		}
 	}
-	out, _ = json.Marshal(t)
+	out, _ := json.Marshal(t)
 	writeGz("r4table.json.gz", out)
 	log.Printf("%d structures, %d required value sets enforced, %d not expandable locally", len(t.Structures), len(t.ValueSets), len(t.Skipped))
 }
