@@ -41,6 +41,9 @@ func Parse(body []byte, lim Limits) (Object, error) {
 	if lim.MaxBytes > 0 && len(body) > lim.MaxBytes {
 		return nil, Errorf(TooLarge, "", "body of %d bytes exceeds the limit of %d bytes", len(body), lim.MaxBytes)
 	}
+	if err := checkText(body); err != nil {
+		return nil, err
+	}
 	d := &decoder{dec: json.NewDecoder(bytes.NewReader(body)), maxDepth: lim.MaxDepth}
 	d.dec.UseNumber()
 	v, err := d.value(0, "")
