@@ -214,31 +214,44 @@ func careTeamOnBehalfOf(o map[string]any) (bool, string) {
 	return !ok || typ == "Practitioner", "the member is a " + typ
 }
 
-// periodOrdered is per-1: start ≤ end. Values of different precision are
-// compared at the coarser one (2026-05 is not after 2026-05-31), times on the
-// time line.
+// periodOrdered is per-1: start <= end, compared as FHIRPath compares dates:
+// on the time line when both have a time (zones taken into account), else
+// part by part down to the coarser precision. Two values equal down to that
+// precision but of different precisions (2026-06-21 and 2026-06-21T06:20Z)
+// compare as unknown, and an invariant that is not true fails: this is also
+// the reference validator's verdict.
 func periodOrdered(o map[string]any) (bool, string) {
 	start, end := str(o, "start"), str(o, "end")
 	if start == "" || end == "" {
 		return true, ""
 	}
-	if after(start, end) {
+	switch compareDateTimes(start, end) {
+	case 1:
 		return false, fmt.Sprintf("start %s is after end %s", start, end)
+	case 2:
+		return false, fmt.Sprintf("start %s and end %s are equal to the precision of the coarser one, so which comes first is unknown", start, end)
 	}
 	return true, ""
 }
 
-// after reports whether dateTime a is after b (both valid FHIR dateTimes).
-func after(a, b string) bool {
+// compareDateTimes compares two valid FHIR dateTimes: -1, 0 or 1 as a is
+// before, equal to or after b; 2 when it cannot be told (different precisions).
+func compareDateTimes(a, b string) int {
 	if len(a) > 10 && len(b) > 10 {
 		ta, errA := time.Parse(time.RFC3339Nano, a)
 		tb, errB := time.Parse(time.RFC3339Nano, b)
 		if errA == nil && errB == nil {
-			return ta.After(tb)
+			return ta.Compare(tb)
 		}
 	}
 	n := min(len(a), len(b), 10)
-	return a[:n] > b[:n]
+	if c := strings.Compare(a[:n], b[:n]); c != 0 {
+		return c
+	}
+	if len(a) != len(b) && (len(a) <= 10 || len(b) <= 10) {
+		return 2
+	}
+	return 0
 }
 
 // rangeOrdered is rng-2: low ≤ high, when both have a value in the same unit.

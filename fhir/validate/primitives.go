@@ -45,6 +45,9 @@ func checkString(t, s string) string {
 				return "control character " + strconv.QuoteRune(rune(c)) + " at byte " + strconv.Itoa(i)
 			}
 		}
+		if tag := activeHTML(s); tag != "" {
+			return "it holds an HTML <" + tag + "> tag, which could run in a page that shows it"
+		}
 	case "code":
 		if !validCode(s) {
 			return "a code has no leading, trailing or repeated whitespace"
@@ -302,6 +305,32 @@ func checkBase64(s string) string {
 	}
 	if n == 0 || n%4 != 0 || pad > 2 {
 		return "base64 text comes in groups of four characters"
+	}
+	return ""
+}
+
+// activeTags are the HTML elements that run or load content. A string holding
+// one of them is refused: clients show names, notes and descriptions in pages,
+// and the narrative's allow-list (xhtml.go) keeps them out of the narrative too.
+var activeTags = []string{"script", "iframe", "frame", "object", "embed", "applet", "svg", "math", "form", "link", "meta", "style", "base"}
+
+// activeHTML returns the name of the first active HTML tag in s, or "".
+func activeHTML(s string) string {
+	for i := strings.IndexByte(s, '<'); i >= 0; {
+		rest := s[i+1:]
+		for _, tag := range activeTags {
+			if len(rest) > len(tag) && strings.EqualFold(rest[:len(tag)], tag) {
+				switch rest[len(tag)] {
+				case ' ', '>', '/', '\t', '\n', '\r', '\f':
+					return tag
+				}
+			}
+		}
+		j := strings.IndexByte(rest, '<')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
 	}
 	return ""
 }
