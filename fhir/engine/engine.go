@@ -152,6 +152,9 @@ func (e *Engine) parse(rt string, body []byte, mode string) (fhir.Object, checke
 	if err != nil {
 		return nil, checked{}, err
 	}
+	if err := conditionalReferences(obj); err != nil {
+		return nil, checked{}, err
+	}
 	c, err := e.check(rt, obj, mode)
 	return obj, c, err
 }

@@ -81,6 +81,9 @@ func (e *Engine) applyPatch(cur store.Version, ops []fhir.PatchOp) (fhir.Object,
 		return nil, checked{}, fhir.Errorf(fhir.Unprocessable, cur.Type+".id", "a patch cannot change the id")
 	}
 	chk, err := e.check(cur.Type, obj, "update")
+	if err == nil {
+		err = conditionalReferences(obj)
+	}
 	if err != nil {
 		if fe, ok := err.(*fhir.Error); ok && fe.Kind == fhir.Invalid {
 			fe.Kind = fhir.Unprocessable // the patch was well-formed; its result is not valid
