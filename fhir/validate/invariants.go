@@ -50,11 +50,11 @@ var invariants = map[string]invariant{
 	"drq-1":  func(o map[string]any) (bool, string) { return has(o, "path") != has(o, "searchParam"), "" },
 	"drq-2":  func(o map[string]any) (bool, string) { return has(o, "path") != has(o, "searchParam"), "" },
 	"exp-1":  func(o map[string]any) (bool, string) { return has(o, "expression") || has(o, "reference"), "" },
-	"trd-1":  func(o map[string]any) (bool, string) { return absent(o, "data") || absent(o, "timing"), "" },
+	"trd-1":  func(o map[string]any) (bool, string) { return absent(o, "data") || !hasChoice(o, "timing"), "" },
 	"trd-2":  func(o map[string]any) (bool, string) { return absent(o, "condition") || has(o, "data"), "" },
 	"trd-3": func(o map[string]any) (bool, string) {
 		typ := str(o, "type")
-		return (typ != "named-event" || has(o, "name")) && (typ != "periodic" || has(o, "timing")) &&
+		return (typ != "named-event" || has(o, "name")) && (typ != "periodic" || hasChoice(o, "timing")) &&
 			(!strings.HasPrefix(typ, "data-") || has(o, "data")), ""
 	},
 	// The served resource types' own.
@@ -65,7 +65,7 @@ var invariants = map[string]invariant{
 	"org-2": func(o map[string]any) (bool, string) { return str(o, "use") != "home", "" },
 	"org-3": func(o map[string]any) (bool, string) { return str(o, "use") != "home", "" },
 	"cpl-3": func(o map[string]any) (bool, string) { return absent(o, "detail") || absent(o, "reference"), "" },
-	"gol-1": func(o map[string]any) (bool, string) { return absent(o, "detail") || has(o, "measure"), "" },
+	"gol-1": func(o map[string]any) (bool, string) { return !hasChoice(o, "detail") || has(o, "measure"), "" },
 	"prr-1": func(o map[string]any) (bool, string) { return absent(o, "orderDetail") || has(o, "code"), "" },
 	"ctm-1": careTeamOnBehalfOf,
 }
@@ -117,18 +117,25 @@ func (r *run) violated(key, fp, detail string) {
 	r.issues = append(r.issues, fhir.Issue{Severity: sev, Code: "invariant", Expression: fp, Diagnostics: msg + " (" + key + ")"})
 }
 
+// has reports whether element k is in o (a value, or a primitive's companion).
 func has(o map[string]any, k string) bool {
 	if _, ok := o[k]; ok {
 		return true
 	}
+	_, ok := o["_"+k]
+	return ok
+}
+
+// hasChoice reports whether choice element k[x] is in o under any type
+// ("detail" as detailQuantity, detailString …).
+func hasChoice(o map[string]any, k string) bool {
 	for name := range o {
-		// a choice element: "detail" is there as detailQuantity …
+		name = strings.TrimPrefix(name, "_")
 		if len(name) > len(k) && strings.HasPrefix(name, k) && name[len(k)] >= 'A' && name[len(k)] <= 'Z' {
 			return true
 		}
 	}
-	_, ok := o["_"+k]
-	return ok
+	return false
 }
 
 func absent(o map[string]any, k string) bool { return !has(o, k) }

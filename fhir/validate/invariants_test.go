@@ -1,7 +1,9 @@
 package validate
 
 import (
+	"encoding/json"
 	"sort"
+	"strings"
 	"testing"
 
 	"crs/fhir"
@@ -84,6 +86,64 @@ func TestEveryInvariantAccountedFor(t *testing.T) {
 		}
 		if _, ok := keys[k]; !ok {
 			t.Errorf("%s is checked but declared nowhere the served types reach", k)
+		}
+	}
+}
+
+// TestInvariants: every invariant crs checks, on one object that keeps it and
+// one that breaks it.
+func TestInvariants(t *testing.T) {
+	cases := map[string][2]string{ // key → {keeps, breaks}
+		"per-1":  {`{"start":"2026-01-01","end":"2026-01-02T00:00:00Z"}`, `{"start":"2026-01-02","end":"2026-01-01"}`},
+		"rng-2":  {`{"low":{"value":1},"high":{"value":2}}`, `{"low":{"value":3,"code":"a"},"high":{"value":2,"code":"a"}}`},
+		"qty-3":  {`{"code":"mg","system":"http://unitsofmeasure.org"}`, `{"code":"mg"}`},
+		"cpt-2":  {`{"system":"phone","value":"1"}`, `{"value":"1"}`},
+		"att-1":  {`{"data":"AAAA","contentType":"text/plain"}`, `{"data":"AAAA"}`},
+		"age-1":  {`{"value":3,"code":"a","system":"http://unitsofmeasure.org"}`, `{"value":-3,"code":"a","system":"http://unitsofmeasure.org"}`},
+		"cnt-3":  {`{"value":3,"code":"1"}`, `{"value":3.5,"code":"1"}`},
+		"dis-1":  {`{"value":3,"code":"m"}`, `{"value":3}`},
+		"drt-1":  {`{"value":3,"code":"min","system":"http://unitsofmeasure.org"}`, `{"value":3,"code":"min","system":"http://x"}`},
+		"rat-1":  {`{"numerator":{"value":1},"denominator":{"value":2}}`, `{"numerator":{"value":1}}`},
+		"tim-1":  {`{"duration":1,"durationUnit":"h"}`, `{"duration":1}`},
+		"tim-2":  {`{"period":1,"periodUnit":"h"}`, `{"period":1}`},
+		"tim-4":  {`{"duration":0}`, `{"duration":-1}`},
+		"tim-5":  {`{"period":0}`, `{"period":-1}`},
+		"tim-6":  {`{"period":1,"periodMax":2}`, `{"periodMax":2}`},
+		"tim-7":  {`{"duration":1,"durationMax":2}`, `{"durationMax":2}`},
+		"tim-8":  {`{"count":1,"countMax":2}`, `{"countMax":2}`},
+		"tim-9":  {`{"offset":10,"when":["ACM"]}`, `{"offset":10,"when":["CM"]}`},
+		"tim-10": {`{"timeOfDay":["10:00:00"]}`, `{"timeOfDay":["10:00:00"],"when":["MORN"]}`},
+		"drq-1":  {`{"path":"x"}`, `{"path":"x","searchParam":"y"}`},
+		"drq-2":  {`{"searchParam":"y"}`, `{}`},
+		"exp-1":  {`{"expression":"x"}`, `{"language":"text/fhirpath"}`},
+		"trd-1":  {`{"timingDate":"2026-01-01"}`, `{"timingDate":"2026-01-01","data":[{"type":"Patient"}]}`},
+		"trd-2":  {`{"condition":{"language":"x"},"data":[{"type":"Patient"}]}`, `{"condition":{"language":"x"}}`},
+		"trd-3":  {`{"type":"named-event","name":"x"}`, `{"type":"periodic"}`},
+		"pat-1":  {`{"name":{"text":"x"}}`, `{"gender":"male"}`},
+		"org-1":  {`{"name":"x"}`, `{"active":true}`},
+		"org-2":  {`{"use":"work"}`, `{"use":"home"}`},
+		"org-3":  {`{"use":"work"}`, `{"use":"home"}`},
+		"cpl-3":  {`{"detail":{"status":"scheduled"}}`, `{"detail":{"status":"scheduled"},"reference":{"reference":"Appointment/1"}}`},
+		"gol-1":  {`{"measure":{"text":"x"},"detailString":"x"}`, `{"detailString":"x"}`},
+		"prr-1":  {`{"code":{"text":"x"},"orderDetail":[{"text":"x"}]}`, `{"orderDetail":[{"text":"x"}]}`},
+		"ctm-1":  {`{"member":{"reference":"Practitioner/1"},"onBehalfOf":{"reference":"Organization/1"}}`, `{"member":{"reference":"RelatedPerson/1"},"onBehalfOf":{"reference":"Organization/1"}}`},
+	}
+	for key, check := range invariants {
+		c, ok := cases[key]
+		if !ok {
+			t.Errorf("%s: no test case", key)
+			continue
+		}
+		for i, want := range []bool{true, false} {
+			var obj map[string]any
+			d := json.NewDecoder(strings.NewReader(c[i]))
+			d.UseNumber()
+			if err := d.Decode(&obj); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := check(obj); got != want {
+				t.Errorf("%s on %s: %v, want %v", key, c[i], got, want)
+			}
 		}
 	}
 }
