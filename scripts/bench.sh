@@ -48,8 +48,8 @@ readon=$(median BenchmarkReadAuth/on reads/s </tmp/crs-bench-auth.txt)
 
 echo
 echo "== summary (medians of $COUNT runs; targets in brackets)"
-printf 'base validation, 1 core:        %8s resources/s  [>= 12000]\n' "$val"
-printf 'full validation, 1 core:        %8s resources/s  [>= 10000]  (%.2fx base validation)\n' "$full" "$(echo "$full $val" | awk '{print $1/$2}')"
+printf 'base validation, 1 core:        %8s resources/s  [>= 36000]\n' "$val"
+printf 'full validation, 1 core:        %8s resources/s  [>= 20000]  (%.2fx base validation)\n' "$full" "$(echo "$full $val" | awk '{print $1/$2}')"
 printf 'raw SQLite insert (baseline):   %8s rows/s\n' "$raw"
 printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate" "$(echo "$screate $raw" | awk '{print $1/$2}')"
 printf 'store read by id (parallel):    %8s reads/s\n' "$sread"
