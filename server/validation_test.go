@@ -146,3 +146,21 @@ func checkRefused(t *testing.T, what string, r response, c badInput, status int)
 	}
 	t.Fatalf("%s: no issue at %q about %q: %.600s", what, c.expr, c.rule, r.body)
 }
+
+// TestBundleShapeRefused: a transaction whose shape R4 forbids is a 400 naming
+// the element, not a silent 200 that does nothing.
+func TestBundleShapeRefused(t *testing.T) {
+	ts := newProfiledServer(t, engine.EnforceDeclared)
+	for _, c := range []badInput{
+		{"entry as object", "Bundle", `{"resourceType":"Bundle","type":"transaction","entry":{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}}`, "Bundle.entry", "array"},
+		{"entry as string", "Bundle", `{"resourceType":"Bundle","type":"batch","entry":["x"]}`, "Bundle.entry[0]", "object"},
+		{"bad urn:uuid fullUrl", "Bundle", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:xyz","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, "Bundle.entry[0].fullUrl", "urn:uuid"},
+		{"resource as string", "Bundle", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":"x","request":{"method":"POST","url":"Patient"}}]}`, "Bundle.entry[0].resource", "object"},
+	} {
+		r := do(t, http.MethodPost, ts.URL+"/fhir", []byte(c.body))
+		checkRefused(t, c.name, r, c, http.StatusBadRequest)
+	}
+	if n := do(t, http.MethodGet, ts.URL+"/fhir/Patient?_summary=count", nil).json(t)["total"]; n != json.Number("0") {
+		t.Fatalf("stored: %v", n)
+	}
+}

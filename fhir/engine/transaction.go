@@ -108,6 +108,9 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*B
 	if typ != "transaction" && typ != "batch" {
 		return nil, fhir.Errorf(fhir.Invalid, "Bundle.type", "Bundle.type must be transaction or batch, not %q", typ)
 	}
+	if err := checkBundleShape(obj); err != nil {
+		return nil, err
+	}
 	raw, _ := obj["entry"].([]any)
 	if len(raw) > MaxBundleEntries {
 		return nil, fhir.Errorf(fhir.TooLarge, "Bundle.entry", "the Bundle has %d entries; the limit is %d", len(raw), MaxBundleEntries)

@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"regexp"
+	"strconv"
+
+	"crs/fhir"
+)
+
+var (
+	uuidURN = regexp.MustCompile(`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	oidURN  = regexp.MustCompile(`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`)
+)
+
+// checkBundleShape refuses a transaction or batch Bundle whose shape R4
+// forbids before any entry is processed: an entry that is not an array (it
+// was silently taken for no entries), entries or resources that are not
+// objects, a fullUrl that is not a string, and urn:uuid: or urn:oid: fullUrls
+// that name no UUID or OID (references to them could never be told apart).
+func checkBundleShape(obj fhir.Object) error {
+	raw, ok := obj["entry"]
+	if !ok {
+		return nil
+	}
+	entries, ok := raw.([]any)
+	if !ok {
+		return fhir.Errorf(fhir.Invalid, "Bundle.entry", "Bundle.entry must be a JSON array of entries")
+	}
+	for i, x := range entries {
+		where := "Bundle.entry[" + strconv.Itoa(i) + "]"
+		m, ok := x.(map[string]any)
+		if !ok {
+			return fhir.Errorf(fhir.Invalid, where, "a Bundle entry must be a JSON object")
+		}
+		if r, ok := m["resource"]; ok {
+			if _, ok := r.(map[string]any); !ok {
+				return fhir.Errorf(fhir.Invalid, where+".resource", "a Bundle entry's resource must be a JSON object")
+			}
+		}
+		u, ok := m["fullUrl"]
+		if !ok {
+			continue
+		}
+		s, ok := u.(string)
+		switch {
+		case !ok || s == "":
+			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl must be a non-empty string")
+		case len(s) >= 9 && s[:9] == "urn:uuid:" && !uuidURN.MatchString(s):
+			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl %q is not a valid urn:uuid: (a lower-case UUID, 8-4-4-4-12 hex digits)", s)
+		case len(s) >= 8 && s[:8] == "urn:oid:" && !oidURN.MatchString(s):
+			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl %q is not a valid urn:oid:", s)
+		}
+	}
+	return nil
+}
