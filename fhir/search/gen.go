@@ -8,9 +8,8 @@
 // "AllergyIntolerance.code | Condition.code | ..."; each type keeps the
 // branches that start from it, or from Resource or DomainResource). Composite
 // and special parameters are kept, so that the registry can answer "not
-// supported" rather than "unknown". It also lists the names of the choice
-// elements of R4 (value[x], deceased[x], ...), from profiles-resources.json and
-// profiles-types.json, for the FHIRPath evaluator.
+// supported" rather than "unknown". (The names of R4's choice elements, which
+// the FHIRPath evaluator needs, are fhir/fhirpath's r4choices.json.)
 //
 // Run from this directory:
 //
@@ -98,10 +97,6 @@ func main() {
 				Expression: restrict(r.Expression, base), Targets: r.Target})
 		}
 	}
-	choices, err := choiceElements(*dir)
-	if err != nil {
-		log.Fatal(err)
-	}
 	sort.Slice(params, func(i, j int) bool {
 		if params[i].Base != params[j].Base {
 			return params[i].Base < params[j].Base
@@ -110,13 +105,7 @@ func main() {
 	})
 	// One parameter per line: compact, yet readable in a diff.
 	var buf bytes.Buffer
-	cb, err := json.Marshal(choices)
-	if err != nil {
-		log.Fatal(err)
-	}
-	buf.WriteString("{\"choiceElements\":")
-	buf.Write(cb)
-	buf.WriteString(",\n\"params\":[\n")
+	buf.WriteString("{\"params\":[\n")
 	for i, p := range params {
 		b, err := json.Marshal(p)
 		if err != nil {
@@ -132,51 +121,7 @@ func main() {
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("wrote %d search parameters and %d choice element names to %s", len(params), len(choices), *out)
-}
-
-// choiceElements returns the names, less "[x]", of the choice elements of every
-// R4 resource and data type (value, deceased, occurrence, ...): the FHIRPath
-// evaluator looks for valueQuantity and the like only under these names.
-func choiceElements(dir string) ([]string, error) {
-	set := map[string]bool{}
-	for _, f := range []string{"profiles-resources.json", "profiles-types.json"} {
-		data, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return nil, err
-		}
-		var bundle struct {
-			Entry []struct {
-				Resource struct {
-					ResourceType string `json:"resourceType"`
-					Snapshot     struct {
-						Element []struct {
-							Path string `json:"path"`
-						} `json:"element"`
-					} `json:"snapshot"`
-				} `json:"resource"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(data, &bundle); err != nil {
-			return nil, err
-		}
-		for _, e := range bundle.Entry {
-			if e.Resource.ResourceType != "StructureDefinition" {
-				continue
-			}
-			for _, el := range e.Resource.Snapshot.Element {
-				if name, ok := strings.CutSuffix(el.Path, "[x]"); ok {
-					set[name[strings.LastIndexByte(name, '.')+1:]] = true
-				}
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for n := range set {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out, nil
+	log.Printf("wrote %d search parameters to %s", len(params), *out)
 }
 
 // restrict keeps the branches of a union expression that start from base,

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 
 	"crs/fhir"
+	"crs/fhir/fhirpath"
 )
 
 //go:generate go run gen.go
@@ -65,8 +66,7 @@ type Registry struct {
 
 // genFile is the content of r4params.json.
 type genFile struct {
-	ChoiceElements []string   `json:"choiceElements"`
-	Params         []genParam `json:"params"`
+	Params []genParam `json:"params"`
 }
 
 // genParam is one parameter of r4params.json.
@@ -85,22 +85,10 @@ var embedded = sync.OnceValues(func() (*genFile, error) {
 	if err := json.Unmarshal(r4params, &f); err != nil {
 		return nil, err
 	}
-	if len(f.Params) == 0 || len(f.ChoiceElements) == 0 {
-		return nil, fmt.Errorf("r4params.json holds no parameters or no choice elements")
+	if len(f.Params) == 0 {
+		return nil, fmt.Errorf("r4params.json holds no parameters")
 	}
 	return &f, nil
-})
-
-// choiceElements is the set of the names of R4 choice elements (value for
-// value[x]).
-var choiceElements = sync.OnceValue(func() map[string]bool {
-	set := map[string]bool{}
-	if f, err := embedded(); err == nil {
-		for _, n := range f.ChoiceElements {
-			set[n] = true
-		}
-	}
-	return set
 })
 
 var (
@@ -189,7 +177,7 @@ func compileFor(rt, expr string) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, root := range rootTypes(c.root) {
+	for _, root := range c.expr.RootTypes() {
 		if root != "" && root != rt && root != "Resource" && root != "DomainResource" {
 			return nil, fmt.Errorf("a branch starts from %s, not %s", root, rt)
 		}
@@ -429,15 +417,15 @@ func (r *Registry) Values(resourceType, code string, res map[string]any) []fhir.
 
 // values appends the index values of d on res to out, without duplicates.
 func (d *definition) values(out []fhir.IndexValue, res map[string]any) []fhir.IndexValue {
-	return d.valuesOf(out, []item{{v: res}})
+	return d.valuesOf(out, []fhirpath.Item{{Value: res}})
 }
 
 // valuesOf appends the index values of d on the resource in focus to out,
 // without duplicates.
-func (d *definition) valuesOf(out []fhir.IndexValue, focus []item) []fhir.IndexValue {
+func (d *definition) valuesOf(out []fhir.IndexValue, focus []fhirpath.Item) []fhir.IndexValue {
 	start := len(out)
-	for _, it := range d.expr.root.eval(focus) {
-		out = d.conv(out, d.param.Code, it)
+	for _, it := range d.expr.expr.EvalFocus(focus) {
+		out = d.conv(out, d.param.Code, item{v: it.Value, typ: it.Type, ext: it.Ext})
 	}
 	return dedup(out, start)
 }
@@ -494,7 +482,7 @@ func (r *Registry) Extract(resourceType string, res map[string]any) (vals []fhir
 	}()
 	buf := bufPool.Get().(*[]fhir.IndexValue)
 	out := (*buf)[:0]
-	focus := []item{{v: res, typ: resourceType}} // the caller vouches for the type
+	focus := []fhirpath.Item{{Value: res, Type: resourceType}} // the caller vouches for the type
 	for _, d := range td.supported {
 		out = d.valuesOf(out, focus)
 	}
