@@ -36,6 +36,7 @@ import (
 	"strings"
 
 	"crs/fhir"
+	"crs/fhir/fhirpath"
 )
 
 //go:generate go run gen.go
@@ -84,6 +85,7 @@ type Validator struct {
 	primitives  map[string]primitive
 	rootKeys    map[string][]string // structure → constraint keys declared on its root
 	constraints map[string]constraint
+	exprs       map[string]*fhirpath.Expr  // invariants checked by their R4 expression
 	summary     map[string]map[string]bool // type → top-level elements with isSummary
 	required    map[string]map[string]bool // type → top-level elements with min ≥ 1
 }
@@ -194,6 +196,9 @@ func New() (*Validator, error) {
 				s.fields["_"+d.name] = field{el: d, typ: ty, ext: true}
 			}
 		}
+	}
+	if err := v.compileInvariants(); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
