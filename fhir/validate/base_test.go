@@ -2,6 +2,8 @@ package validate
 
 import (
 	"regexp"
+
+	"crs/fhir"
 	"sort"
 	"strings"
 	"testing"
@@ -200,4 +202,27 @@ func TestPrimitivesAgreeWithSpecRegex(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzValidateLocated: whatever the input, validation does not panic and every
+// error it reports says where (a FHIRPath) and what.
+func FuzzValidateLocated(f *testing.F) {
+	f.Add(`{"resourceType":"Patient","name":[["Smith"]],"_birthDate":{},"deceasedBoolean":true,"deceasedDateTime":"2026-02-30"}`)
+	f.Add(`{"resourceType":"Encounter","status":"finished","class":{"code":"HH"},"period":{"start":"2026-02-01","end":"2026-01-31"},"contained":[{"resourceType":"Patient","id":"x"}]}`)
+	f.Add(`{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><script/>x</div>"},"extension":[{"url":"a"}]}`)
+	f.Add(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"CarePlan","basedOn":[{"reference":"Foo/1"}]}}]}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		obj, err := fhir.Parse([]byte(s), fhir.Limits{MaxBytes: 1 << 16, MaxDepth: 32})
+		if err != nil {
+			return
+		}
+		for _, is := range v.Validate(obj) {
+			if is.Code == "too-costly" {
+				continue
+			}
+			if is.Expression == "" || is.Diagnostics == "" {
+				t.Fatalf("issue without location or text: %+v", is)
+			}
+		}
+	})
 }
