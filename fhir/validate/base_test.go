@@ -2,11 +2,11 @@ package validate
 
 import (
 	"regexp"
-
-	"crs/fhir"
 	"sort"
 	"strings"
 	"testing"
+
+	"crs/fhir"
 )
 
 // sr wraps elements into a minimal valid ServiceRequest.
