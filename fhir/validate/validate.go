@@ -50,6 +50,7 @@ const maxIssues = 100
 // elementDef is one element of a structure.
 type elementDef struct {
 	name     string // last path segment, "value[x]" for choices
+	extName  string // "_" + name: the JSON name of a primitive's companion
 	choice   string // "value" for value[x], "" otherwise
 	path     string
 	min      int
@@ -66,9 +67,11 @@ type elementDef struct {
 // field is what a JSON property name of an object means: an element, with the
 // type a choice suffix names, or the "_name" companion of a primitive element.
 type field struct {
-	el  *elementDef
-	typ string // the element's type ("" for a contentReference)
-	ext bool   // the "_name" companion
+	el   *elementDef
+	typ  string // the element's type ("" for a contentReference)
+	ext  bool   // the "_name" companion
+	pair string // the other JSON name of a primitive: "_name" for name, "name" for "_name"
+	prim bool   // typ is a primitive type
 }
 
 // structure is a resource, data type or backbone element: its elements and
@@ -165,7 +168,7 @@ func New() (*Validator, error) {
 				v.summary[typ][e.Path[i+1:]] = e.Summary
 				v.required[typ][e.Path[i+1:]] = e.Min > 0
 			}
-			d := &elementDef{name: e.Path[i+1:], path: e.Path, min: e.Min, max: e.Max, types: e.Types,
+			d := &elementDef{name: e.Path[i+1:], extName: "_" + e.Path[i+1:], path: e.Path, min: e.Min, max: e.Max, types: e.Types,
 				targets: e.Targets, keys: e.Keys, ref: e.Ref}
 			d.array = e.Max != "1" && e.Max != "0"
 			if n, err := strconv.Atoi(e.Max); err == nil && n > 1 {
@@ -180,9 +183,10 @@ func New() (*Validator, error) {
 				d.choice = strings.TrimSuffix(d.name, "[x]")
 				for _, ty := range d.types {
 					name := d.choice + upperFirst(ty)
-					s.fields[name] = field{el: d, typ: ty}
-					if v.kinds[ty] == "primitive-type" {
-						s.fields["_"+name] = field{el: d, typ: ty, ext: true}
+					prim := v.kinds[ty] == "primitive-type"
+					s.fields[name] = field{el: d, typ: ty, pair: "_" + name, prim: prim}
+					if prim {
+						s.fields["_"+name] = field{el: d, typ: ty, ext: true, pair: name, prim: true}
 					}
 				}
 				continue
@@ -191,9 +195,10 @@ func New() (*Validator, error) {
 			if len(d.types) == 1 {
 				ty = d.types[0]
 			}
-			s.fields[d.name] = field{el: d, typ: ty}
-			if v.kinds[ty] == "primitive-type" {
-				s.fields["_"+d.name] = field{el: d, typ: ty, ext: true}
+			prim := v.kinds[ty] == "primitive-type"
+			s.fields[d.name] = field{el: d, typ: ty, pair: "_" + d.name, prim: prim}
+			if prim {
+				s.fields["_"+d.name] = field{el: d, typ: ty, ext: true, pair: d.name, prim: true}
 			}
 		}
 	}
@@ -348,14 +353,14 @@ func (r *run) elements(obj map[string]any, s *structure, def, fp string, isResou
 			continue
 		}
 		if f.ext {
-			if _, both := obj[k[1:]]; both {
+			if _, both := obj[f.pair]; both {
 				continue // checked with its value
 			}
-			r.primitiveElement(f, k[1:], nil, val, fp, true)
+			r.primitiveElement(f, f.pair, nil, val, fp, true)
 			continue
 		}
-		if r.v.kinds[f.typ] == "primitive-type" {
-			companion, hasCompanion := obj["_"+k]
+		if f.prim {
+			companion, hasCompanion := obj[f.pair]
 			r.primitiveElement(f, k, val, companion, fp, hasCompanion)
 			continue
 		}
@@ -378,7 +383,7 @@ func (r *run) elements(obj map[string]any, s *structure, def, fp string, isResou
 func present(obj map[string]any, e *elementDef) bool {
 	if e.choice == "" {
 		_, a := obj[e.name]
-		_, b := obj["_"+e.name]
+		_, b := obj[e.extName]
 		return a || b
 	}
 	for k := range obj {
