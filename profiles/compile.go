@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"crs/fhir"
+	"crs/fhir/fhirpath"
 )
 
 // Profile is a compiled StructureDefinition: its differential as authored (for
@@ -66,9 +67,12 @@ type Discriminator struct {
 	Type, Path string
 }
 
-// Constraint is a named invariant; its key selects the Go implementation.
+// Constraint is a named invariant: its key selects a Go implementation or,
+// when there is none, its FHIRPath expression is evaluated with fhir/fhirpath
+// (it must then be within the subset that package evaluates).
 type Constraint struct {
 	Key, Severity, Human, Expression string
+	expr                             *fhirpath.Expr // compiled Expression, when no Go implementation has the key
 }
 
 func newProfile(sd fhir.Object) (*Profile, error) {
@@ -213,10 +217,16 @@ func (s *Set) compile(p *Profile) error {
 		if !strings.HasPrefix(el.ID, p.Type) {
 			return fmt.Errorf("%s: element %s is not on %s", p.URL, el.ID, p.Type)
 		}
-		for _, c := range el.Constraints {
-			if _, ok := invariants[c.Key]; !ok {
-				return fmt.Errorf("%s: constraint %s on %s has no implementation", p.URL, c.Key, el.ID)
+		for i := range el.Constraints {
+			c := &el.Constraints[i]
+			if _, ok := invariants[c.Key]; ok {
+				continue
 			}
+			e, err := fhirpath.Compile(c.Expression)
+			if err != nil {
+				return fmt.Errorf("%s: constraint %s on %s has no Go implementation and its expression is outside the FHIRPath subset: %v", p.URL, c.Key, el.ID, err)
+			}
+			c.expr = e
 		}
 		if b := el.Binding; b != nil && b.Strength == "required" {
 			if vs, ok := s.ValueSet(b.ValueSet); !ok || !vs.Complete {

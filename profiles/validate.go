@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"crs/fhir"
+	"crs/fhir/fhirpath"
 )
 
 // Options say how a resource is checked.
@@ -218,6 +219,21 @@ func sortedMapKeys(m map[string]any) []string {
 	return keys
 }
 
+// holds evaluates constraint c on n: its Go implementation, or its FHIRPath
+// expression, which holds when it gives true.
+func (r *run) holds(c Constraint, n node) (bool, string) {
+	if inv, ok := invariants[c.Key]; ok {
+		return inv(r, n)
+	}
+	got := c.expr.EvalFocus([]fhirpath.Item{{Value: n.v}})
+	if len(got) == 1 {
+		if b, ok := got[0].Value.(bool); ok {
+			return b, ""
+		}
+	}
+	return false, ""
+}
+
 // profile checks the value at root (a resource, or an extension) against p.
 func (r *run) profile(p *Profile, v any, rootPath string) {
 	w := &walker{p: p, root: node{v, rootPath}, cache: map[string][]node{}}
@@ -233,9 +249,8 @@ func (r *run) profile(p *Profile, v any, rootPath string) {
 			r.element(el, n)
 		}
 		for _, c := range el.Constraints {
-			inv := invariants[c.Key]
 			for _, n := range nodes {
-				if ok, detail := inv(r, n); !ok {
+				if ok, detail := r.holds(c, n); !ok {
 					msg := c.Human
 					if detail != "" {
 						msg += ": " + detail
