@@ -104,6 +104,29 @@ func (e *Engine) mayReadIn(ctx context.Context, r resolver, rt, id string) error
 	return nil
 }
 
+// mayChange is the first question of an update, patch or delete of rt/id,
+// asked before anything about the target is read: a caller whose perm on rt is
+// bounded may change only a record it can see within those bounds, and gets
+// 403 for any other id, whether or not it exists, is deleted, or would fail a
+// precondition. (Such a caller cannot update-as-create with an id of its own
+// choosing, since that would tell a hidden record from a missing one;
+// conditional updates that match nothing create under a new id and are not
+// asked.)
+func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm auth.Permission) error {
+	conds, err := e.conditions(ctx, rt, perm)
+	if err != nil || conds == nil {
+		return err
+	}
+	ok, err := e.visible(ctx, r, rt, id, conds)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may %s", rt, id, permVerb(perm))
+	}
+	return nil
+}
+
 // mayWrite checks, inside a write transaction, that the caller may use perm on
 // rt/id as it stands in tx (before an update or delete: the current version;
 // after a create or update: the version written).

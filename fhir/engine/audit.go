@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,24 +18,94 @@ type RequestInfo struct {
 	Remote string // the client's network address
 }
 
-type auditState struct {
-	req      RequestInfo
-	recorded atomic.Bool // the interaction's write recorded its AuditEvent
+// requestState is what one request (one door's call, possibly several
+// interactions) carries for the audit trail.
+type requestState struct {
+	req     RequestInfo
+	audited atomic.Bool // the engine recorded an AuditEvent for an interaction of this request
 }
 
-type auditKey struct{}
+type requestKey struct{}
 
 // WithRequest returns ctx carrying the request's identity for the audit trail.
 func WithRequest(ctx context.Context, req RequestInfo) context.Context {
-	return context.WithValue(ctx, auditKey{}, &auditState{req: req})
+	return context.WithValue(ctx, requestKey{}, &requestState{req: req})
 }
 
-// Audited reports whether the interaction in ctx recorded its AuditEvent in the
-// transaction of its write (when that write committed, nothing else is due;
-// when it failed, the failure still is).
+// Audited reports whether the engine recorded the AuditEvent of an
+// interaction of the request in ctx (made by WithRequest). A door that failed
+// a request before it reached the engine (no valid token, an unknown path)
+// records that failure itself with Audit.
 func Audited(ctx context.Context) bool {
-	st, _ := ctx.Value(auditKey{}).(*auditState)
-	return st != nil && st.recorded.Load()
+	st, _ := ctx.Value(requestKey{}).(*requestState)
+	return st != nil && st.audited.Load()
+}
+
+// interaction is one engine interaction under way, with what its AuditEvent
+// will say.
+type interaction struct {
+	rec      auth.AuditRecord
+	recorded atomic.Bool // its write recorded the complete AuditEvent in the write's transaction
+}
+
+type interactionKey struct{}
+
+// begin starts an interaction for the audit trail. Inside another one (a
+// $everything reading its focus, a batch entry reading a version) it returns
+// nil: the outer interaction is the one recorded.
+func (e *Engine) begin(ctx context.Context, name, action, rt, id string) (context.Context, *interaction) {
+	if _, nested := ctx.Value(interactionKey{}).(*interaction); nested {
+		return ctx, nil
+	}
+	ia := &interaction{rec: auth.AuditRecord{Interaction: name, Action: action}}
+	if rt != "" && id != "" {
+		ia.rec.Entities = []string{rt + "/" + id}
+		if rt == "Patient" {
+			ia.rec.Patient = "Patient/" + id
+		}
+	}
+	return context.WithValue(ctx, interactionKey{}, ia), ia
+}
+
+// end records the AuditEvent of an interaction that did not record it with
+// its write: a read, a search, an operation, or any refusal or failure. The
+// versions are what a successful interaction disclosed. It returns err, or an
+// Unavailable error when the AuditEvent could not be made durable: then the
+// interaction must not be answered with data.
+func (e *Engine) end(ctx context.Context, ia *interaction, err error, versions ...store.Version) error {
+	if ia == nil || !e.audit {
+		return err
+	}
+	if st, _ := ctx.Value(requestKey{}).(*requestState); st != nil {
+		st.audited.Store(true)
+	}
+	if err == nil && ia.recorded.Load() {
+		return nil
+	}
+	rec := ia.rec
+	if err != nil {
+		rec.Outcome = fhir.AsError(err)
+	} else if len(versions) > 0 {
+		rec.Entities = nil
+		for _, v := range versions {
+			rec.Entities = append(rec.Entities, v.Type+"/"+v.ID+"/_history/"+strconv.Itoa(v.VersionID))
+			if rec.Patient == "" {
+				rec.Patient = PatientOf(v)
+			}
+		}
+	}
+	if aerr := e.Audit(ctx, rec); aerr != nil {
+		return errAuditUnavailable(aerr)
+	}
+	return err
+}
+
+// errAuditUnavailable is the answer to an interaction whose AuditEvent could
+// not be made durable.
+func errAuditUnavailable(cause error) error {
+	fe := fhir.Errorf(fhir.Unavailable, "", "the interaction could not be recorded in the audit trail, so it is not answered; try again later")
+	fe.Err = cause
+	return fe
 }
 
 // preparedAudit is an AuditEvent made ready outside the store's writer: all
@@ -47,7 +118,7 @@ type preparedAudit struct {
 }
 
 func (e *Engine) prepareAudit(ctx context.Context, rec auth.AuditRecord) (*preparedAudit, error) {
-	st, _ := ctx.Value(auditKey{}).(*auditState)
+	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
 	}
@@ -90,9 +161,6 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 	if err := tx.Put(ctx, v, p.index); err != nil {
 		return err
 	}
-	if st, _ := ctx.Value(auditKey{}).(*auditState); st != nil {
-		st.recorded.Store(true)
-	}
 	return nil
 }
 
@@ -105,12 +173,21 @@ func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecor
 	if err != nil {
 		return err
 	}
-	return e.appendAudit(ctx, tx, p)
+	if err := e.appendAudit(ctx, tx, p); err != nil {
+		return err
+	}
+	if ia, _ := ctx.Value(interactionKey{}).(*interaction); ia != nil {
+		ia.recorded.Store(true)
+	}
+	return nil
 }
 
 // Audit records an interaction that did not record itself with a write: a
 // read, a search, an operation, or any refusal or failure. It returns once the
 // AuditEvent is durable; an error means the interaction must not be answered.
+// The engine records its own interactions; a door calls Audit only for a
+// request it refused before reaching the engine (no valid token, no such path).
+// Concurrent calls share one durable commit (see auditQueue).
 func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
 	if !e.audit {
 		return nil
@@ -119,7 +196,7 @@ func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
 	if err != nil {
 		return err
 	}
-	return e.store.Write(ctx, func(tx store.Tx) error { return e.appendAudit(ctx, tx, p) })
+	return e.auditQ.add(p)
 }
 
 // writeRecord describes a committed write for the audit trail.
@@ -157,4 +234,40 @@ func PatientOf(v store.Version) string {
 		}
 	}
 	return ""
+}
+
+// endRead ends a read or vread: the version read is what it disclosed.
+func (e *Engine) endRead(ctx context.Context, ia *interaction, v store.Version, err error) (store.Version, error) {
+	if err != nil {
+		if aerr := e.end(ctx, ia, err); fhir.KindOf(aerr) != fhir.KindOf(err) {
+			return store.Version{}, aerr
+		}
+		return v, err
+	}
+	if err := e.end(ctx, ia, nil, v); err != nil {
+		return store.Version{}, err
+	}
+	return v, nil
+}
+
+// endObject drops the answer of an interaction that ends in an error.
+func endObject(o fhir.Object, err error) (fhir.Object, error) {
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// rawQuery renders query parameters as the query string of the AuditEvent.
+func rawQuery(params []fhir.RawParam) string {
+	var b strings.Builder
+	for i, p := range params {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(p.Name))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(p.Value))
+	}
+	return b.String()
 }

@@ -136,7 +136,9 @@ type ValidateRequest struct {
 
 // Validate runs $validate: the checks of a write, without storing. It returns
 // an OperationOutcome with every issue found (an information issue when none).
-func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (fhir.Object, error) {
+func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (oo fhir.Object, err error) {
+	ctx, ia := e.begin(ctx, "operation", "E", req.Type, req.ID)
+	defer func() { oo, err = endObject(oo, e.end(ctx, ia, err)) }()
 	if !fhir.Served(req.Type) {
 		return nil, fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported", req.Type)
 	}
@@ -231,7 +233,12 @@ func (e *Engine) validateOnly(ctx context.Context, req ValidateRequest, obj fhir
 
 // Expand runs ValueSet $expand on a value set of the pathway, named by url or
 // by the id of a stored ValueSet.
-func (e *Engine) Expand(ctx context.Context, id string, query url.Values) (fhir.Object, error) {
+func (e *Engine) Expand(ctx context.Context, id string, query url.Values) (vs fhir.Object, err error) {
+	ctx, ia := e.begin(ctx, "operation", "E", "ValueSet", id)
+	if ia != nil {
+		ia.rec.Query = query.Encode()
+	}
+	defer func() { vs, err = endObject(vs, e.end(ctx, ia, err)) }()
 	if e.profiles == nil {
 		return nil, fhir.Errorf(fhir.NotSupported, "", "$expand needs the pathway profiles, which this server was started without")
 	}

@@ -31,6 +31,7 @@ type bundleEntry struct {
 	patch    []fhir.PatchOp
 	ifNone   string
 	ifMatch  int
+	fresh    bool        // id minted by the server for a conditional PUT that matched nothing
 	checked  checked     // what validation found (POST, PUT, PATCH)
 	patched  fhir.Object // the result of a PATCH entry
 
@@ -96,7 +97,9 @@ func (b *bundleEntry) entryError(err error) error {
 // rewritten; if any entry fails, nothing is stored and the error names the entry.
 // A batch processes each entry on its own; each gets its own status or
 // OperationOutcome.
-func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*Bundle, error) {
+func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (b *Bundle, err error) {
+	ctx, ia := e.begin(ctx, "transaction", "E", "", "")
+	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
 	obj, err := fhir.Parse(body, e.limits)
 	if err != nil {
 		return nil, fhir.WithOp("bundle", err)
@@ -133,7 +136,17 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*B
 		entries = append(entries, be)
 	}
 	if typ == "batch" {
-		return e.batch(ctx, entries, opt), nil
+		if ia != nil {
+			ia.rec.Interaction = "batch"
+		}
+		b := e.batch(ctx, entries, opt)
+		if ia != nil {
+			// Each entry recorded its own write or failure; the batch itself is
+			// recorded too, naming what its successful entries disclosed.
+			ia.recorded.Store(false)
+			ia.rec.Entities = entriesRecord("batch", entries).Entities
+		}
+		return b, nil
 	}
 	return e.transaction(ctx, entries, opt)
 }
@@ -373,7 +386,7 @@ func (e *Engine) resolveTarget(ctx context.Context, tx store.Tx, be *bundleEntry
 		case bodyID != "":
 			be.id = bodyID
 		default:
-			be.id = newID()
+			be.id, be.fresh = newID(), true
 		}
 	default:
 		return nil
@@ -498,31 +511,17 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		}
 		be.response = e.writeEntry(v, "201 Created", opt)
 	case "PUT":
-		res, err := e.putNext(ctx, tx, be.rt, be.id, be.resource, nil, be.ifMatch, "PUT", now)
+		res, err := e.putNext(ctx, tx, be.rt, be.id, be.fresh, be.resource, nil, be.ifMatch, "PUT", now)
 		if err != nil {
 			return err
 		}
 		be.response = e.writeEntry(res.Version, statusOf(res), opt)
 	case "PATCH":
-		cur, err := tx.Read(ctx, be.rt, be.id)
-		if err != nil {
-			return err
-		}
-		if cur.Deleted {
-			return fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", be.rt, be.id)
-		}
-		if be.ifMatch != 0 && be.ifMatch != cur.VersionID {
-			return fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", be.ifMatch, cur.VersionID, be.rt, be.id)
-		}
-		obj, chk, err := e.applyPatch(cur, be.patch)
+		res, obj, chk, err := e.patchInTx(ctx, tx, be.rt, be.id, be.patch, be.ifMatch, now)
 		if err != nil {
 			return err
 		}
 		be.patched, be.checked = obj, chk
-		res, err := e.putNext(ctx, tx, be.rt, be.id, obj, nil, cur.VersionID, "PATCH", now)
-		if err != nil {
-			return err
-		}
 		be.response = e.writeEntry(res.Version, "200 OK", opt)
 	case "GET":
 		return e.getInTx(ctx, tx, be, opt)
