@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
@@ -83,7 +84,7 @@ func (s *Server) auditUnseen(c *gin.Context, rt route, r reply) reply {
 	if engine.Audited(ctx) {
 		return r
 	}
-	rec := auth.AuditRecord{Interaction: rt.interaction, Action: rt.action}
+	rec := audit.Record{Interaction: rt.interaction, Action: rt.action}
 	if r.err != nil {
 		rec.Outcome = fhir.AsError(r.err)
 	}

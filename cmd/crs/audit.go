@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"crs/auth"
+	"crs/audit"
 	"crs/fhir/store"
 )
 
@@ -53,7 +53,7 @@ func VerifyAuditTrail(ctx context.Context, st store.Store) (int, error) {
 		cursor = page.Next
 	}
 	i := len(all)
-	return auth.VerifyChain(func() (string, []byte, bool, error) {
+	return audit.VerifyChain(func() (string, []byte, bool, error) {
 		if i == 0 {
 			return "", nil, false, nil
 		}

@@ -232,3 +232,31 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		t.Fatal("unknown store accepted")
 	}
 }
+
+// TestBadEnvironmentStopsTheStart: a CRS_* value that is not of its kind or
+// range is an error naming the variable, never silently the default.
+func TestBadEnvironmentStopsTheStart(t *testing.T) {
+	for _, c := range []struct{ name, value string }{
+		{"CRS_MAX_COUNT", "lots"},
+		{"CRS_MAX_COUNT", "0"},
+		{"CRS_DEFAULT_COUNT", "20x"},
+		{"CRS_MAX_BODY_BYTES", "-5"},
+		{"CRS_TOTAL_LIMIT", "-2"},
+		{"CRS_AUDIT_QUEUE", "1e6"},
+		{"CRS_INSECURE_NO_AUTH", "yes please"},
+		{"CRS_PROFILE_ENFORCEMENT", "loose"},
+	} {
+		t.Run(c.name+"="+c.value, func(t *testing.T) {
+			t.Setenv(c.name, c.value)
+			_, err := parseServeFlags(nil, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), c.name) {
+				t.Errorf("%s=%q: %v, want an error naming %s", c.name, c.value, err, c.name)
+			}
+		})
+	}
+	t.Setenv("CRS_INSECURE_NO_AUTH", "true")
+	t.Setenv("CRS_TOTAL_LIMIT", "-1")
+	if cfg, err := parseServeFlags(nil, io.Discard); err != nil || !cfg.InsecureNoAuth || cfg.TotalLimit != -1 {
+		t.Errorf("good values: %+v %v", cfg, err)
+	}
+}

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
 )
@@ -13,11 +12,11 @@ import (
 // conditions returned (nil: none) are added to every query the interaction
 // makes, so that nothing the caller may not see takes part in an answer.
 type Access interface {
-	Conditions(ctx context.Context, rt string, perm auth.Permission) ([]fhir.Param, error)
+	Conditions(ctx context.Context, rt string, perm fhir.Permission) ([]fhir.Param, error)
 }
 
 // conditions asks the access policy; with none configured, everything is open.
-func (e *Engine) conditions(ctx context.Context, rt string, perm auth.Permission) ([]fhir.Param, error) {
+func (e *Engine) conditions(ctx context.Context, rt string, perm fhir.Permission) ([]fhir.Param, error) {
 	if e.access == nil {
 		return nil, nil
 	}
@@ -27,7 +26,7 @@ func (e *Engine) conditions(ctx context.Context, rt string, perm auth.Permission
 // restrict adds the caller's conditions to a query and, copied, to every
 // chained and reverse-chained query inside it (searching through a type the
 // caller may not search is refused).
-func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm auth.Permission) error {
+func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm fhir.Permission) error {
 	if e.access == nil {
 		return nil
 	}
@@ -41,7 +40,7 @@ func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm auth.Permissi
 			chain := make([]*fhir.Query, len(p.Chain))
 			for i, inner := range p.Chain {
 				cp := *inner
-				if err := e.restrict(ctx, &cp, auth.Search); err != nil {
+				if err := e.restrict(ctx, &cp, fhir.PermSearch); err != nil {
 					return err
 				}
 				chain[i] = &cp
@@ -51,7 +50,7 @@ func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm auth.Permissi
 		if p.Has != nil {
 			has := *p.Has
 			inner := *has.Query
-			if err := e.restrict(ctx, &inner, auth.Search); err != nil {
+			if err := e.restrict(ctx, &inner, fhir.PermSearch); err != nil {
 				return err
 			}
 			has.Query = &inner
@@ -90,7 +89,7 @@ func (e *Engine) mayRead(ctx context.Context, rt, id string) error {
 
 // mayReadIn is mayRead through r (a transaction sees its own writes).
 func (e *Engine) mayReadIn(ctx context.Context, r resolver, rt, id string) error {
-	conds, err := e.conditions(ctx, rt, auth.Read)
+	conds, err := e.conditions(ctx, rt, fhir.PermRead)
 	if err != nil || conds == nil {
 		return err
 	}
@@ -112,7 +111,7 @@ func (e *Engine) mayReadIn(ctx context.Context, r resolver, rt, id string) error
 // choosing, since that would tell a hidden record from a missing one;
 // conditional updates that match nothing create under a new id and are not
 // asked.)
-func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm auth.Permission) error {
+func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm fhir.Permission) error {
 	conds, err := e.conditions(ctx, rt, perm)
 	if err != nil || conds == nil {
 		return err
@@ -122,7 +121,7 @@ func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm 
 		return err
 	}
 	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may %s", rt, id, permVerb(perm))
+		return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may %s", rt, id, perm.Verb())
 	}
 	return nil
 }
@@ -130,7 +129,7 @@ func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm 
 // mayWrite checks, inside a write transaction, that the caller may use perm on
 // rt/id as it stands in tx (before an update or delete: the current version;
 // after a create or update: the version written).
-func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm auth.Permission, when string) error {
+func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm fhir.Permission, when string) error {
 	conds, err := e.conditions(ctx, rt, perm)
 	if err != nil || conds == nil {
 		return err
@@ -140,23 +139,9 @@ func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm 
 		return err
 	}
 	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s %s is outside the records this caller may %s", rt, id, when, permVerb(perm))
+		return fhir.Errorf(fhir.Forbidden, "", "%s/%s %s is outside the records this caller may %s", rt, id, when, perm.Verb())
 	}
 	return nil
-}
-
-func permVerb(p auth.Permission) string {
-	switch p {
-	case auth.Create:
-		return "create"
-	case auth.Update:
-		return "update"
-	case auth.Delete:
-		return "delete"
-	case auth.Read:
-		return "read"
-	}
-	return "search"
 }
 
 // guarded reads and searches for the parts of an answer the caller did not ask
@@ -177,7 +162,7 @@ func (e *Engine) guard(ctx context.Context, r resolver) resolver {
 
 // Read returns NotFound for what the caller may not read.
 func (g guarded) Read(ctx context.Context, typ, id string) (store.Version, error) {
-	conds, err := g.e.conditions(g.ctx, typ, auth.Read)
+	conds, err := g.e.conditions(g.ctx, typ, fhir.PermRead)
 	if err != nil {
 		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "not found")
 	}
@@ -196,7 +181,7 @@ func (g guarded) Read(ctx context.Context, typ, id string) (store.Version, error
 // Search adds the caller's conditions; a type it may not search has no matches.
 func (g guarded) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
 	cp := *q
-	if err := g.e.restrict(g.ctx, &cp, auth.Search); err != nil {
+	if err := g.e.restrict(g.ctx, &cp, fhir.PermSearch); err != nil {
 		if k := fhir.KindOf(err); k == fhir.Forbidden || k == fhir.Unauthorized {
 			return &store.SearchResult{Total: 0}, nil
 		}
@@ -208,7 +193,7 @@ func (g guarded) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult
 // unbounded checks that the caller may search every resource of rt (history of
 // a type or the system lists versions the policy's conditions cannot bound).
 func (e *Engine) unbounded(ctx context.Context, rt string) error {
-	conds, err := e.conditions(ctx, rt, auth.Search)
+	conds, err := e.conditions(ctx, rt, fhir.PermSearch)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
@@ -44,7 +45,7 @@ func Audited(ctx context.Context) bool {
 // interaction is one engine interaction under way, with what its AuditEvent
 // will say.
 type interaction struct {
-	rec      auth.AuditRecord
+	rec      audit.Record
 	recorded atomic.Bool // its write recorded the complete AuditEvent in the write's transaction
 }
 
@@ -57,7 +58,7 @@ func (e *Engine) begin(ctx context.Context, name, action, rt, id string) (contex
 	if _, nested := ctx.Value(interactionKey{}).(*interaction); nested {
 		return ctx, nil
 	}
-	ia := &interaction{rec: auth.AuditRecord{Interaction: name, Action: action}}
+	ia := &interaction{rec: audit.Record{Interaction: name, Action: action}}
 	if rt != "" && id != "" {
 		ia.rec.Entities = []string{rt + "/" + id}
 		if rt == "Patient" {
@@ -117,7 +118,7 @@ type preparedAudit struct {
 	version   store.Version
 }
 
-func (e *Engine) prepareAudit(ctx context.Context, rec auth.AuditRecord) (*preparedAudit, error) {
+func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
 	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
@@ -125,11 +126,11 @@ func (e *Engine) prepareAudit(ctx context.Context, rec auth.AuditRecord) (*prepa
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
 	now := e.now()
 	rec.Recorded = now
-	ev := auth.AuditEvent(rec)
+	ev := audit.Event(rec)
 	id := newID()
 	ev["id"] = id
 	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
-	canonical, err := auth.Canonical(ev)
+	canonical, err := audit.Canonical(ev)
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
@@ -147,11 +148,11 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 	prev := ""
 	switch last, err := tx.Last(ctx, "AuditEvent"); {
 	case err == nil:
-		prev = auth.LastHash(last.Body)
+		prev = audit.LastHash(last.Body)
 	case fhir.KindOf(err) != fhir.NotFound:
 		return err
 	}
-	auth.SetChain(p.ev, prev, auth.HashAfter(prev, p.canonical))
+	audit.SetChain(p.ev, prev, audit.HashAfter(prev, p.canonical))
 	body, err := fhir.Marshal(p.ev)
 	if err != nil {
 		return fhir.InternalError("audit", err)
@@ -165,7 +166,7 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 }
 
 // auditInTx records a write's AuditEvent in the transaction that writes.
-func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecord) error {
+func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec audit.Record) error {
 	if !e.audit {
 		return nil
 	}
@@ -188,7 +189,7 @@ func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecor
 // The engine records its own interactions; a door calls Audit only for a
 // request it refused before reaching the engine (no valid token, no such path).
 // Concurrent calls share one durable commit (see auditQueue).
-func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
+func (e *Engine) Audit(ctx context.Context, rec audit.Record) error {
 	if !e.audit {
 		return nil
 	}
@@ -200,8 +201,8 @@ func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
 }
 
 // writeRecord describes a committed write for the audit trail.
-func writeRecord(interaction, action string, versions ...store.Version) auth.AuditRecord {
-	rec := auth.AuditRecord{Interaction: interaction, Action: action}
+func writeRecord(interaction, action string, versions ...store.Version) audit.Record {
+	rec := audit.Record{Interaction: interaction, Action: action}
 	for _, v := range versions {
 		if v.ID == "" {
 			continue

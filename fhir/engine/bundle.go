@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -155,7 +154,7 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 			q.TotalLimit = e.totalLimit
 		}
 	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return nil, fhir.WithOp("search", err)
 	}
 	res, err := e.store.Search(ctx, q)

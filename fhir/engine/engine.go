@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -39,8 +38,8 @@ type Config struct {
 	Elements     ElementInfo      // for _summary=true|text; those modes are refused when nil
 	Limits       fhir.Limits      // body size and nesting; fhir.DefaultLimits when zero
 	Base         string           // the advertised base URL, e.g. http://127.0.0.1:8080/fhir
-	DefaultCount int              // page size when _count is absent (default 20)
-	MaxCount     int              // largest page size (default 500)
+	DefaultCount int              // page size when _count is absent (default fhir.DefaultPageSize)
+	MaxCount     int              // largest page size (default fhir.MaxPageSize)
 	TotalLimit   int              // without _total, Bundle.total is given only below this many matches (default 500; negative: always)
 	Now          func() time.Time // clock; time.Now when nil
 	Profiles     Profiles         // the pathway profiles; no profile checks when nil
@@ -96,10 +95,10 @@ func New(cfg Config) *Engine {
 		e.limits = fhir.DefaultLimits
 	}
 	if e.defCount <= 0 {
-		e.defCount = 20
+		e.defCount = fhir.DefaultPageSize
 	}
 	if e.maxCount <= 0 {
-		e.maxCount = 500
+		e.maxCount = fhir.MaxPageSize
 	}
 	if e.defCount > e.maxCount {
 		e.defCount = e.maxCount
@@ -221,7 +220,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 	if err != nil {
 		return Result{}, fhir.WithOp("create", err)
 	}
-	if _, err := e.conditions(ctx, rt, auth.Create); err != nil {
+	if _, err := e.conditions(ctx, rt, fhir.PermCreate); err != nil {
 		return Result{}, err
 	}
 	if ifNoneExist != "" {
@@ -254,7 +253,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		if err := tx.Put(ctx, v, index); err != nil {
 			return err
 		}
-		if err := e.mayWrite(ctx, tx, rt, id, auth.Create, "as written"); err != nil {
+		if err := e.mayWrite(ctx, tx, rt, id, fhir.PermCreate, "as written"); err != nil {
 			return err
 		}
 		return e.auditInTx(ctx, tx, writeRecord("create", "C", v))
@@ -367,7 +366,7 @@ func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch
 // When cond is not nil, it runs first inside the same transaction and picks the
 // target (conditional update); id is then the id to use when nothing matches.
 func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk checked, ifMatch int, method string, cond func(tx store.Tx) (string, error), fresh func(id string) bool) (Result, error) {
-	if _, err := e.conditions(ctx, rt, auth.Update); err != nil {
+	if _, err := e.conditions(ctx, rt, fhir.PermUpdate); err != nil {
 		return Result{}, err
 	}
 	now := e.now()
@@ -424,7 +423,7 @@ type stamped struct {
 // for a conditional update that matched nothing, so certainly new.
 func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh bool, obj fhir.Object, pre *stamped, ifMatch int, method string, now time.Time) (Result, error) {
 	if !fresh {
-		if err := e.mayChange(ctx, tx, rt, id, auth.Update); err != nil {
+		if err := e.mayChange(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
 			return Result{}, err
 		}
 	}
@@ -453,7 +452,7 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh 
 	if err := tx.Put(ctx, pre.version, pre.index); err != nil {
 		return Result{}, err
 	}
-	if err := e.mayWrite(ctx, tx, rt, id, auth.Update, "as written"); err != nil {
+	if err := e.mayWrite(ctx, tx, rt, id, fhir.PermUpdate, "as written"); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: pre.version, Created: next == 1}, nil
@@ -550,7 +549,7 @@ func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatc
 }
 
 func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func(store.Tx) (string, error)) (Result, error) {
-	if _, err := e.conditions(ctx, rt, auth.Delete); err != nil {
+	if _, err := e.conditions(ctx, rt, fhir.PermDelete); err != nil {
 		return Result{}, err
 	}
 	now := e.now()
@@ -574,7 +573,7 @@ func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func
 // deleteInTx stores a tombstone for rt/id inside tx. Nothing to delete (never
 // existed, already deleted) is a NoOp.
 func (e *Engine) deleteInTx(ctx context.Context, tx store.Tx, rt, id string, ifMatch int, now time.Time) (Result, error) {
-	if err := e.mayChange(ctx, tx, rt, id, auth.Delete); err != nil {
+	if err := e.mayChange(ctx, tx, rt, id, fhir.PermDelete); err != nil {
 		return Result{}, err
 	}
 	cur, err := tx.Read(ctx, rt, id)

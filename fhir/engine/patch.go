@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"crs/auth"
-
 	"crs/fhir"
 	"crs/fhir/store"
 )
@@ -24,7 +22,7 @@ func (e *Engine) Patch(ctx context.Context, rt, id string, patch []byte, ifMatch
 	if err := checkID(id); err != nil {
 		return Result{}, err
 	}
-	if _, err := e.conditions(ctx, rt, auth.Update); err != nil {
+	if _, err := e.conditions(ctx, rt, fhir.PermUpdate); err != nil {
 		return Result{}, fhir.WithOp("patch", err)
 	}
 	ops, err := fhir.ParsePatch(patch, e.limits)
@@ -58,7 +56,7 @@ func (e *Engine) Patch(ctx context.Context, rt, id string, patch []byte, ifMatch
 // validation of its result, and the write. It returns the patched resource
 // and its checks, whose references the caller resolves.
 func (e *Engine) patchInTx(ctx context.Context, tx store.Tx, rt, id string, ops []fhir.PatchOp, ifMatch int, now time.Time) (Result, fhir.Object, checked, error) {
-	if err := e.mayChange(ctx, tx, rt, id, auth.Update); err != nil {
+	if err := e.mayChange(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
 		return Result{}, nil, checked{}, err
 	}
 	cur, err := tx.Read(ctx, rt, id)

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
 	"crs/profiles"
@@ -143,8 +142,8 @@ func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (oo fhir.Obj
 		return nil, fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported", req.Type)
 	}
 	// $validate is for callers who may write the type.
-	if _, err := e.conditions(ctx, req.Type, auth.Create); err != nil {
-		if _, err2 := e.conditions(ctx, req.Type, auth.Update); err2 != nil {
+	if _, err := e.conditions(ctx, req.Type, fhir.PermCreate); err != nil {
+		if _, err2 := e.conditions(ctx, req.Type, fhir.PermUpdate); err2 != nil {
 			return nil, err
 		}
 	}
@@ -242,7 +241,7 @@ func (e *Engine) Expand(ctx context.Context, id string, query url.Values) (vs fh
 	if e.profiles == nil {
 		return nil, fhir.Errorf(fhir.NotSupported, "", "$expand needs the pathway profiles, which this server was started without")
 	}
-	if _, err := e.conditions(ctx, "ValueSet", auth.Read); err != nil {
+	if _, err := e.conditions(ctx, "ValueSet", fhir.PermRead); err != nil {
 		return nil, err
 	}
 	vsURL := query.Get("url")

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
+	"crs/audit"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -54,7 +54,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 		return nil
 	}
 	if be.method == "POST" {
-		if err := e.mayWrite(ctx, tx, be.rt, be.id, auth.Create, "as written"); err != nil {
+		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate, "as written"); err != nil {
 			return be.entryError(err)
 		}
 	}
@@ -294,7 +294,7 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		if err := checkType(be.rt, interactionOf(be)); err != nil {
 			return nil, be.entryError(err)
 		}
-		if _, err := e.conditions(ctx, be.rt, auth.PermissionOf(interactionOf(be))); err != nil {
+		if _, err := e.conditions(ctx, be.rt, fhir.PermissionOf(interactionOf(be))); err != nil {
 			return nil, be.entryError(err)
 		}
 	}
@@ -420,7 +420,7 @@ func (e *Engine) conditional(ctx context.Context, tx store.Tx, rt, query, what s
 	if err != nil {
 		return nil, err
 	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return nil, err
 	}
 	res, err := tx.Search(ctx, q)
@@ -582,7 +582,7 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 	if err != nil {
 		return err
 	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return err
 	}
 	res, err := tx.Search(ctx, q)
@@ -608,7 +608,7 @@ func (e *Engine) batch(ctx context.Context, entries []*bundleEntry, opt SearchOp
 		if be.response.Response == nil {
 			if err := e.batchEntry(ctx, be, opt); err != nil {
 				be.response = errorEntry(err)
-				rec := auth.AuditRecord{Interaction: "batch", Action: "E", Outcome: fhir.AsError(err)}
+				rec := audit.Record{Interaction: "batch", Action: "E", Outcome: fhir.AsError(err)}
 				if be.id != "" {
 					rec.Entities = []string{be.rt + "/" + be.id}
 				}
@@ -626,7 +626,7 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 	if err := checkType(be.rt, interactionOf(be)); err != nil {
 		return be.entryError(err)
 	}
-	if _, err := e.conditions(ctx, be.rt, auth.PermissionOf(interactionOf(be))); err != nil {
+	if _, err := e.conditions(ctx, be.rt, fhir.PermissionOf(interactionOf(be))); err != nil {
 		return be.entryError(err)
 	}
 	if be.method == "GET" && be.vid != "" {
@@ -663,8 +663,8 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 
 // entriesRecord describes the writes of a transaction, or of one batch entry,
 // for the audit trail.
-func entriesRecord(interaction string, entries []*bundleEntry) auth.AuditRecord {
-	rec := auth.AuditRecord{Interaction: interaction, Action: "E"}
+func entriesRecord(interaction string, entries []*bundleEntry) audit.Record {
+	rec := audit.Record{Interaction: interaction, Action: "E"}
 	for _, be := range entries {
 		if be.method == "GET" || be.id == "" || be.response.Response == nil {
 			continue
