@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"crs/fhir/store"
 	"crs/profiles"
 )
 
@@ -140,6 +143,100 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged creates all present after kill -9", len(ids))
+}
+
+// TestKill9KeepsAcknowledgedReadsAudited: during a burst of concurrent reads,
+// the server is killed with SIGKILL; after it, every read that was answered
+// 200 has its AuditEvent on disk (found by its X-Request-Id) and the hash
+// chain verifies.
+func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "crs.db")
+	c := startChild(t, db)
+	status, id := post(t, c.base+"/Patient", `{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"name":[{"family":"Read"}]}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d", status)
+	}
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rid := fmt.Sprintf("kill-read-%d-%d", w, i)
+				req, _ := http.NewRequest(http.MethodGet, c.base+"/Patient/"+id, nil)
+				req.Header.Set("X-Request-Id", rid)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the server is gone
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					mu.Lock()
+					acked = append(acked, rid)
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exit
+	close(stop)
+	wg.Wait()
+	if len(acked) < 20 {
+		t.Fatalf("only %d acknowledged reads before the kill", len(acked))
+	}
+	st, err := openStore("sqlite:" + db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := VerifyAuditTrail(context.Background(), st); err != nil {
+		t.Fatalf("audit chain after kill -9 (%d events): %v", n, err)
+	}
+	recorded := map[string]bool{}
+	cursor := ""
+	for {
+		page, err := st.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 1000, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page.Versions {
+			var ev struct {
+				Entity []struct {
+					What struct{ Identifier struct{ Value string } }
+				}
+			}
+			if err := json.Unmarshal(v.Body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range ev.Entity {
+				if e.What.Identifier.Value != "" {
+					recorded[e.What.Identifier.Value] = true
+				}
+			}
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	for _, rid := range acked {
+		if !recorded[rid] {
+			t.Fatalf("read %s was answered 200 but its AuditEvent is not on disk after kill -9", rid)
+		}
+	}
+	t.Logf("%d acknowledged reads, each with its AuditEvent after kill -9; chain intact", len(acked))
 }
 
 // TestSIGTERMShutsDownGracefully: SIGTERM makes the server finish and exit 0.
