@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
@@ -226,6 +227,8 @@ type Main struct {
 	Log    *slog.Logger
 
 	store    store.Store
+	journal  *audit.Journal
+	engine   *engine.Engine
 	http     *http.Server
 	listener net.Listener
 	done     chan error
@@ -288,15 +291,27 @@ func (m *Main) Start(ctx context.Context) error {
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
+	journal, err := openJournal(m.Config.Store, m.Config.AuditQueue)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
+	m.journal = journal
 	eng := engine.New(engine.Config{
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
-		Access: access, Audit: true,
+		Access: access, Audit: true, AuditJournal: journal,
 	})
+	m.engine = eng
 	if err := eng.InstallConformance(ctx); err != nil {
 		ln.Close()
+		eng.Close()
+		if journal != nil {
+			journal.Close()
+		}
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
@@ -325,6 +340,12 @@ func (m *Main) Close() error {
 		if err := <-m.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.engine != nil {
+		errs = append(errs, m.engine.Close())
+	}
+	if m.journal != nil {
+		errs = append(errs, m.journal.Close())
 	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
@@ -366,6 +387,21 @@ func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
 }
 
 // openStore opens the store named by a --store value.
+// openJournal opens the audit journal of a SQLite store: the file beside the
+// database, <path>.audit-journal. A MongoDB store has none (several crs
+// instances share it; their AuditEvents are group-committed to it directly).
+func openJournal(spec string, max int) (*audit.Journal, error) {
+	path, ok := strings.CutPrefix(spec, "sqlite:")
+	if !ok {
+		return nil, nil
+	}
+	j, _, err := audit.OpenJournal(path+".audit-journal", max)
+	if err != nil {
+		return nil, fmt.Errorf("open the audit journal: %w", err)
+	}
+	return j, nil
+}
+
 func openStore(spec string) (store.Store, error) {
 	return openStoreLog(spec, slog.Default())
 }

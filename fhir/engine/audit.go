@@ -119,6 +119,16 @@ type preparedAudit struct {
 }
 
 func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
+	entry, err := e.auditEntry(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return e.prepareEntry(entry)
+}
+
+// auditEntry renders rec, with who asked from where, as an AuditEvent's
+// canonical content under a new id: what the journal keeps.
+func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) (audit.Entry, error) {
 	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
@@ -126,14 +136,23 @@ func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedA
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
 	now := e.now()
 	rec.Recorded = now
-	ev := audit.Event(rec)
-	id := newID()
-	ev["id"] = id
-	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
-	canonical, err := audit.Canonical(ev)
+	canonical, err := audit.Canonical(audit.Event(rec))
+	if err != nil {
+		return audit.Entry{}, fhir.InternalError("audit", err)
+	}
+	return audit.Entry{ID: newID(), Recorded: now, Canonical: canonical}, nil
+}
+
+// prepareEntry makes an AuditEvent resource of a journal entry, ready to be
+// linked and stored.
+func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
+	ev, err := fhir.Parse(entry.Canonical, fhir.Limits{})
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
+	id, now, canonical := entry.ID, entry.Recorded, []byte(entry.Canonical)
+	ev["id"] = id
+	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
 	index, err := e.params.Extract("AuditEvent", ev)
 	if err != nil {
 		return nil, fhir.WithOp("audit", err)
@@ -191,6 +210,16 @@ func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec audit.Record) e
 // Concurrent calls share one durable commit (see auditQueue).
 func (e *Engine) Audit(ctx context.Context, rec audit.Record) error {
 	if !e.audit {
+		return nil
+	}
+	if e.journal != nil {
+		entry, err := e.auditEntry(ctx, rec)
+		if err != nil {
+			return err
+		}
+		if err := e.journal.Append(entry); err != nil {
+			return fhir.Errorf(fhir.Unavailable, "", "the AuditEvent could not be made durable: %v", err)
+		}
 		return nil
 	}
 	p, err := e.prepareAudit(ctx, rec)

@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"sync"
+	"time"
 
+	"crs/audit"
 	"crs/fhir"
 	"crs/fhir/store"
 )
@@ -92,5 +94,98 @@ func (q *auditQueue) depth() int {
 }
 
 // AuditQueueDepth is the number of AuditEvents waiting for their durable
-// commit (for metrics: a growing depth means the store cannot keep up).
-func (e *Engine) AuditQueueDepth() int { return e.auditQ.depth() }
+// commit, or (with an audit journal) for their fsync or their
+// materialisation — for metrics: a growing depth means the store cannot keep
+// up, and at the configured bound interactions are refused with 503.
+func (e *Engine) AuditQueueDepth() int {
+	if e.journal != nil {
+		return e.journal.Depth()
+	}
+	return e.auditQ.depth()
+}
+
+// materialiseBatch is how many journal entries one store transaction stores.
+const materialiseBatch = 1000
+
+// materialise stores the audit journal's durable entries as AuditEvent
+// resources, linked in the hash chain in journal order, a batch per store
+// transaction, until Close. A failed batch is tried again (its entries stay
+// in the journal file meanwhile, so none is lost).
+func (e *Engine) materialise() {
+	defer close(e.matDone)
+	stopping := false
+	for {
+		if !stopping {
+			select {
+			case <-e.journal.Durable():
+			case <-e.matStop:
+				stopping = true
+			}
+		}
+		for {
+			batch := e.journal.Take(materialiseBatch)
+			if len(batch) == 0 {
+				break
+			}
+			if err := e.materialiseEntries(batch, e.journal.Recovered(len(batch))); err != nil {
+				e.journal.Requeue(batch)
+				if stopping {
+					return // the entries stay in the journal for the next start
+				}
+				select {
+				case <-e.matStop:
+					stopping = true
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			_ = e.journal.Materialised(len(batch))
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// materialiseEntries stores entries in one transaction. The first recovered
+// of them came from the journal file at start and are skipped when an earlier
+// run stored them already.
+func (e *Engine) materialiseEntries(entries []audit.Entry, recovered int) error {
+	prepared := make([]*preparedAudit, 0, len(entries))
+	for _, en := range entries {
+		p, err := e.prepareEntry(en)
+		if err != nil {
+			return err
+		}
+		prepared = append(prepared, p)
+	}
+	ctx := context.Background()
+	return e.store.Write(ctx, func(tx store.Tx) error {
+		for i, p := range prepared {
+			if i < recovered {
+				if _, err := tx.Read(ctx, "AuditEvent", p.version.ID); err == nil {
+					continue
+				} else if fhir.KindOf(err) != fhir.NotFound {
+					return err
+				}
+			}
+			if err := e.appendAudit(ctx, tx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Close stops the engine's background work: with an audit journal, what is
+// durable in it is materialised first (what cannot be stays in the journal
+// for the next start). Call it after the doors have stopped, before the store
+// and the journal are closed.
+func (e *Engine) Close() error {
+	if e.journal == nil {
+		return nil
+	}
+	e.closeOnce.Do(func() { close(e.matStop) })
+	<-e.matDone
+	return nil
+}

@@ -5,12 +5,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
@@ -296,4 +298,83 @@ func TestAuditFaults(t *testing.T) {
 	}
 	close(fs.hold)
 	wg.Wait()
+}
+
+// verifyChain checks the AuditEvents in st and returns how many there are.
+func verifyChain(t *testing.T, st store.Store) int {
+	t.Helper()
+	res, err := st.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := len(res.Versions)
+	n, err := audit.VerifyChain(func() (string, []byte, bool, error) {
+		if i == 0 {
+			return "", nil, false, nil
+		}
+		i-- // History is newest first
+		return res.Versions[i].ID, res.Versions[i].Body, true, nil
+	})
+	if err != nil {
+		t.Fatalf("audit chain: %v", err)
+	}
+	return n
+}
+
+// TestAuditJournal: with an audit journal, reads are durable in it before
+// they are answered and materialised behind, in the one hash chain with the
+// writes' AuditEvents; what could not be materialised before a stop is
+// materialised at the next start, once; a journal that cannot take the event
+// makes the read Unavailable.
+func TestAuditJournal(t *testing.T) {
+	sq, _ := openStore(t)
+	fs := &faultStore{Store: sq}
+	_, v := openStore(t)
+	path := filepath.Join(t.TempDir(), "audit-journal")
+	j, _, err := audit.OpenJournal(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(engine.Config{Store: fs, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
+	ctx := context.Background()
+	res, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","name":[{"family":"J"}]}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := eng.Read(ctx, "Patient", res.Version.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The store fails: the next reads are durable in the journal only.
+	fs.failAudit.Store(true)
+	for i := 0; i < 5; i++ {
+		if _, err := eng.Read(ctx, "Patient", res.Version.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eng.Close()
+	j.Close()
+	stored := verifyChain(t, sq)
+	if stored > 11 {
+		t.Fatalf("%d AuditEvents stored while the store failed", stored)
+	}
+	fs.failAudit.Store(false)
+
+	j, n, err := audit.OpenJournal(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 16-stored {
+		t.Fatalf("journal kept %d entries, want at least %d", n, 16-stored)
+	}
+	eng = engine.New(engine.Config{Store: sq, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
+	eng.Close()
+	if got := verifyChain(t, sq); got != 16 {
+		t.Fatalf("%d AuditEvents after recovery, want 16 (1 create + 15 reads, each once)", got)
+	}
+	j.Close()
+	if _, err := eng.Read(ctx, "Patient", res.Version.ID); fhir.KindOf(err) != fhir.Unavailable {
+		t.Fatalf("read with the journal closed: %v, want Unavailable", err)
+	}
 }

@@ -10,8 +10,10 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"crs/audit"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -47,6 +49,12 @@ type Config struct {
 	Audit        bool             // record an AuditEvent for every interaction
 	Enforcement  Enforcement      // which writes the profiles check (default strict)
 	AuditQueue   int              // AuditEvents that may wait for their commit before interactions are refused (default DefaultAuditQueue)
+	// AuditJournal, when set, is where the AuditEvents of reads, searches,
+	// operations and refusals become durable (group-committed fsync); the
+	// engine materialises them into AuditEvent resources behind it until
+	// Close. Without it they are group-committed to the store directly.
+	// Writes record theirs in their own transaction either way.
+	AuditJournal *audit.Journal
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -72,6 +80,10 @@ type Engine struct {
 	audit       bool
 	enforcement Enforcement
 	auditQ      *auditQueue
+	journal     *audit.Journal
+	matStop     chan struct{}
+	matDone     chan struct{}
+	closeOnce   sync.Once
 }
 
 // New returns an Engine for cfg.
@@ -82,6 +94,11 @@ func New(cfg Config) *Engine {
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
 	}
 	e.auditQ = &auditQueue{store: cfg.Store, e: e, max: cfg.AuditQueue}
+	if cfg.AuditJournal != nil && cfg.Audit {
+		e.journal = cfg.AuditJournal
+		e.matStop, e.matDone = make(chan struct{}), make(chan struct{})
+		defer func() { go e.materialise() }()
+	}
 	if e.auditQ.max <= 0 {
 		e.auditQ.max = DefaultAuditQueue
 	}
