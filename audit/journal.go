@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -25,9 +26,15 @@ import (
 // still in the file; materialising is idempotent (by AuditEvent id), so an
 // entry that was already materialised is skipped.
 //
-// A line is "<crc32 of the JSON, 8 hex digits> <JSON of an Entry>\n"; a torn
-// last line (the write that a crash interrupted, never acknowledged) fails its
-// checksum and is dropped at Open.
+// The file is preallocated (zero-filled) and written in place, and once every
+// entry in it is materialised the next line goes back to its start: so an
+// fdatasync flushes only data, never the file's size or extents, whose
+// metadata commit would cost milliseconds on a busy disk. A line is
+// "<crc32, 8 hex> <sequence, 16 hex> <JSON of an Entry>\n", the checksum
+// covering sequence and JSON. Open reads lines from the start while each is
+// whole, checks and follows the one before (sequence + 1): a torn line (the
+// write a crash interrupted, never acknowledged), the zeros past the end or
+// the older lines after a wrap end the journal.
 type Journal struct {
 	path string
 	max  int // entries that may wait for their fsync or their materialisation
@@ -42,8 +49,10 @@ type Journal struct {
 	ready    []Entry       // durable entries not yet taken by the materialiser
 	// recovered is how many of the first entries taken came from the file at
 	// Open, and may have been materialised before the crash.
-	recovered int
-	size      int64 // bytes in the file
+	recovered   int
+	off         int64     // where the next line goes
+	lastDurable time.Time // when entries last became durable
+	seq         uint64    // the sequence of the next line
 }
 
 // Entry is one AuditEvent in the journal: its id, when it was recorded, and
@@ -77,21 +86,23 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	entries, good, err := readJournal(f)
+	entries, good, last, err := readJournal(f)
 	if err != nil {
 		f.Close()
 		return nil, 0, err
 	}
-	// Drop a torn tail, so that new lines follow the last good one.
-	if err := f.Truncate(good); err != nil {
+	if err := preallocate(f, journalSize); err != nil {
 		f.Close()
 		return nil, 0, err
 	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return nil, 0, err
+	// New lines follow the recovered ones; in an empty journal they start
+	// from the clock, so that sequences grow across restarts too and no older
+	// line can pass for the successor of a newer one.
+	seq := last + 1
+	if len(entries) == 0 {
+		seq = uint64(time.Now().UnixNano())
 	}
-	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), size: good}
+	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq}
 	if len(entries) > 0 {
 		j.durable <- struct{}{}
 	}
@@ -101,48 +112,78 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 // DefaultJournalMax is the default bound of entries waiting in a journal.
 const DefaultJournalMax = 65536
 
-// readJournal reads the good lines of a journal and the offset after the last.
-func readJournal(r io.Reader) ([]Entry, int64, error) {
+// journalSize is the size the journal file is preallocated to; past it (many
+// entries not yet materialised) the file grows.
+const journalSize = 16 << 20
+
+// preallocate zero-fills f up to size, so that lines are written in place.
+func preallocate(f *os.File, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() >= size {
+		return nil
+	}
+	zeros := make([]byte, 1<<20)
+	for off := fi.Size(); off < size; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// readJournal reads the good lines of a journal from its start: the entries,
+// the offset after the last and its sequence.
+func readJournal(r io.Reader) ([]Entry, int64, uint64, error) {
 	var out []Entry
 	var good int64
+	var last uint64
 	br := bufio.NewReaderSize(r, 1<<16)
 	for {
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
-			return out, good, nil // a line without its newline is torn
+			return out, good, last, nil // a line without its newline is torn
 		}
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
-		e, ok := parseLine(line)
-		if !ok {
-			return out, good, nil
+		e, seq, ok := parseLine(line)
+		if !ok || (len(out) > 0 && seq != last+1) {
+			return out, good, last, nil
 		}
 		out = append(out, e)
 		good += int64(len(line))
+		last = seq
 	}
 }
 
-func parseLine(line []byte) (Entry, bool) {
-	if len(line) < 10 || line[8] != ' ' || line[len(line)-1] != '\n' {
-		return Entry{}, false
+func parseLine(line []byte) (Entry, uint64, bool) {
+	if len(line) < 28 || line[8] != ' ' || line[25] != ' ' || line[len(line)-1] != '\n' {
+		return Entry{}, 0, false
 	}
 	var sum [4]byte
 	if _, err := hex.Decode(sum[:], line[:8]); err != nil {
-		return Entry{}, false
+		return Entry{}, 0, false
 	}
-	body := line[9 : len(line)-1]
-	if crc32.ChecksumIEEE(body) != uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]) {
-		return Entry{}, false
+	if crc32.ChecksumIEEE(line[9:len(line)-1]) != uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]) {
+		return Entry{}, 0, false
+	}
+	seq, err := strconv.ParseUint(string(line[9:25]), 16, 64)
+	if err != nil {
+		return Entry{}, 0, false
 	}
 	var e Entry
-	if err := json.Unmarshal(body, &e); err != nil || e.ID == "" {
-		return Entry{}, false
+	if err := json.Unmarshal(line[26:len(line)-1], &e); err != nil || e.ID == "" {
+		return Entry{}, 0, false
 	}
-	return e, true
+	return e, seq, true
 }
 
-func formatLine(e Entry) ([]byte, error) {
+// encodeEntry is the JSON of an entry, as its line carries it.
+func encodeEntry(e Entry) ([]byte, error) {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
@@ -150,18 +191,24 @@ func formatLine(e Entry) ([]byte, error) {
 	if bytes.IndexByte(body, '\n') >= 0 {
 		return nil, fmt.Errorf("journal entry %s has a newline", e.ID)
 	}
-	sum := crc32.ChecksumIEEE(body)
-	line := make([]byte, 0, len(body)+10)
-	line = fmt.Appendf(line, "%08x ", sum)
-	line = append(line, body...)
-	return append(line, '\n'), nil
+	return body, nil
+}
+
+// appendLine appends the line of an entry's JSON with its sequence to buf.
+func appendLine(buf []byte, seq uint64, body []byte) []byte {
+	start := len(buf)
+	buf = fmt.Appendf(buf, "%08x %016x ", 0, seq)
+	buf = append(buf, body...)
+	sum := crc32.ChecksumIEEE(buf[start+9:])
+	copy(buf[start:start+8], fmt.Appendf(nil, "%08x", sum))
+	return append(buf, '\n')
 }
 
 // Append writes e to the journal and returns once it is durable (fsynced),
 // sharing the write and fsync with every entry appended meanwhile. A full
 // journal is ErrJournalFull at once.
 func (j *Journal) Append(e Entry) error {
-	line, err := formatLine(e)
+	line, err := encodeEntry(e)
 	if err != nil {
 		return err
 	}
@@ -196,19 +243,21 @@ func (j *Journal) flush() {
 			j.mu.Unlock()
 			return
 		}
-		f := j.f
+		f, off, seq := j.f, j.off, j.seq
 		j.mu.Unlock()
 		buf = buf[:0]
-		for _, w := range batch {
-			buf = append(buf, w.line...)
+		for i, w := range batch {
+			buf = appendLine(buf, seq+uint64(i), w.line)
 		}
-		_, err := f.Write(buf)
+		_, err := f.WriteAt(buf, off)
 		if err == nil {
 			err = syncData(f)
 		}
 		j.mu.Lock()
 		if err == nil {
-			j.size += int64(len(buf))
+			j.lastDurable = time.Now()
+			j.off += int64(len(buf))
+			j.seq += uint64(len(batch))
 			j.backlog += len(batch)
 			for _, w := range batch {
 				j.ready = append(j.ready, w.entry)
@@ -228,6 +277,10 @@ func (j *Journal) flush() {
 // Durable is signalled when entries become durable: the materialiser waits on
 // it and then calls Take.
 func (j *Journal) Durable() <-chan struct{} { return j.durable }
+
+// Kick is the sending side of Durable, for a materialiser that wants to look
+// again (after a failure) without a new entry.
+func (j *Journal) Kick() chan<- struct{} { return j.durable }
 
 // Take returns up to n durable entries not yet taken, oldest first.
 func (j *Journal) Take(n int) []Entry {
@@ -268,22 +321,25 @@ func (j *Journal) Materialised(n int) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.backlog -= n
-	if j.backlog > 0 || j.flushing || len(j.pending) > 0 || len(j.ready) > 0 || j.closed || j.size < truncateAt {
+	if j.backlog > 0 || j.flushing || len(j.pending) > 0 || len(j.ready) > 0 || j.closed {
 		return nil
 	}
-	// Emptying the file costs a metadata commit, which every following fsync
-	// would wait for: done once the file is large, not after every batch.
-	if err := j.f.Truncate(0); err != nil {
-		return err
-	}
-	j.size = 0
-	_, err := j.f.Seek(0, io.SeekStart)
-	return err
+	// Everything written is materialised: the next line goes to the start.
+	j.off = 0
+	return nil
 }
 
-// truncateAt is the journal size past which a fully materialised journal is
-// emptied.
-const truncateAt = 64 << 20
+// Busy reports whether entries became durable within the last d, and the
+// number durable but not yet materialised: the materialiser leaves the disk
+// to the appenders while they are busy and the backlog is small.
+func (j *Journal) Busy(d time.Duration) (busy bool, backlog int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return time.Since(j.lastDurable) < d, j.backlog
+}
+
+// Max is the journal's bound on entries waiting.
+func (j *Journal) Max() int { return j.max }
 
 // Depth is the number of entries waiting for their fsync or their
 // materialisation (for metrics).

@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -36,11 +37,19 @@ func TestJournalRecovers(t *testing.T) {
 	}
 	j.Close()
 	// A crash in the middle of a write leaves half a line.
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(`0badc0de {"id":"torn","t":"2026-11-29T12:00:00Z","c":{"act`)
+	end := bytes.IndexByte(data, 0)
+	if end < 0 || len(data) < 1<<20 {
+		t.Fatalf("the journal is not preallocated (%d bytes, data up to %d)", len(data), end)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte(`0badc0de 0000000000000001 {"id":"torn","t":"2026-11-29T12:00:00Z","c":{"act`), int64(end))
 	f.Close()
 
 	j, n, err = audit.OpenJournal(path, 0)
@@ -91,5 +100,35 @@ func TestJournalFull(t *testing.T) {
 	j.Materialised(len(j.Take(2)))
 	if err := j.Append(entry("c")); err != nil {
 		t.Fatalf("after materialising: %v", err)
+	}
+}
+
+// TestJournalWraps: once everything written is materialised, new lines go to
+// the start of the file, and the older lines after them are not taken for
+// entries at the next Open.
+func TestJournalWraps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, _, err := audit.OpenJournal(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"old1", "old2", "old3"} {
+		if err := j.Append(entry(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Materialised(len(j.Take(10)))
+	if err := j.Append(entry("new1")); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j, n, err := audit.OpenJournal(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	got := j.Take(10)
+	if n != 1 || len(got) != 1 || got[0].ID != "new1" {
+		t.Fatalf("after a wrap: %d entries %+v, want only new1", n, got)
 	}
 }

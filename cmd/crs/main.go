@@ -291,7 +291,7 @@ func (m *Main) Start(ctx context.Context) error {
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
-	journal, err := openJournal(m.Config.Store, m.Config.AuditQueue)
+	journal, err := openJournal(m.Config.Store, journalBound*m.Config.AuditQueue)
 	if err != nil {
 		ln.Close()
 		st.Close()
@@ -387,6 +387,11 @@ func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
 }
 
 // openStore opens the store named by a --store value.
+// journalBound is how many times --audit-queue AuditEvents the journal holds
+// (waiting for their fsync or their materialisation, which waits while the
+// journal is busy) before requests are refused.
+const journalBound = 8
+
 // openJournal opens the audit journal of a SQLite store: the file beside the
 // database, <path>.audit-journal. A MongoDB store has none (several crs
 // instances share it; their AuditEvents are group-committed to it directly).

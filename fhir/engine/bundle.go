@@ -157,6 +157,9 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return nil, fhir.WithOp("search", err)
 	}
+	if rt == "AuditEvent" {
+		e.materialiseNow(ctx)
+	}
 	res, err := e.store.Search(ctx, q)
 	if err != nil {
 		return nil, fhir.WithOp("search", err)
@@ -253,6 +256,9 @@ func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawPa
 				return nil, fhir.WithOp("history", err)
 			}
 		}
+	}
+	if rt == "" || rt == "AuditEvent" {
+		e.materialiseNow(ctx)
 	}
 	hq := store.HistoryQuery{Type: rt, ID: id, Count: e.defCount}
 	var keep []fhir.RawParam

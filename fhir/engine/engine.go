@@ -82,6 +82,7 @@ type Engine struct {
 	auditQ      *auditQueue
 	journal     *audit.Journal
 	matStop     chan struct{}
+	matNow      chan chan struct{}
 	matDone     chan struct{}
 	closeOnce   sync.Once
 }
@@ -96,7 +97,7 @@ func New(cfg Config) *Engine {
 	e.auditQ = &auditQueue{store: cfg.Store, e: e, max: cfg.AuditQueue}
 	if cfg.AuditJournal != nil && cfg.Audit {
 		e.journal = cfg.AuditJournal
-		e.matStop, e.matDone = make(chan struct{}), make(chan struct{})
+		e.matStop, e.matDone, e.matNow = make(chan struct{}), make(chan struct{}), make(chan chan struct{})
 		defer func() { go e.materialise() }()
 	}
 	if e.auditQ.max <= 0 {
@@ -312,6 +313,9 @@ func (e *Engine) Read(ctx context.Context, rt, id string) (v store.Version, err 
 	if err := checkID(id); err != nil {
 		return store.Version{}, err
 	}
+	if rt == "AuditEvent" {
+		e.materialiseNow(ctx)
+	}
 	if err := e.mayRead(ctx, rt, id); err != nil {
 		return store.Version{}, fhir.WithOp("read", err)
 	}
@@ -338,6 +342,9 @@ func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (v store.Version
 	n, err := strconv.Atoi(vid)
 	if err != nil || n < 1 {
 		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "no version %q of %s/%s", vid, rt, id)
+	}
+	if rt == "AuditEvent" {
+		e.materialiseNow(ctx)
 	}
 	if err := e.mayRead(ctx, rt, id); err != nil {
 		return store.Version{}, fhir.WithOp("vread", err)
