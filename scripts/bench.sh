@@ -46,6 +46,16 @@ tokpol=$(median BenchmarkTokenAndPolicy µs/request </tmp/crs-bench-auth.txt)
 readoff=$(median BenchmarkReadAuth/off reads/s </tmp/crs-bench-auth.txt)
 readon=$(median BenchmarkReadAuth/on reads/s </tmp/crs-bench-auth.txt)
 
+echo "== audit: reads and creates by the engine, 8 goroutines, durable SQLite, unaudited vs audited in the same run, $COUNT runs"
+go test -run '^$' -bench 'BenchmarkAudited(Read|Create)$' -benchtime 2s -count "$COUNT" ./fhir/engine/ | tee /tmp/crs-bench-audit.txt
+go test -run '^$' -bench 'BenchmarkJournalAppend$' -benchtime 2s -count "$COUNT" ./audit/ | tee -a /tmp/crs-bench-audit.txt
+rdu=$(median BenchmarkAuditedRead/unaudited reads/s </tmp/crs-bench-audit.txt)
+rds=$(median BenchmarkAuditedRead/store reads/s </tmp/crs-bench-audit.txt)
+rdj=$(median BenchmarkAuditedRead/journal reads/s </tmp/crs-bench-audit.txt)
+cru=$(median BenchmarkAuditedCreate/unaudited creates/s </tmp/crs-bench-audit.txt)
+cra=$(median BenchmarkAuditedCreate/audited creates/s </tmp/crs-bench-audit.txt)
+jap=$(median BenchmarkJournalAppend appends/s </tmp/crs-bench-audit.txt)
+
 echo
 echo "== summary (medians of $COUNT runs; targets in brackets)"
 printf 'base validation, 1 core:        %8s resources/s  [>= 12000]\n' "$val"
@@ -57,6 +67,12 @@ printf 'HTTP durable create, c=8:       %8s req/s  [>= 4750]  (%.2fx raw SQLite 
 printf 'HTTP read by id, c=8:           %8s req/s  [>= 12000]\n' "$hread"
 printf 'token + policy per request:     %8s µs  [<= 50]\n' "$tokpol"
 printf 'audited reads, auth off / on:   %8s / %s reads/s  (%.2fx)  [>= 0.80x]\n' "$readoff" "$readon" "$(echo "$readon $readoff" | awk '{print $1/$2}')"
+printf 'engine reads, unaudited:        %8s reads/s  (baseline)\n' "$rdu"
+printf 'engine reads, audit journal:    %8s reads/s  (%.2fx unaudited)  [>= 0.85x]\n' "$rdj" "$(echo "$rdj $rdu" | awk '{print $1/$2}')"
+printf 'engine reads, audit via store:  %8s reads/s  (%.2fx unaudited)\n' "$rds" "$(echo "$rds $rdu" | awk '{print $1/$2}')"
+printf 'engine creates, unaudited:      %8s creates/s  (baseline)\n' "$cru"
+printf 'engine creates, audited in tx:  %8s creates/s  (%.2fx unaudited)\n' "$cra" "$(echo "$cra $cru" | awk '{print $1/$2}')"
+printf 'audit journal appends, c=8:     %8s appends/s  (each durable before it returns)\n' "$jap"
 
 echo
 echo "== pathway queries on a synthetic region (p50/p95 over 200 runs each), and acute-referral transactions"

@@ -119,16 +119,23 @@ type preparedAudit struct {
 }
 
 func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
-	entry, err := e.auditEntry(ctx, rec)
+	ev, entry, err := e.auditEvent(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
-	return e.prepareEntry(entry)
+	return e.prepared(ev, entry)
 }
 
 // auditEntry renders rec, with who asked from where, as an AuditEvent's
 // canonical content under a new id: what the journal keeps.
 func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) (audit.Entry, error) {
+	_, entry, err := e.auditEvent(ctx, rec)
+	return entry, err
+}
+
+// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
+// as a journal entry.
+func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
 	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
@@ -136,11 +143,12 @@ func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) (audit.Entry,
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
 	now := e.now()
 	rec.Recorded = now
-	canonical, err := audit.Canonical(audit.Event(rec))
+	ev := audit.Event(rec)
+	canonical, err := audit.Canonical(ev)
 	if err != nil {
-		return audit.Entry{}, fhir.InternalError("audit", err)
+		return nil, audit.Entry{}, fhir.InternalError("audit", err)
 	}
-	return audit.Entry{ID: newID(), Recorded: now, Canonical: canonical}, nil
+	return ev, audit.Entry{ID: newID(), Recorded: now, Canonical: canonical}, nil
 }
 
 // prepareEntry makes an AuditEvent resource of a journal entry, ready to be
@@ -150,6 +158,12 @@ func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
+	return e.prepared(ev, entry)
+}
+
+// prepared gives the event of entry its id and meta and extracts its search
+// values.
+func (e *Engine) prepared(ev fhir.Object, entry audit.Entry) (*preparedAudit, error) {
 	id, now, canonical := entry.ID, entry.Recorded, []byte(entry.Canonical)
 	ev["id"] = id
 	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
