@@ -378,3 +378,27 @@ func TestAuditJournal(t *testing.T) {
 		t.Fatalf("read with the journal closed: %v, want Unavailable", err)
 	}
 }
+
+// TestBundleReadsAudited: the AuditEvent of a batch names the records its
+// GET entries disclosed.
+func TestBundleReadsAudited(t *testing.T) {
+	st, _ := openStore(t)
+	eng := twoCouncils(t, st)
+	ctx := council()
+	if _, err := eng.Bundle(ctx, []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/pat-a"}},{"request":{"method":"GET","url":"Patient/pat-b"}}]}`), engine.SearchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch string
+	for _, v := range res.Versions {
+		if strings.Contains(string(v.Body), `"code":"batch"`) && strings.Contains(string(v.Body), `"outcome":"0"`) {
+			batch = string(v.Body)
+		}
+	}
+	if !strings.Contains(batch, `"reference":"Patient/pat-a"`) || strings.Contains(batch, "pat-b") {
+		t.Errorf("the batch's AuditEvent must name pat-a (read) and not pat-b (refused): %s", batch)
+	}
+}

@@ -661,17 +661,19 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 	return err
 }
 
-// entriesRecord describes the writes of a transaction, or of one batch entry,
-// for the audit trail.
+// entriesRecord describes what the successful entries of a transaction or
+// batch (or one batch entry) wrote or read, for the audit trail.
 func entriesRecord(interaction string, entries []*bundleEntry) audit.Record {
 	rec := audit.Record{Interaction: interaction, Action: "E"}
 	for _, be := range entries {
-		if be.method == "GET" || be.id == "" || be.response.Response == nil {
-			continue
+		if be.id == "" || be.response.Response == nil || !strings.HasPrefix(be.response.Response.Status, "2") {
+			continue // a search, or an entry that failed (recorded on its own)
 		}
 		ref := be.rt + "/" + be.id
 		if loc := be.response.Response.Location; loc != "" {
 			ref = loc
+		} else if be.vid != "" {
+			ref += "/_history/" + be.vid
 		}
 		rec.Entities = append(rec.Entities, ref)
 		if rec.Patient == "" && be.rt == "Patient" {
