@@ -36,6 +36,8 @@ pid=$!
 for i in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 "$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode create -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/create.txt"
 "$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode read -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/read.txt"
+"$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode transaction -c 8 -d 5s -runs "$COUNT" | tee "$dir/transaction.txt"
+htx=$(awk '/^median/ {print $(NF-1)}' "$dir/transaction.txt")
 hcreate=$(awk '/^median/ {print $(NF-1)}' "$dir/create.txt")
 hread=$(awk '/^median/ {print $(NF-1)}' "$dir/read.txt")
 
@@ -65,6 +67,7 @@ printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate"
 printf 'store read by id (parallel):    %8s reads/s\n' "$sread"
 printf 'HTTP durable create, c=8:       %8s req/s  [>= 4750]  (%.2fx raw SQLite insert)\n' "$hcreate" "$(echo "$hcreate $raw" | awk '{print $1/$2}')"
 printf 'HTTP read by id, c=8:           %8s req/s  [>= 12000]\n' "$hread"
+printf 'HTTP acute-referral tx, c=8:    %8s req/s  [>= 1500]  (Patient + Encounter + ServiceRequest, audited)\n' "$htx"
 printf 'token + policy per request:     %8s µs  [<= 50]\n' "$tokpol"
 printf 'audited reads, auth off / on:   %8s / %s reads/s  (%.2fx)  [>= 0.80x]\n' "$readoff" "$readon" "$(echo "$readon $readoff" | awk '{print $1/$2}')"
 printf 'engine reads, unaudited:        %8s reads/s  (baseline)\n' "$rdu"
