@@ -80,6 +80,20 @@ func (e *Engine) visible(ctx context.Context, r resolver, rt, id string, conds [
 
 var errNoIDParam = fhir.Errorf(fhir.Invalid, "", "no _id search parameter")
 
+// within reports whether the caller may use perm on rt/id as r holds it now:
+// yes when its perm on rt is unbounded, otherwise when the record exists and
+// matches the caller's conditions. An error denies perm on rt altogether.
+func (e *Engine) within(ctx context.Context, r resolver, rt, id string, perm fhir.Permission) (bool, error) {
+	conds, err := e.conditions(ctx, rt, perm)
+	if err != nil {
+		return false, err
+	}
+	if conds == nil {
+		return true, nil
+	}
+	return e.visible(ctx, r, rt, id, conds)
+}
+
 // mayRead checks a read of rt/id (read, vread, instance history, $everything's
 // focus): a caller whose reads of rt are bounded gets 403 for anything outside
 // its bounds, existing or not, so that a refusal reveals nothing.
@@ -89,18 +103,10 @@ func (e *Engine) mayRead(ctx context.Context, rt, id string) error {
 
 // mayReadIn is mayRead through r (a transaction sees its own writes).
 func (e *Engine) mayReadIn(ctx context.Context, r resolver, rt, id string) error {
-	conds, err := e.conditions(ctx, rt, fhir.PermRead)
-	if err != nil || conds == nil {
+	if ok, err := e.within(ctx, r, rt, id, fhir.PermRead); err != nil || ok {
 		return err
 	}
-	ok, err := e.visible(ctx, r, rt, id, conds)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may read", rt, id)
-	}
-	return nil
+	return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may read", rt, id)
 }
 
 // mayChange is the first question of an update, patch or delete of rt/id,
@@ -112,36 +118,19 @@ func (e *Engine) mayReadIn(ctx context.Context, r resolver, rt, id string) error
 // conditional updates that match nothing create under a new id and are not
 // asked.)
 func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm fhir.Permission) error {
-	conds, err := e.conditions(ctx, rt, perm)
-	if err != nil || conds == nil {
+	if ok, err := e.within(ctx, r, rt, id, perm); err != nil || ok {
 		return err
 	}
-	ok, err := e.visible(ctx, r, rt, id, conds)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may %s", rt, id, perm.Verb())
-	}
-	return nil
+	return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may %s", rt, id, perm.Verb())
 }
 
-// mayWrite checks, inside a write transaction, that the caller may use perm on
-// rt/id as it stands in tx (before an update or delete: the current version;
-// after a create or update: the version written).
-func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm fhir.Permission, when string) error {
-	conds, err := e.conditions(ctx, rt, perm)
-	if err != nil || conds == nil {
+// mayWrite checks, inside a write transaction after the write, that the
+// version written is within the records the caller may use perm on.
+func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm fhir.Permission) error {
+	if ok, err := e.within(ctx, tx, rt, id, perm); err != nil || ok {
 		return err
 	}
-	ok, err := e.visible(ctx, tx, rt, id, conds)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s %s is outside the records this caller may %s", rt, id, when, perm.Verb())
-	}
-	return nil
+	return fhir.Errorf(fhir.Forbidden, "", "%s/%s as written is outside the records this caller may %s", rt, id, perm.Verb())
 }
 
 // guarded reads and searches for the parts of an answer the caller did not ask

@@ -271,7 +271,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		if err := tx.Put(ctx, v, index); err != nil {
 			return err
 		}
-		if err := e.mayWrite(ctx, tx, rt, id, fhir.PermCreate, "as written"); err != nil {
+		if err := e.mayWrite(ctx, tx, rt, id, fhir.PermCreate); err != nil {
 			return err
 		}
 		return e.auditInTx(ctx, tx, writeRecord("create", "C", v))
@@ -476,7 +476,7 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh 
 	if err := tx.Put(ctx, pre.version, pre.index); err != nil {
 		return Result{}, err
 	}
-	if err := e.mayWrite(ctx, tx, rt, id, fhir.PermUpdate, "as written"); err != nil {
+	if err := e.mayWrite(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: pre.version, Created: next == 1}, nil

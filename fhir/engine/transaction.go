@@ -54,7 +54,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 		return nil
 	}
 	if be.method == "POST" {
-		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate, "as written"); err != nil {
+		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate); err != nil {
 			return be.entryError(err)
 		}
 	}
