@@ -39,14 +39,16 @@ type Journal struct {
 	path string
 	max  int // entries that may wait for their fsync or their materialisation
 
-	mu       sync.Mutex
-	f        *os.File
-	pending  []*journalWrite // waiting for the next write and fsync
-	flushing bool
-	backlog  int // durable entries not yet reported materialised
-	closed   bool
-	durable  chan struct{} // signalled (non-blocking) when entries become durable
-	ready    []Entry       // durable entries not yet taken by the materialiser
+	mu      sync.Mutex
+	f       *os.File
+	pending []*journalWrite // waiting for their write
+	written []*journalWrite // written, waiting for an fdatasync that covers them
+	syncing int             // flush goroutines running
+	failed  error           // a write or fdatasync failed: everything is refused
+	backlog int             // durable entries not yet reported materialised
+	closed  bool
+	durable chan struct{} // signalled (non-blocking) when entries become durable
+	ready   []Entry       // durable entries not yet taken by the materialiser
 	// recovered is how many of the first entries taken came from the file at
 	// Open, and may have been materialised before the crash.
 	recovered   int
@@ -67,6 +69,7 @@ type Entry struct {
 type journalWrite struct {
 	line  []byte
 	entry Entry
+	seq   uint64
 	done  chan error
 }
 
@@ -218,57 +221,97 @@ func (j *Journal) Append(e Entry) error {
 		j.mu.Unlock()
 		return errors.New("the audit journal is closed")
 	}
-	if len(j.pending)+j.backlog >= j.max {
+	if j.failed != nil {
+		err := j.failed
+		j.mu.Unlock()
+		return fmt.Errorf("the audit journal failed: %w", err)
+	}
+	if len(j.pending)+len(j.written)+j.backlog >= j.max {
 		j.mu.Unlock()
 		return ErrJournalFull
 	}
 	j.pending = append(j.pending, w)
-	if !j.flushing {
-		j.flushing = true
+	if j.syncing < maxSyncs {
+		j.syncing++
 		go j.flush()
 	}
 	j.mu.Unlock()
 	return <-w.done
 }
 
-// flush writes and fsyncs the waiting lines, batch after batch, until none wait.
+// maxSyncs is how many fdatasync calls may be in flight at once. A batch is
+// written (into the page cache, in order) and its fdatasync started without
+// waiting for the one before to return; each fdatasync makes durable every
+// line written before it started, so entries are acknowledged in order, as
+// soon as any flush that covers them returns.
+const maxSyncs = 2
+
+// flush writes the waiting lines and fdatasyncs them, batch after batch,
+// until none wait.
 func (j *Journal) flush() {
 	var buf []byte
 	for {
 		j.mu.Lock()
 		batch := j.pending
 		j.pending = nil
-		if len(batch) == 0 {
-			j.flushing = false
+		if len(batch) == 0 || j.failed != nil {
+			j.syncing--
+			err := j.failed
 			j.mu.Unlock()
+			for _, w := range batch {
+				w.done <- err
+			}
 			return
 		}
-		f, off, seq := j.f, j.off, j.seq
-		j.mu.Unlock()
 		buf = buf[:0]
 		for i, w := range batch {
-			buf = appendLine(buf, seq+uint64(i), w.line)
+			w.seq = j.seq + uint64(i)
+			buf = appendLine(buf, w.seq, w.line)
 		}
-		_, err := f.WriteAt(buf, off)
-		if err == nil {
-			err = syncData(f)
-		}
-		j.mu.Lock()
-		if err == nil {
-			j.lastDurable = time.Now()
-			j.off += int64(len(buf))
-			j.seq += uint64(len(batch))
-			j.backlog += len(batch)
+		if _, err := j.f.WriteAt(buf, j.off); err != nil {
+			j.failed = err
+			j.mu.Unlock()
 			for _, w := range batch {
+				w.done <- err
+			}
+			continue
+		}
+		j.off += int64(len(buf))
+		j.seq += uint64(len(batch))
+		j.written = append(j.written, batch...)
+		covered, f := j.seq-1, j.f
+		j.mu.Unlock()
+
+		err := syncData(f)
+
+		j.mu.Lock()
+		var done []*journalWrite
+		if err != nil {
+			// After a failed fsync the file's state is unknown: the journal
+			// refuses everything from now on (the server answers 503).
+			j.failed = err
+			done, j.written = j.written, nil
+		} else {
+			n := 0
+			for n < len(j.written) && j.written[n].seq <= covered {
+				n++
+			}
+			done = j.written[:n:n]
+			j.written = j.written[n:]
+			j.lastDurable = time.Now()
+			j.backlog += len(done)
+			for _, w := range done {
 				j.ready = append(j.ready, w.entry)
 			}
-			select {
-			case j.durable <- struct{}{}:
-			default:
+			if len(done) > 0 {
+				select {
+				case j.durable <- struct{}{}:
+				default:
+				}
 			}
 		}
 		j.mu.Unlock()
-		for _, w := range batch {
+		for _, w := range done {
 			w.done <- err
 		}
 	}
@@ -321,7 +364,7 @@ func (j *Journal) Materialised(n int) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.backlog -= n
-	if j.backlog > 0 || j.flushing || len(j.pending) > 0 || len(j.ready) > 0 || j.closed {
+	if j.backlog > 0 || len(j.pending) > 0 || len(j.written) > 0 || len(j.ready) > 0 || j.closed {
 		return nil
 	}
 	// Everything written is materialised: the next line goes to the start.
@@ -346,7 +389,7 @@ func (j *Journal) Max() int { return j.max }
 func (j *Journal) Depth() int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return len(j.pending) + j.backlog
+	return len(j.pending) + len(j.written) + j.backlog
 }
 
 // Close closes the file; entries not yet materialised stay in it for the next
@@ -354,7 +397,7 @@ func (j *Journal) Depth() int {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.flushing { // let the fsync under way finish and answer its callers
+	for j.syncing > 0 { // let the fsyncs under way finish and answer their callers
 		j.mu.Unlock()
 		time.Sleep(time.Millisecond)
 		j.mu.Lock()
