@@ -159,9 +159,9 @@ func (p *Policy) Conditions(ctx context.Context, rt string, perm Permission) ([]
 	if who.Anonymous {
 		return nil, nil
 	}
-	granted, patientOnly := Grants(who.Scopes, rt, perm, validID(who.Patient))
+	granted, patientOnly := Grants(who.Scopes, rt, perm, fhir.ValidID(who.Patient))
 	if !granted {
-		if !validID(who.Patient) && patientScoped(who.Scopes) {
+		if !fhir.ValidID(who.Patient) && patientScoped(who.Scopes) {
 			return nil, fhir.Errorf(fhir.Forbidden, "", "the token's scopes do not grant %q on %s (its patient/ scopes need a patient id in the token, which it lacks)", string(perm), rt)
 		}
 		return nil, fhir.Errorf(fhir.Forbidden, "", "the token's scopes do not grant %q on %s", string(perm), rt)
@@ -180,19 +180,6 @@ func (p *Policy) Conditions(ctx context.Context, rt string, perm Permission) ([]
 		return nil, fhir.Errorf(fhir.Forbidden, "", "the access policy cannot be applied to this caller: %v", err)
 	}
 	return append(append([]fhir.Param{}, conds...), pc...), nil
-}
-
-// validID reports whether a patient claim is a FHIR id.
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // roleConditions gives the conditions the caller's roles put on perm on rt.

@@ -6,34 +6,21 @@ import (
 	"crs/fhir"
 )
 
-// Permission is one SMART v2 permission letter: c create, r read (read, vread,
-// instance history), u update (update, patch), d delete, s search (search,
-// type and system history).
-type Permission byte
+// Permission is one SMART v2 permission letter (fhir.Permission, where the
+// engine uses it without importing auth).
+type Permission = fhir.Permission
 
-// The SMART v2 permissions.
+// The SMART v2 permissions, as in package fhir.
 const (
-	Create Permission = 'c'
-	Read   Permission = 'r'
-	Update Permission = 'u'
-	Delete Permission = 'd'
-	Search Permission = 's'
+	Create = fhir.PermCreate
+	Read   = fhir.PermRead
+	Update = fhir.PermUpdate
+	Delete = fhir.PermDelete
+	Search = fhir.PermSearch
 )
 
 // PermissionOf maps a FHIR interaction to the permission it needs.
-func PermissionOf(i fhir.Interaction) Permission {
-	switch i {
-	case fhir.Create:
-		return Create
-	case fhir.Read, fhir.VRead, fhir.HistoryInstance:
-		return Read
-	case fhir.Update:
-		return Update
-	case fhir.Delete:
-		return Delete
-	}
-	return Search
-}
+func PermissionOf(i fhir.Interaction) Permission { return fhir.PermissionOf(i) }
 
 // Scope is one SMART scope on resources: a context (system, user or patient),
 // a type (or * for all) and the permissions it grants.

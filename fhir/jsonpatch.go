@@ -108,7 +108,7 @@ func ApplyPatch(doc Object, ops []PatchOp) (Object, error) {
 			}
 		case "test":
 			var v any
-			if v, err = getAt(root, tokens); err == nil && !jsonEqual(v, op.Value) {
+			if v, err = getAt(root, tokens); err == nil && !EqualJSON(v, op.Value) {
 				return nil, Errorf(Unprocessable, where, "test failed: the value at %q is not the expected value", op.Path)
 			}
 		}
@@ -289,8 +289,10 @@ func deepCopy(v any) any {
 	return v
 }
 
-// jsonEqual compares two trees; numbers are compared by value, as RFC 6902 asks.
-func jsonEqual(a, b any) bool {
+// EqualJSON compares two decoded JSON trees; numbers are compared by value
+// (as RFC 6902 test and FHIR fixed/pattern values ask). It is the one JSON
+// equality of crs.
+func EqualJSON(a, b any) bool {
 	na, aok := a.(json.Number)
 	nb, bok := b.(json.Number)
 	if aok && bok {
@@ -306,7 +308,7 @@ func jsonEqual(a, b any) bool {
 		}
 		for k, v := range x {
 			w, ok := y[k]
-			if !ok || !jsonEqual(v, w) {
+			if !ok || !EqualJSON(v, w) {
 				return false
 			}
 		}
@@ -317,7 +319,7 @@ func jsonEqual(a, b any) bool {
 			return false
 		}
 		for i := range x {
-			if !jsonEqual(x[i], y[i]) {
+			if !EqualJSON(x[i], y[i]) {
 				return false
 			}
 		}

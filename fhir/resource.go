@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -25,13 +24,31 @@ type Limits struct {
 	MaxDepth int // deepest nesting of objects and arrays accepted
 }
 
+// DefaultPageSize is the page size of a search without _count, and
+// MaxPageSize the largest page a client may ask for (clamped), unless
+// configured otherwise (crs serve --default-count, --max-count).
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 500
+)
+
 // DefaultLimits are the limits used when none are configured.
 var DefaultLimits = Limits{MaxBytes: 4 << 20, MaxDepth: 64}
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
-// ValidID reports whether id is a valid FHIR logical id.
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+// ValidID reports whether id is a valid FHIR logical id: 1 to 64 of A-Z a-z
+// 0-9 - . (the one implementation: search extraction calls it for every
+// reference it indexes, so it is a loop, not a regular expression).
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // Parse decodes a JSON resource body losslessly: numbers keep their text, every
 // element is kept. It enforces the size and depth limits, rejects malformed JSON,
@@ -177,18 +194,35 @@ type Reference struct {
 	Type, ID, Version string
 }
 
-var refPattern = regexp.MustCompile(`^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?$`)
-
 // ParseReference parses a relative literal reference "Type/id[/_history/vid]". It
 // also accepts an absolute URL whose path ends in such a reference when it starts
-// with base (the server's own base URL). ok is false for anything else.
+// with base (the server's own base URL). ok is false for anything else. It is
+// the one reference parser (search extraction calls it for every reference).
 func ParseReference(ref, base string) (Reference, bool) {
 	if base != "" && strings.HasPrefix(ref, base) {
 		ref = strings.TrimPrefix(strings.TrimPrefix(ref, base), "/")
 	}
-	m := refPattern.FindStringSubmatch(ref)
-	if m == nil {
+	i := strings.IndexByte(ref, '/')
+	if i < 2 || ref[0] < 'A' || ref[0] > 'Z' {
 		return Reference{}, false
 	}
-	return Reference{Type: m[1], ID: m[2], Version: m[3]}, true
+	typ := ref[:i]
+	for j := 1; j < len(typ); j++ {
+		if c := typ[j]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return Reference{}, false
+		}
+	}
+	id, rest, hasRest := strings.Cut(ref[i+1:], "/")
+	if !ValidID(id) {
+		return Reference{}, false
+	}
+	r := Reference{Type: typ, ID: id}
+	if hasRest {
+		vid, found := strings.CutPrefix(rest, "_history/")
+		if !found || !ValidID(vid) {
+			return Reference{}, false
+		}
+		r.Version = vid
+	}
+	return r, true
 }

@@ -337,7 +337,7 @@ func (r *run) closed(w *walker, el *Element, nodes []node) {
 // element checks one value against fixed and pattern values, a required binding
 // and reference target types.
 func (r *run) element(el *Element, n node) {
-	if el.Fixed != nil && !equalJSON(n.v, el.Fixed) {
+	if el.Fixed != nil && !fhir.EqualJSON(n.v, el.Fixed) {
 		r.add(fhir.SeverityError, "value", n.path, "the value must be exactly %s (%s of %s)", compact(el.Fixed), el.FixedKey, el.ID)
 	}
 	if el.Pattern != nil && !containsPattern(n.v, el.Pattern) {
@@ -424,15 +424,14 @@ func ReferenceTarget(ref string) (typ, id string, ok bool) {
 	if i := strings.Index(ref, "/_history/"); i >= 0 {
 		ref = ref[:i]
 	}
-	parts := strings.Split(ref, "/")
-	if len(parts) < 2 {
-		return "", "", false
+	// An absolute URL: its last two segments are Type/id.
+	if j := strings.LastIndexByte(ref, '/'); j > 0 {
+		if k := strings.LastIndexByte(ref[:j], '/'); k >= 0 {
+			ref = ref[k+1:]
+		}
 	}
-	typ, id = parts[len(parts)-2], parts[len(parts)-1]
-	if typ == "" || typ[0] < 'A' || typ[0] > 'Z' || !fhir.ValidID(id) {
-		return "", "", false
-	}
-	return typ, id, true
+	r, ok := fhir.ParseReference(ref, "")
+	return r.Type, r.ID, ok
 }
 
 // extensions checks every extension the server defines wherever it is used.
@@ -524,10 +523,7 @@ func collectReferences(v any, path string, allowed map[string][]string, out *[]R
 	}
 }
 
-func equalJSON(a, b any) bool {
-	return compact(a) == compact(b)
-}
-
+// compact renders a value as compact JSON, for messages and documentation.
 func compact(v any) string {
 	data, err := fhir.Marshal(v)
 	if err != nil {

@@ -36,6 +36,8 @@ pid=$!
 for i in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 "$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode create -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/create.txt"
 "$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode read -c 8 -d 5s -runs "$COUNT" -body "$EXAMPLE" | tee "$dir/read.txt"
+"$dir/httpload" -base "http://127.0.0.1:$PORT/fhir" -mode transaction -c 8 -d 5s -runs "$COUNT" | tee "$dir/transaction.txt"
+htx=$(awk '/^median/ {print $(NF-1)}' "$dir/transaction.txt")
 hcreate=$(awk '/^median/ {print $(NF-1)}' "$dir/create.txt")
 hread=$(awk '/^median/ {print $(NF-1)}' "$dir/read.txt")
 
@@ -46,6 +48,16 @@ tokpol=$(median BenchmarkTokenAndPolicy µs/request </tmp/crs-bench-auth.txt)
 readoff=$(median BenchmarkReadAuth/off reads/s </tmp/crs-bench-auth.txt)
 readon=$(median BenchmarkReadAuth/on reads/s </tmp/crs-bench-auth.txt)
 
+echo "== audit: reads and creates by the engine, 8 goroutines, durable SQLite, unaudited vs audited in the same run, $COUNT runs"
+go test -run '^$' -bench 'BenchmarkAudited(Read|Create)$' -benchtime 2s -count "$COUNT" ./fhir/engine/ | tee /tmp/crs-bench-audit.txt
+go test -run '^$' -bench 'BenchmarkJournalAppend$' -benchtime 2s -count "$COUNT" ./audit/ | tee -a /tmp/crs-bench-audit.txt
+rdu=$(median BenchmarkAuditedRead/unaudited reads/s </tmp/crs-bench-audit.txt)
+rds=$(median BenchmarkAuditedRead/store reads/s </tmp/crs-bench-audit.txt)
+rdj=$(median BenchmarkAuditedRead/journal reads/s </tmp/crs-bench-audit.txt)
+cru=$(median BenchmarkAuditedCreate/unaudited creates/s </tmp/crs-bench-audit.txt)
+cra=$(median BenchmarkAuditedCreate/audited creates/s </tmp/crs-bench-audit.txt)
+jap=$(median BenchmarkJournalAppend appends/s </tmp/crs-bench-audit.txt)
+
 echo
 echo "== summary (medians of $COUNT runs; targets in brackets)"
 printf 'base validation, 1 core:        %8s resources/s  [>= 36000]\n' "$val"
@@ -55,8 +67,15 @@ printf 'store create (parallel):        %8s creates/s  (%.2fx raw)\n' "$screate"
 printf 'store read by id (parallel):    %8s reads/s\n' "$sread"
 printf 'HTTP durable create, c=8:       %8s req/s  [>= 4750]  (%.2fx raw SQLite insert)\n' "$hcreate" "$(echo "$hcreate $raw" | awk '{print $1/$2}')"
 printf 'HTTP read by id, c=8:           %8s req/s  [>= 12000]\n' "$hread"
+printf 'HTTP acute-referral tx, c=8:    %8s req/s  [>= 1500]  (Patient + Encounter + ServiceRequest, audited)\n' "$htx"
 printf 'token + policy per request:     %8s µs  [<= 50]\n' "$tokpol"
 printf 'audited reads, auth off / on:   %8s / %s reads/s  (%.2fx)  [>= 0.80x]\n' "$readoff" "$readon" "$(echo "$readon $readoff" | awk '{print $1/$2}')"
+printf 'engine reads, unaudited:        %8s reads/s  (baseline)\n' "$rdu"
+printf 'engine reads, audit journal:    %8s reads/s  (%.2fx unaudited)  [>= 0.85x]\n' "$rdj" "$(echo "$rdj $rdu" | awk '{print $1/$2}')"
+printf 'engine reads, audit via store:  %8s reads/s  (%.2fx unaudited)\n' "$rds" "$(echo "$rds $rdu" | awk '{print $1/$2}')"
+printf 'engine creates, unaudited:      %8s creates/s  (baseline)\n' "$cru"
+printf 'engine creates, audited in tx:  %8s creates/s  (%.2fx unaudited)\n' "$cra" "$(echo "$cra $cru" | awk '{print $1/$2}')"
+printf 'audit journal appends, c=8:     %8s appends/s  (each durable before it returns)\n' "$jap"
 
 echo
 echo "== pathway queries on a synthetic region (p50/p95 over 200 runs each), and acute-referral transactions"

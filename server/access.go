@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
@@ -74,36 +74,27 @@ func (s *Server) smartConfiguration(c *gin.Context) reply {
 	return reply{status: http.StatusOK, body: conf}
 }
 
-// auditRequest records the request's AuditEvent unless its write already did.
-// If the AuditEvent cannot be written, the request is not answered with data.
-func (s *Server) auditRequest(c *gin.Context, r reply) reply {
+// auditUnseen records a request the engine never saw (refused before it: no
+// valid token, an unacceptable format, an unreadable body, no such path),
+// under the interaction its route says it attempted. Everything the engine
+// did see, it recorded itself. If the AuditEvent cannot be written, the
+// request is not answered with data.
+func (s *Server) auditUnseen(c *gin.Context, rt route, r reply) reply {
 	ctx := c.Request.Context()
-	if r.err == nil && engine.Audited(ctx) {
+	if engine.Audited(ctx) {
 		return r
 	}
-	path := strings.Trim(strings.TrimPrefix(c.Request.URL.Path, "/fhir"), "/")
-	var seg []string
-	if path != "" {
-		seg = strings.Split(path, "/")
-	}
-	rec := classify(c.Request.Method, seg)
+	rec := audit.Record{Interaction: rt.interaction, Action: rt.action}
 	if r.err != nil {
 		rec.Outcome = fhir.AsError(r.err)
 	}
 	if strings.HasPrefix(rec.Interaction, "search") || rec.Interaction == "operation" {
 		rec.Query = c.Request.URL.RawQuery
 	}
-	if len(seg) >= 2 && fhir.Served(seg[0]) && !strings.HasPrefix(seg[1], "_") && !strings.HasPrefix(seg[1], "$") {
-		rec.Entities = []string{seg[0] + "/" + seg[1]}
-		if seg[0] == "Patient" {
-			rec.Patient = "Patient/" + seg[1]
-		}
-	}
-	if r.version != nil && r.err == nil {
-		v := *r.version
-		rec.Entities = []string{v.Type + "/" + v.ID + "/_history/" + strconv.Itoa(v.VersionID)}
-		if rec.Patient == "" {
-			rec.Patient = engine.PatientOf(v)
+	if rt.typ != "" && rt.id != "" {
+		rec.Entities = []string{rt.typ + "/" + rt.id}
+		if rt.typ == "Patient" {
+			rec.Patient = "Patient/" + rt.id
 		}
 	}
 	if err := s.engine.Audit(ctx, rec); err != nil {
@@ -111,58 +102,4 @@ func (s *Server) auditRequest(c *gin.Context, r reply) reply {
 		return fail(fhir.Errorf(fhir.Unavailable, "", "the request could not be recorded in the audit trail, so it is not answered"))
 	}
 	return r
-}
-
-// classify names a request's RESTful interaction and BALP action.
-func classify(method string, seg []string) auth.AuditRecord {
-	rec := func(i, a string) auth.AuditRecord { return auth.AuditRecord{Interaction: i, Action: a} }
-	if method == http.MethodHead {
-		method = http.MethodGet
-	}
-	n := len(seg)
-	switch {
-	case n == 0 && method == http.MethodPost:
-		return rec("transaction", "E")
-	case n == 0:
-		return rec("search-system", "E")
-	case n == 1 && seg[0] == "metadata":
-		return rec("capabilities", "R")
-	case n == 1 && seg[0] == "_history":
-		return rec("history-system", "R")
-	case strings.HasPrefix(seg[n-1], "$"):
-		return rec("operation", "E")
-	case n == 1:
-		switch method {
-		case http.MethodGet:
-			return rec("search-type", "E")
-		case http.MethodPost:
-			return rec("create", "C")
-		case http.MethodPut:
-			return rec("update", "U")
-		case http.MethodDelete:
-			return rec("delete", "D")
-		}
-	case n == 2 && seg[1] == "_search":
-		return rec("search-type", "E")
-	case n == 2 && seg[1] == "_history":
-		return rec("history-type", "R")
-	case n == 2:
-		switch method {
-		case http.MethodGet:
-			return rec("read", "R")
-		case http.MethodPut:
-			return rec("update", "U")
-		case http.MethodPatch:
-			return rec("patch", "U")
-		case http.MethodDelete:
-			return rec("delete", "D")
-		}
-	case n == 3 && seg[2] == "_history":
-		return rec("history-instance", "R")
-	case n == 4 && seg[2] == "_history":
-		return rec("vread", "R")
-	case n == 3:
-		return rec("search-type", "E")
-	}
-	return rec("operation", "E")
 }

@@ -23,8 +23,19 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// dispatch routes a request under /fhir by its path segments and method.
-func (s *Server) dispatch(c *gin.Context) reply {
+// route is what a request under /fhir asks for, read from its method and path
+// once: the handler to run and the interaction it is, so that a request that
+// never reaches the engine (no valid token, a bad Accept header) is still
+// recorded under the interaction it attempted.
+type route struct {
+	interaction string // restful-interaction code, for the audit trail
+	action      string // BALP action: C, R, U, D or E
+	typ, id     string // the resource named by the path, if any
+	handle      func() reply
+}
+
+// routeOf is the one route table of the FHIR API.
+func (s *Server) routeOf(c *gin.Context) route {
 	path := strings.Trim(strings.TrimPrefix(c.Request.URL.Path, "/fhir"), "/")
 	var seg []string
 	if path != "" {
@@ -34,103 +45,134 @@ func (s *Server) dispatch(c *gin.Context) reply {
 	if m == http.MethodHead {
 		m = http.MethodGet
 	}
+	r := func(interaction, action string, h func() reply) route {
+		return route{interaction: interaction, action: action, handle: h}
+	}
+	bad := func(interaction, action string, err error) route {
+		return r(interaction, action, func() reply { return fail(err) })
+	}
 	switch {
+	case len(seg) == 0 && m == http.MethodPost:
+		return r("transaction", "E", func() reply { return s.system(c) })
 	case len(seg) == 0:
-		return s.system(c, m)
+		return bad("search-system", "E", fhir.Errorf(fhir.NotSupported, "", "system-level search is not supported: search one resource type, e.g. /fhir/Patient?name=..."))
 	case len(seg) == 2 && seg[0] == ".well-known" && seg[1] == "smart-configuration" && m == http.MethodGet:
-		return s.smartConfiguration(c)
+		return r("capabilities", "R", func() reply { return s.smartConfiguration(c) })
 	case len(seg) == 1 && seg[0] == "metadata" && m == http.MethodGet:
-		return reply{status: http.StatusOK, body: s.engine.CapabilityStatement(s.sw)}
+		return r("capabilities", "R", func() reply {
+			cs, err := s.engine.Capabilities(c.Request.Context(), s.sw)
+			if err != nil {
+				return fail(err)
+			}
+			return reply{status: http.StatusOK, body: cs}
+		})
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
-		return s.history(c, "", "")
+		return r("history-system", "R", func() reply { return s.history(c, "", "") })
 	case len(seg) == 1 && strings.HasPrefix(seg[0], "$"):
-		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported", seg[0]))
+		return bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported", seg[0]))
 	}
 	rt := seg[0]
 	if !fhir.Served(rt) {
-		return fail(fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported by this server", rt))
+		return bad("operation", "E", fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported by this server", rt))
 	}
+	var out route
 	switch {
 	case len(seg) == 1:
 		switch m {
 		case http.MethodGet:
-			return s.search(c, rt, c.Request.URL.RawQuery)
+			out = r("search-type", "E", func() reply { return s.search(c, rt, c.Request.URL.RawQuery) })
 		case http.MethodPost:
-			return s.create(c, rt)
+			out = r("create", "C", func() reply { return s.create(c, rt) })
 		case http.MethodPut:
-			return s.conditionalUpdate(c, rt)
+			out = r("update", "U", func() reply { return s.conditionalUpdate(c, rt) })
 		case http.MethodDelete:
-			return s.conditionalDelete(c, rt)
+			out = r("delete", "D", func() reply { return s.conditionalDelete(c, rt) })
 		}
 	case len(seg) == 2 && seg[1] == "_search" && m == http.MethodPost:
-		return s.postSearch(c, rt)
+		out = r("search-type", "E", func() reply { return s.postSearch(c, rt) })
 	case len(seg) == 2 && seg[1] == "_history" && m == http.MethodGet:
-		return s.history(c, rt, "")
+		out = r("history-type", "R", func() reply { return s.history(c, rt, "") })
 	case len(seg) == 2 && seg[1] == "$validate" && m == http.MethodPost:
-		return s.validate(c, rt, "")
+		out = r("operation", "E", func() reply { return s.validate(c, rt, "") })
 	case len(seg) == 2 && seg[1] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
-		return s.expand(c, "")
+		out = r("operation", "E", func() reply { return s.expand(c, "") })
 	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
-		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
+		out = bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
 	case len(seg) == 2:
+		id := seg[1]
 		switch m {
 		case http.MethodGet:
-			return s.read(c, rt, seg[1])
+			out = r("read", "R", func() reply { return s.read(c, rt, id) })
 		case http.MethodPut:
-			return s.update(c, rt, seg[1])
+			out = r("update", "U", func() reply { return s.update(c, rt, id) })
 		case http.MethodDelete:
-			return s.delete(c, rt, seg[1])
+			out = r("delete", "D", func() reply { return s.delete(c, rt, id) })
 		case http.MethodPatch:
-			return s.patch(c, rt, seg[1])
+			out = r("patch", "U", func() reply { return s.patch(c, rt, id) })
 		}
+		out.id = id
 	case len(seg) == 3 && seg[2] == "_history" && m == http.MethodGet:
-		return s.history(c, rt, seg[1])
+		out = r("history-instance", "R", func() reply { return s.history(c, rt, seg[1]) })
+		out.id = seg[1]
 	case len(seg) == 4 && seg[2] == "_history" && m == http.MethodGet:
-		v, err := s.engine.VRead(c.Request.Context(), rt, seg[1], seg[3])
-		return resourceReply(http.StatusOK, v, err)
+		out = r("vread", "R", func() reply {
+			v, err := s.engine.VRead(c.Request.Context(), rt, seg[1], seg[3])
+			return resourceReply(http.StatusOK, v, err)
+		})
+		out.id = seg[1]
 	case len(seg) == 3 && seg[2] == "$everything" && (m == http.MethodGet || m == http.MethodPost):
-		params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
-		if err != nil {
-			return fail(err)
-		}
-		b, err := s.engine.Everything(c.Request.Context(), rt, seg[1], params)
-		if err != nil {
-			return fail(err)
-		}
-		return reply{status: http.StatusOK, body: b}
+		out = r("operation", "E", func() reply {
+			params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
+			if err != nil {
+				return fail(err)
+			}
+			b, err := s.engine.Everything(c.Request.Context(), rt, seg[1], params)
+			if err != nil {
+				return fail(err)
+			}
+			return reply{status: http.StatusOK, body: b}
+		})
+		out.id = seg[1]
 	case len(seg) == 3 && seg[2] == "$validate" && m == http.MethodPost:
-		return s.validate(c, rt, seg[1])
+		out = r("operation", "E", func() reply { return s.validate(c, rt, seg[1]) })
+		out.id = seg[1]
 	case len(seg) == 3 && seg[2] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
-		return s.expand(c, seg[1])
+		out = r("operation", "E", func() reply { return s.expand(c, seg[1]) })
+		out.id = seg[1]
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
-		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
+		out = bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
 	case len(seg) == 3 && fhir.Served(seg[2]) && m == http.MethodGet:
-		params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
-		if err != nil {
-			return fail(err)
-		}
-		b, err := s.engine.SearchCompartment(c.Request.Context(), rt, seg[1], seg[2], params, engine.SearchOptions{Lenient: lenient(c)})
-		if err != nil {
-			return fail(err)
-		}
-		return reply{status: http.StatusOK, body: b}
+		out = r("search-type", "E", func() reply {
+			params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
+			if err != nil {
+				return fail(err)
+			}
+			b, err := s.engine.SearchCompartment(c.Request.Context(), rt, seg[1], seg[2], params, engine.SearchOptions{Lenient: lenient(c)})
+			if err != nil {
+				return fail(err)
+			}
+			return reply{status: http.StatusOK, body: b}
+		})
+		out.id = seg[1]
 	}
-	return fail(fhir.Errorf(fhir.MethodNotAllowed, "", "%s %s is not a supported FHIR interaction", c.Request.Method, c.Request.URL.Path))
+	if out.handle == nil {
+		return bad("operation", "E", fhir.Errorf(fhir.MethodNotAllowed, "", "%s %s is not a supported FHIR interaction", c.Request.Method, c.Request.URL.Path))
+	}
+	out.typ = rt
+	return out
 }
 
-func (s *Server) system(c *gin.Context, m string) reply {
-	if m == http.MethodPost {
-		body, err := s.readBody(c, fhirJSONTypes)
-		if err != nil {
-			return fail(err)
-		}
-		b, err := s.engine.Bundle(c.Request.Context(), body, engine.SearchOptions{Lenient: lenient(c), Minimal: preferReturn(c) == "minimal"})
-		if err != nil {
-			return fail(err)
-		}
-		return reply{status: http.StatusOK, body: b}
+// system answers a transaction or batch posted to the base URL.
+func (s *Server) system(c *gin.Context) reply {
+	body, err := s.readBody(c, fhirJSONTypes)
+	if err != nil {
+		return fail(err)
 	}
-	return fail(fhir.Errorf(fhir.NotSupported, "", "system-level search is not supported: search one resource type, e.g. /fhir/Patient?name=..."))
+	b, err := s.engine.Bundle(c.Request.Context(), body, engine.SearchOptions{Lenient: lenient(c), Minimal: preferReturn(c) == "minimal"})
+	if err != nil {
+		return fail(err)
+	}
+	return reply{status: http.StatusOK, body: b}
 }
 
 // resourceReply renders a stored version, or the error with the version's ETag

@@ -63,11 +63,15 @@ func New(cfg Config) *Server {
 	r.Use(s.requestLog, s.recoverPanic)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
-	r.GET("/.well-known/smart-configuration", s.wrap(s.smartConfiguration))
-	r.Any("/fhir", s.wrap(s.dispatch))
-	r.Any("/fhir/*path", s.wrap(s.dispatch))
-	r.NoRoute(s.wrap(func(c *gin.Context) reply {
-		return fail(fhir.Errorf(fhir.NotFound, "", "no such path %q: the FHIR API is under /fhir", c.Request.URL.Path))
+	r.GET("/.well-known/smart-configuration", s.wrap(func(c *gin.Context) route {
+		return route{interaction: "capabilities", action: "R", handle: func() reply { return s.smartConfiguration(c) }}
+	}))
+	r.Any("/fhir", s.wrap(s.routeOf))
+	r.Any("/fhir/*path", s.wrap(s.routeOf))
+	r.NoRoute(s.wrap(func(c *gin.Context) route {
+		return route{interaction: "operation", action: "E", handle: func() reply {
+			return fail(fhir.Errorf(fhir.NotFound, "", "no such path %q: the FHIR API is under /fhir", c.Request.URL.Path))
+		}}
 	}))
 	s.router = r
 	return s
@@ -99,13 +103,16 @@ func fail(err error) reply { return reply{err: err} }
 
 const fhirJSON = "application/fhir+json; charset=utf-8"
 
-// wrap turns a handler into a gin handler: it negotiates the format, calls h and
-// renders what h returns, errors included, in one way.
-func (s *Server) wrap(h func(c *gin.Context) reply) gin.HandlerFunc {
+// wrap turns a route table into a gin handler: it authenticates the caller,
+// negotiates the format, runs the route's handler (which calls the engine, and
+// the engine polices and audits) and renders what it returns, errors included,
+// in one way.
+func (s *Server) wrap(routes func(c *gin.Context) route) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP()})
 		ctx, authErr := s.authenticate(c, ctx)
 		c.Request = c.Request.WithContext(ctx)
+		rt := routes(c)
 		var r reply
 		switch err := negotiate(c.Request); {
 		case authErr != nil:
@@ -113,9 +120,9 @@ func (s *Server) wrap(h func(c *gin.Context) reply) gin.HandlerFunc {
 		case err != nil:
 			r = fail(err)
 		default:
-			r = h(c)
+			r = rt.handle()
 		}
-		s.render(c, s.auditRequest(c, r))
+		s.render(c, s.auditUnseen(c, rt, r))
 	}
 }
 

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"io"
 
-	"crs/auth"
+	"crs/audit"
+	"crs/fhir/engine"
 	"crs/fhir/store"
 )
 
@@ -28,6 +29,18 @@ func auditCommand(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	// AuditEvents still in the journal are part of the trail: store them first.
+	j, err := openJournal(*spec, 0)
+	if err != nil {
+		return err
+	}
+	if j != nil {
+		eng := engine.New(engine.Config{Store: st, Audit: true, AuditJournal: j})
+		eng.Close()
+		if err := j.Close(); err != nil {
+			return err
+		}
+	}
 	n, err := VerifyAuditTrail(context.Background(), st)
 	if err != nil {
 		return err
@@ -53,7 +66,7 @@ func VerifyAuditTrail(ctx context.Context, st store.Store) (int, error) {
 		cursor = page.Next
 	}
 	i := len(all)
-	return auth.VerifyChain(func() (string, []byte, bool, error) {
+	return audit.VerifyChain(func() (string, []byte, bool, error) {
 		if i == 0 {
 			return "", nil, false, nil
 		}

@@ -18,10 +18,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
@@ -93,6 +95,7 @@ type Config struct {
 	DefaultCount int
 	MaxCount     int
 	TotalLimit   int
+	AuditQueue   int // AuditEvents waiting for their commit before requests are refused
 	// ProfileEnforcement is strict (every write of a profiled type must conform
 	// to the pathway profile) or declared (only claimed profiles are checked).
 	ProfileEnforcement string
@@ -108,18 +111,25 @@ type Config struct {
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
+// The defaults themselves live with what they configure (fhir.DefaultLimits,
+// fhir.DefaultPageSize, engine.DefaultTotalLimit …), written once. A CRS_*
+// value that is not of its flag's kind or range stops the start, naming the
+// variable.
 func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg Config
+	var ev envReader
+	env, envInt := ev.str, ev.int
 	fs.StringVar(&cfg.Addr, "addr", env("CRS_ADDR", "127.0.0.1:8080"), "listen address (CRS_ADDR)")
 	fs.StringVar(&cfg.Store, "store", env("CRS_STORE", "sqlite:./data/crs.db"), "store: sqlite:<path> or mongodb://host[:port]/database?options (CRS_STORE)")
 	fs.StringVar(&cfg.BaseURL, "base-url", env("CRS_BASE_URL", ""), "advertised base URL; default http://<addr>/fhir (CRS_BASE_URL)")
 	fs.IntVar(&cfg.MaxBodyBytes, "max-body-bytes", envInt("CRS_MAX_BODY_BYTES", fhir.DefaultLimits.MaxBytes), "largest request body (CRS_MAX_BODY_BYTES)")
 	fs.IntVar(&cfg.MaxDepth, "max-depth", envInt("CRS_MAX_DEPTH", fhir.DefaultLimits.MaxDepth), "deepest JSON nesting accepted (CRS_MAX_DEPTH)")
-	fs.IntVar(&cfg.DefaultCount, "default-count", envInt("CRS_DEFAULT_COUNT", 20), "page size when _count is absent (CRS_DEFAULT_COUNT)")
-	fs.IntVar(&cfg.MaxCount, "max-count", envInt("CRS_MAX_COUNT", 500), "largest page size (CRS_MAX_COUNT)")
+	fs.IntVar(&cfg.DefaultCount, "default-count", envInt("CRS_DEFAULT_COUNT", fhir.DefaultPageSize), "page size when _count is absent (CRS_DEFAULT_COUNT)")
+	fs.IntVar(&cfg.MaxCount, "max-count", envInt("CRS_MAX_COUNT", fhir.MaxPageSize), "largest page size (CRS_MAX_COUNT)")
 	fs.IntVar(&cfg.TotalLimit, "total-limit", envInt("CRS_TOTAL_LIMIT", engine.DefaultTotalLimit), "without _total, Bundle.total is counted only up to this many matches; -1: always (CRS_TOTAL_LIMIT)")
+	fs.IntVar(&cfg.AuditQueue, "audit-queue", envInt("CRS_AUDIT_QUEUE", engine.DefaultAuditQueue), "AuditEvents that may wait for their durable commit before requests are refused with 503 (CRS_AUDIT_QUEUE)")
 	fs.StringVar(&cfg.ProfileEnforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)),
 		"strict: writes of the pathway's types must conform to its profiles; declared: only claimed profiles are checked (CRS_PROFILE_ENFORCEMENT)")
 	fs.StringVar(&cfg.CanonicalBase, "canonical-base", env("CRS_CANONICAL_BASE", profiles.DefaultCanonicalBase),
@@ -131,7 +141,10 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClaimLA, "claim-la", env("CRS_CLAIM_LA", auth.DefaultClaimNames.LocalAuthority), "token claim holding the caller's local authority (CRS_CLAIM_LA)")
 	fs.StringVar(&cfg.ClaimPatient, "claim-patient", env("CRS_CLAIM_PATIENT", auth.DefaultClaimNames.Patient), "token claim holding the patient id that bounds patient/ scopes (CRS_CLAIM_PATIENT)")
 	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
-	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
+	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", ev.bool("CRS_INSECURE_NO_AUTH", false), "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
+	if ev.err != nil {
+		return cfg, ev.err
+	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -141,11 +154,27 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	switch engine.Enforcement(cfg.ProfileEnforcement) {
 	case engine.EnforceStrict, engine.EnforceDeclared:
 	default:
-		return cfg, fmt.Errorf("--profile-enforcement must be strict or declared, not %q", cfg.ProfileEnforcement)
+		return cfg, fmt.Errorf("--profile-enforcement (CRS_PROFILE_ENFORCEMENT) must be strict or declared, not %q", cfg.ProfileEnforcement)
+	}
+	for _, c := range []struct {
+		flag, env string
+		v, min    int
+	}{
+		{"max-body-bytes", "CRS_MAX_BODY_BYTES", cfg.MaxBodyBytes, 1},
+		{"max-depth", "CRS_MAX_DEPTH", cfg.MaxDepth, 1},
+		{"default-count", "CRS_DEFAULT_COUNT", cfg.DefaultCount, 1},
+		{"max-count", "CRS_MAX_COUNT", cfg.MaxCount, 1},
+		{"total-limit", "CRS_TOTAL_LIMIT", cfg.TotalLimit, -1},
+		{"audit-queue", "CRS_AUDIT_QUEUE", cfg.AuditQueue, 1},
+	} {
+		if c.v < c.min {
+			return cfg, fmt.Errorf("--%s (%s) must be at least %d, not %d", c.flag, c.env, c.min, c.v)
+		}
 	}
 	return cfg, nil
 }
 
+// env reads a CRS_* variable outside the serve flags (crs audit verify).
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
@@ -153,14 +182,43 @@ func env(name, def string) string {
 	return def
 }
 
-func envInt(name string, def int) int {
-	if v, ok := os.LookupEnv(name); ok {
-		var n int
-		if _, err := fmt.Sscanf(v, "%d", &n); err == nil {
-			return n
-		}
+// envReader reads CRS_* variables as flag defaults and keeps the first
+// malformed one, so that a bad value stops the start instead of being
+// silently replaced by the default.
+type envReader struct{ err error }
+
+func (r *envReader) str(name, def string) string { return env(name, def) }
+
+func (r *envReader) int(name string, def int) int {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		r.fail(fmt.Errorf("%s=%q is not a whole number", name, v))
+		return def
+	}
+	return n
+}
+
+func (r *envReader) bool(name string, def bool) bool {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		r.fail(fmt.Errorf("%s=%q is not true or false", name, v))
+		return def
+	}
+	return b
+}
+
+func (r *envReader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
 }
 
 // Main is a running server: its store, engine and HTTP listener.
@@ -169,6 +227,8 @@ type Main struct {
 	Log    *slog.Logger
 
 	store    store.Store
+	journal  *audit.Journal
+	engine   *engine.Engine
 	http     *http.Server
 	listener net.Listener
 	done     chan error
@@ -231,15 +291,27 @@ func (m *Main) Start(ctx context.Context) error {
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
+	journal, err := openJournal(m.Config.Store, journalBound*m.Config.AuditQueue)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
+	m.journal = journal
 	eng := engine.New(engine.Config{
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
-		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit,
+		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
-		Access: access, Audit: true,
+		Access: access, Audit: true, AuditJournal: journal,
 	})
+	m.engine = eng
 	if err := eng.InstallConformance(ctx); err != nil {
 		ln.Close()
+		eng.Close()
+		if journal != nil {
+			journal.Close()
+		}
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
@@ -268,6 +340,12 @@ func (m *Main) Close() error {
 		if err := <-m.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.engine != nil {
+		errs = append(errs, m.engine.Close())
+	}
+	if m.journal != nil {
+		errs = append(errs, m.journal.Close())
 	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
@@ -309,6 +387,26 @@ func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
 }
 
 // openStore opens the store named by a --store value.
+// journalBound is how many times --audit-queue AuditEvents the journal holds
+// (waiting for their fsync or their materialisation, which waits while the
+// journal is busy) before requests are refused.
+const journalBound = 8
+
+// openJournal opens the audit journal of a SQLite store: the file beside the
+// database, <path>.audit-journal. A MongoDB store has none (several crs
+// instances share it; their AuditEvents are group-committed to it directly).
+func openJournal(spec string, max int) (*audit.Journal, error) {
+	path, ok := strings.CutPrefix(spec, "sqlite:")
+	if !ok {
+		return nil, nil
+	}
+	j, _, err := audit.OpenJournal(path+".audit-journal", max)
+	if err != nil {
+		return nil, fmt.Errorf("open the audit journal: %w", err)
+	}
+	return j, nil
+}
+
 func openStore(spec string) (store.Store, error) {
 	return openStoreLog(spec, slog.Default())
 }

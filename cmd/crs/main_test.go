@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"crs/fhir/store"
 	"crs/profiles"
 )
 
@@ -142,6 +145,102 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	t.Logf("%d acknowledged creates all present after kill -9", len(ids))
 }
 
+// TestKill9KeepsAcknowledgedReadsAudited: during a burst of concurrent reads,
+// the server is killed with SIGKILL; after it, every read that was answered
+// 200 has its AuditEvent on disk (found by its X-Request-Id) and the hash
+// chain verifies.
+func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "crs.db")
+	c := startChild(t, db)
+	status, id := post(t, c.base+"/Patient", `{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"name":[{"family":"Read"}]}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d", status)
+	}
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rid := fmt.Sprintf("kill-read-%d-%d", w, i)
+				req, _ := http.NewRequest(http.MethodGet, c.base+"/Patient/"+id, nil)
+				req.Header.Set("X-Request-Id", rid)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the server is gone
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					mu.Lock()
+					acked = append(acked, rid)
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exit
+	close(stop)
+	wg.Wait()
+	if len(acked) < 20 {
+		t.Fatalf("only %d acknowledged reads before the kill", len(acked))
+	}
+	// crs audit verify stores what the journal still holds, then checks the chain.
+	var out, errOut bytes.Buffer
+	if err := run([]string{"audit", "verify", "--store", "sqlite:" + db}, &out, &errOut); err != nil {
+		t.Fatalf("crs audit verify after kill -9: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	st, err := openStore("sqlite:" + db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recorded := map[string]bool{}
+	cursor := ""
+	for {
+		page, err := st.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 1000, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page.Versions {
+			var ev struct {
+				Entity []struct {
+					What struct{ Identifier struct{ Value string } }
+				}
+			}
+			if err := json.Unmarshal(v.Body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range ev.Entity {
+				if e.What.Identifier.Value != "" {
+					recorded[e.What.Identifier.Value] = true
+				}
+			}
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	for _, rid := range acked {
+		if !recorded[rid] {
+			t.Fatalf("read %s was answered 200 but its AuditEvent is not on disk after kill -9", rid)
+		}
+	}
+	t.Logf("%d acknowledged reads, each with its AuditEvent after kill -9; chain intact", len(acked))
+}
+
 // TestSIGTERMShutsDownGracefully: SIGTERM makes the server finish and exit 0.
 func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	c := startChild(t, filepath.Join(t.TempDir(), "crs.db"))
@@ -230,5 +329,33 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	}
 	if _, err := openStore("postgres://x"); err == nil {
 		t.Fatal("unknown store accepted")
+	}
+}
+
+// TestBadEnvironmentStopsTheStart: a CRS_* value that is not of its kind or
+// range is an error naming the variable, never silently the default.
+func TestBadEnvironmentStopsTheStart(t *testing.T) {
+	for _, c := range []struct{ name, value string }{
+		{"CRS_MAX_COUNT", "lots"},
+		{"CRS_MAX_COUNT", "0"},
+		{"CRS_DEFAULT_COUNT", "20x"},
+		{"CRS_MAX_BODY_BYTES", "-5"},
+		{"CRS_TOTAL_LIMIT", "-2"},
+		{"CRS_AUDIT_QUEUE", "1e6"},
+		{"CRS_INSECURE_NO_AUTH", "yes please"},
+		{"CRS_PROFILE_ENFORCEMENT", "loose"},
+	} {
+		t.Run(c.name+"="+c.value, func(t *testing.T) {
+			t.Setenv(c.name, c.value)
+			_, err := parseServeFlags(nil, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), c.name) {
+				t.Errorf("%s=%q: %v, want an error naming %s", c.name, c.value, err, c.name)
+			}
+		})
+	}
+	t.Setenv("CRS_INSECURE_NO_AUTH", "true")
+	t.Setenv("CRS_TOTAL_LIMIT", "-1")
+	if cfg, err := parseServeFlags(nil, io.Discard); err != nil || !cfg.InsecureNoAuth || cfg.TotalLimit != -1 {
+		t.Errorf("good values: %+v %v", cfg, err)
 	}
 }

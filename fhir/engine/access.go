@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
 )
@@ -13,11 +12,11 @@ import (
 // conditions returned (nil: none) are added to every query the interaction
 // makes, so that nothing the caller may not see takes part in an answer.
 type Access interface {
-	Conditions(ctx context.Context, rt string, perm auth.Permission) ([]fhir.Param, error)
+	Conditions(ctx context.Context, rt string, perm fhir.Permission) ([]fhir.Param, error)
 }
 
 // conditions asks the access policy; with none configured, everything is open.
-func (e *Engine) conditions(ctx context.Context, rt string, perm auth.Permission) ([]fhir.Param, error) {
+func (e *Engine) conditions(ctx context.Context, rt string, perm fhir.Permission) ([]fhir.Param, error) {
 	if e.access == nil {
 		return nil, nil
 	}
@@ -27,7 +26,7 @@ func (e *Engine) conditions(ctx context.Context, rt string, perm auth.Permission
 // restrict adds the caller's conditions to a query and, copied, to every
 // chained and reverse-chained query inside it (searching through a type the
 // caller may not search is refused).
-func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm auth.Permission) error {
+func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm fhir.Permission) error {
 	if e.access == nil {
 		return nil
 	}
@@ -41,7 +40,7 @@ func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm auth.Permissi
 			chain := make([]*fhir.Query, len(p.Chain))
 			for i, inner := range p.Chain {
 				cp := *inner
-				if err := e.restrict(ctx, &cp, auth.Search); err != nil {
+				if err := e.restrict(ctx, &cp, fhir.PermSearch); err != nil {
 					return err
 				}
 				chain[i] = &cp
@@ -51,7 +50,7 @@ func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm auth.Permissi
 		if p.Has != nil {
 			has := *p.Has
 			inner := *has.Query
-			if err := e.restrict(ctx, &inner, auth.Search); err != nil {
+			if err := e.restrict(ctx, &inner, fhir.PermSearch); err != nil {
 				return err
 			}
 			has.Query = &inner
@@ -81,6 +80,20 @@ func (e *Engine) visible(ctx context.Context, r resolver, rt, id string, conds [
 
 var errNoIDParam = fhir.Errorf(fhir.Invalid, "", "no _id search parameter")
 
+// within reports whether the caller may use perm on rt/id as r holds it now:
+// yes when its perm on rt is unbounded, otherwise when the record exists and
+// matches the caller's conditions. An error denies perm on rt altogether.
+func (e *Engine) within(ctx context.Context, r resolver, rt, id string, perm fhir.Permission) (bool, error) {
+	conds, err := e.conditions(ctx, rt, perm)
+	if err != nil {
+		return false, err
+	}
+	if conds == nil {
+		return true, nil
+	}
+	return e.visible(ctx, r, rt, id, conds)
+}
+
 // mayRead checks a read of rt/id (read, vread, instance history, $everything's
 // focus): a caller whose reads of rt are bounded gets 403 for anything outside
 // its bounds, existing or not, so that a refusal reveals nothing.
@@ -90,50 +103,34 @@ func (e *Engine) mayRead(ctx context.Context, rt, id string) error {
 
 // mayReadIn is mayRead through r (a transaction sees its own writes).
 func (e *Engine) mayReadIn(ctx context.Context, r resolver, rt, id string) error {
-	conds, err := e.conditions(ctx, rt, auth.Read)
-	if err != nil || conds == nil {
+	if ok, err := e.within(ctx, r, rt, id, fhir.PermRead); err != nil || ok {
 		return err
 	}
-	ok, err := e.visible(ctx, r, rt, id, conds)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may read", rt, id)
-	}
-	return nil
+	return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may read", rt, id)
 }
 
-// mayWrite checks, inside a write transaction, that the caller may use perm on
-// rt/id as it stands in tx (before an update or delete: the current version;
-// after a create or update: the version written).
-func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm auth.Permission, when string) error {
-	conds, err := e.conditions(ctx, rt, perm)
-	if err != nil || conds == nil {
+// mayChange is the first question of an update, patch or delete of rt/id,
+// asked before anything about the target is read: a caller whose perm on rt is
+// bounded may change only a record it can see within those bounds, and gets
+// 403 for any other id, whether or not it exists, is deleted, or would fail a
+// precondition. (Such a caller cannot update-as-create with an id of its own
+// choosing, since that would tell a hidden record from a missing one;
+// conditional updates that match nothing create under a new id and are not
+// asked.)
+func (e *Engine) mayChange(ctx context.Context, r resolver, rt, id string, perm fhir.Permission) error {
+	if ok, err := e.within(ctx, r, rt, id, perm); err != nil || ok {
 		return err
 	}
-	ok, err := e.visible(ctx, tx, rt, id, conds)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fhir.Errorf(fhir.Forbidden, "", "%s/%s %s is outside the records this caller may %s", rt, id, when, permVerb(perm))
-	}
-	return nil
+	return fhir.Errorf(fhir.Forbidden, "", "%s/%s is not one this caller may %s", rt, id, perm.Verb())
 }
 
-func permVerb(p auth.Permission) string {
-	switch p {
-	case auth.Create:
-		return "create"
-	case auth.Update:
-		return "update"
-	case auth.Delete:
-		return "delete"
-	case auth.Read:
-		return "read"
+// mayWrite checks, inside a write transaction after the write, that the
+// version written is within the records the caller may use perm on.
+func (e *Engine) mayWrite(ctx context.Context, tx store.Tx, rt, id string, perm fhir.Permission) error {
+	if ok, err := e.within(ctx, tx, rt, id, perm); err != nil || ok {
+		return err
 	}
-	return "search"
+	return fhir.Errorf(fhir.Forbidden, "", "%s/%s as written is outside the records this caller may %s", rt, id, perm.Verb())
 }
 
 // guarded reads and searches for the parts of an answer the caller did not ask
@@ -154,7 +151,7 @@ func (e *Engine) guard(ctx context.Context, r resolver) resolver {
 
 // Read returns NotFound for what the caller may not read.
 func (g guarded) Read(ctx context.Context, typ, id string) (store.Version, error) {
-	conds, err := g.e.conditions(g.ctx, typ, auth.Read)
+	conds, err := g.e.conditions(g.ctx, typ, fhir.PermRead)
 	if err != nil {
 		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "not found")
 	}
@@ -173,7 +170,7 @@ func (g guarded) Read(ctx context.Context, typ, id string) (store.Version, error
 // Search adds the caller's conditions; a type it may not search has no matches.
 func (g guarded) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
 	cp := *q
-	if err := g.e.restrict(g.ctx, &cp, auth.Search); err != nil {
+	if err := g.e.restrict(g.ctx, &cp, fhir.PermSearch); err != nil {
 		if k := fhir.KindOf(err); k == fhir.Forbidden || k == fhir.Unauthorized {
 			return &store.SearchResult{Total: 0}, nil
 		}
@@ -185,7 +182,7 @@ func (g guarded) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult
 // unbounded checks that the caller may search every resource of rt (history of
 // a type or the system lists versions the policy's conditions cannot bound).
 func (e *Engine) unbounded(ctx context.Context, rt string) error {
-	conds, err := e.conditions(ctx, rt, auth.Search)
+	conds, err := e.conditions(ctx, rt, fhir.PermSearch)
 	if err != nil {
 		return err
 	}

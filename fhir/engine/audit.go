@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
@@ -17,24 +19,94 @@ type RequestInfo struct {
 	Remote string // the client's network address
 }
 
-type auditState struct {
-	req      RequestInfo
-	recorded atomic.Bool // the interaction's write recorded its AuditEvent
+// requestState is what one request (one door's call, possibly several
+// interactions) carries for the audit trail.
+type requestState struct {
+	req     RequestInfo
+	audited atomic.Bool // the engine recorded an AuditEvent for an interaction of this request
 }
 
-type auditKey struct{}
+type requestKey struct{}
 
 // WithRequest returns ctx carrying the request's identity for the audit trail.
 func WithRequest(ctx context.Context, req RequestInfo) context.Context {
-	return context.WithValue(ctx, auditKey{}, &auditState{req: req})
+	return context.WithValue(ctx, requestKey{}, &requestState{req: req})
 }
 
-// Audited reports whether the interaction in ctx recorded its AuditEvent in the
-// transaction of its write (when that write committed, nothing else is due;
-// when it failed, the failure still is).
+// Audited reports whether the engine recorded the AuditEvent of an
+// interaction of the request in ctx (made by WithRequest). A door that failed
+// a request before it reached the engine (no valid token, an unknown path)
+// records that failure itself with Audit.
 func Audited(ctx context.Context) bool {
-	st, _ := ctx.Value(auditKey{}).(*auditState)
-	return st != nil && st.recorded.Load()
+	st, _ := ctx.Value(requestKey{}).(*requestState)
+	return st != nil && st.audited.Load()
+}
+
+// interaction is one engine interaction under way, with what its AuditEvent
+// will say.
+type interaction struct {
+	rec      audit.Record
+	recorded atomic.Bool // its write recorded the complete AuditEvent in the write's transaction
+}
+
+type interactionKey struct{}
+
+// begin starts an interaction for the audit trail. Inside another one (a
+// $everything reading its focus, a batch entry reading a version) it returns
+// nil: the outer interaction is the one recorded.
+func (e *Engine) begin(ctx context.Context, name, action, rt, id string) (context.Context, *interaction) {
+	if _, nested := ctx.Value(interactionKey{}).(*interaction); nested {
+		return ctx, nil
+	}
+	ia := &interaction{rec: audit.Record{Interaction: name, Action: action}}
+	if rt != "" && id != "" {
+		ia.rec.Entities = []string{rt + "/" + id}
+		if rt == "Patient" {
+			ia.rec.Patient = "Patient/" + id
+		}
+	}
+	return context.WithValue(ctx, interactionKey{}, ia), ia
+}
+
+// end records the AuditEvent of an interaction that did not record it with
+// its write: a read, a search, an operation, or any refusal or failure. The
+// versions are what a successful interaction disclosed. It returns err, or an
+// Unavailable error when the AuditEvent could not be made durable: then the
+// interaction must not be answered with data.
+func (e *Engine) end(ctx context.Context, ia *interaction, err error, versions ...store.Version) error {
+	if ia == nil || !e.audit {
+		return err
+	}
+	if st, _ := ctx.Value(requestKey{}).(*requestState); st != nil {
+		st.audited.Store(true)
+	}
+	if err == nil && ia.recorded.Load() {
+		return nil
+	}
+	rec := ia.rec
+	if err != nil {
+		rec.Outcome = fhir.AsError(err)
+	} else if len(versions) > 0 {
+		rec.Entities = nil
+		for _, v := range versions {
+			rec.Entities = append(rec.Entities, v.Type+"/"+v.ID+"/_history/"+strconv.Itoa(v.VersionID))
+			if rec.Patient == "" {
+				rec.Patient = PatientOf(v)
+			}
+		}
+	}
+	if aerr := e.Audit(ctx, rec); aerr != nil {
+		return errAuditUnavailable(aerr)
+	}
+	return err
+}
+
+// errAuditUnavailable is the answer to an interaction whose AuditEvent could
+// not be made durable.
+func errAuditUnavailable(cause error) error {
+	fe := fhir.Errorf(fhir.Unavailable, "", "the interaction could not be recorded in the audit trail, so it is not answered; try again later")
+	fe.Err = cause
+	return fe
 }
 
 // preparedAudit is an AuditEvent made ready outside the store's writer: all
@@ -46,22 +118,55 @@ type preparedAudit struct {
 	version   store.Version
 }
 
-func (e *Engine) prepareAudit(ctx context.Context, rec auth.AuditRecord) (*preparedAudit, error) {
-	st, _ := ctx.Value(auditKey{}).(*auditState)
+func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
+	ev, entry, err := e.auditEvent(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	return e.prepared(ev, entry)
+}
+
+// auditEntry renders rec, with who asked from where, as an AuditEvent's
+// canonical content under a new id: what the journal keeps.
+func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) (audit.Entry, error) {
+	_, entry, err := e.auditEvent(ctx, rec)
+	return entry, err
+}
+
+// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
+// as a journal entry.
+func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
+	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
 	}
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
 	now := e.now()
 	rec.Recorded = now
-	ev := auth.AuditEvent(rec)
-	id := newID()
-	ev["id"] = id
-	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
-	canonical, err := auth.Canonical(ev)
+	ev := audit.Event(rec)
+	canonical, err := audit.Canonical(ev)
+	if err != nil {
+		return nil, audit.Entry{}, fhir.InternalError("audit", err)
+	}
+	return ev, audit.Entry{ID: newID(), Recorded: now, Canonical: canonical}, nil
+}
+
+// prepareEntry makes an AuditEvent resource of a journal entry, ready to be
+// linked and stored.
+func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
+	ev, err := fhir.Parse(entry.Canonical, fhir.Limits{})
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
+	return e.prepared(ev, entry)
+}
+
+// prepared gives the event of entry its id and meta and extracts its search
+// values.
+func (e *Engine) prepared(ev fhir.Object, entry audit.Entry) (*preparedAudit, error) {
+	id, now, canonical := entry.ID, entry.Recorded, []byte(entry.Canonical)
+	ev["id"] = id
+	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
 	index, err := e.params.Extract("AuditEvent", ev)
 	if err != nil {
 		return nil, fhir.WithOp("audit", err)
@@ -76,11 +181,11 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 	prev := ""
 	switch last, err := tx.Last(ctx, "AuditEvent"); {
 	case err == nil:
-		prev = auth.LastHash(last.Body)
+		prev = audit.LastHash(last.Body)
 	case fhir.KindOf(err) != fhir.NotFound:
 		return err
 	}
-	auth.SetChain(p.ev, prev, auth.HashAfter(prev, p.canonical))
+	audit.SetChain(p.ev, prev, audit.HashAfter(prev, p.canonical))
 	body, err := fhir.Marshal(p.ev)
 	if err != nil {
 		return fhir.InternalError("audit", err)
@@ -90,14 +195,11 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 	if err := tx.Put(ctx, v, p.index); err != nil {
 		return err
 	}
-	if st, _ := ctx.Value(auditKey{}).(*auditState); st != nil {
-		st.recorded.Store(true)
-	}
 	return nil
 }
 
 // auditInTx records a write's AuditEvent in the transaction that writes.
-func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecord) error {
+func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec audit.Record) error {
 	if !e.audit {
 		return nil
 	}
@@ -105,26 +207,45 @@ func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec auth.AuditRecor
 	if err != nil {
 		return err
 	}
-	return e.appendAudit(ctx, tx, p)
+	if err := e.appendAudit(ctx, tx, p); err != nil {
+		return err
+	}
+	if ia, _ := ctx.Value(interactionKey{}).(*interaction); ia != nil {
+		ia.recorded.Store(true)
+	}
+	return nil
 }
 
 // Audit records an interaction that did not record itself with a write: a
 // read, a search, an operation, or any refusal or failure. It returns once the
 // AuditEvent is durable; an error means the interaction must not be answered.
-func (e *Engine) Audit(ctx context.Context, rec auth.AuditRecord) error {
+// The engine records its own interactions; a door calls Audit only for a
+// request it refused before reaching the engine (no valid token, no such path).
+// Concurrent calls share one durable commit (see auditQueue).
+func (e *Engine) Audit(ctx context.Context, rec audit.Record) error {
 	if !e.audit {
+		return nil
+	}
+	if e.journal != nil {
+		entry, err := e.auditEntry(ctx, rec)
+		if err != nil {
+			return err
+		}
+		if err := e.journal.Append(entry); err != nil {
+			return fhir.Errorf(fhir.Unavailable, "", "the AuditEvent could not be made durable: %v", err)
+		}
 		return nil
 	}
 	p, err := e.prepareAudit(ctx, rec)
 	if err != nil {
 		return err
 	}
-	return e.store.Write(ctx, func(tx store.Tx) error { return e.appendAudit(ctx, tx, p) })
+	return e.auditQ.add(p)
 }
 
 // writeRecord describes a committed write for the audit trail.
-func writeRecord(interaction, action string, versions ...store.Version) auth.AuditRecord {
-	rec := auth.AuditRecord{Interaction: interaction, Action: action}
+func writeRecord(interaction, action string, versions ...store.Version) audit.Record {
+	rec := audit.Record{Interaction: interaction, Action: action}
 	for _, v := range versions {
 		if v.ID == "" {
 			continue
@@ -157,4 +278,40 @@ func PatientOf(v store.Version) string {
 		}
 	}
 	return ""
+}
+
+// endRead ends a read or vread: the version read is what it disclosed.
+func (e *Engine) endRead(ctx context.Context, ia *interaction, v store.Version, err error) (store.Version, error) {
+	if err != nil {
+		if aerr := e.end(ctx, ia, err); fhir.KindOf(aerr) != fhir.KindOf(err) {
+			return store.Version{}, aerr
+		}
+		return v, err
+	}
+	if err := e.end(ctx, ia, nil, v); err != nil {
+		return store.Version{}, err
+	}
+	return v, nil
+}
+
+// endObject drops the answer of an interaction that ends in an error.
+func endObject(o fhir.Object, err error) (fhir.Object, error) {
+	if err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// rawQuery renders query parameters as the query string of the AuditEvent.
+func rawQuery(params []fhir.RawParam) string {
+	var b strings.Builder
+	for i, p := range params {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(p.Name))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(p.Value))
+	}
+	return b.String()
 }

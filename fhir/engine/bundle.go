@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -95,13 +94,32 @@ type SearchOptions struct {
 }
 
 // Search runs a type-level search and returns a searchset Bundle.
-func (e *Engine) Search(ctx context.Context, rt string, params []fhir.RawParam, opt SearchOptions) (*Bundle, error) {
+func (e *Engine) Search(ctx context.Context, rt string, params []fhir.RawParam, opt SearchOptions) (b *Bundle, err error) {
+	ctx, ia := e.begin(ctx, "search-type", "E", "", "")
+	if ia != nil {
+		ia.rec.Query = rawQuery(params)
+	}
+	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
 	return e.search(ctx, rt, params, opt, nil)
+}
+
+// endBundle drops the answer of an interaction that ends in an error (its
+// AuditEvent could not be recorded).
+func endBundle(b *Bundle, err error) (*Bundle, error) {
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // SearchCompartment runs a search of type rt inside the compartment of
 // compType/compID, e.g. GET /Patient/123/CarePlan.
-func (e *Engine) SearchCompartment(ctx context.Context, compType, compID, rt string, params []fhir.RawParam, opt SearchOptions) (*Bundle, error) {
+func (e *Engine) SearchCompartment(ctx context.Context, compType, compID, rt string, params []fhir.RawParam, opt SearchOptions) (b *Bundle, err error) {
+	ctx, ia := e.begin(ctx, "search-type", "E", compType, compID)
+	if ia != nil {
+		ia.rec.Query = rawQuery(params)
+	}
+	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
 	if err := checkID(compID); err != nil {
 		return nil, err
 	}
@@ -136,8 +154,11 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 			q.TotalLimit = e.totalLimit
 		}
 	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return nil, fhir.WithOp("search", err)
+	}
+	if rt == "AuditEvent" {
+		e.materialiseNow(ctx)
 	}
 	res, err := e.store.Search(ctx, q)
 	if err != nil {
@@ -201,7 +222,16 @@ func (e *Engine) newBundle(typ string) *Bundle {
 
 // History returns a history Bundle for one resource (rt and id set), one type (rt
 // set) or the whole system (both empty). Parameters: _since, _count, _cursor.
-func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawParam) (*Bundle, error) {
+func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawParam) (b *Bundle, err error) {
+	level := "history-system"
+	switch {
+	case id != "":
+		level = "history-instance"
+	case rt != "":
+		level = "history-type"
+	}
+	ctx, ia := e.begin(ctx, level, "R", rt, id)
+	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
 	switch {
 	case id != "":
 		if err := checkType(rt, fhir.HistoryInstance); err != nil {
@@ -226,6 +256,9 @@ func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawPa
 				return nil, fhir.WithOp("history", err)
 			}
 		}
+	}
+	if rt == "" || rt == "AuditEvent" {
+		e.materialiseNow(ctx)
 	}
 	hq := store.HistoryQuery{Type: rt, ID: id, Count: e.defCount}
 	var keep []fhir.RawParam
@@ -263,7 +296,7 @@ func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawPa
 		path += "/" + id
 	}
 	path += "/_history"
-	b := e.newBundle("history")
+	b = e.newBundle("history")
 	t := res.Total
 	b.Total = &t
 	b.Link = append(b.Link, BundleLink{Relation: "self", URL: linkURL(path, formatRaw(keep, hq.Cursor))})

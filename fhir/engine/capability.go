@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"strings"
 
 	"crs/fhir"
@@ -140,4 +141,16 @@ func compartmentURLs() []any {
 		}
 	}
 	return out
+}
+
+// Capabilities answers the capabilities interaction with the
+// CapabilityStatement, recorded in the audit trail like every interaction.
+func (e *Engine) Capabilities(ctx context.Context, sw Software) (cs map[string]any, err error) {
+	ctx, ia := e.begin(ctx, "capabilities", "R", "", "")
+	defer func() {
+		if err = e.end(ctx, ia, err); err != nil {
+			cs = nil
+		}
+	}()
+	return e.CapabilityStatement(sw), nil
 }

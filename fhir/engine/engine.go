@@ -10,9 +10,10 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"crs/auth"
+	"crs/audit"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -39,14 +40,21 @@ type Config struct {
 	Elements     ElementInfo      // for _summary=true|text; those modes are refused when nil
 	Limits       fhir.Limits      // body size and nesting; fhir.DefaultLimits when zero
 	Base         string           // the advertised base URL, e.g. http://127.0.0.1:8080/fhir
-	DefaultCount int              // page size when _count is absent (default 20)
-	MaxCount     int              // largest page size (default 500)
+	DefaultCount int              // page size when _count is absent (default fhir.DefaultPageSize)
+	MaxCount     int              // largest page size (default fhir.MaxPageSize)
 	TotalLimit   int              // without _total, Bundle.total is given only below this many matches (default 500; negative: always)
 	Now          func() time.Time // clock; time.Now when nil
 	Profiles     Profiles         // the pathway profiles; no profile checks when nil
 	Access       Access           // the access policy; everything is open when nil (development mode)
 	Audit        bool             // record an AuditEvent for every interaction
 	Enforcement  Enforcement      // which writes the profiles check (default strict)
+	AuditQueue   int              // AuditEvents that may wait for their commit before interactions are refused (default DefaultAuditQueue)
+	// AuditJournal, when set, is where the AuditEvents of reads, searches,
+	// operations and refusals become durable (group-committed fsync); the
+	// engine materialises them into AuditEvent resources behind it until
+	// Close. Without it they are group-committed to the store directly.
+	// Writes record theirs in their own transaction either way.
+	AuditJournal *audit.Journal
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -71,6 +79,12 @@ type Engine struct {
 	access      Access
 	audit       bool
 	enforcement Enforcement
+	auditQ      *auditQueue
+	journal     *audit.Journal
+	matStop     chan struct{}
+	matNow      chan chan struct{}
+	matDone     chan struct{}
+	closeOnce   sync.Once
 }
 
 // New returns an Engine for cfg.
@@ -79,6 +93,15 @@ func New(cfg Config) *Engine {
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, totalLimit: cfg.TotalLimit, now: cfg.Now,
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
+	}
+	e.auditQ = &auditQueue{store: cfg.Store, e: e, max: cfg.AuditQueue}
+	if cfg.AuditJournal != nil && cfg.Audit {
+		e.journal = cfg.AuditJournal
+		e.matStop, e.matDone, e.matNow = make(chan struct{}), make(chan struct{}), make(chan chan struct{})
+		defer func() { go e.materialise() }()
+	}
+	if e.auditQ.max <= 0 {
+		e.auditQ.max = DefaultAuditQueue
 	}
 	if e.enforcement == "" {
 		e.enforcement = EnforceStrict
@@ -90,10 +113,10 @@ func New(cfg Config) *Engine {
 		e.limits = fhir.DefaultLimits
 	}
 	if e.defCount <= 0 {
-		e.defCount = 20
+		e.defCount = fhir.DefaultPageSize
 	}
 	if e.maxCount <= 0 {
-		e.maxCount = 500
+		e.maxCount = fhir.MaxPageSize
 	}
 	if e.defCount > e.maxCount {
 		e.defCount = e.maxCount
@@ -208,7 +231,9 @@ func ParseETag(h string) (int, error) {
 // ifNoneExist (a query string, as in the If-None-Exist header) it is a conditional
 // create: when exactly one resource matches, nothing is stored and that resource
 // is returned (NoOp); more than one match fails with TooManyMatches.
-func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist string) (Result, error) {
+func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist string) (_ Result, err error) {
+	ctx, ia := e.begin(ctx, "create", "C", "", "")
+	defer func() { err = e.end(ctx, ia, err) }()
 	if err := checkType(rt, fhir.Create); err != nil {
 		return Result{}, err
 	}
@@ -216,15 +241,11 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 	if err != nil {
 		return Result{}, fhir.WithOp("create", err)
 	}
-	if _, err := e.conditions(ctx, rt, auth.Create); err != nil {
+	if _, err := e.conditions(ctx, rt, fhir.PermCreate); err != nil {
 		return Result{}, err
 	}
-	var cond *fhir.Query
 	if ifNoneExist != "" {
-		if cond, err = e.conditionQuery(rt, ifNoneExist, "If-None-Exist"); err != nil {
-			return Result{}, err
-		}
-		if err := e.restrict(ctx, cond, auth.Search); err != nil {
+		if _, err := e.conditionQuery(rt, ifNoneExist, "If-None-Exist"); err != nil {
 			return Result{}, err
 		}
 	}
@@ -235,18 +256,14 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 	}
 	res := Result{Version: v, Created: true, Issues: chk.issues}
 	err = e.store.Write(ctx, func(tx store.Tx) error {
-		if cond != nil {
-			found, err := tx.Search(ctx, cond)
+		if ifNoneExist != "" {
+			found, err := e.conditional(ctx, tx, rt, ifNoneExist, "If-None-Exist")
 			if err != nil {
 				return err
 			}
-			switch len(found.Matches) {
-			case 0:
-			case 1:
-				res = Result{Version: found.Matches[0], NoOp: true}
-				return e.auditInTx(ctx, tx, writeRecord("create", "C", found.Matches[0]))
-			default:
-				return fhir.Errorf(fhir.TooManyMatches, "", "If-None-Exist %q matches more than one %s", ifNoneExist, rt)
+			if len(found) == 1 {
+				res = Result{Version: found[0], NoOp: true}
+				return e.auditInTx(ctx, tx, writeRecord("create", "C", found[0]))
 			}
 		}
 		if chk.resolve {
@@ -257,7 +274,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		if err := tx.Put(ctx, v, index); err != nil {
 			return err
 		}
-		if err := e.mayWrite(ctx, tx, rt, id, auth.Create, "as written"); err != nil {
+		if err := e.mayWrite(ctx, tx, rt, id, fhir.PermCreate); err != nil {
 			return err
 		}
 		return e.auditInTx(ctx, tx, writeRecord("create", "C", v))
@@ -290,17 +307,22 @@ func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
 
 // Read returns the current version of a resource. A deleted resource gives error
 // kind Gone together with its tombstone version (for the ETag).
-func (e *Engine) Read(ctx context.Context, rt, id string) (store.Version, error) {
+func (e *Engine) Read(ctx context.Context, rt, id string) (v store.Version, err error) {
+	ctx, ia := e.begin(ctx, "read", "R", rt, id)
+	defer func() { v, err = e.endRead(ctx, ia, v, err) }()
 	if err := checkType(rt, fhir.Read); err != nil {
 		return store.Version{}, err
 	}
 	if err := checkID(id); err != nil {
 		return store.Version{}, err
 	}
+	if rt == "AuditEvent" {
+		e.materialiseNow(ctx)
+	}
 	if err := e.mayRead(ctx, rt, id); err != nil {
 		return store.Version{}, fhir.WithOp("read", err)
 	}
-	v, err := e.store.Read(ctx, rt, id)
+	v, err = e.store.Read(ctx, rt, id)
 	if err != nil {
 		return store.Version{}, fhir.WithOp("read", err)
 	}
@@ -311,7 +333,9 @@ func (e *Engine) Read(ctx context.Context, rt, id string) (store.Version, error)
 }
 
 // VRead returns one version of a resource. A tombstone version gives Gone.
-func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (store.Version, error) {
+func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (v store.Version, err error) {
+	ctx, ia := e.begin(ctx, "vread", "R", rt, id)
+	defer func() { v, err = e.endRead(ctx, ia, v, err) }()
 	if err := checkType(rt, fhir.VRead); err != nil {
 		return store.Version{}, err
 	}
@@ -322,10 +346,13 @@ func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (store.Version, 
 	if err != nil || n < 1 {
 		return store.Version{}, fhir.Errorf(fhir.NotFound, "", "no version %q of %s/%s", vid, rt, id)
 	}
+	if rt == "AuditEvent" {
+		e.materialiseNow(ctx)
+	}
 	if err := e.mayRead(ctx, rt, id); err != nil {
 		return store.Version{}, fhir.WithOp("vread", err)
 	}
-	v, err := e.store.VRead(ctx, rt, id, n)
+	v, err = e.store.VRead(ctx, rt, id, n)
 	if err != nil {
 		return store.Version{}, fhir.WithOp("vread", err)
 	}
@@ -338,7 +365,9 @@ func (e *Engine) VRead(ctx context.Context, rt, id, vid string) (store.Version, 
 // Update stores body as the next version of rt/id, creating the resource when it
 // does not exist (update as create). ifMatch, when non-zero, is the version the
 // caller expects to replace: a mismatch fails with PreconditionFailed.
-func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch int) (Result, error) {
+func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch int) (_ Result, err error) {
+	ctx, ia := e.begin(ctx, "update", "U", rt, id)
+	defer func() { err = e.end(ctx, ia, err) }()
 	if err := checkType(rt, fhir.Update); err != nil {
 		return Result{}, err
 	}
@@ -356,15 +385,15 @@ func (e *Engine) Update(ctx context.Context, rt, id string, body []byte, ifMatch
 	if bodyID != id {
 		return Result{}, fhir.Errorf(fhir.Invalid, rt+".id", "the id %q in the body does not match the id %q in the URL", bodyID, id)
 	}
-	res, err := e.update(ctx, rt, id, obj, chk, ifMatch, "PUT", nil)
+	res, err := e.update(ctx, rt, id, obj, chk, ifMatch, "PUT", nil, func(string) bool { return false })
 	return res, fhir.WithOp("update", err)
 }
 
 // update writes obj as the next version of rt/id inside one store transaction.
 // When cond is not nil, it runs first inside the same transaction and picks the
 // target (conditional update); id is then the id to use when nothing matches.
-func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk checked, ifMatch int, method string, cond func(tx store.Tx) (string, error)) (Result, error) {
-	if _, err := e.conditions(ctx, rt, auth.Update); err != nil {
+func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk checked, ifMatch int, method string, cond func(tx store.Tx) (string, error), fresh func(id string) bool) (Result, error) {
+	if _, err := e.conditions(ctx, rt, fhir.PermUpdate); err != nil {
 		return Result{}, err
 	}
 	now := e.now()
@@ -395,7 +424,7 @@ func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk
 				return err
 			}
 		}
-		if res, err = e.putNext(ctx, tx, rt, target, obj, &stamped{v, index}, ifMatch, method, now); err != nil {
+		if res, err = e.putNext(ctx, tx, rt, target, fresh(target), obj, &stamped{v, index}, ifMatch, method, now); err != nil {
 			return err
 		}
 		return e.auditInTx(ctx, tx, writeRecord("update", "U", res.Version))
@@ -416,7 +445,15 @@ type stamped struct {
 // putNext stores obj as the next version of rt/id inside tx, checking ifMatch
 // against the current version. pre, when it was stamped for exactly that id and
 // version, is stored as it is; otherwise obj is stamped again.
-func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fhir.Object, pre *stamped, ifMatch int, method string, now time.Time) (Result, error) {
+//
+// Access is asked first (mayChange), unless id is fresh: minted by the server
+// for a conditional update that matched nothing, so certainly new.
+func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh bool, obj fhir.Object, pre *stamped, ifMatch int, method string, now time.Time) (Result, error) {
+	if !fresh {
+		if err := e.mayChange(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
+			return Result{}, err
+		}
+	}
 	next := 1
 	cur, err := tx.Read(ctx, rt, id)
 	switch {
@@ -432,11 +469,6 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fh
 	default:
 		return Result{}, err
 	}
-	if next > 1 && !cur.Deleted {
-		if err := e.mayWrite(ctx, tx, rt, id, auth.Update, "as it stands"); err != nil {
-			return Result{}, err
-		}
-	}
 	if pre == nil || pre.version.VersionID != next || pre.version.ID != id {
 		v, index, err := e.stamp(obj, rt, id, next, now, method)
 		if err != nil {
@@ -447,7 +479,7 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fh
 	if err := tx.Put(ctx, pre.version, pre.index); err != nil {
 		return Result{}, err
 	}
-	if err := e.mayWrite(ctx, tx, rt, id, auth.Update, "as written"); err != nil {
+	if err := e.mayWrite(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: pre.version, Created: next == 1}, nil
@@ -457,7 +489,12 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, obj fh
 // string). No match: the resource is created (with the body's id when it has one,
 // else a new id). One match: it is updated; a body id that differs is an error.
 // More than one: TooManyMatches.
-func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body []byte, ifMatch int) (Result, error) {
+func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body []byte, ifMatch int) (_ Result, err error) {
+	ctx, ia := e.begin(ctx, "update", "U", "", "")
+	if ia != nil {
+		ia.rec.Query = query
+	}
+	defer func() { err = e.end(ctx, ia, err) }()
 	if err := checkType(rt, fhir.Update); err != nil {
 		return Result{}, err
 	}
@@ -465,11 +502,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body [
 	if err != nil {
 		return Result{}, fhir.WithOp("update", err)
 	}
-	q, err := e.conditionQuery(rt, query, "a conditional update")
-	if err != nil {
-		return Result{}, err
-	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if _, err := e.conditionQuery(rt, query, "a conditional update"); err != nil {
 		return Result{}, err
 	}
 	bodyID, hasID := obj["id"].(string)
@@ -482,31 +515,32 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, rt, query string, body [
 	if !hasID {
 		id = newID()
 	}
+	minted := ""
 	res, err := e.update(ctx, rt, id, obj, chk, ifMatch, "PUT", func(tx store.Tx) (string, error) {
-		found, err := tx.Search(ctx, q)
+		found, err := e.conditional(ctx, tx, rt, query, "a conditional update")
 		if err != nil {
 			return "", err
 		}
-		switch len(found.Matches) {
-		case 0:
-			return id, nil
-		case 1:
-			m := found.Matches[0]
-			if hasID && bodyID != m.ID {
-				return "", fhir.Errorf(fhir.Invalid, rt+".id", "the id %q in the body does not match the id %q of the resource the condition selects", bodyID, m.ID)
+		if len(found) == 0 {
+			if !hasID {
+				minted = id
 			}
-			return m.ID, nil
-		default:
-			return "", fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)
+			return id, nil
 		}
-	})
+		if hasID && bodyID != found[0].ID {
+			return "", fhir.Errorf(fhir.Invalid, rt+".id", "the id %q in the body does not match the id %q of the resource the condition selects", bodyID, found[0].ID)
+		}
+		return found[0].ID, nil
+	}, func(target string) bool { return target == minted })
 	return res, fhir.WithOp("update", err)
 }
 
 // Delete deletes rt/id by storing a tombstone version. Deleting a resource that
 // does not exist, or is already deleted, stores nothing (NoOp). ifMatch, when
 // non-zero, must equal the current version.
-func (e *Engine) Delete(ctx context.Context, rt, id string, ifMatch int) (Result, error) {
+func (e *Engine) Delete(ctx context.Context, rt, id string, ifMatch int) (_ Result, err error) {
+	ctx, ia := e.begin(ctx, "delete", "D", rt, id)
+	defer func() { err = e.end(ctx, ia, err) }()
 	if err := checkType(rt, fhir.Delete); err != nil {
 		return Result{}, err
 	}
@@ -519,36 +553,30 @@ func (e *Engine) Delete(ctx context.Context, rt, id string, ifMatch int) (Result
 
 // ConditionalDelete deletes the one resource of type rt matching query. No match
 // is a NoOp; more than one is TooManyMatches.
-func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatch int) (Result, error) {
+func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatch int) (_ Result, err error) {
+	ctx, ia := e.begin(ctx, "delete", "D", "", "")
+	if ia != nil {
+		ia.rec.Query = query
+	}
+	defer func() { err = e.end(ctx, ia, err) }()
 	if err := checkType(rt, fhir.Delete); err != nil {
 		return Result{}, err
 	}
-	q, err := e.conditionQuery(rt, query, "a conditional delete")
-	if err != nil {
-		return Result{}, err
-	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if _, err := e.conditionQuery(rt, query, "a conditional delete"); err != nil {
 		return Result{}, err
 	}
 	res, err := e.delete(ctx, rt, ifMatch, func(tx store.Tx) (string, error) {
-		found, err := tx.Search(ctx, q)
-		if err != nil {
+		found, err := e.conditional(ctx, tx, rt, query, "a conditional delete")
+		if err != nil || len(found) == 0 {
 			return "", err
 		}
-		switch len(found.Matches) {
-		case 0:
-			return "", nil
-		case 1:
-			return found.Matches[0].ID, nil
-		default:
-			return "", fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)
-		}
+		return found[0].ID, nil
 	})
 	return res, fhir.WithOp("delete", err)
 }
 
 func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func(store.Tx) (string, error)) (Result, error) {
-	if _, err := e.conditions(ctx, rt, auth.Delete); err != nil {
+	if _, err := e.conditions(ctx, rt, fhir.PermDelete); err != nil {
 		return Result{}, err
 	}
 	now := e.now()
@@ -572,6 +600,9 @@ func (e *Engine) delete(ctx context.Context, rt string, ifMatch int, target func
 // deleteInTx stores a tombstone for rt/id inside tx. Nothing to delete (never
 // existed, already deleted) is a NoOp.
 func (e *Engine) deleteInTx(ctx context.Context, tx store.Tx, rt, id string, ifMatch int, now time.Time) (Result, error) {
+	if err := e.mayChange(ctx, tx, rt, id, fhir.PermDelete); err != nil {
+		return Result{}, err
+	}
 	cur, err := tx.Read(ctx, rt, id)
 	if fhir.KindOf(err) == fhir.NotFound {
 		if ifMatch != 0 {
@@ -587,9 +618,6 @@ func (e *Engine) deleteInTx(ctx context.Context, tx store.Tx, rt, id string, ifM
 	}
 	if cur.Deleted {
 		return Result{Version: cur, NoOp: true}, nil
-	}
-	if err := e.mayWrite(ctx, tx, rt, id, auth.Delete, "as it stands"); err != nil {
-		return Result{}, err
 	}
 	v := store.Version{Type: rt, ID: id, VersionID: cur.VersionID + 1, LastUpdated: now, Deleted: true, Method: "DELETE"}
 	if err := tx.Put(ctx, v, nil); err != nil {

@@ -62,7 +62,12 @@ const maxEverything = 10000
 // the members of its compartment, the resources they refer to and the ones that
 // refer to them, as the rules in everything.json say. Parameters: _since,
 // _type, _count, _cursor (paging).
-func (e *Engine) Everything(ctx context.Context, rt, id string, params []fhir.RawParam) (*Bundle, error) {
+func (e *Engine) Everything(ctx context.Context, rt, id string, params []fhir.RawParam) (b *Bundle, err error) {
+	ctx, ia := e.begin(ctx, "operation", "E", rt, id)
+	if ia != nil {
+		ia.rec.Query = rawQuery(params)
+	}
+	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
 	rule, ok := everything[rt]
 	if !ok {
 		return nil, fhir.Errorf(fhir.NotSupported, "", "$everything is not supported on %s", rt)
@@ -117,7 +122,7 @@ func (e *Engine) Everything(ctx context.Context, rt, id string, params []fhir.Ra
 			out = append(out, v)
 		}
 	}
-	b := e.newBundle("searchset")
+	b = e.newBundle("searchset")
 	total := len(out)
 	b.Total = &total
 	path := e.base + "/" + rt + "/" + id + "/$everything"

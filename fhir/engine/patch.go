@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"time"
 
 	"crs/fhir"
 	"crs/fhir/store"
@@ -9,58 +10,71 @@ import (
 
 // Patch applies a JSON Patch document (RFC 6902) to the current version of rt/id,
 // validates the result like any update and stores it as the next version.
-// ifMatch, when non-zero, must equal the current version. Without it, a write that
-// lands between reading and storing makes Patch start again on the newer version
-// (a few times at most), so no concurrent update is lost.
-func (e *Engine) Patch(ctx context.Context, rt, id string, patch []byte, ifMatch int) (Result, error) {
+// ifMatch, when non-zero, must equal the current version. The patch is applied
+// inside the store transaction, so no concurrent update is lost. A bundle's
+// PATCH entry runs the same code (patchInTx).
+func (e *Engine) Patch(ctx context.Context, rt, id string, patch []byte, ifMatch int) (_ Result, err error) {
+	ctx, ia := e.begin(ctx, "patch", "U", rt, id)
+	defer func() { err = e.end(ctx, ia, err) }()
 	if err := checkType(rt, fhir.Update); err != nil {
 		return Result{}, err
 	}
 	if err := checkID(id); err != nil {
 		return Result{}, err
 	}
+	if _, err := e.conditions(ctx, rt, fhir.PermUpdate); err != nil {
+		return Result{}, fhir.WithOp("patch", err)
+	}
 	ops, err := fhir.ParsePatch(patch, e.limits)
 	if err != nil {
 		return Result{}, fhir.WithOp("patch", err)
 	}
-	for attempt := 0; ; attempt++ {
-		res, err := e.patchOnce(ctx, rt, id, ops, ifMatch)
-		if err == nil || ifMatch != 0 || attempt == 4 || fhir.KindOf(err) != fhir.PreconditionFailed {
-			return res, fhir.WithOp("patch", err)
-		}
-	}
-}
-
-func (e *Engine) patchOnce(ctx context.Context, rt, id string, ops []fhir.PatchOp, ifMatch int) (Result, error) {
-	cur, err := e.store.Read(ctx, rt, id)
-	if err != nil {
-		return Result{}, err
-	}
-	if cur.Deleted {
-		return Result{}, fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", rt, id)
-	}
-	if ifMatch != 0 && ifMatch != cur.VersionID {
-		return Result{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", ifMatch, cur.VersionID, rt, id)
-	}
-	obj, chk, err := e.applyPatch(cur, ops)
-	if err != nil {
-		return Result{}, err
-	}
 	now := e.now()
 	var res Result
 	err = e.store.Write(ctx, func(tx store.Tx) error {
+		var obj fhir.Object
+		var chk checked
+		if res, obj, chk, err = e.patchInTx(ctx, tx, rt, id, ops, ifMatch, now); err != nil {
+			return err
+		}
 		if chk.resolve {
 			if err := e.resolveReferences(ctx, tx, obj, chk.allowed); err != nil {
 				return err
 			}
 		}
-		if res, err = e.putNext(ctx, tx, rt, id, obj, nil, cur.VersionID, "PATCH", now); err != nil {
-			return err
-		}
+		res.Issues = chk.issues
 		return e.auditInTx(ctx, tx, writeRecord("patch", "U", res.Version))
 	})
-	res.Issues = chk.issues
-	return res, err
+	if err != nil {
+		return Result{}, fhir.WithOp("patch", err)
+	}
+	return res, nil
+}
+
+// patchInTx patches rt/id inside tx: access first (before anything about the
+// target is read), then the current version, If-Match, the patch and the
+// validation of its result, and the write. It returns the patched resource
+// and its checks, whose references the caller resolves.
+func (e *Engine) patchInTx(ctx context.Context, tx store.Tx, rt, id string, ops []fhir.PatchOp, ifMatch int, now time.Time) (Result, fhir.Object, checked, error) {
+	if err := e.mayChange(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
+		return Result{}, nil, checked{}, err
+	}
+	cur, err := tx.Read(ctx, rt, id)
+	if err != nil {
+		return Result{}, nil, checked{}, err
+	}
+	if cur.Deleted {
+		return Result{}, nil, checked{}, fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", rt, id)
+	}
+	if ifMatch != 0 && ifMatch != cur.VersionID {
+		return Result{}, nil, checked{}, fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", ifMatch, cur.VersionID, rt, id)
+	}
+	obj, chk, err := e.applyPatch(cur, ops)
+	if err != nil {
+		return Result{}, nil, checked{}, err
+	}
+	res, err := e.putNext(ctx, tx, rt, id, false, obj, nil, cur.VersionID, "PATCH", now)
+	return res, obj, chk, err
 }
 
 // applyPatch patches a stored version and validates the result, which must keep

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/store"
 	"crs/profiles"
@@ -136,13 +135,15 @@ type ValidateRequest struct {
 
 // Validate runs $validate: the checks of a write, without storing. It returns
 // an OperationOutcome with every issue found (an information issue when none).
-func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (fhir.Object, error) {
+func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (oo fhir.Object, err error) {
+	ctx, ia := e.begin(ctx, "operation", "E", req.Type, req.ID)
+	defer func() { oo, err = endObject(oo, e.end(ctx, ia, err)) }()
 	if !fhir.Served(req.Type) {
 		return nil, fhir.Errorf(fhir.NotSupportedType, "", "resource type %q is not supported", req.Type)
 	}
 	// $validate is for callers who may write the type.
-	if _, err := e.conditions(ctx, req.Type, auth.Create); err != nil {
-		if _, err2 := e.conditions(ctx, req.Type, auth.Update); err2 != nil {
+	if _, err := e.conditions(ctx, req.Type, fhir.PermCreate); err != nil {
+		if _, err2 := e.conditions(ctx, req.Type, fhir.PermUpdate); err2 != nil {
 			return nil, err
 		}
 	}
@@ -231,11 +232,16 @@ func (e *Engine) validateOnly(ctx context.Context, req ValidateRequest, obj fhir
 
 // Expand runs ValueSet $expand on a value set of the pathway, named by url or
 // by the id of a stored ValueSet.
-func (e *Engine) Expand(ctx context.Context, id string, query url.Values) (fhir.Object, error) {
+func (e *Engine) Expand(ctx context.Context, id string, query url.Values) (vs fhir.Object, err error) {
+	ctx, ia := e.begin(ctx, "operation", "E", "ValueSet", id)
+	if ia != nil {
+		ia.rec.Query = query.Encode()
+	}
+	defer func() { vs, err = endObject(vs, e.end(ctx, ia, err)) }()
 	if e.profiles == nil {
 		return nil, fhir.Errorf(fhir.NotSupported, "", "$expand needs the pathway profiles, which this server was started without")
 	}
-	if _, err := e.conditions(ctx, "ValueSet", auth.Read); err != nil {
+	if _, err := e.conditions(ctx, "ValueSet", fhir.PermRead); err != nil {
 		return nil, err
 	}
 	vsURL := query.Get("url")

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"crs/auth"
+	"crs/audit"
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
@@ -31,6 +31,7 @@ type bundleEntry struct {
 	patch    []fhir.PatchOp
 	ifNone   string
 	ifMatch  int
+	fresh    bool        // id minted by the server for a conditional PUT that matched nothing
 	checked  checked     // what validation found (POST, PUT, PATCH)
 	patched  fhir.Object // the result of a PATCH entry
 
@@ -53,7 +54,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 		return nil
 	}
 	if be.method == "POST" {
-		if err := e.mayWrite(ctx, tx, be.rt, be.id, auth.Create, "as written"); err != nil {
+		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate); err != nil {
 			return be.entryError(err)
 		}
 	}
@@ -96,7 +97,9 @@ func (b *bundleEntry) entryError(err error) error {
 // rewritten; if any entry fails, nothing is stored and the error names the entry.
 // A batch processes each entry on its own; each gets its own status or
 // OperationOutcome.
-func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*Bundle, error) {
+func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (b *Bundle, err error) {
+	ctx, ia := e.begin(ctx, "transaction", "E", "", "")
+	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
 	obj, err := fhir.Parse(body, e.limits)
 	if err != nil {
 		return nil, fhir.WithOp("bundle", err)
@@ -136,7 +139,17 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*B
 		entries = append(entries, be)
 	}
 	if typ == "batch" {
-		return e.batch(ctx, entries, opt), nil
+		if ia != nil {
+			ia.rec.Interaction = "batch"
+		}
+		b := e.batch(ctx, entries, opt)
+		if ia != nil {
+			// Each entry recorded its own write or failure; the batch itself is
+			// recorded too, naming what its successful entries disclosed.
+			ia.recorded.Store(false)
+			ia.rec.Entities = entriesRecord("batch", entries).Entities
+		}
+		return b, nil
 	}
 	return e.transaction(ctx, entries, opt)
 }
@@ -284,7 +297,7 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		if err := checkType(be.rt, interactionOf(be)); err != nil {
 			return nil, be.entryError(err)
 		}
-		if _, err := e.conditions(ctx, be.rt, auth.PermissionOf(interactionOf(be))); err != nil {
+		if _, err := e.conditions(ctx, be.rt, fhir.PermissionOf(interactionOf(be))); err != nil {
 			return nil, be.entryError(err)
 		}
 	}
@@ -376,7 +389,7 @@ func (e *Engine) resolveTarget(ctx context.Context, tx store.Tx, be *bundleEntry
 		case bodyID != "":
 			be.id = bodyID
 		default:
-			be.id = newID()
+			be.id, be.fresh = newID(), true
 		}
 	default:
 		return nil
@@ -410,7 +423,7 @@ func (e *Engine) conditional(ctx context.Context, tx store.Tx, rt, query, what s
 	if err != nil {
 		return nil, err
 	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return nil, err
 	}
 	res, err := tx.Search(ctx, q)
@@ -501,31 +514,17 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		}
 		be.response = e.writeEntry(v, "201 Created", opt)
 	case "PUT":
-		res, err := e.putNext(ctx, tx, be.rt, be.id, be.resource, nil, be.ifMatch, "PUT", now)
+		res, err := e.putNext(ctx, tx, be.rt, be.id, be.fresh, be.resource, nil, be.ifMatch, "PUT", now)
 		if err != nil {
 			return err
 		}
 		be.response = e.writeEntry(res.Version, statusOf(res), opt)
 	case "PATCH":
-		cur, err := tx.Read(ctx, be.rt, be.id)
-		if err != nil {
-			return err
-		}
-		if cur.Deleted {
-			return fhir.Errorf(fhir.Gone, "", "%s/%s was deleted", be.rt, be.id)
-		}
-		if be.ifMatch != 0 && be.ifMatch != cur.VersionID {
-			return fhir.Errorf(fhir.PreconditionFailed, "", "If-Match version %d does not match the current version %d of %s/%s", be.ifMatch, cur.VersionID, be.rt, be.id)
-		}
-		obj, chk, err := e.applyPatch(cur, be.patch)
+		res, obj, chk, err := e.patchInTx(ctx, tx, be.rt, be.id, be.patch, be.ifMatch, now)
 		if err != nil {
 			return err
 		}
 		be.patched, be.checked = obj, chk
-		res, err := e.putNext(ctx, tx, be.rt, be.id, obj, nil, cur.VersionID, "PATCH", now)
-		if err != nil {
-			return err
-		}
 		be.response = e.writeEntry(res.Version, "200 OK", opt)
 	case "GET":
 		return e.getInTx(ctx, tx, be, opt)
@@ -586,7 +585,7 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 	if err != nil {
 		return err
 	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
+	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return err
 	}
 	res, err := tx.Search(ctx, q)
@@ -612,7 +611,7 @@ func (e *Engine) batch(ctx context.Context, entries []*bundleEntry, opt SearchOp
 		if be.response.Response == nil {
 			if err := e.batchEntry(ctx, be, opt); err != nil {
 				be.response = errorEntry(err)
-				rec := auth.AuditRecord{Interaction: "batch", Action: "E", Outcome: fhir.AsError(err)}
+				rec := audit.Record{Interaction: "batch", Action: "E", Outcome: fhir.AsError(err)}
 				if be.id != "" {
 					rec.Entities = []string{be.rt + "/" + be.id}
 				}
@@ -630,7 +629,7 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 	if err := checkType(be.rt, interactionOf(be)); err != nil {
 		return be.entryError(err)
 	}
-	if _, err := e.conditions(ctx, be.rt, auth.PermissionOf(interactionOf(be))); err != nil {
+	if _, err := e.conditions(ctx, be.rt, fhir.PermissionOf(interactionOf(be))); err != nil {
 		return be.entryError(err)
 	}
 	if be.method == "GET" && be.vid != "" {
@@ -665,17 +664,19 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 	return err
 }
 
-// entriesRecord describes the writes of a transaction, or of one batch entry,
-// for the audit trail.
-func entriesRecord(interaction string, entries []*bundleEntry) auth.AuditRecord {
-	rec := auth.AuditRecord{Interaction: interaction, Action: "E"}
+// entriesRecord describes what the successful entries of a transaction or
+// batch (or one batch entry) wrote or read, for the audit trail.
+func entriesRecord(interaction string, entries []*bundleEntry) audit.Record {
+	rec := audit.Record{Interaction: interaction, Action: "E"}
 	for _, be := range entries {
-		if be.method == "GET" || be.id == "" || be.response.Response == nil {
-			continue
+		if be.id == "" || be.response.Response == nil || !strings.HasPrefix(be.response.Response.Status, "2") {
+			continue // a search, or an entry that failed (recorded on its own)
 		}
 		ref := be.rt + "/" + be.id
 		if loc := be.response.Response.Location; loc != "" {
 			ref = loc
+		} else if be.vid != "" {
+			ref += "/_history/" + be.vid
 		}
 		rec.Entities = append(rec.Entities, ref)
 		if rec.Patient == "" && be.rt == "Patient" {

@@ -81,10 +81,10 @@ const maxChain = 4
 // the self and next links from it.
 func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt ParseOptions) (*fhir.Query, error) {
 	if opt.MaxCount <= 0 {
-		opt.MaxCount = 500
+		opt.MaxCount = fhir.MaxPageSize
 	}
 	if opt.DefaultCount <= 0 || opt.DefaultCount > opt.MaxCount {
-		opt.DefaultCount = min(20, opt.MaxCount)
+		opt.DefaultCount = min(fhir.DefaultPageSize, opt.MaxCount)
 	}
 	q := &fhir.Query{Type: resourceType, Count: opt.DefaultCount}
 	for _, p := range params {

@@ -574,51 +574,12 @@ func setRef(iv *fhir.IndexValue, ref string) {
 	if ref == "" || ref[0] == '#' {
 		return
 	}
-	if typ, id, ok := localRef(ref); ok {
+	if r, ok := fhir.ParseReference(ref, ""); ok {
+		typ, id := r.Type, r.ID
 		iv.RefType, iv.RefID = typ, id
 		return
 	}
 	iv.Exact = ref
-}
-
-// localRef parses a relative literal reference Type/id or
-// Type/id/_history/vid, as fhir.ParseReference does without a base, without a
-// regular expression.
-func localRef(ref string) (typ, id string, ok bool) {
-	i := strings.IndexByte(ref, '/')
-	if i < 2 || ref[0] < 'A' || ref[0] > 'Z' {
-		return "", "", false
-	}
-	typ = ref[:i]
-	for j := 1; j < len(typ); j++ {
-		if c := typ[j]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return "", "", false
-		}
-	}
-	id, rest, hasRest := strings.Cut(ref[i+1:], "/")
-	if !validID(id) {
-		return "", "", false
-	}
-	if hasRest {
-		vid, found := strings.CutPrefix(rest, "_history/")
-		if !found || !validID(vid) {
-			return "", "", false
-		}
-	}
-	return typ, id, true
-}
-
-// validID reports whether s is a FHIR logical id: 1 to 64 of A-Z a-z 0-9 - .
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // uriValues: a uri, url or canonical gives Exact.

@@ -22,24 +22,29 @@ import (
 
 func main() {
 	base := flag.String("base", "http://127.0.0.1:18080/fhir", "FHIR base URL")
-	mode := flag.String("mode", "create", "create or read")
+	mode := flag.String("mode", "create", "create, read, or transaction (acute referral: Patient + Encounter + ServiceRequest; -body is not used)")
 	conc := flag.Int("c", 8, "concurrent clients")
 	dur := flag.Duration("d", 5*time.Second, "duration of one run")
 	runs := flag.Int("runs", 5, "number of runs")
 	bodyFile := flag.String("body", "", "resource JSON to create (create mode) or preload (read mode)")
 	preload := flag.Int("preload", 2000, "resources created before a read run")
 	flag.Parse()
-	body, err := os.ReadFile(*bodyFile)
-	if err != nil {
-		fail(err)
+	rt := "Bundle"
+	var body []byte
+	if *mode != "transaction" {
+		var err error
+		if body, err = os.ReadFile(*bodyFile); err != nil {
+			fail(err)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(body, &res); err != nil {
+			fail(err)
+		}
+		rt, _ = res["resourceType"].(string)
+		delete(res, "id")
+		body, _ = json.Marshal(res)
 	}
-	var res map[string]any
-	if err := json.Unmarshal(body, &res); err != nil {
-		fail(err)
-	}
-	rt, _ := res["resourceType"].(string)
-	delete(res, "id")
-	body, _ = json.Marshal(res)
+	nonce := time.Now().UnixNano() % 1e6
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2, MaxConnsPerHost: *conc * 2}, Timeout: 30 * time.Second}
 	var ids []string
@@ -59,6 +64,8 @@ func main() {
 			case "create":
 				_, err := create(client, *base+"/"+rt, body)
 				return err
+			case "transaction":
+				return transaction(client, *base, fmt.Sprintf("9%03d%06d", r, (nonce+int64(i))%1e6))
 			default:
 				return read(client, *base+"/"+rt+"/"+ids[i%len(ids)])
 			}
@@ -96,6 +103,30 @@ func create(c *http.Client, url string, body []byte) (string, error) {
 		id = string(parts[len(parts)-3])
 	}
 	return id, nil
+}
+
+// transaction posts an acute trust's discharge referral: a conditional create
+// of the Patient by NHS number, its Encounter and the ServiceRequest, linked by
+// urn:uuid references, as one transaction.
+func transaction(c *http.Client, base, nhs string) error {
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[
+ {"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","resource":{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"` + nhs + `"}],"name":[{"family":"Acute"}]},
+  "request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=https://fhir.nhs.uk/Id/nhs-number|` + nhs + `"}},
+ {"fullUrl":"urn:uuid:22222222-2222-4222-8222-222222222222","resource":{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"},"subject":{"reference":"urn:uuid:11111111-1111-4111-8111-111111111111"}},"request":{"method":"POST","url":"Encounter"}},
+ {"resource":{"resourceType":"ServiceRequest","status":"active","intent":"plan","subject":{"reference":"urn:uuid:11111111-1111-4111-8111-111111111111"},"encounter":{"reference":"urn:uuid:22222222-2222-4222-8222-222222222222"},"authoredOn":"2026-11-20T10:00:00Z"},"request":{"method":"POST","url":"ServiceRequest"}}]}`
+	req, _ := http.NewRequest("POST", base, bytes.NewReader([]byte(body)))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Prefer", "return=minimal")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("transaction: status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 func read(c *http.Client, url string) error {

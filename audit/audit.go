@@ -1,4 +1,9 @@
-package auth
+// Package audit is crs's audit trail: what happened in one interaction (Record),
+// rendered as an AuditEvent in the shape of IHE Basic Audit Log Patterns, the
+// hash chain that links every AuditEvent to the one before it, and the check
+// that the chain holds ("crs audit verify"). The engine records; this package
+// says what a record is and how the chain is made and verified.
+package audit
 
 import (
 	"crypto/sha256"
@@ -9,21 +14,22 @@ import (
 	"strings"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 )
 
-// AuditRecord is what happened in one interaction, for its AuditEvent.
-type AuditRecord struct {
-	Interaction string      // restful-interaction code: read, vread, update, patch, delete, history-instance, history-type, history-system, create, search-type, capabilities, transaction, batch, operation
-	Action      string      // C, R, U, D or E
-	Outcome     *fhir.Error // nil on success
-	Entities    []string    // the resources involved, Type/id or Type/id/_history/n
-	Patient     string      // Patient/id when a patient is involved
-	Query       string      // the query of a search, as sent
-	RequestID   string      // the X-Request-Id
-	Remote      string      // the client's network address
-	Server      string      // this server's base URL
-	Who         *Principal  // nil: unknown caller (no or bad token)
+// Record is what happened in one interaction, for its AuditEvent.
+type Record struct {
+	Interaction string          // restful-interaction code: read, vread, update, patch, delete, history-instance, history-type, history-system, create, search-type, capabilities, transaction, batch, operation
+	Action      string          // C, R, U, D or E
+	Outcome     *fhir.Error     // nil on success
+	Entities    []string        // the resources involved, Type/id or Type/id/_history/n
+	Patient     string          // Patient/id when a patient is involved
+	Query       string          // the query of a search, as sent
+	RequestID   string          // the X-Request-Id
+	Remote      string          // the client's network address
+	Server      string          // this server's base URL
+	Who         *auth.Principal // nil: unknown caller (no or bad token)
 	Recorded    time.Time
 }
 
@@ -38,9 +44,9 @@ const (
 	balpTypes = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 )
 
-// AuditEvent renders a record in the shape of IHE Basic Audit Log Patterns
+// Event renders a record as an AuditEvent in the shape of IHE Basic Audit Log Patterns
 // (RESTful activity), without its chain extension.
-func AuditEvent(r AuditRecord) fhir.Object {
+func Event(r Record) fhir.Object {
 	outcome, desc := "0", ""
 	if r.Outcome != nil {
 		outcome = "4" // a failure the client caused

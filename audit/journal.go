@@ -1,0 +1,421 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Journal is the audit trail's append-only file: an AuditEvent is durable
+// once its line is in the journal and fsynced, which costs one small
+// sequential write and one fdatasync shared by every event that arrived
+// meanwhile (group commit) — far less than a database commit that indexes
+// the event. The engine materialises journal entries into AuditEvent
+// resources behind it, in large batches, and truncates the journal once
+// every entry in it is materialised. After a crash, Open returns the entries
+// still in the file; materialising is idempotent (by AuditEvent id), so an
+// entry that was already materialised is skipped.
+//
+// The file is preallocated (zero-filled) and written in place, and once every
+// entry in it is materialised the next line goes back to its start: so an
+// fdatasync flushes only data, never the file's size or extents, whose
+// metadata commit would cost milliseconds on a busy disk. A line is
+// "<crc32, 8 hex> <sequence, 16 hex> <JSON of an Entry>\n", the checksum
+// covering sequence and JSON. Open reads lines from the start while each is
+// whole, checks and follows the one before (sequence + 1): a torn line (the
+// write a crash interrupted, never acknowledged), the zeros past the end or
+// the older lines after a wrap end the journal.
+type Journal struct {
+	path string
+	max  int // entries that may wait for their fsync or their materialisation
+
+	mu      sync.Mutex
+	f       *os.File
+	pending []*journalWrite // waiting for their write
+	written []*journalWrite // written, waiting for an fdatasync that covers them
+	syncing int             // flush goroutines running
+	failed  error           // a write or fdatasync failed: everything is refused
+	backlog int             // durable entries not yet reported materialised
+	closed  bool
+	durable chan struct{} // signalled (non-blocking) when entries become durable
+	ready   []Entry       // durable entries not yet taken by the materialiser
+	// recovered is how many of the first entries taken came from the file at
+	// Open, and may have been materialised before the crash.
+	recovered   int
+	off         int64     // where the next line goes
+	lastDurable time.Time // when entries last became durable
+	seq         uint64    // the sequence of the next line
+}
+
+// Entry is one AuditEvent in the journal: its id, when it was recorded, and
+// its canonical content (the event without id, meta and chain extension, as
+// Canonical gives it), which is what its chain hash covers.
+type Entry struct {
+	ID        string          `json:"id"`
+	Recorded  time.Time       `json:"t"`
+	Canonical json.RawMessage `json:"c"`
+}
+
+type journalWrite struct {
+	line  []byte
+	entry Entry
+	seq   uint64
+	done  chan error
+}
+
+// ErrJournalFull is returned by Append when more entries than the journal's
+// bound wait for their fsync or their materialisation.
+var ErrJournalFull = errors.New("the audit journal is full: AuditEvents are not being materialised fast enough")
+
+// OpenJournal opens (creating it if need be) the journal at path. The entries
+// it still holds from before (their number is returned) are the first Take
+// gives: some may be materialised already (Recovered says how many to check).
+// max bounds the entries waiting (DefaultJournalMax when <= 0).
+func OpenJournal(path string, max int) (*Journal, int, error) {
+	if max <= 0 {
+		max = DefaultJournalMax
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	entries, good, last, err := readJournal(f)
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if err := preallocate(f, journalSize); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	// New lines follow the recovered ones; in an empty journal they start
+	// from the clock, so that sequences grow across restarts too and no older
+	// line can pass for the successor of a newer one.
+	seq := last + 1
+	if len(entries) == 0 {
+		seq = uint64(time.Now().UnixNano())
+	}
+	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq}
+	if len(entries) > 0 {
+		j.durable <- struct{}{}
+	}
+	return j, len(entries), nil
+}
+
+// DefaultJournalMax is the default bound of entries waiting in a journal.
+const DefaultJournalMax = 65536
+
+// journalSize is the size the journal file is preallocated to; past it (many
+// entries not yet materialised) the file grows.
+const journalSize = 16 << 20
+
+// preallocate zero-fills f up to size, so that lines are written in place.
+func preallocate(f *os.File, size int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() >= size {
+		return nil
+	}
+	zeros := make([]byte, 1<<20)
+	for off := fi.Size(); off < size; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// readJournal reads the good lines of a journal from its start: the entries,
+// the offset after the last and its sequence.
+func readJournal(r io.Reader) ([]Entry, int64, uint64, error) {
+	var out []Entry
+	var good int64
+	var last uint64
+	br := bufio.NewReaderSize(r, 1<<16)
+	for {
+		line, err := br.ReadBytes('\n')
+		if err == io.EOF {
+			return out, good, last, nil // a line without its newline is torn
+		}
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		e, seq, ok := parseLine(line)
+		if !ok || (len(out) > 0 && seq != last+1) {
+			return out, good, last, nil
+		}
+		out = append(out, e)
+		good += int64(len(line))
+		last = seq
+	}
+}
+
+func parseLine(line []byte) (Entry, uint64, bool) {
+	if len(line) < 28 || line[8] != ' ' || line[25] != ' ' || line[len(line)-1] != '\n' {
+		return Entry{}, 0, false
+	}
+	var sum [4]byte
+	if _, err := hex.Decode(sum[:], line[:8]); err != nil {
+		return Entry{}, 0, false
+	}
+	if crc32.ChecksumIEEE(line[9:len(line)-1]) != uint32(sum[0])<<24|uint32(sum[1])<<16|uint32(sum[2])<<8|uint32(sum[3]) {
+		return Entry{}, 0, false
+	}
+	seq, err := strconv.ParseUint(string(line[9:25]), 16, 64)
+	if err != nil {
+		return Entry{}, 0, false
+	}
+	var e Entry
+	if err := json.Unmarshal(line[26:len(line)-1], &e); err != nil || e.ID == "" {
+		return Entry{}, 0, false
+	}
+	return e, seq, true
+}
+
+// encodeEntry is the JSON of an entry, as its line carries it.
+func encodeEntry(e Entry) ([]byte, error) {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.IndexByte(body, '\n') >= 0 {
+		return nil, fmt.Errorf("journal entry %s has a newline", e.ID)
+	}
+	return body, nil
+}
+
+// appendLine appends the line of an entry's JSON with its sequence to buf.
+func appendLine(buf []byte, seq uint64, body []byte) []byte {
+	start := len(buf)
+	buf = fmt.Appendf(buf, "%08x %016x ", 0, seq)
+	buf = append(buf, body...)
+	sum := crc32.ChecksumIEEE(buf[start+9:])
+	copy(buf[start:start+8], fmt.Appendf(nil, "%08x", sum))
+	return append(buf, '\n')
+}
+
+// Append writes e to the journal and returns once it is durable (fsynced),
+// sharing the write and fsync with every entry appended meanwhile. A full
+// journal is ErrJournalFull at once.
+func (j *Journal) Append(e Entry) error {
+	line, err := encodeEntry(e)
+	if err != nil {
+		return err
+	}
+	w := &journalWrite{line: line, entry: e, done: make(chan error, 1)}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return errors.New("the audit journal is closed")
+	}
+	if j.failed != nil {
+		err := j.failed
+		j.mu.Unlock()
+		return fmt.Errorf("the audit journal failed: %w", err)
+	}
+	if len(j.pending)+len(j.written)+j.backlog >= j.max {
+		j.mu.Unlock()
+		return ErrJournalFull
+	}
+	j.pending = append(j.pending, w)
+	if j.syncing < maxSyncs {
+		j.syncing++
+		go j.flush()
+	}
+	j.mu.Unlock()
+	return <-w.done
+}
+
+// maxSyncs is how many fdatasync calls may be in flight at once. A batch is
+// written (into the page cache, in order) and its fdatasync started without
+// waiting for the one before to return; each fdatasync makes durable every
+// line written before it started, so entries are acknowledged in order, as
+// soon as any flush that covers them returns.
+const maxSyncs = 2
+
+// flush writes the waiting lines and fdatasyncs them, batch after batch,
+// until none wait.
+func (j *Journal) flush() {
+	var buf []byte
+	for {
+		j.mu.Lock()
+		batch := j.pending
+		j.pending = nil
+		if len(batch) == 0 || j.failed != nil {
+			j.syncing--
+			err := j.failed
+			j.mu.Unlock()
+			for _, w := range batch {
+				w.done <- err
+			}
+			return
+		}
+		buf = buf[:0]
+		for i, w := range batch {
+			w.seq = j.seq + uint64(i)
+			buf = appendLine(buf, w.seq, w.line)
+		}
+		if _, err := j.f.WriteAt(buf, j.off); err != nil {
+			j.failed = err
+			j.mu.Unlock()
+			for _, w := range batch {
+				w.done <- err
+			}
+			continue
+		}
+		j.off += int64(len(buf))
+		j.seq += uint64(len(batch))
+		j.written = append(j.written, batch...)
+		covered, f := j.seq-1, j.f
+		j.mu.Unlock()
+
+		err := syncData(f)
+
+		j.mu.Lock()
+		var done []*journalWrite
+		if err != nil {
+			// After a failed fsync the file's state is unknown: the journal
+			// refuses everything from now on (the server answers 503).
+			j.failed = err
+			done, j.written = j.written, nil
+		} else {
+			n := 0
+			for n < len(j.written) && j.written[n].seq <= covered {
+				n++
+			}
+			done = j.written[:n:n]
+			j.written = j.written[n:]
+			j.lastDurable = time.Now()
+			j.backlog += len(done)
+			for _, w := range done {
+				j.ready = append(j.ready, w.entry)
+			}
+			if len(done) > 0 {
+				select {
+				case j.durable <- struct{}{}:
+				default:
+				}
+			}
+		}
+		j.mu.Unlock()
+		for _, w := range done {
+			w.done <- err
+		}
+	}
+}
+
+// Durable is signalled when entries become durable: the materialiser waits on
+// it and then calls Take.
+func (j *Journal) Durable() <-chan struct{} { return j.durable }
+
+// Kick is the sending side of Durable, for a materialiser that wants to look
+// again (after a failure) without a new entry.
+func (j *Journal) Kick() chan<- struct{} { return j.durable }
+
+// Take returns up to n durable entries not yet taken, oldest first.
+func (j *Journal) Take(n int) []Entry {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if n > len(j.ready) {
+		n = len(j.ready)
+	}
+	out := append([]Entry(nil), j.ready[:n]...)
+	j.ready = j.ready[n:]
+	if len(j.ready) == 0 {
+		j.ready = nil
+	}
+	return out
+}
+
+// Recovered reports how many of the entries still to be taken came from the
+// file at Open (and may have been materialised already), and forgets them.
+func (j *Journal) Recovered(taken int) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := min(taken, j.recovered)
+	j.recovered -= n
+	return n
+}
+
+// Requeue puts taken entries back, first in line (their materialisation
+// failed; it is tried again).
+func (j *Journal) Requeue(entries []Entry) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.ready = append(append([]Entry(nil), entries...), j.ready...)
+}
+
+// Materialised reports that n taken entries are stored as AuditEvent
+// resources. When every entry in the file is, the file is emptied.
+func (j *Journal) Materialised(n int) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.backlog -= n
+	if j.backlog > 0 || len(j.pending) > 0 || len(j.written) > 0 || len(j.ready) > 0 || j.closed {
+		return nil
+	}
+	// Everything written is materialised: the next line goes to the start.
+	j.off = 0
+	return nil
+}
+
+// Busy reports whether entries became durable within the last d, and the
+// number durable but not yet materialised: the materialiser leaves the disk
+// to the appenders while they are busy and the backlog is small.
+func (j *Journal) Busy(d time.Duration) (busy bool, backlog int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return time.Since(j.lastDurable) < d, j.backlog
+}
+
+// Max is the journal's bound on entries waiting.
+func (j *Journal) Max() int { return j.max }
+
+// Depth is the number of entries waiting for their fsync or their
+// materialisation (for metrics).
+func (j *Journal) Depth() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pending) + len(j.written) + j.backlog
+}
+
+// Close closes the file; entries not yet materialised stay in it for the next
+// Open.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.syncing > 0 { // let the fsyncs under way finish and answer their callers
+		j.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		j.mu.Lock()
+	}
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	return j.f.Close()
+}
+
+// syncData makes the file's data (and its size) durable: fdatasync, which
+// skips the timestamps fsync would also write.
+func syncData(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
