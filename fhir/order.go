@@ -23,7 +23,7 @@ import (
 // typed slices) are encoded by encoding/json.
 func Marshal(v any) ([]byte, error) {
 	e := encoder{buf: make([]byte, 0, 1024)}
-	if err := e.value(v, ""); err != nil {
+	if err := e.value(v, "", nil); err != nil {
 		return nil, err
 	}
 	return e.buf, nil
@@ -148,17 +148,19 @@ type encoder struct {
 	keys []key // reused across objects
 }
 
-func (e *encoder) value(v any, ctx string) error {
+// value writes v, whose objects have the context ctx; o, when not nil, is the
+// key order the client sent v in.
+func (e *encoder) value(v any, ctx string, o *Order) error {
 	switch t := v.(type) {
 	case map[string]any:
-		return e.object(t, ctx)
+		return e.object(t, ctx, o)
 	case []any:
 		e.buf = append(e.buf, '[')
 		for i, item := range t {
 			if i > 0 {
 				e.buf = append(e.buf, ',')
 			}
-			if err := e.value(item, ctx); err != nil {
+			if err := e.value(item, ctx, o.Item(i)); err != nil {
 				return err
 			}
 		}
@@ -169,7 +171,7 @@ func (e *encoder) value(v any, ctx string) error {
 			if i > 0 {
 				e.buf = append(e.buf, ',')
 			}
-			if err := e.object(item, ctx); err != nil {
+			if err := e.object(item, ctx, o.Item(i)); err != nil {
 				return err
 			}
 		}
@@ -203,7 +205,7 @@ func (e *encoder) value(v any, ctx string) error {
 	return nil
 }
 
-func (e *encoder) object(m map[string]any, ctx string) error {
+func (e *encoder) object(m map[string]any, ctx string, o *Order) error {
 	if m == nil {
 		e.buf = append(e.buf, "null"...)
 		return nil
@@ -221,6 +223,9 @@ func (e *encoder) object(m map[string]any, ctx string) error {
 		// Unknown elements by name, each before its _extension.
 		return cmp.Or(cmp.Compare(a.rank, b.rank), strings.Compare(a.base, b.base), cmp.Compare(len(a.name), len(b.name)))
 	})
+	if o != nil && len(o.keys) > 0 {
+		keys = clientOrder(keys, o.keys)
+	}
 	e.buf = append(e.buf, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -228,13 +233,48 @@ func (e *encoder) object(m map[string]any, ctx string) error {
 		}
 		e.buf = appendString(e.buf, k.name)
 		e.buf = append(e.buf, ':')
-		if err := e.value(m[k.name], k.ctx); err != nil {
+		if err := e.value(m[k.name], k.ctx, o.Member(k.name)); err != nil {
 			return err
 		}
 	}
 	e.buf = append(e.buf, '}')
 	e.keys = e.keys[:start]
 	return nil
+}
+
+// clientOrder puts keys (in definition order) in the order of sent, the keys as
+// the client sent them: resourceType first, the sent keys in their order, and
+// each key the client did not send before the first sent key that the
+// definition places after it.
+func clientOrder(keys []key, sent []string) []key {
+	at := make(map[string]int, len(keys))
+	for i, k := range keys {
+		at[k.name] = i
+	}
+	seen := make([]bool, len(keys))
+	var fromClient []key
+	for _, name := range sent {
+		if i, ok := at[name]; ok && name != "resourceType" && !seen[i] {
+			seen[i] = true
+			fromClient = append(fromClient, keys[i])
+		}
+	}
+	var rest []key
+	for i, k := range keys {
+		if !seen[i] {
+			rest = append(rest, k)
+		}
+	}
+	out := make([]key, 0, len(keys))
+	j := 0
+	for _, k := range fromClient {
+		for j < len(rest) && rest[j].rank < k.rank {
+			out = append(out, rest[j])
+			j++
+		}
+		out = append(out, k)
+	}
+	return append(out, rest[j:]...)
 }
 
 const hexDigits = "0123456789abcdef"
