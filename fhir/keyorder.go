@@ -9,9 +9,9 @@ import (
 // objects, so that a resource can be written back in the order its client sent
 // it (MarshalOrdered). The zero of *Order (nil) knows no order.
 type Order struct {
-	keys    []string
-	members map[string]*Order // the orders of members that are objects or arrays
-	items   []*Order          // the orders of an array's items (nil for scalars)
+	keys  []string // an object's keys as sent
+	kids  []*Order // the order of each key's value (nil for scalars)
+	items []*Order // the orders of an array's items (nil for scalars)
 }
 
 // Member returns the order of the object or array that is the value of key.
@@ -19,7 +19,12 @@ func (o *Order) Member(key string) *Order {
 	if o == nil {
 		return nil
 	}
-	return o.members[key]
+	for i, k := range o.keys {
+		if k == key {
+			return o.kids[i]
+		}
+	}
+	return nil
 }
 
 // Item returns the order of the i-th item of an array.
@@ -86,12 +91,7 @@ func (s *orderScanner) value(depth int) (*Order, bool) {
 				return nil, false
 			}
 			o.keys = append(o.keys, key)
-			if child != nil {
-				if o.members == nil {
-					o.members = map[string]*Order{}
-				}
-				o.members[key] = child
-			}
+			o.kids = append(o.kids, child)
 			if !s.next('}') {
 				return nil, false
 			}
@@ -121,8 +121,7 @@ func (s *orderScanner) value(depth int) (*Order, bool) {
 			}
 		}
 	case '"':
-		_, ok := s.str()
-		return nil, ok
+		return nil, s.skipString()
 	default:
 		for s.i < len(s.b) && !strings.ContainsRune(",]} \t\r\n", rune(s.b[s.i])) {
 			s.i++
@@ -137,6 +136,20 @@ func (s *orderScanner) next(end byte) bool {
 	if s.i < len(s.b) && (s.b[s.i] == ',' || s.b[s.i] == end) {
 		s.i++
 		return true
+	}
+	return false
+}
+
+// skipString scans a string without decoding it.
+func (s *orderScanner) skipString() bool {
+	for s.i++; s.i < len(s.b); s.i++ {
+		switch s.b[s.i] {
+		case '\\':
+			s.i++
+		case '"':
+			s.i++
+			return true
+		}
 	}
 	return false
 }
@@ -156,7 +169,7 @@ func (s *orderScanner) str() (string, bool) {
 			s.i++
 			raw := s.b[start:s.i]
 			if !escaped {
-				return string(raw[1 : len(raw)-1]), true
+				return elementName(raw[1 : len(raw)-1]), true
 			}
 			var v string
 			if json.Unmarshal(raw, &v) != nil {
@@ -175,7 +188,7 @@ func (s *orderScanner) str() (string, bool) {
 // definition order, before the first sent key the definition puts after them.
 // Objects o does not cover are written as Marshal writes them.
 func MarshalOrdered(v any, o *Order) ([]byte, error) {
-	e := encoder{buf: make([]byte, 0, 1024)}
+	e := encoder{buf: make([]byte, 0, 1024), keys: make([]key, 0, 32)}
 	if err := e.value(v, "", o); err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 // their original text. Values other than the ones Parse produces (structs,
 // typed slices) are encoded by encoding/json.
 func Marshal(v any) ([]byte, error) {
-	e := encoder{buf: make([]byte, 0, 1024)}
+	e := encoder{buf: make([]byte, 0, 1024), keys: make([]key, 0, 32)}
 	if err := e.value(v, "", nil); err != nil {
 		return nil, err
 	}
@@ -76,6 +76,27 @@ var elementOrders = sync.OnceValue(func() map[string]*contextOrder {
 	return table
 })
 
+// elementNames holds every element name of the definitions, so that reading
+// a key order allocates no string for the names FHIR defines.
+var elementNames = sync.OnceValue(func() map[string]string {
+	names := map[string]string{"resourceType": "resourceType"}
+	for _, co := range elementOrders() {
+		for name := range co.named {
+			names[name] = name
+			names["_"+name] = "_" + name
+		}
+	}
+	return names
+})
+
+// elementName returns b as a string, without allocating for defined names.
+func elementName(b []byte) string {
+	if name, ok := elementNames()[string(b)]; ok {
+		return name
+	}
+	return string(b)
+}
+
 func loadElementOrder(gz []byte) (map[string]*contextOrder, error) {
 	z, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
@@ -113,6 +134,7 @@ type key struct {
 	base string // without the leading _ of a primitive's extension
 	rank int
 	ctx  string
+	ord  *Order // the key order the client sent the value in, if known
 }
 
 // rank places JSON key k of an object of context co.
@@ -224,7 +246,7 @@ func (e *encoder) object(m map[string]any, ctx string, o *Order) error {
 		return cmp.Or(cmp.Compare(a.rank, b.rank), strings.Compare(a.base, b.base), cmp.Compare(len(a.name), len(b.name)))
 	})
 	if o != nil && len(o.keys) > 0 {
-		keys = clientOrder(keys, o.keys)
+		keys = e.clientOrder(len(keys), o)
 	}
 	e.buf = append(e.buf, '{')
 	for i, k := range keys {
@@ -233,7 +255,7 @@ func (e *encoder) object(m map[string]any, ctx string, o *Order) error {
 		}
 		e.buf = appendString(e.buf, k.name)
 		e.buf = append(e.buf, ':')
-		if err := e.value(m[k.name], k.ctx, o.Member(k.name)); err != nil {
+		if err := e.value(m[k.name], k.ctx, k.ord); err != nil {
 			return err
 		}
 	}
@@ -242,39 +264,60 @@ func (e *encoder) object(m map[string]any, ctx string, o *Order) error {
 	return nil
 }
 
-// clientOrder puts keys (in definition order) in the order of sent, the keys as
-// the client sent them: resourceType first, the sent keys in their order, and
-// each key the client did not send before the first sent key that the
-// definition places after it.
-func clientOrder(keys []key, sent []string) []key {
-	at := make(map[string]int, len(keys))
-	for i, k := range keys {
-		at[k.name] = i
+// clientOrder puts the n keys at the end of e.keys (in definition order) in
+// the order the client sent them (o): resourceType first, the sent keys in their
+// order, and each key the client did not send before the first sent key that
+// the definition places after it. Each sent key gets the order of its value.
+// It returns the keys in that order, appended to e.keys (the caller truncates).
+func (e *encoder) clientOrder(n int, o *Order) []key {
+	base := len(e.keys) - n
+	find := func(name string) int {
+		for i := base; i < base+n; i++ {
+			if e.keys[i].name == name {
+				return i
+			}
+		}
+		return -1
 	}
-	seen := make([]bool, len(keys))
-	var fromClient []key
-	for _, name := range sent {
-		if i, ok := at[name]; ok && name != "resourceType" && !seen[i] {
-			seen[i] = true
-			fromClient = append(fromClient, keys[i])
+	if n > 16 { // a big object: a map, not a scan per key
+		at := make(map[string]int, n)
+		for i := base; i < base+n; i++ {
+			at[e.keys[i].name] = i
+		}
+		find = func(name string) int {
+			if i, ok := at[name]; ok {
+				return i
+			}
+			return -1
 		}
 	}
-	var rest []key
-	for i, k := range keys {
-		if !seen[i] {
-			rest = append(rest, k)
+	const taken = -2
+	sent := len(e.keys)
+	for j, name := range o.keys {
+		if i := find(name); i >= 0 && name != "resourceType" && e.keys[i].rank != taken {
+			k := e.keys[i]
+			k.ord = o.kids[j]
+			e.keys = append(e.keys, k)
+			e.keys[i].rank = taken
 		}
 	}
-	out := make([]key, 0, len(keys))
-	j := 0
-	for _, k := range fromClient {
-		for j < len(rest) && rest[j].rank < k.rank {
-			out = append(out, rest[j])
+	rest := len(e.keys)
+	for i := base; i < base+n; i++ {
+		if e.keys[i].rank != taken {
+			e.keys = append(e.keys, e.keys[i])
+		}
+	}
+	merged := len(e.keys)
+	j := rest
+	for i := sent; i < rest; i++ {
+		for j < merged && e.keys[j].rank < e.keys[i].rank {
+			e.keys = append(e.keys, e.keys[j])
 			j++
 		}
-		out = append(out, k)
+		e.keys = append(e.keys, e.keys[i])
 	}
-	return append(out, rest[j:]...)
+	e.keys = append(e.keys, e.keys[j:merged]...)
+	return e.keys[merged:]
 }
 
 const hexDigits = "0123456789abcdef"

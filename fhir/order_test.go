@@ -127,8 +127,10 @@ func FuzzMarshalString(f *testing.F) {
 	})
 }
 
-// BenchmarkMarshal encodes the R4 ServiceRequest example (Marshal, in the
-// order of the definition) and, for comparison, MarshalSorted (encoding/json).
+// BenchmarkMarshal encodes the R4 ServiceRequest example: Marshal (the order of
+// the definition), KeyOrder + MarshalOrdered (the client's order, what a write
+// costs), MarshalSorted (encoding/json, what Marshal cost before) and, for
+// scale, Parse.
 func BenchmarkMarshal(b *testing.B) {
 	data, err := os.ReadFile("../testdata/r4/examples/ServiceRequest-di.json")
 	if err != nil {
@@ -138,10 +140,12 @@ func BenchmarkMarshal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	clientOrder := func(v any) ([]byte, error) { return MarshalOrdered(v, KeyOrder(data)) }
+	parse := func(any) ([]byte, error) { _, err := Parse(data, DefaultLimits); return nil, err }
 	for _, c := range []struct {
 		name string
 		enc  func(any) ([]byte, error)
-	}{{"definition-order", Marshal}, {"sorted", MarshalSorted}} {
+	}{{"definition-order", Marshal}, {"client-order", clientOrder}, {"sorted", MarshalSorted}, {"parse-for-scale", parse}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

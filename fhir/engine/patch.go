@@ -54,7 +54,7 @@ func (e *Engine) patchOnce(ctx context.Context, rt, id string, ops []fhir.PatchO
 				return err
 			}
 		}
-		if res, err = e.putNext(ctx, tx, rt, id, obj, nil, cur.VersionID, "PATCH", now); err != nil {
+		if res, err = e.putNext(ctx, tx, rt, id, obj, chk.order, nil, cur.VersionID, "PATCH", now); err != nil {
 			return err
 		}
 		return e.auditInTx(ctx, tx, writeRecord("patch", "U", res.Version))
@@ -87,5 +87,6 @@ func (e *Engine) applyPatch(cur store.Version, ops []fhir.PatchOp) (fhir.Object,
 		}
 		return nil, checked{}, err
 	}
+	chk.order = fhir.KeyOrder(cur.Body) // the stored order; added elements by definition
 	return obj, chk, nil
 }

@@ -114,8 +114,10 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*B
 	}
 	entries := make([]*bundleEntry, 0, len(raw))
 	seen := map[string]int{}
+	order := fhir.KeyOrder(body).Member("entry")
 	for i, r := range raw {
 		be, err := e.parseEntry(i, r, typ == "transaction")
+		be.checked.order = order.Item(i).Member("resource")
 		if err != nil {
 			if typ == "batch" {
 				be.response = errorEntry(err)
@@ -489,7 +491,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		if be.resource == nil {
 			return nil // a conditional create that matched: response already set
 		}
-		v, index, err := e.stamp(be.resource, be.rt, be.id, 1, now, "POST")
+		v, index, err := e.stamp(be.resource, be.checked.order, be.rt, be.id, 1, now, "POST")
 		if err != nil {
 			return err
 		}
@@ -498,7 +500,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		}
 		be.response = e.writeEntry(v, "201 Created", opt)
 	case "PUT":
-		res, err := e.putNext(ctx, tx, be.rt, be.id, be.resource, nil, be.ifMatch, "PUT", now)
+		res, err := e.putNext(ctx, tx, be.rt, be.id, be.resource, be.checked.order, nil, be.ifMatch, "PUT", now)
 		if err != nil {
 			return err
 		}
@@ -519,7 +521,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 			return err
 		}
 		be.patched, be.checked = obj, chk
-		res, err := e.putNext(ctx, tx, be.rt, be.id, obj, nil, cur.VersionID, "PATCH", now)
+		res, err := e.putNext(ctx, tx, be.rt, be.id, obj, chk.order, nil, cur.VersionID, "PATCH", now)
 		if err != nil {
 			return err
 		}
