@@ -170,4 +170,3 @@ func TestMetricsListener(t *testing.T) {
 		t.Errorf("the metrics listener serves /fhir/metadata: %d", resp.StatusCode)
 	}
 }
-
