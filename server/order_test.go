@@ -24,6 +24,9 @@ func TestOutputOrder(t *testing.T) {
 	for _, body := range [][]byte{created.body, read.body} {
 		assertOrder(t, string(body), `{"resourceType":"Patient","id":`, `"meta":{"versionId":"1","lastUpdated":`, `"},`+asSent)
 	}
+	// A subset (_elements) keeps the stored order.
+	subset := do(t, "GET", ts.URL+"/fhir/Patient?_id="+id+"&_elements=identifier,gender", nil)
+	assertOrder(t, string(subset.body), `{"resourceType":"Bundle",`, `"resource":{"resourceType":"Patient","id":`, `"meta":{"versionId":"1","lastUpdated":`, `"tag":[`, `"gender":"female","identifier":[{"value":"1","system":"urn:x"}]}`)
 	// A patch keeps the stored order and adds elements where the definition puts them.
 	patched := do(t, "PATCH", ts.URL+"/fhir/Patient/"+id, []byte(`[{"op":"add","path":"/active","value":true}]`), "Content-Type", "application/json-patch+json")
 	if patched.status != http.StatusOK {
