@@ -10,7 +10,7 @@ STATICCHECK_VERSION = v0.7.0
 BIN         = bin/crs
 GOBIN      ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: run build test vet staticcheck oidc-provider unit generate bench bench-large fuzz clean
+.PHONY: run build test vet staticcheck oidc-provider unit generate testdata bench bench-large fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/crs
@@ -41,14 +41,23 @@ unit:
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 # Regenerate the tables derived from ../shared/fhir-r4 (committed; the build never reads ../shared).
-generate:
+generate: testdata
 	$(GO) generate ./...
+
+# Refresh the R4 fixtures the tests read (testdata/README.md) from ../shared/fhir-r4.
+SHARED_R4 ?= ../shared/fhir-r4
+testdata:
+	rm -rf testdata/r4/examples && mkdir -p testdata/r4/examples
+	cp $(SHARED_R4)/examples/*.json testdata/r4/examples/
+	gzip -9nc $(SHARED_R4)/search-parameters.json > testdata/r4/search-parameters.json.gz
 
 # Longer fuzzing than the seed runs in 'make test'.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseText$$' -fuzztime $(FUZZTIME) ./fhir/
+	$(GO) test -run '^$$' -fuzz '^FuzzMarshalString$$' -fuzztime $(FUZZTIME) ./fhir/
+	$(GO) test -run '^$$' -fuzz '^FuzzKeyOrder$$' -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz FuzzParseQuery -fuzztime $(FUZZTIME) ./fhir/search/
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./fhir/validate/
 	$(GO) test -run '^$$' -fuzz FuzzXHTML -fuzztime $(FUZZTIME) ./fhir/validate/

@@ -182,7 +182,7 @@ func Canonical(ev fhir.Object) ([]byte, error) {
 			cp[k] = v
 		}
 	}
-	return fhir.Marshal(cp)
+	return fhir.MarshalSorted(cp)
 }
 
 // HashAfter links canonical content to the previous hash.

@@ -164,18 +164,6 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// Marshal encodes a resource tree as compact JSON without HTML escaping. Numbers
-// decoded by Parse are written back with their original text.
-func Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
 // ResourceType returns the resourceType of a parsed resource, or "".
 func ResourceType(obj Object) string {
 	s, _ := obj["resourceType"].(string)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-5}
 PORT=${PORT:-18080}
-EXAMPLE=${EXAMPLE:-../shared/fhir-r4/examples/ServiceRequest-di.json}
+EXAMPLE=${EXAMPLE:-testdata/r4/examples/ServiceRequest-di.json}
 
 # median NAME METRIC: median of a custom metric over the lines of one benchmark
 median() {

@@ -34,6 +34,11 @@ type Config struct {
 	// Verifier checks bearer tokens; nil is development mode: no
 	// authentication, every caller anonymous (cmd/crs allows it on loopback only).
 	Verifier TokenVerifier
+	// Metrics, when set, observes every request (by interaction, type, status).
+	Metrics RequestMetrics
+	// MetricsHandler, when set, is served at /metrics (outside /fhir, without
+	// FHIR authentication: it applies its own rule of who may scrape).
+	MetricsHandler http.Handler
 }
 
 // Server is the HTTP handler of crs.
@@ -44,12 +49,13 @@ type Server struct {
 	sw       engine.Software
 	router   *gin.Engine
 	verifier TokenVerifier
+	metrics  RequestMetrics
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier}
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -60,7 +66,13 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
+	if s.metrics != nil {
+		r.Use(s.measure)
+	}
 	r.Use(s.requestLog, s.recoverPanic)
+	if cfg.MetricsHandler != nil {
+		r.GET("/metrics", gin.WrapH(cfg.MetricsHandler))
+	}
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/.well-known/smart-configuration", s.wrap(func(c *gin.Context) route {

@@ -20,7 +20,8 @@ import (
 	"crs/server"
 )
 
-const examplesDir = "../../shared/fhir-r4/examples"
+// examplesDir holds the R4 examples of the served types (testdata/README.md).
+const examplesDir = "../testdata/r4/examples"
 
 // newServer starts crs over HTTP on a real SQLite file in a temp directory.
 func newServer(t *testing.T) *httptest.Server {

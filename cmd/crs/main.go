@@ -32,6 +32,7 @@ import (
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/metrics"
 	"crs/profiles"
 	"crs/server"
 )
@@ -108,6 +109,10 @@ type Config struct {
 	ClaimPatient       string // token claim with the SMART launch context's patient id
 	Policy             string // access policy file; the embedded default when empty
 	InsecureNoAuth     bool   // allow development mode on a non-loopback address
+	// MetricsAddr, when set, serves /metrics on a listener of its own (to any
+	// caller that reaches it) instead of on Addr (loopback callers only).
+	MetricsAddr  string
+	MetricsToken string // also admits scrapers presenting it as a bearer token
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
@@ -142,6 +147,10 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClaimPatient, "claim-patient", env("CRS_CLAIM_PATIENT", auth.DefaultClaimNames.Patient), "token claim holding the patient id that bounds patient/ scopes (CRS_CLAIM_PATIENT)")
 	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", ev.bool("CRS_INSECURE_NO_AUTH", false), "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", env("CRS_METRICS_ADDR", ""),
+		"serve /metrics on this address, to any caller that reaches it; default: on --addr, to loopback callers only (CRS_METRICS_ADDR)")
+	fs.StringVar(&cfg.MetricsToken, "metrics-token", env("CRS_METRICS_TOKEN", ""),
+		"bearer token that admits non-loopback scrapers to /metrics; prefer the environment variable (CRS_METRICS_TOKEN)")
 	if ev.err != nil {
 		return cfg, ev.err
 	}
@@ -232,6 +241,19 @@ type Main struct {
 	http     *http.Server
 	listener net.Listener
 	done     chan error
+
+	metricsHTTP     *http.Server // nil unless Config.MetricsAddr is set
+	metricsListener net.Listener
+	metricsDone     chan error
+}
+
+// MetricsAddr returns the address of the metrics listener, or "" when /metrics
+// is served on Addr.
+func (m *Main) MetricsAddr() string {
+	if m.metricsListener == nil {
+		return ""
+	}
+	return m.metricsListener.Addr().String()
 }
 
 // Addr returns the address the server listens on (useful with port 0).
@@ -239,7 +261,8 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 
 // Start opens the store, builds the engine and starts serving in the background.
 func (m *Main) Start(ctx context.Context) error {
-	st, err := openStoreLog(m.Config.Store, m.Log)
+	met := metrics.New()
+	st, err := openStoreLog(m.Config.Store, m.Log, sqlite.Options{OnCommit: met.ObserveCommit})
 	if err != nil {
 		return err
 	}
@@ -306,6 +329,7 @@ func (m *Main) Start(ctx context.Context) error {
 		Access: access, Audit: true, AuditJournal: journal,
 	})
 	m.engine = eng
+	met.AuditQueueDepth(func() float64 { return float64(eng.AuditQueueDepth()) })
 	if err := eng.InstallConformance(ctx); err != nil {
 		ln.Close()
 		eng.Close()
@@ -315,9 +339,29 @@ func (m *Main) Start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
+	guard := metrics.Guard{Token: m.Config.MetricsToken}
+	var metricsOnMain http.Handler
+	if m.Config.MetricsAddr == "" {
+		metricsOnMain = met.Handler(guard)
+	} else {
+		mln, err := net.Listen("tcp", m.Config.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		guard.AnyAddress = true
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", met.Handler(guard))
+		m.metricsListener = mln
+		m.metricsHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		m.metricsDone = make(chan error, 1)
+		go func() { m.metricsDone <- m.metricsHTTP.Serve(mln) }()
+	}
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
 		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
+		Metrics: met, MetricsHandler: metricsOnMain,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
@@ -338,6 +382,14 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 		if err := <-m.done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if m.metricsHTTP != nil {
+		if err := m.metricsHTTP.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := <-m.metricsDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
 	}
@@ -408,10 +460,12 @@ func openJournal(spec string, max int) (*audit.Journal, error) {
 }
 
 func openStore(spec string) (store.Store, error) {
-	return openStoreLog(spec, slog.Default())
+	return openStoreLog(spec, slog.Default(), sqlite.Options{})
 }
 
-func openStoreLog(spec string, log *slog.Logger) (store.Store, error) {
+// openStoreLog opens the store named by a --store value, logging to log; opt
+// tunes an SQLite store.
+func openStoreLog(spec string, log *slog.Logger, opt sqlite.Options) (store.Store, error) {
 	switch {
 	case strings.HasPrefix(spec, "sqlite:"):
 		path := strings.TrimPrefix(spec, "sqlite:")
@@ -421,7 +475,7 @@ func openStoreLog(spec string, log *slog.Logger) (store.Store, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
 		}
-		return sqlite.Open(path, sqlite.Options{})
+		return sqlite.Open(path, opt)
 	case strings.HasPrefix(spec, "mongodb://"), strings.HasPrefix(spec, "mongodb+srv://"):
 		return mongo.Open(context.Background(), spec, log)
 	}

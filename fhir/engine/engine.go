@@ -179,12 +179,14 @@ func (e *Engine) parse(rt string, body []byte, mode string) (fhir.Object, checke
 		return nil, checked{}, err
 	}
 	c, err := e.check(rt, obj, mode)
+	c.order = fhir.KeyOrder(body)
 	return obj, c, err
 }
 
 // stamp sets the server-owned fields of obj, extracts its search values and
-// returns the version to store.
-func (e *Engine) stamp(obj fhir.Object, rt, id string, vid int, now time.Time, method string) (store.Version, []fhir.IndexValue, error) {
+// returns the version to store, written in the key order the client sent
+// (order; nil: the order of the definition).
+func (e *Engine) stamp(obj fhir.Object, order *fhir.Order, rt, id string, vid int, now time.Time, method string) (store.Version, []fhir.IndexValue, error) {
 	obj["id"] = id
 	meta, _ := obj["meta"].(map[string]any)
 	if meta == nil {
@@ -199,7 +201,7 @@ func (e *Engine) stamp(obj fhir.Object, rt, id string, vid int, now time.Time, m
 	if err != nil {
 		return store.Version{}, nil, fhir.WithOp("index", err)
 	}
-	body, err := fhir.Marshal(obj)
+	body, err := fhir.MarshalOrdered(obj, order)
 	if err != nil {
 		return store.Version{}, nil, fhir.InternalError("encode", err)
 	}
@@ -250,7 +252,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		}
 	}
 	id := newID()
-	v, index, err := e.stamp(obj, rt, id, 1, e.now(), "POST")
+	v, index, err := e.stamp(obj, chk.order, rt, id, 1, e.now(), "POST")
 	if err != nil {
 		return Result{}, err
 	}
@@ -407,7 +409,7 @@ func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk
 			return Result{}, err
 		}
 	}
-	v, index, err := e.stamp(obj, rt, id, guess, now, method)
+	v, index, err := e.stamp(obj, chk.order, rt, id, guess, now, method)
 	if err != nil {
 		return Result{}, err
 	}
@@ -424,7 +426,7 @@ func (e *Engine) update(ctx context.Context, rt, id string, obj fhir.Object, chk
 				return err
 			}
 		}
-		if res, err = e.putNext(ctx, tx, rt, target, fresh(target), obj, &stamped{v, index}, ifMatch, method, now); err != nil {
+		if res, err = e.putNext(ctx, tx, rt, target, fresh(target), obj, chk.order, &stamped{v, index}, ifMatch, method, now); err != nil {
 			return err
 		}
 		return e.auditInTx(ctx, tx, writeRecord("update", "U", res.Version))
@@ -444,11 +446,11 @@ type stamped struct {
 
 // putNext stores obj as the next version of rt/id inside tx, checking ifMatch
 // against the current version. pre, when it was stamped for exactly that id and
-// version, is stored as it is; otherwise obj is stamped again.
+// version, is stored as it is; otherwise obj is stamped again (in order).
 //
 // Access is asked first (mayChange), unless id is fresh: minted by the server
 // for a conditional update that matched nothing, so certainly new.
-func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh bool, obj fhir.Object, pre *stamped, ifMatch int, method string, now time.Time) (Result, error) {
+func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh bool, obj fhir.Object, order *fhir.Order, pre *stamped, ifMatch int, method string, now time.Time) (Result, error) {
 	if !fresh {
 		if err := e.mayChange(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
 			return Result{}, err
@@ -470,7 +472,7 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh 
 		return Result{}, err
 	}
 	if pre == nil || pre.version.VersionID != next || pre.version.ID != id {
-		v, index, err := e.stamp(obj, rt, id, next, now, method)
+		v, index, err := e.stamp(obj, order, rt, id, next, now, method)
 		if err != nil {
 			return Result{}, err
 		}

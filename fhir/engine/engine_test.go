@@ -33,9 +33,11 @@ func openStore(tb testing.TB) (*sqlite.Store, *validate.Validator) {
 // internal error, and a failed transaction must store nothing.
 func FuzzBundle(f *testing.F) {
 	for _, name := range []string{"Bundle-bundle-transaction.json", "Bundle-bundle-request-simplesummary.json"} {
-		if data, err := os.ReadFile(filepath.Join("../../../shared/fhir-r4/examples", name)); err == nil {
-			f.Add(data)
+		data, err := os.ReadFile(filepath.Join("../../testdata/r4/examples", name))
+		if err != nil {
+			f.Fatal(err)
 		}
+		f.Add(data)
 	}
 	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"urn:uuid:1"}},"request":{"method":"POST","url":"Goal"}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?name=x"}},{"request":{"method":"DELETE","url":"Patient/1"}}]}`))

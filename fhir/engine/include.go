@@ -193,7 +193,7 @@ func (e *Engine) shape(v store.Version, q *fhir.Query) ([]byte, error) {
 	}
 	tags, _ := meta["tag"].([]any)
 	meta["tag"] = append(tags, subsetTag)
-	return fhir.Marshal(obj)
+	return fhir.MarshalOrdered(obj, fhir.KeyOrder(v.Body)) // in the stored order
 }
 
 // choiceBase returns the base name of a choice element (valueQuantity → value[x]).

@@ -73,7 +73,7 @@ func (e *Engine) patchInTx(ctx context.Context, tx store.Tx, rt, id string, ops 
 	if err != nil {
 		return Result{}, nil, checked{}, err
 	}
-	res, err := e.putNext(ctx, tx, rt, id, false, obj, nil, cur.VersionID, "PATCH", now)
+	res, err := e.putNext(ctx, tx, rt, id, false, obj, chk.order, nil, cur.VersionID, "PATCH", now)
 	return res, obj, chk, err
 }
 
@@ -104,5 +104,6 @@ func (e *Engine) applyPatch(cur store.Version, ops []fhir.PatchOp) (fhir.Object,
 		}
 		return nil, checked{}, err
 	}
+	chk.order = fhir.KeyOrder(cur.Body) // the stored order; added elements by definition
 	return obj, chk, nil
 }

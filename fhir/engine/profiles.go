@@ -39,6 +39,7 @@ type checked struct {
 	issues  []fhir.Issue        // warnings and information, reported with the write
 	allowed map[string][]string // reference element → types the profiles allow
 	resolve bool                // local references must resolve (strict, profiled)
+	order   *fhir.Order         // the key order the client sent; nil: definition order
 }
 
 // check validates a parsed resource that is to be stored as type rt by an
@@ -306,7 +307,7 @@ func (e *Engine) InstallConformance(ctx context.Context) error {
 			case fhir.KindOf(err) != fhir.NotFound:
 				return err
 			}
-			v, index, err := e.stamp(obj, rt, id, next, now, "PUT")
+			v, index, err := e.stamp(obj, nil, rt, id, next, now, "PUT")
 			if err != nil {
 				return err
 			}

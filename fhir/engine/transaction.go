@@ -120,8 +120,10 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (b 
 	}
 	entries := make([]*bundleEntry, 0, len(raw))
 	seen := map[string]int{}
+	order := fhir.KeyOrder(body).Member("entry")
 	for i, r := range raw {
 		be, err := e.parseEntry(i, r, typ == "transaction")
+		be.checked.order = order.Item(i).Member("resource")
 		if err != nil {
 			if typ == "batch" {
 				be.response = errorEntry(err)
@@ -505,7 +507,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		if be.resource == nil {
 			return nil // a conditional create that matched: response already set
 		}
-		v, index, err := e.stamp(be.resource, be.rt, be.id, 1, now, "POST")
+		v, index, err := e.stamp(be.resource, be.checked.order, be.rt, be.id, 1, now, "POST")
 		if err != nil {
 			return err
 		}
@@ -514,7 +516,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		}
 		be.response = e.writeEntry(v, "201 Created", opt)
 	case "PUT":
-		res, err := e.putNext(ctx, tx, be.rt, be.id, be.fresh, be.resource, nil, be.ifMatch, "PUT", now)
+		res, err := e.putNext(ctx, tx, be.rt, be.id, be.fresh, be.resource, be.checked.order, nil, be.ifMatch, "PUT", now)
 		if err != nil {
 			return err
 		}

@@ -10,7 +10,8 @@ import (
 	"crs/fhir"
 )
 
-const examples = "../../../shared/fhir-r4/examples"
+// examples holds the R4 examples of the served types (testdata/README.md).
+const examples = "../../testdata/r4/examples"
 
 var v = func() *Validator {
 	v, err := New()

@@ -18,7 +18,7 @@ import (
 
 // benchResource is the R4 ServiceRequest example used by every store benchmark.
 func benchResource(b *testing.B) (fhir.Object, []fhir.IndexValue) {
-	data, err := os.ReadFile("../../../../shared/fhir-r4/examples/ServiceRequest-di.json")
+	data, err := os.ReadFile("../../../testdata/r4/examples/ServiceRequest-di.json")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -38,18 +38,23 @@ type Options struct {
 	ReadConns int  // read connections; default 2×GOMAXPROCS (at least 4)
 	MaxBatch  int  // most Write calls in one commit; default 64
 	NoSync    bool // synchronous=NORMAL: survives kill -9, not power loss (benchmarks only)
+	// OnCommit, when set, is called by the writer after each batch's COMMIT
+	// with the number of write calls in the batch, how long the COMMIT (and
+	// its fsync) took, and its error (for metrics; it must not block).
+	OnCommit func(writes int, d time.Duration, err error)
 }
 
 // Store is the SQLite backend.
 type Store struct {
-	read   *sql.DB
-	write  *sql.DB
-	reqs   chan *writeReq
-	done   chan struct{}
-	closed chan struct{}
-	max    int
-	stmts  readStmts
-	wstmts writeStmts
+	read     *sql.DB
+	write    *sql.DB
+	reqs     chan *writeReq
+	done     chan struct{}
+	closed   chan struct{}
+	max      int
+	onCommit func(writes int, d time.Duration, err error)
+	stmts    readStmts
+	wstmts   writeStmts
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -150,7 +155,7 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch}
+	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit}
 	if s.max <= 0 {
 		s.max = 64
 	}
@@ -353,6 +358,9 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		_, err := conn.ExecContext(ctx, `COMMIT`)
 		s.execNanos.Add(int64(t1.Sub(t0)))
 		s.commitNanos.Add(int64(time.Since(t1)))
+		if s.onCommit != nil {
+			s.onCommit(len(pending), time.Since(t1), err)
+		}
 		if err != nil {
 			for _, i := range pending {
 				results[i] = fhir.InternalError("commit", err)

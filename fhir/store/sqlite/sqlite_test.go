@@ -1,8 +1,13 @@
 package sqlite_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"crs/fhir/store"
 	"crs/fhir/store/sqlite"
@@ -17,4 +22,45 @@ func TestConformance(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// TestOnCommit: the commit hook sees every committed write call, concurrent
+// ones grouped, and a failing call is not counted as committed.
+func TestOnCommit(t *testing.T) {
+	var mu sync.Mutex
+	writes, commits := 0, 0
+	s, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{OnCommit: func(n int, d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil || d <= 0 {
+			t.Errorf("commit of %d writes: %v, %v", n, d, err)
+		}
+		writes += n
+		commits++
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := store.Version{Type: "Patient", ID: fmt.Sprint("p", i), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(`{"resourceType":"Patient"}`)}
+			if err := s.Write(ctx, func(tx store.Tx) error { return tx.Put(ctx, v, nil) }); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Write(ctx, func(store.Tx) error { return errors.New("refused") }); err == nil {
+		t.Fatal("a failing write call succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if writes != 20 || commits < 1 || commits > 20 {
+		t.Fatalf("hook saw %d writes in %d commits, want 20 writes", writes, commits)
+	}
 }
