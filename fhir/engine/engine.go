@@ -266,7 +266,8 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 }
 
 // conditionQuery parses the query of a conditional interaction. Conditions must
-// name at least one search parameter; unknown ones are errors.
+// have search criteria (result parameters alone select everything); unknown
+// parameters are errors.
 func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
 	raw, err := ParseQueryString(query)
 	if err != nil {
@@ -277,6 +278,9 @@ func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
 	}
 	q, err := e.params.ParseQuery(rt, raw, search.ParseOptions{DefaultCount: 2, MaxCount: 2})
 	if err != nil {
+		return nil, err
+	}
+	if err := q.RequireCriteria(what); err != nil {
 		return nil, err
 	}
 	q.Count = 2

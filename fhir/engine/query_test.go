@@ -1,0 +1,88 @@
+package engine_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"crs/fhir"
+	"crs/fhir/engine"
+)
+
+// resultOnly are queries made only of result parameters: no criteria, so a
+// conditional interaction with one would match every resource.
+var resultOnly = []string{
+	"_count=1", "_sort=_id", "_elements=id", "_summary=true", "_total=accurate",
+	"_include=Patient:organization", "_revinclude=Goal:subject", "_count=1&_sort=-_lastUpdated&_total=none",
+	"_format=json", "_pretty=true",
+}
+
+// versions counts every version stored.
+func versions(t *testing.T, eng *engine.Engine) int {
+	t.Helper()
+	h, err := eng.History(context.Background(), "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *h.Total
+}
+
+// TestConditionalNeedsCriteria checks that every conditional interaction —
+// create (If-None-Exist), update, delete, and their transaction twins
+// (ifNoneExist, conditional request.url, conditional references) — refuses a
+// query without search criteria with a 400 naming the problem, and stores
+// nothing.
+func TestConditionalNeedsCriteria(t *testing.T) {
+	st, v := openStore(t)
+	ctx := context.Background()
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://test/fhir"})
+	for i := 0; i < 2; i++ {
+		if _, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"male"}`), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patient := []byte(`{"resourceType":"Patient","gender":"female"}`)
+	bundle := func(entry string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + entry + `]}`)
+	}
+	for _, q := range resultOnly {
+		qj := strings.ReplaceAll(q, `"`, `\"`)
+		for _, c := range []struct {
+			name string
+			do   func() error
+		}{
+			{"create If-None-Exist", func() error { _, err := eng.Create(ctx, "Patient", patient, q); return err }},
+			{"conditional update", func() error { _, err := eng.ConditionalUpdate(ctx, "Patient", q, patient, 0); return err }},
+			{"conditional delete", func() error { _, err := eng.ConditionalDelete(ctx, "Patient", q, 0); return err }},
+			{"transaction ifNoneExist", func() error {
+				_, err := eng.Bundle(ctx, bundle(`{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient","ifNoneExist":"`+qj+`"}}`), engine.SearchOptions{})
+				return err
+			}},
+			{"transaction conditional update", func() error {
+				_, err := eng.Bundle(ctx, bundle(`{"resource":{"resourceType":"Patient"},"request":{"method":"PUT","url":"Patient?`+qj+`"}}`), engine.SearchOptions{})
+				return err
+			}},
+			{"transaction conditional delete", func() error {
+				_, err := eng.Bundle(ctx, bundle(`{"request":{"method":"DELETE","url":"Patient?`+qj+`"}}`), engine.SearchOptions{})
+				return err
+			}},
+			{"transaction conditional reference", func() error {
+				_, err := eng.Bundle(ctx, bundle(`{"resource":{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"walk"},"subject":{"reference":"Patient?`+qj+`"}},"request":{"method":"POST","url":"Goal"}}`), engine.SearchOptions{})
+				return err
+			}},
+		} {
+			before := versions(t, eng)
+			err := c.do()
+			if fhir.KindOf(err) != fhir.Invalid || !strings.Contains(err.Error(), "search criterion") {
+				t.Errorf("%s with %q: got %v, want a 400 saying it needs a search criterion", c.name, q, err)
+			}
+			if after := versions(t, eng); after != before {
+				t.Errorf("%s with %q stored %d versions", c.name, q, after-before)
+			}
+		}
+	}
+	// With a criterion beside the result parameters, the condition works.
+	if _, err := eng.ConditionalDelete(ctx, "Patient", "gender=female&_count=1", 0); err != nil {
+		t.Errorf("conditional delete with a criterion: %v", err)
+	}
+}
