@@ -105,6 +105,9 @@ type Config struct {
 	ClaimPatient       string // token claim with the SMART launch context's patient id
 	Policy             string // access policy file; the embedded default when empty
 	InsecureNoAuth     bool   // allow development mode on a non-loopback address
+
+	// QueryLimits bound a search's size (--max-param-repeats, --max-or-values …).
+	QueryLimits search.Limits
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
@@ -132,8 +135,21 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClaimPatient, "claim-patient", env("CRS_CLAIM_PATIENT", auth.DefaultClaimNames.Patient), "token claim holding the patient id that bounds patient/ scopes (CRS_CLAIM_PATIENT)")
 	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
+	ql, dl := &cfg.QueryLimits, search.DefaultLimits
+	fs.IntVar(&ql.MaxRepeats, "max-param-repeats", envInt("CRS_MAX_PARAM_REPEATS", dl.MaxRepeats), "times one search parameter may repeat in a query (CRS_MAX_PARAM_REPEATS)")
+	fs.IntVar(&ql.MaxOr, "max-or-values", envInt("CRS_MAX_OR_VALUES", dl.MaxOr), "comma-separated values in one search parameter (CRS_MAX_OR_VALUES)")
+	fs.IntVar(&ql.MaxValues, "max-query-values", envInt("CRS_MAX_QUERY_VALUES", dl.MaxValues), "search values in one query, all parameters together (CRS_MAX_QUERY_VALUES)")
+	fs.IntVar(&ql.MaxIncludes, "max-includes", envInt("CRS_MAX_INCLUDES", dl.MaxIncludes), "_include and _revinclude parameters in one query (CRS_MAX_INCLUDES)")
+	fs.IntVar(&ql.MaxChain, "max-chain", envInt("CRS_MAX_CHAIN", dl.MaxChain), "links in a chained or _has search parameter (CRS_MAX_CHAIN)")
+	fs.IntVar(&ql.MaxSort, "max-sort-keys", envInt("CRS_MAX_SORT_KEYS", dl.MaxSort), "keys of _sort (CRS_MAX_SORT_KEYS)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
+		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-sort-keys": ql.MaxSort} {
+		if v < 1 {
+			return cfg, fmt.Errorf("--%s must be at least 1, not %d", name, v)
+		}
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -236,7 +252,7 @@ func (m *Main) Start(ctx context.Context) error {
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
-		Access: access, Audit: true,
+		Access: access, Audit: true, QueryLimits: m.Config.QueryLimits,
 	})
 	if err := eng.InstallConformance(ctx); err != nil {
 		ln.Close()

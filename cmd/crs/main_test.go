@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"crs/fhir/search"
 	"crs/profiles"
 )
 
@@ -230,5 +231,23 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	}
 	if _, err := openStore("postgres://x"); err == nil {
 		t.Fatal("unknown store accepted")
+	}
+}
+
+// TestQueryLimitFlags checks the query limit flags, their environment
+// variables and their defaults.
+func TestQueryLimitFlags(t *testing.T) {
+	t.Setenv("CRS_MAX_OR_VALUES", "50")
+	cfg, err := parseServeFlags([]string{"--max-includes", "3", "--max-chain", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := search.DefaultLimits
+	want.MaxOr, want.MaxIncludes, want.MaxChain = 50, 3, 2
+	if cfg.QueryLimits != want {
+		t.Errorf("limits %+v, want %+v", cfg.QueryLimits, want)
+	}
+	if _, err := parseServeFlags([]string{"--max-param-repeats", "0"}, io.Discard); err == nil {
+		t.Error("--max-param-repeats 0 accepted")
 	}
 }

@@ -47,6 +47,7 @@ type Config struct {
 	Access       Access           // the access policy; everything is open when nil (development mode)
 	Audit        bool             // record an AuditEvent for every interaction
 	Enforcement  Enforcement      // which writes the profiles check (default strict)
+	QueryLimits  search.Limits    // bounds on a query's size; search.DefaultLimits for zero fields
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -71,6 +72,7 @@ type Engine struct {
 	access      Access
 	audit       bool
 	enforcement Enforcement
+	queryLimits search.Limits
 }
 
 // New returns an Engine for cfg.
@@ -79,6 +81,7 @@ func New(cfg Config) *Engine {
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, totalLimit: cfg.TotalLimit, now: cfg.Now,
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
+		queryLimits: cfg.QueryLimits,
 	}
 	if e.enforcement == "" {
 		e.enforcement = EnforceStrict
@@ -276,7 +279,7 @@ func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
 	if len(raw) == 0 {
 		return nil, fhir.Errorf(fhir.Invalid, "", "%s needs at least one search parameter", what)
 	}
-	q, err := e.params.ParseQuery(rt, raw, search.ParseOptions{DefaultCount: 2, MaxCount: 2})
+	q, err := e.params.ParseQuery(rt, raw, search.ParseOptions{DefaultCount: 2, MaxCount: 2, Limits: e.queryLimits})
 	if err != nil {
 		return nil, err
 	}

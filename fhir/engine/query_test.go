@@ -7,6 +7,7 @@ import (
 
 	"crs/fhir"
 	"crs/fhir/engine"
+	"crs/fhir/search"
 )
 
 // resultOnly are queries made only of result parameters: no criteria, so a
@@ -84,5 +85,27 @@ func TestConditionalNeedsCriteria(t *testing.T) {
 	// With a criterion beside the result parameters, the condition works.
 	if _, err := eng.ConditionalDelete(ctx, "Patient", "gender=female&_count=1", 0); err != nil {
 		t.Errorf("conditional delete with a criterion: %v", err)
+	}
+}
+
+// TestQueryLimitsReachTheParser checks that the engine's configured query
+// limits bound searches, conditions and bundle searches alike.
+func TestQueryLimitsReachTheParser(t *testing.T) {
+	st, v := openStore(t)
+	ctx := context.Background()
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://test/fhir", QueryLimits: search.Limits{MaxOr: 3}})
+	raw, _ := engine.ParseQueryString("_id=a,b,c,d")
+	if _, err := eng.Search(ctx, "Patient", raw, engine.SearchOptions{}); fhir.KindOf(err) != fhir.Invalid || !strings.Contains(err.Error(), "the limit is 3") {
+		t.Errorf("search: %v", err)
+	}
+	if _, err := eng.ConditionalDelete(ctx, "Patient", "_id=a,b,c,d", 0); fhir.KindOf(err) != fhir.Invalid {
+		t.Errorf("conditional delete: %v", err)
+	}
+	b, err := eng.Bundle(ctx, []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?_id=a,b,c,d"}}]}`), engine.SearchOptions{})
+	if err != nil || len(b.Entry) != 1 || b.Entry[0].Response == nil || !strings.HasPrefix(b.Entry[0].Response.Status, "400") {
+		t.Errorf("batch search: %v %+v", err, b)
+	}
+	if _, err := eng.Search(ctx, "Patient", raw[:0], engine.SearchOptions{}); err != nil {
+		t.Errorf("search within limits: %v", err)
 	}
 }

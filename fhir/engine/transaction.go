@@ -579,7 +579,7 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 	if err != nil {
 		return err
 	}
-	q, err := e.params.ParseQuery(be.rt, raw, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount})
+	q, err := e.params.ParseQuery(be.rt, raw, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount, Limits: e.queryLimits})
 	if err != nil {
 		return err
 	}
