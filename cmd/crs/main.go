@@ -110,6 +110,10 @@ type Config struct {
 	QueryLimits search.Limits
 }
 
+// maxQueryValues bounds --max-query-values: past it, a query could bind more
+// variables than one SQLite statement takes.
+const maxQueryValues = 5000
+
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
 func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -141,15 +145,20 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&ql.MaxValues, "max-query-values", envInt("CRS_MAX_QUERY_VALUES", dl.MaxValues), "search values in one query, all parameters together (CRS_MAX_QUERY_VALUES)")
 	fs.IntVar(&ql.MaxIncludes, "max-includes", envInt("CRS_MAX_INCLUDES", dl.MaxIncludes), "_include and _revinclude parameters in one query (CRS_MAX_INCLUDES)")
 	fs.IntVar(&ql.MaxChain, "max-chain", envInt("CRS_MAX_CHAIN", dl.MaxChain), "links in a chained or _has search parameter (CRS_MAX_CHAIN)")
+	fs.IntVar(&ql.MaxChained, "max-chained-params", envInt("CRS_MAX_CHAINED_PARAMS", dl.MaxChained), "chained and _has parameters in one query (CRS_MAX_CHAINED_PARAMS)")
 	fs.IntVar(&ql.MaxSort, "max-sort-keys", envInt("CRS_MAX_SORT_KEYS", dl.MaxSort), "keys of _sort (CRS_MAX_SORT_KEYS)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
-		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-sort-keys": ql.MaxSort} {
+		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-chained-params": ql.MaxChained, "max-sort-keys": ql.MaxSort} {
 		if v < 1 {
 			return cfg, fmt.Errorf("--%s must be at least 1, not %d", name, v)
 		}
+	}
+	if ql.MaxValues > maxQueryValues {
+		// Each value binds up to five SQL variables; SQLite takes 32,766.
+		return cfg, fmt.Errorf("--max-query-values must be at most %d, not %d", maxQueryValues, ql.MaxValues)
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -250,4 +250,7 @@ func TestQueryLimitFlags(t *testing.T) {
 	if _, err := parseServeFlags([]string{"--max-param-repeats", "0"}, io.Discard); err == nil {
 		t.Error("--max-param-repeats 0 accepted")
 	}
+	if _, err := parseServeFlags([]string{"--max-query-values", "5001"}, io.Discard); err == nil {
+		t.Error("--max-query-values 5001 accepted")
+	}
 }

@@ -34,7 +34,7 @@ func orList(format string, n int) string {
 // (a 400 naming the limit), with the defaults and with configured limits.
 func TestLimits(t *testing.T) {
 	r := Default()
-	small := Limits{MaxRepeats: 3, MaxOr: 4, MaxValues: 6, MaxIncludes: 2, MaxChain: 1, MaxSort: 2}
+	small := Limits{MaxRepeats: 3, MaxOr: 4, MaxValues: 6, MaxIncludes: 2, MaxChain: 1, MaxChained: 2, MaxSort: 2}
 	d := DefaultLimits
 	cases := []struct {
 		name   string
@@ -59,6 +59,8 @@ func TestLimits(t *testing.T) {
 		{"chain past limit", small, []fhir.RawParam{{Name: "organization.partof.name", Value: "x"}}, "longer than 1 links"},
 		{"_has past limit", small, []fhir.RawParam{{Name: "_has:Goal:subject:_has:CarePlan:goal:status", Value: "active"}}, "longer than 1 links"},
 		{"default chain past limit", Limits{}, []fhir.RawParam{{Name: "organization.partof.partof.partof.partof.name", Value: "x"}}, "longer than 4 links"},
+		{"chained at limit", small, []fhir.RawParam{{Name: "organization.name", Value: "x"}, {Name: "_has:Goal:subject:lifecycle-status", Value: "active"}}, ""},
+		{"chained past limit", small, []fhir.RawParam{{Name: "organization.name", Value: "x"}, {Name: "_has:Goal:subject:lifecycle-status", Value: "active"}, {Name: "general-practitioner.name", Value: "y"}}, "more than 2 chained"},
 		{"sort at limit", small, []fhir.RawParam{{Name: "_sort", Value: "family,-birthdate"}}, ""},
 		{"sort past limit", small, []fhir.RawParam{{Name: "_sort", Value: "family,given,birthdate"}}, "more than 2 keys"},
 	}

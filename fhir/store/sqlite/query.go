@@ -244,12 +244,44 @@ func conditions(b *builder, pl *planner, alias, typ string, params []fhir.Param,
 			return false, err
 		}
 	}
+	parts := make([]builder, len(params))
 	for i, p := range params {
-		if err := where(b, pl, alias, typ, p, depth, i == drive); err != nil {
+		if err := where(&parts[i], pl, alias, typ, p, depth, i == drive); err != nil {
 			return false, err
 		}
+		parts[i].sql = trimmed(&parts[i], " AND ")
+	}
+	if len(parts) > 0 {
+		b.add(" AND ")
+		balanced(b, " AND ", parts)
 	}
 	return drive >= 0, nil
+}
+
+// trimmed returns the SQL of b less prefix, as a new strings.Builder.
+func trimmed(b *builder, prefix string) strings.Builder {
+	var s strings.Builder
+	s.WriteString(strings.TrimPrefix(b.sql.String(), prefix))
+	return s
+}
+
+// balanced writes parts joined by op as a balanced tree of parentheses, so
+// that the depth of the expression grows with the logarithm of the number of
+// parts: a flat "a OR b OR c …" is a chain as deep as it is long, and SQLite
+// refuses expressions deeper than 1000 (SQLITE_MAX_EXPR_DEPTH). SQLite
+// flattens nested ANDs and ORs when planning, so the tree costs nothing.
+// The parts' arguments keep their order.
+func balanced(b *builder, op string, parts []builder) {
+	if len(parts) == 1 {
+		b.add(parts[0].sql.String(), parts[0].args...)
+		return
+	}
+	mid := len(parts) / 2
+	b.add("(")
+	balanced(b, op, parts[:mid])
+	b.add(op)
+	balanced(b, op, parts[mid:])
+	b.add(")")
 }
 
 // where adds the filter of one query parameter on the current row named alias
@@ -375,18 +407,16 @@ func lookup(b *builder, typ string, p fhir.Param, probe string) error {
 		b.add(")")
 		return nil
 	}
-	b.add(" AND (")
+	parts := make([]builder, len(p.Values))
 	for i, v := range p.Values {
-		if i > 0 {
-			b.add(" OR ")
-		}
-		b.add("(")
-		if err := cond(b, p, v); err != nil {
+		parts[i].add("(")
+		if err := cond(&parts[i], p, v); err != nil {
 			return err
 		}
-		b.add(")")
+		parts[i].add(")")
 	}
-	b.add(")")
+	b.add(" AND ")
+	balanced(b, " OR ", parts)
 	return nil
 }
 
