@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseQuery -fuzztime $(FUZZTIME) ./fhir/search/
 	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./fhir/validate/
 	$(GO) test -run '^$$' -fuzz FuzzBundle -fuzztime $(FUZZTIME) ./fhir/engine/
+	$(GO) test -run '^$$' -fuzz FuzzSearch -fuzztime $(FUZZTIME) ./fhir/engine/
 	$(GO) test -run '^$$' -fuzz FuzzApplyPatch -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) ./profiles/
 

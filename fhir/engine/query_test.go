@@ -109,3 +109,52 @@ func TestQueryLimitsReachTheParser(t *testing.T) {
 		t.Errorf("search within limits: %v", err)
 	}
 }
+
+// FuzzSearch runs arbitrary query strings through the engine's search on a
+// small SQLite store: every one must be answered with a page or a client
+// error, never a panic or an internal error (a 5xx).
+func FuzzSearch(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"Patient", "name=smith&gender=male&_count=2"},
+		{"Patient", "_id=" + strings.Repeat("a,", 999) + "b"},
+		{"Patient", "name=" + strings.Repeat("x,", 499) + "y"},
+		{"Patient", strings.Repeat("birthdate=gt2000&", 20)},
+		{"Patient", "_include=Patient:organization&_revinclude=Goal:subject&_sort=-birthdate,family"},
+		{"Patient", "organization.partof.name=x&general-practitioner:Practitioner.name=y"},
+		{"Patient", "_has:Goal:subject:lifecycle-status=active&_total=accurate&_summary=count"},
+		{"Goal", "subject.name:contains=a&target-date=ge2026-01-01&_elements=id,subject"},
+		{"CarePlan", "date=ap2026-11&status:not=active&subject:missing=true"},
+		{"Observation", "value-quantity=gt5.4|http://unitsofmeasure.org|mg&code=a|b,c"},
+		{"Patient", "_cursor=bogus&_count=-1"},
+		{"Patient", "name=%zz&birthdate=2026-02-30"},
+		{"Patient", "_sort=" + strings.Repeat("family,", 10)},
+		{"Nonsense", "x=y"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	st, v := openStore(f)
+	ctx := context.Background()
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://fuzz/fhir"})
+	for _, body := range []string{
+		`{"resourceType":"Organization","id":"o1","name":"Org"}`,
+		`{"resourceType":"Patient","id":"p1","name":[{"family":"Smith","given":["Ann"]}],"gender":"female","birthDate":"2001-02-03","managingOrganization":{"reference":"Organization/o1"}}`,
+		`{"resourceType":"Goal","id":"g1","lifecycleStatus":"active","description":{"text":"walk"},"subject":{"reference":"Patient/p1"}}`,
+	} {
+		obj, err := fhir.Parse([]byte(body), fhir.DefaultLimits)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if _, err := eng.Update(ctx, fhir.ResourceType(obj), fhir.ID(obj), []byte(body), 0); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, rt, query string) {
+		params, err := engine.ParseQueryString(query)
+		if err == nil {
+			_, err = eng.Search(ctx, rt, params, engine.SearchOptions{})
+		}
+		if err != nil && fhir.KindOf(err) == fhir.Internal {
+			t.Fatalf("%s?%s: internal error: %v", rt, query, err)
+		}
+	})
+}
