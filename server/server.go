@@ -60,7 +60,7 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
-	r.Use(s.requestLog, s.recoverPanic)
+	r.Use(s.requestLog, s.recoverPanic, s.knownMethod)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/.well-known/smart-configuration", s.wrap(s.smartConfiguration))

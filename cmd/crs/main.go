@@ -274,7 +274,7 @@ func (m *Main) Start(ctx context.Context) error {
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
-	go func() { m.done <- m.http.Serve(ln) }()
+	go func() { m.done <- m.http.Serve(server.Listener(ln)) }()
 	m.Log.Info("serving", "addr", ln.Addr().String(), "base", base, "store", m.Config.Store,
 		"profile_enforcement", m.Config.ProfileEnforcement, "canonical_base", prof.CanonicalBase())
 	return nil

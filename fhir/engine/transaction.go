@@ -108,7 +108,10 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (*B
 	if typ != "transaction" && typ != "batch" {
 		return nil, fhir.Errorf(fhir.Invalid, "Bundle.type", "Bundle.type must be transaction or batch, not %q", typ)
 	}
-	raw, _ := obj["entry"].([]any)
+	raw, isList := obj["entry"].([]any)
+	if _, given := obj["entry"]; given && !isList {
+		return nil, fhir.Errorf(fhir.Invalid, "Bundle.entry", "Bundle.entry must be an array of entries")
+	}
 	if len(raw) > MaxBundleEntries {
 		return nil, fhir.Errorf(fhir.TooLarge, "Bundle.entry", "the Bundle has %d entries; the limit is %d", len(raw), MaxBundleEntries)
 	}
@@ -147,6 +150,9 @@ func (e *Engine) parseEntry(i int, r any, transaction bool) (*bundleEntry, error
 		return be, fhir.Errorf(fhir.Invalid, be.where(), "an entry must be an object")
 	}
 	be.fullURL, _ = m["fullUrl"].(string)
+	if err := checkFullURL(be.fullURL, be.where()+".fullUrl"); err != nil {
+		return be, err
+	}
 	req, ok := m["request"].(map[string]any)
 	if !ok {
 		return be, fhir.Errorf(fhir.Invalid, be.where()+".request", "entry %d has no request", i)
@@ -680,4 +686,16 @@ func entriesRecord(interaction string, entries []*bundleEntry) auth.AuditRecord 
 		}
 	}
 	return rec
+}
+
+// checkFullURL refuses (at expr) a fullUrl that claims to be a urn:uuid: or urn:oid:
+// but is not one: references to it could never be told from a typo.
+func checkFullURL(u, expr string) error {
+	switch {
+	case strings.HasPrefix(u, "urn:uuid:") && !fhir.ValidUUIDURN(u):
+		return fhir.Errorf(fhir.Invalid, expr, "fullUrl %q is not a urn:uuid: with a UUID (8-4-4-4-12 hexadecimal digits)", u)
+	case strings.HasPrefix(u, "urn:oid:") && !fhir.ValidOIDURN(u):
+		return fhir.Errorf(fhir.Invalid, expr, "fullUrl %q is not a urn:oid: with an OID such as urn:oid:1.2.3", u)
+	}
+	return nil
 }

@@ -1,0 +1,69 @@
+package server_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"crs/fhir/engine"
+	"crs/profiles"
+)
+
+// TestRefusedNotIgnored checks requests that were answered as if nothing were
+// wrong: conditional writes without criteria, a Bundle whose entry is not an
+// array, a fullUrl that is not the urn:uuid: it claims to be, a bad escape in
+// $expand's filter.
+func TestRefusedNotIgnored(t *testing.T) {
+	ts := newServer(t)
+	base := ts.URL + "/fhir"
+	if r := do(t, http.MethodPost, base+"/Patient", []byte(`{"resourceType":"Patient","gender":"male"}`)); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	bundle := func(entries string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":` + entries + `}`)
+	}
+	for _, c := range []struct {
+		name, method, path string
+		body               []byte
+		want               string
+	}{
+		{"conditional delete with _count only", http.MethodDelete, "/RelatedPerson?_count=1", nil, "search criterion"},
+		{"conditional delete with _sort only", http.MethodDelete, "/Patient?_sort=_id", nil, "search criterion"},
+		{"conditional delete with _elements only", http.MethodDelete, "/Patient?_elements=id", nil, "search criterion"},
+		{"conditional update with _count only", http.MethodPut, "/CareTeam?_count=1", []byte(`{"resourceType":"CareTeam"}`), "search criterion"},
+		{"conditional update of a Patient with _count only", http.MethodPut, "/Patient?_count=1", []byte(`{"resourceType":"Patient","gender":"female"}`), "search criterion"},
+		{"create with If-None-Exist of _count only", http.MethodPost, "/Patient", []byte(`{"resourceType":"Patient"}`), "search criterion"},
+		{"Bundle.entry an object", http.MethodPost, "", bundle(`{"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient"}}`), "Bundle.entry must be an array"},
+		{"fullUrl urn:uuid:xyz", http.MethodPost, "", bundle(`[{"fullUrl":"urn:uuid:xyz","request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient"}}]`), "is not a urn:uuid: with a UUID"},
+		{"fullUrl urn:oid:x", http.MethodPost, "", bundle(`[{"fullUrl":"urn:oid:x","request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient"}}]`), "is not a urn:oid:"},
+	} {
+		var headers []string
+		if strings.HasPrefix(c.name, "create with If-None-Exist") {
+			headers = []string{"If-None-Exist", "_count=1"}
+		}
+		r := do(t, c.method, base+c.path, c.body, headers...)
+		if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), c.want) {
+			t.Errorf("%s: %d %s, want 400 saying %q", c.name, r.status, r.body, c.want)
+		}
+	}
+	// Nothing was deleted, overwritten or created.
+	r := do(t, http.MethodGet, base+"/Patient?_total=accurate", nil)
+	if !strings.Contains(string(r.body), `"total":1,`) || !strings.Contains(string(r.body), `"gender":"male"`) {
+		t.Errorf("the store changed: %s", r.body)
+	}
+}
+
+// TestExpandBadEscape checks that a bad escape in $expand's query is a 400,
+// not an expansion without the filter.
+func TestExpandBadEscape(t *testing.T) {
+	ts := newProfiledServer(t, engine.EnforceStrict)
+	vs := url.QueryEscape(profiles.DefaultCanonicalBase + "/ValueSet/crs-visit-type")
+	if r := do(t, http.MethodGet, ts.URL+"/fhir/ValueSet/$expand?url="+vs+"&filter=review", nil); r.status != http.StatusOK {
+		t.Fatalf("$expand: %d %s", r.status, r.body)
+	}
+	r := do(t, http.MethodGet, ts.URL+"/fhir/ValueSet/$expand?url="+vs+"&filter=%zz", nil)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `malformed value of query parameter \"filter\"`) {
+		t.Errorf("$expand?filter=%%zz: %d %s", r.status, r.body)
+	}
+}
