@@ -108,6 +108,8 @@ type Config struct {
 
 	// QueryLimits bound a search's size (--max-param-repeats, --max-or-values …).
 	QueryLimits search.Limits
+	// MaxConditionalDelete is how many resources one conditional delete may delete.
+	MaxConditionalDelete int
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -147,11 +149,14 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&ql.MaxChain, "max-chain", envInt("CRS_MAX_CHAIN", dl.MaxChain), "links in a chained or _has search parameter (CRS_MAX_CHAIN)")
 	fs.IntVar(&ql.MaxChained, "max-chained-params", envInt("CRS_MAX_CHAINED_PARAMS", dl.MaxChained), "chained and _has parameters in one query (CRS_MAX_CHAINED_PARAMS)")
 	fs.IntVar(&ql.MaxSort, "max-sort-keys", envInt("CRS_MAX_SORT_KEYS", dl.MaxSort), "keys of _sort (CRS_MAX_SORT_KEYS)")
+	fs.IntVar(&cfg.MaxConditionalDelete, "max-conditional-delete", envInt("CRS_MAX_CONDITIONAL_DELETE", engine.DefaultMaxConditionalDelete),
+		"resources one conditional delete may delete; more matches are refused with 412 (CRS_MAX_CONDITIONAL_DELETE)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
-		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-chained-params": ql.MaxChained, "max-sort-keys": ql.MaxSort} {
+		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-chained-params": ql.MaxChained, "max-sort-keys": ql.MaxSort,
+		"max-conditional-delete": cfg.MaxConditionalDelete} {
 		if v < 1 {
 			return cfg, fmt.Errorf("--%s must be at least 1, not %d", name, v)
 		}
@@ -261,7 +266,7 @@ func (m *Main) Start(ctx context.Context) error {
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
-		Access: access, Audit: true, QueryLimits: m.Config.QueryLimits,
+		Access: access, Audit: true, QueryLimits: m.Config.QueryLimits, MaxConditionalDelete: m.Config.MaxConditionalDelete,
 	})
 	if err := eng.InstallConformance(ctx); err != nil {
 		ln.Close()

@@ -247,6 +247,9 @@ func TestQueryLimitFlags(t *testing.T) {
 	if cfg.QueryLimits != want {
 		t.Errorf("limits %+v, want %+v", cfg.QueryLimits, want)
 	}
+	if cfg.MaxConditionalDelete != 1 {
+		t.Errorf("--max-conditional-delete defaults to %d, want 1", cfg.MaxConditionalDelete)
+	}
 	if _, err := parseServeFlags([]string{"--max-param-repeats", "0"}, io.Discard); err == nil {
 		t.Error("--max-param-repeats 0 accepted")
 	}

@@ -48,6 +48,9 @@ type Config struct {
 	Audit        bool             // record an AuditEvent for every interaction
 	Enforcement  Enforcement      // which writes the profiles check (default strict)
 	QueryLimits  search.Limits    // bounds on a query's size; search.DefaultLimits for zero fields
+	// MaxConditionalDelete is how many resources one conditional delete may
+	// delete (DefaultMaxConditionalDelete when 0).
+	MaxConditionalDelete int
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -73,6 +76,8 @@ type Engine struct {
 	audit       bool
 	enforcement Enforcement
 	queryLimits search.Limits
+	// maxCondDelete is how many resources one conditional delete may delete.
+	maxCondDelete int
 }
 
 // New returns an Engine for cfg.
@@ -81,7 +86,10 @@ func New(cfg Config) *Engine {
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, totalLimit: cfg.TotalLimit, now: cfg.Now,
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
-		queryLimits: cfg.QueryLimits,
+		queryLimits: cfg.QueryLimits, maxCondDelete: cfg.MaxConditionalDelete,
+	}
+	if e.maxCondDelete <= 0 {
+		e.maxCondDelete = DefaultMaxConditionalDelete
 	}
 	if e.enforcement == "" {
 		e.enforcement = EnforceStrict
@@ -521,33 +529,14 @@ func (e *Engine) Delete(ctx context.Context, rt, id string, ifMatch int) (Result
 	return res, fhir.WithOp("delete", err)
 }
 
-// ConditionalDelete deletes the one resource of type rt matching query. No match
-// is a NoOp; more than one is TooManyMatches.
+// ConditionalDelete deletes the resources of type rt matching query: at most
+// Config.MaxConditionalDelete of them (one by default); more is
+// TooManyMatches and deletes nothing. No match is a NoOp.
 func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatch int) (Result, error) {
 	if err := checkType(rt, fhir.Delete); err != nil {
 		return Result{}, err
 	}
-	q, err := e.conditionQuery(rt, query, "a conditional delete")
-	if err != nil {
-		return Result{}, err
-	}
-	if err := e.restrict(ctx, q, auth.Search); err != nil {
-		return Result{}, err
-	}
-	res, err := e.delete(ctx, rt, ifMatch, func(tx store.Tx) (string, error) {
-		found, err := tx.Search(ctx, q)
-		if err != nil {
-			return "", err
-		}
-		switch len(found.Matches) {
-		case 0:
-			return "", nil
-		case 1:
-			return found.Matches[0].ID, nil
-		default:
-			return "", fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)
-		}
-	})
+	res, err := e.deleteMatches(ctx, rt, query, ifMatch)
 	return res, fhir.WithOp("delete", err)
 }
 

@@ -158,3 +158,65 @@ func FuzzSearch(f *testing.F) {
 		}
 	})
 }
+
+// TestConditionalDeleteMatches checks how many resources one conditional
+// delete deletes: one by default (several matches: 412, nothing deleted),
+// up to MaxConditionalDelete when configured, by REST and in a transaction.
+func TestConditionalDeleteMatches(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		max, matches int
+		wantErr      fhir.Kind // 0: deleted
+	}{
+		{0, 1, 0},
+		{0, 2, fhir.TooManyMatches},
+		{3, 2, 0},
+		{3, 3, 0},
+		{3, 4, fhir.TooManyMatches},
+	} {
+		for _, viaBundle := range []bool{false, true} {
+			st, v := openStore(t)
+			eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://test/fhir", MaxConditionalDelete: c.max})
+			for i := 0; i < c.matches; i++ {
+				if _, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"other"}`), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"male"}`), ""); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if viaBundle {
+				_, err = eng.Bundle(ctx, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?gender=other"}}]}`), engine.SearchOptions{})
+			} else {
+				_, err = eng.ConditionalDelete(ctx, "Patient", "gender=other", 0)
+			}
+			raw, _ := engine.ParseQueryString("_total=accurate")
+			b, serr := eng.Search(ctx, "Patient", raw, engine.SearchOptions{})
+			if serr != nil {
+				t.Fatal(serr)
+			}
+			left := *b.Total
+			switch {
+			case c.wantErr == 0 && (err != nil || left != 1):
+				t.Errorf("max %d, %d matches (bundle %v): %v, %d left, want all matches deleted", c.max, c.matches, viaBundle, err, left)
+			case c.wantErr != 0 && (fhir.KindOf(err) != c.wantErr || left != c.matches+1):
+				t.Errorf("max %d, %d matches (bundle %v): %v, %d left, want %v and nothing deleted", c.max, c.matches, viaBundle, err, left, c.wantErr)
+			}
+		}
+	}
+	st, v := openStore(t)
+	eng := engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir", MaxConditionalDelete: 3})
+	for i := 0; i < 2; i++ {
+		if _, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"other"}`), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := eng.ConditionalDelete(ctx, "Patient", "gender=other", 1); fhir.KindOf(err) != fhir.PreconditionFailed {
+		t.Errorf("If-Match with two matches: %v", err)
+	}
+	cs, _ := fhir.Marshal(eng.CapabilityStatement(engine.Software{Name: "crs", Version: "test"}))
+	if !strings.Contains(string(cs), `"conditionalDelete":"multiple"`) {
+		t.Errorf("the CapabilityStatement does not say conditionalDelete multiple")
+	}
+}

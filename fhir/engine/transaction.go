@@ -471,25 +471,28 @@ func (e *Engine) rewriteReferences(ctx context.Context, tx store.Tx, be *bundleE
 func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, now time.Time, opt SearchOptions) error {
 	switch be.method {
 	case "DELETE":
-		id := be.id
+		ids := []string{be.id}
 		if be.query != "" {
-			found, err := e.conditional(ctx, tx, be.rt, be.query, "request.url")
+			var err error
+			if ids, err = e.deleteTargets(ctx, tx, be.rt, be.query, "request.url"); err != nil {
+				return err
+			}
+			if be.ifMatch != 0 && len(ids) > 1 {
+				return fhir.Errorf(fhir.PreconditionFailed, "", "ifMatch names one version, but the condition %q matches %d %s", be.query, len(ids), be.rt)
+			}
+			if len(ids) == 1 {
+				be.id = ids[0] // for the audit record
+			}
+		}
+		be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
+		for _, id := range ids {
+			res, err := e.deleteInTx(ctx, tx, be.rt, id, be.ifMatch, now)
 			if err != nil {
 				return err
 			}
-			if len(found) == 0 {
-				be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
-				return nil
+			if res.Version.VersionID > 0 && len(ids) == 1 {
+				be.response.Response.Etag = ETag(res.Version.VersionID)
 			}
-			id = found[0].ID
-		}
-		res, err := e.deleteInTx(ctx, tx, be.rt, id, be.ifMatch, now)
-		if err != nil {
-			return err
-		}
-		be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
-		if res.Version.VersionID > 0 {
-			be.response.Response.Etag = ETag(res.Version.VersionID)
 		}
 	case "POST":
 		if be.resource == nil {
