@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -65,5 +66,39 @@ func TestExpandBadEscape(t *testing.T) {
 	r := do(t, http.MethodGet, ts.URL+"/fhir/ValueSet/$expand?url="+vs+"&filter=%zz", nil)
 	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `malformed value of query parameter \"filter\"`) {
 		t.Errorf("$expand?filter=%%zz: %d %s", r.status, r.body)
+	}
+}
+
+// TestBigQueries checks, over HTTP, that queries at the default limits are
+// answered and queries past them are a 400 naming the limit: never a 500.
+func TestBigQueries(t *testing.T) {
+	ts := newServer(t)
+	base := ts.URL + "/fhir"
+	list := func(format string, n int) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = fmt.Sprintf(format, i)
+		}
+		return strings.Join(items, ",")
+	}
+	for _, c := range []struct {
+		name, query string
+		status      int
+	}{
+		{"1,000 _id values", "_id=" + list("p%d", 1000), 200},
+		{"1,001 _id values", "_id=" + list("p%d", 1001), 400},
+		{"500 name values", "name=" + list("n%d", 500), 200},
+		{"20 repetitions", strings.Repeat("birthdate=gt2000&", 19) + "birthdate=gt2001", 200},
+		{"21 repetitions", strings.ReplaceAll(list("birthdate=gt20%02d", 21), ",", "&"), 400},
+		{"1,000 identical repetitions", strings.Repeat("name=x&", 1000), 200},
+		{"1,000 identical includes", strings.Repeat("_include=Patient:organization&", 1000), 200},
+	} {
+		r := do(t, http.MethodGet, base+"/Patient?"+c.query, nil)
+		if r.status != c.status {
+			t.Errorf("%s: %d %.300s", c.name, r.status, r.body)
+		}
+		if c.status == 400 && !strings.Contains(string(r.body), "limit") {
+			t.Errorf("%s: the outcome does not name the limit: %s", c.name, r.body)
+		}
 	}
 }
