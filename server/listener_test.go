@@ -5,38 +5,28 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"crs/fhir"
-	"crs/fhir/engine"
-	"crs/fhir/store/sqlite"
-	"crs/fhir/validate"
 	"crs/server"
 )
 
-// newListenerServer starts crs on a real listener on 127.0.0.1, wrapped by
-// server.Listener as cmd/crs wraps it.
+// newListenerServer serves newServer's handler on a real listener on
+// 127.0.0.1, wrapped by server.Listener as cmd/crs wraps it, and returns its
+// address.
 func newListenerServer(t *testing.T) string {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	h := newServer(t).Config.Handler
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Listener = server.Listener(ts.Listener)
-	ts.Start()
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: ts.URL + "/fhir"})
-	ts.Config.Handler = server.New(server.Config{Engine: eng, Software: engine.Software{Name: "crs", Version: "test"}})
-	t.Cleanup(func() { ts.Close(); st.Close() })
-	return ts.Listener.Addr().String()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(server.Listener(ln)) }()
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
 
 // raw writes request bytes to a new connection and reads the responses, one
