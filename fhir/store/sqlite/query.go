@@ -244,12 +244,13 @@ func conditions(b *builder, pl *planner, alias, typ string, params []fhir.Param,
 			return false, err
 		}
 	}
-	parts := make([]builder, len(params))
+	parts := make([]fragment, len(params))
 	for i, p := range params {
-		if err := where(&parts[i], pl, alias, typ, p, depth, i == drive); err != nil {
+		var pb builder
+		if err := where(&pb, pl, alias, typ, p, depth, i == drive); err != nil {
 			return false, err
 		}
-		parts[i].sql = trimmed(&parts[i], " AND ")
+		parts[i] = fragment{strings.TrimPrefix(pb.sql.String(), " AND "), pb.args}
 	}
 	if len(parts) > 0 {
 		b.add(" AND ")
@@ -258,11 +259,10 @@ func conditions(b *builder, pl *planner, alias, typ string, params []fhir.Param,
 	return drive >= 0, nil
 }
 
-// trimmed returns the SQL of b less prefix, as a new strings.Builder.
-func trimmed(b *builder, prefix string) strings.Builder {
-	var s strings.Builder
-	s.WriteString(strings.TrimPrefix(b.sql.String(), prefix))
-	return s
+// fragment is a piece of SQL with its arguments.
+type fragment struct {
+	sql  string
+	args []any
 }
 
 // balanced writes parts joined by op as a balanced tree of parentheses, so
@@ -271,9 +271,9 @@ func trimmed(b *builder, prefix string) strings.Builder {
 // refuses expressions deeper than 1000 (SQLITE_MAX_EXPR_DEPTH). SQLite
 // flattens nested ANDs and ORs when planning, so the tree costs nothing.
 // The parts' arguments keep their order.
-func balanced(b *builder, op string, parts []builder) {
+func balanced(b *builder, op string, parts []fragment) {
 	if len(parts) == 1 {
-		b.add(parts[0].sql.String(), parts[0].args...)
+		b.add(parts[0].sql, parts[0].args...)
 		return
 	}
 	mid := len(parts) / 2
@@ -407,13 +407,13 @@ func lookup(b *builder, typ string, p fhir.Param, probe string) error {
 		b.add(")")
 		return nil
 	}
-	parts := make([]builder, len(p.Values))
+	parts := make([]fragment, len(p.Values))
 	for i, v := range p.Values {
-		parts[i].add("(")
-		if err := cond(&parts[i], p, v); err != nil {
+		var vb builder
+		if err := cond(&vb, p, v); err != nil {
 			return err
 		}
-		parts[i].add(")")
+		parts[i] = fragment{"(" + vb.sql.String() + ")", vb.args}
 	}
 	b.add(" AND ")
 	balanced(b, " OR ", parts)

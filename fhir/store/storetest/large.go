@@ -26,7 +26,9 @@ func list(format string, n int) string {
 // testSearchLarge checks that long OR lists, many repeated (ANDed) parameters
 // and long lists inside chains and _has are answered like short ones: no
 // backend may fail on the size of the statement it builds (SQLite's
-// expression depth limit is 1000).
+// expression depth limit is 1000: the 1,000 _id values and the 1,000
+// repetitions would pass it as flat OR and AND chains). The other shapes are
+// smaller, to keep the suite quick under -race.
 func testSearchLarge(t *testing.T, s store.Store) {
 	const n = 12
 	for i := 0; i < n; i++ {
@@ -50,15 +52,14 @@ func testSearchLarge(t *testing.T, s store.Store) {
 		want   int
 	}{
 		{"1,000 _id values", one("_id", list("p%d", 1000)), n},
-		{"5,000 _id values", one("_id", list("p%d", 5000)), n},
 		{"500 name values", one("name", list("fam%d", 500)), n},
-		{"2,000 identifier values with system", one("identifier", list("urn:sys|v%d", 2000)), n},
+		{"300 identifier values with system", one("identifier", list("urn:sys|v%d", 300)), n},
 		{"1,000 reference values", one("general-practitioner", list("Practitioner/x%d", 1000)), n},
-		{"1,000 date values with ge", one("birthdate", list("ge2%03d", 1000)), n},
+		{"300 date values with ge", one("birthdate", list("ge2%03d", 300)), n},
 		{"1,000 repetitions of a parameter", repeated("birthdate=gt1%03d", 1000), n},
-		{"1,000 repetitions of a negation", repeated("_id:not=q%d", 1000), n},
-		{"50 repetitions of a chain", repeated("organization._id:not=zz%d", 50), n},
-		{"500 chained values", one("organization.name", list("org%d", 500)), n},
+		{"300 repetitions of a negation", repeated("_id:not=q%d", 300), n},
+		{"25 repetitions of a chain", repeated("organization._id:not=zz%d", 25), n},
+		{"200 chained values", one("organization.name", list("org%d", 200)), n},
 		{"500 reverse-chained values", one("_has:Goal:subject:_id", list("g%d", 500)), n},
 	} {
 		q, err := registry.ParseQuery("Patient", c.params, search.ParseOptions{DefaultCount: 1000, MaxCount: 1000, Limits: largeLimits})
