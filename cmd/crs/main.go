@@ -143,6 +143,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
 	ql, dl := &cfg.QueryLimits, search.DefaultLimits
 	fs.IntVar(&ql.MaxRepeats, "max-param-repeats", envInt("CRS_MAX_PARAM_REPEATS", dl.MaxRepeats), "times one search parameter may repeat in a query (CRS_MAX_PARAM_REPEATS)")
+	fs.IntVar(&ql.MaxParams, "max-params", envInt("CRS_MAX_PARAMS", dl.MaxParams), "search parameters (ANDed) in one query (CRS_MAX_PARAMS)")
 	fs.IntVar(&ql.MaxOr, "max-or-values", envInt("CRS_MAX_OR_VALUES", dl.MaxOr), "comma-separated values in one search parameter (CRS_MAX_OR_VALUES)")
 	fs.IntVar(&ql.MaxValues, "max-query-values", envInt("CRS_MAX_QUERY_VALUES", dl.MaxValues), "search values in one query, all parameters together (CRS_MAX_QUERY_VALUES)")
 	fs.IntVar(&ql.MaxIncludes, "max-includes", envInt("CRS_MAX_INCLUDES", dl.MaxIncludes), "_include and _revinclude parameters in one query (CRS_MAX_INCLUDES)")
@@ -154,7 +155,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
-	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
+	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-params": ql.MaxParams, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
 		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-chained-params": ql.MaxChained, "max-sort-keys": ql.MaxSort,
 		"max-conditional-delete": cfg.MaxConditionalDelete} {
 		if v < 1 {

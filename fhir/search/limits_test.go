@@ -34,7 +34,7 @@ func orList(format string, n int) string {
 // (a 400 naming the limit), with the defaults and with configured limits.
 func TestLimits(t *testing.T) {
 	r := Default()
-	small := Limits{MaxRepeats: 3, MaxOr: 4, MaxValues: 6, MaxIncludes: 2, MaxChain: 1, MaxChained: 2, MaxSort: 2}
+	small := Limits{MaxRepeats: 3, MaxParams: 5, MaxOr: 4, MaxValues: 6, MaxIncludes: 2, MaxChain: 1, MaxChained: 2, MaxSort: 2}
 	d := DefaultLimits
 	cases := []struct {
 		name   string
@@ -45,6 +45,8 @@ func TestLimits(t *testing.T) {
 		{"repeats at limit", small, repeat("birthdate", "ge20%02d", 3), ""},
 		{"repeats past limit", small, repeat("birthdate", "ge20%02d", 4), "repeated more than 3 times"},
 		{"default repeats past limit", Limits{}, repeat("birthdate", "ge2%03d", d.MaxRepeats+1), fmt.Sprintf("repeated more than %d times", d.MaxRepeats)},
+		{"params at limit", small, append(repeat("birthdate", "ge20%02d", 3), repeat("family", "f%d", 2)...), ""},
+		{"params past limit", small, append(repeat("birthdate", "ge20%02d", 3), repeat("family", "f%d", 3)...), "more than 5 search parameters"},
 		{"identical repeats count once", small, repeat("gender", "male", 1000), ""},
 		{"or at limit", small, []fhir.RawParam{{Name: "_id", Value: orList("p%d", 4)}}, ""},
 		{"or past limit", small, []fhir.RawParam{{Name: "_id", Value: orList("p%d", 5)}}, "5 comma-separated values: the limit is 4"},
@@ -52,6 +54,7 @@ func TestLimits(t *testing.T) {
 		{"default or past limit", Limits{}, []fhir.RawParam{{Name: "name", Value: orList("n%d", d.MaxOr+1)}}, "the limit is 1000"},
 		{"escaped commas are one value", small, []fhir.RawParam{{Name: "name", Value: `a\,b\,c\,d\,e\,f`}}, ""},
 		{"values past limit", small, []fhir.RawParam{{Name: "_id", Value: "a,b,c,d"}, {Name: "name", Value: "x,y,z"}}, "more than 6 search values"},
+		{"default params past limit", Limits{}, append(repeat("family", "f%d", 20), append(repeat("given", "g%d", 20), repeat("birthdate", "ge2%03d", 11)...)...), "more than 50 search parameters"},
 		{"includes at limit", small, []fhir.RawParam{{Name: "_include", Value: "Patient:organization"}, {Name: "_revinclude", Value: "Goal:subject"}}, ""},
 		{"includes past limit", small, []fhir.RawParam{{Name: "_include", Value: "Patient:organization"}, {Name: "_revinclude", Value: "Goal:subject"}, {Name: "_revinclude", Value: "CarePlan:subject"}}, "the limit is 2"},
 		{"identical includes count once", small, repeat("_include", "Patient:organization", 1000), ""},

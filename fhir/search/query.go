@@ -33,6 +33,7 @@ type ParseOptions struct {
 // condition with itself, or including the same thing twice, changes nothing).
 type Limits struct {
 	MaxRepeats  int // times one search parameter name may appear (each appearance is ANDed)
+	MaxParams   int // search parameters (ANDed) in one query, all names together
 	MaxOr       int // comma-separated (ORed) values in one parameter
 	MaxValues   int // values of every search parameter of the query together
 	MaxIncludes int // _include and _revinclude parameters together
@@ -43,10 +44,11 @@ type Limits struct {
 
 // DefaultLimits are the limits a query gets when ParseOptions leaves them
 // zero: generous for any real client (1,000 ids in one _id, a date range
-// and a few more conditions on one parameter) and cheap to evaluate (on
-// SQLite, the most costly query they allow — 1,000 ANDed parameters, or 20
-// chains — takes under half a second on a small store).
-var DefaultLimits = Limits{MaxRepeats: 20, MaxOr: 1000, MaxValues: 1000, MaxIncludes: 20, MaxChain: 4, MaxChained: 20, MaxSort: 8}
+// and a few more conditions on one parameter) and bounded in cost: every
+// ANDed parameter is a probe per candidate and every OR value a term SQLite
+// plans, so the count of parameters is what bounds a query over many
+// matches (BenchmarkLargeQuery in fhir/store/sqlite measures them).
+var DefaultLimits = Limits{MaxRepeats: 20, MaxParams: 50, MaxOr: 1000, MaxValues: 1000, MaxIncludes: 20, MaxChain: 4, MaxChained: 20, MaxSort: 8}
 
 // withDefaults fills the zero fields of l from DefaultLimits.
 func (l Limits) withDefaults() Limits {
@@ -54,7 +56,7 @@ func (l Limits) withDefaults() Limits {
 		v   *int
 		def int
 	}{
-		{&l.MaxRepeats, DefaultLimits.MaxRepeats}, {&l.MaxOr, DefaultLimits.MaxOr}, {&l.MaxValues, DefaultLimits.MaxValues},
+		{&l.MaxRepeats, DefaultLimits.MaxRepeats}, {&l.MaxParams, DefaultLimits.MaxParams}, {&l.MaxOr, DefaultLimits.MaxOr}, {&l.MaxValues, DefaultLimits.MaxValues},
 		{&l.MaxIncludes, DefaultLimits.MaxIncludes}, {&l.MaxChain, DefaultLimits.MaxChain}, {&l.MaxSort, DefaultLimits.MaxSort},
 		{&l.MaxChained, DefaultLimits.MaxChained},
 	} {
@@ -128,7 +130,7 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 	q := &fhir.Query{Type: resourceType, Count: opt.DefaultCount}
 	seen := make(map[fhir.RawParam]bool, len(params))
 	repeats := make(map[string]int)
-	values, includes, chained := 0, 0, 0
+	values, includes, chained, nparams := 0, 0, 0, 0
 	for _, p := range params {
 		if seen[p] {
 			continue
@@ -203,6 +205,9 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 			q.Include = append(q.Include, inc)
 			q.Raw = append(q.Raw, p)
 		default:
+			if nparams++; nparams > limits.MaxParams {
+				return nil, fhir.Errorf(fhir.Invalid, p.Name, "the query has more than %d search parameters, the limit", limits.MaxParams)
+			}
 			if repeats[p.Name]++; repeats[p.Name] > limits.MaxRepeats {
 				return nil, fhir.Errorf(fhir.Invalid, p.Name, "the parameter %s is repeated more than %d times, the limit", p.Name, limits.MaxRepeats)
 			}

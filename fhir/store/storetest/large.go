@@ -12,7 +12,7 @@ import (
 
 // largeLimits admit queries far past the server's default limits: a store must
 // evaluate whatever the parser lets through, whatever the limits are set to.
-var largeLimits = search.Limits{MaxRepeats: 5000, MaxOr: 5000, MaxValues: 100000, MaxIncludes: 100, MaxChain: 4, MaxChained: 5000, MaxSort: 8}
+var largeLimits = search.Limits{MaxRepeats: 5000, MaxParams: 5000, MaxOr: 5000, MaxValues: 100000, MaxIncludes: 100, MaxChain: 4, MaxChained: 5000, MaxSort: 8}
 
 // list returns n comma-separated values, each format with its index.
 func list(format string, n int) string {
@@ -53,7 +53,9 @@ func testSearchLarge(t *testing.T, s store.Store) {
 	}{
 		{"1,000 _id values", one("_id", list("p%d", 1000)), n},
 		{"500 name values", one("name", list("fam%d", 500)), n},
-		{"300 identifier values with system", one("identifier", list("urn:sys|v%d", 300)), n},
+		{"1,000 identifier values with system", one("identifier", list("urn:sys|v%d", 1000)), n},
+		{"1,000 identifier values with system, :not", one("identifier:not", list("urn:sys|v%d", 1000)), 0},
+		{"system and code must match together", one("identifier", "urn:sys|v1,urn:other|v2,urn:sys|nothing"), 1},
 		{"1,000 reference values", one("general-practitioner", list("Practitioner/x%d", 1000)), n},
 		{"300 date values with ge", one("birthdate", list("ge2%03d", 300)), n},
 		{"1,000 repetitions of a parameter", repeated("birthdate=gt1%03d", 1000), n},
