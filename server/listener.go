@@ -22,9 +22,10 @@ import (
 //
 // net/http writes each of those answers with one write straight to the
 // connection, as "HTTP/1.1 <status>" followed by exactly the header block
-// plainErrorHeaders; a response from a handler never has it (its header
-// lines are sorted, so Connection comes before Content-Type). The wrapped
-// connection recognises that write and sends the outcome in its place.
+// plainErrorHeaders; a response from a handler never has it (net/http adds a
+// Date header after Content-Type and Connection, and crs's handlers set
+// X-Request-Id before them). The wrapped connection recognises that write
+// and sends the outcome in its place.
 func Listener(l net.Listener) net.Listener { return outcomeListener{l} }
 
 type outcomeListener struct{ net.Listener }

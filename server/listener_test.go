@@ -127,3 +127,24 @@ func TestUnknownMethods(t *testing.T) {
 		t.Errorf("OPTIONS answered by the unknown-method check: %s", body)
 	}
 }
+
+// TestListenerLeavesHandlerAnswers checks that a handler's own plain-text
+// answer with Connection: close is not mistaken for net/http's refusals.
+func TestListenerLeavesHandlerAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, "plain")
+	})}
+	go func() { _ = srv.Serve(server.Listener(ln)) }()
+	t.Cleanup(func() { srv.Close() })
+	resp := raw(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1)[0]
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || string(body) != "plain" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Errorf("the handler's answer was changed: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}
