@@ -102,3 +102,45 @@ func TestBigQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowMatchesRoutes sends every method to every kind of path: wherever
+// one is answered 405, the Allow header lists exactly the methods that are
+// not.
+func TestAllowMatchesRoutes(t *testing.T) {
+	ts := newServer(t)
+	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	checked := 0
+	for _, path := range []string{
+		"", "/metadata", "/_history", "/Patient", "/AuditEvent", "/Patient/_search", "/Patient/_history", "/Patient/_nonsense",
+		"/Patient/p1", "/AuditEvent/a1", "/Patient/p1/_history", "/Patient/p1/_history/1", "/AuditEvent/a1/_history/1",
+		"/Patient/p1/$everything", "/Patient/p1/Goal", "/ValueSet/$expand", "/ValueSet/v1/$expand", "/Patient/$validate",
+	} {
+		allow, routed := "", map[string]bool{}
+		for _, m := range methods {
+			var headers []string
+			if m == http.MethodPatch {
+				headers = []string{"Content-Type", "application/json-patch+json"}
+			}
+			r := do(t, m, ts.URL+"/fhir"+path, []byte(`[]`), headers...)
+			if r.status == http.StatusMethodNotAllowed {
+				if allow = r.header.Get("Allow"); allow == "" {
+					t.Errorf("%s %s: 405 without Allow", m, path)
+				}
+			} else {
+				routed[m] = true
+			}
+		}
+		if allow == "" {
+			continue
+		}
+		checked++
+		for _, m := range methods {
+			if listed := strings.Contains(", "+allow+",", ", "+m+","); listed != routed[m] {
+				t.Errorf("%s: Allow %q, but %s is routed: %v", path, allow, m, routed[m])
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d paths answered 405 to some method", checked)
+	}
+}

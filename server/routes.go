@@ -72,7 +72,7 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return s.expand(c, "")
 	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
-	case len(seg) == 2:
+	case len(seg) == 2 && !strings.HasPrefix(seg[1], "_"): // _search, _history: not ids
 		switch m {
 		case http.MethodGet:
 			return s.read(c, rt, seg[1])
@@ -114,6 +114,9 @@ func (s *Server) dispatch(c *gin.Context) reply {
 			return fail(err)
 		}
 		return reply{status: http.StatusOK, body: b}
+	}
+	if allowFor(c.Request.URL.Path) == "" {
+		return fail(fhir.Errorf(fhir.NotFound, "", "no such path %q", c.Request.URL.Path))
 	}
 	return fail(fhir.Errorf(fhir.MethodNotAllowed, "", "%s %s is not a supported FHIR interaction", c.Request.Method, c.Request.URL.Path))
 }

@@ -138,6 +138,9 @@ func (s *Server) render(c *gin.Context, r reply) {
 		if e.Kind == fhir.Unauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crs", error="invalid_token"`)
 		}
+		if e.Kind == fhir.MethodNotAllowed && w.Header().Get("Allow") == "" {
+			w.Header().Set("Allow", allowFor(c.Request.URL.Path))
+		}
 		r.status, r.body = e.Kind.Status(), fhir.Outcome(e.Issues)
 	}
 	if r.body == nil {
