@@ -220,3 +220,47 @@ func TestConditionalDeleteMatches(t *testing.T) {
 		t.Errorf("the CapabilityStatement does not say conditionalDelete multiple")
 	}
 }
+
+// TestConditionalDeleteAudit checks that the audit record of a conditional
+// delete names every resource it deleted, by REST and in a transaction.
+func TestConditionalDeleteAudit(t *testing.T) {
+	ctx := context.Background()
+	for _, viaBundle := range []bool{false, true} {
+		st, v := openStore(t)
+		eng := engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir", MaxConditionalDelete: 3, Audit: true})
+		var ids []string
+		for i := 0; i < 2; i++ {
+			res, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","gender":"other"}`), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, res.Version.ID)
+		}
+		var err error
+		if viaBundle {
+			_, err = eng.Bundle(ctx, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient?gender=other"}}]}`), engine.SearchOptions{})
+		} else {
+			_, err = eng.ConditionalDelete(ctx, "Patient", "gender=other", 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := engine.ParseQueryString("_count=100")
+		b, err := eng.Search(ctx, "AuditEvent", raw, engine.SearchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last string
+		for _, e := range b.Entry {
+			data, _ := fhir.Marshal(e)
+			if s := string(data); strings.Contains(s, `"action":"D"`) || strings.Contains(s, `"action":"E"`) {
+				last = s
+			}
+		}
+		for _, id := range ids {
+			if !strings.Contains(last, "Patient/"+id) {
+				t.Errorf("bundle %v: the audit record does not name Patient/%s: %.600s", viaBundle, id, last)
+			}
+		}
+	}
+}

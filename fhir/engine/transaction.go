@@ -33,6 +33,7 @@ type bundleEntry struct {
 	ifMatch  int
 	checked  checked     // what validation found (POST, PUT, PATCH)
 	patched  fhir.Object // the result of a PATCH entry
+	deleted  []string    // the ids a conditional DELETE deleted, for the audit record
 
 	response BundleEntry // filled in when processed
 }
@@ -480,9 +481,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 			if be.ifMatch != 0 && len(ids) > 1 {
 				return fhir.Errorf(fhir.PreconditionFailed, "", "ifMatch names one version, but the condition %q matches %d %s", be.query, len(ids), be.rt)
 			}
-			if len(ids) == 1 {
-				be.id = ids[0] // for the audit record
-			}
+			be.deleted = ids
 		}
 		be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
 		for _, id := range ids {
@@ -676,6 +675,9 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 func entriesRecord(interaction string, entries []*bundleEntry) auth.AuditRecord {
 	rec := auth.AuditRecord{Interaction: interaction, Action: "E"}
 	for _, be := range entries {
+		for _, id := range be.deleted {
+			rec.Entities = append(rec.Entities, be.rt+"/"+id)
+		}
 		if be.method == "GET" || be.id == "" || be.response.Response == nil {
 			continue
 		}
