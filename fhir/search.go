@@ -190,3 +190,21 @@ type Query struct {
 
 // RawParam is one name=value pair of a query string as given.
 type RawParam struct{ Name, Value string }
+
+// HasCriteria reports whether q selects resources by at least one search
+// parameter (or a compartment). A query made only of result parameters
+// (_count, _sort, _elements, _summary, _total, _include, _revinclude, …)
+// matches every resource of its type: a conditional create, update, delete
+// or reference must not act on one.
+func (q *Query) HasCriteria() bool {
+	return len(q.Params) > 0 || q.Compartment != nil
+}
+
+// RequireCriteria returns an Invalid error naming what (e.g. "a conditional
+// delete") when q has no criteria, and nil otherwise.
+func (q *Query) RequireCriteria(what string) error {
+	if q.HasCriteria() {
+		return nil
+	}
+	return Errorf(Invalid, "", "%s needs at least one search criterion: result parameters such as _count, _sort, _elements, _summary, _total, _include or _revinclude select nothing, so the condition would match every resource", what)
+}

@@ -35,7 +35,10 @@ func (s *Server) validate(c *gin.Context, rt, id string) reply {
 // expand answers ValueSet $expand with url, filter, offset and count from the
 // query or from a Parameters body.
 func (s *Server) expand(c *gin.Context, id string) reply {
-	q := c.Request.URL.Query()
+	q, err := queryValues(c.Request.URL.RawQuery)
+	if err != nil {
+		return fail(err)
+	}
 	if c.Request.Method == http.MethodPost {
 		body, err := s.readBody(c, fhirJSONTypes)
 		if err != nil {
@@ -79,4 +82,18 @@ func parametersQuery(body []byte) (url.Values, error) {
 		}
 	}
 	return out, nil
+}
+
+// queryValues parses a query string strictly (a bad escape such as %zz is a
+// 400, never a parameter silently dropped), less _format and _pretty.
+func queryValues(rawQuery string) (url.Values, error) {
+	params, err := engine.ParseQueryString(withoutFormat(rawQuery))
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	for _, p := range params {
+		q.Add(p.Name, p.Value)
+	}
+	return q, nil
 }

@@ -98,7 +98,7 @@ func (s *Server) routeOf(c *gin.Context) route {
 		out = r("operation", "E", func() reply { return s.expand(c, "") })
 	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
 		out = bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
-	case len(seg) == 2:
+	case len(seg) == 2 && !strings.HasPrefix(seg[1], "_"): // _search, _history: not ids
 		id := seg[1]
 		switch m {
 		case http.MethodGet:
@@ -156,6 +156,9 @@ func (s *Server) routeOf(c *gin.Context) route {
 		out.id = seg[1]
 	}
 	if out.handle == nil {
+		if allowFor(c.Request.URL.Path) == "" {
+			return bad("operation", "E", fhir.Errorf(fhir.NotFound, "", "no such path %q", c.Request.URL.Path))
+		}
 		return bad("operation", "E", fhir.Errorf(fhir.MethodNotAllowed, "", "%s %s is not a supported FHIR interaction", c.Request.Method, c.Request.URL.Path))
 	}
 	out.typ = rt

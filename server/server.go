@@ -69,7 +69,7 @@ func New(cfg Config) *Server {
 	if s.metrics != nil {
 		r.Use(s.measure)
 	}
-	r.Use(s.requestLog, s.recoverPanic)
+	r.Use(s.requestLog, s.recoverPanic, s.knownMethod)
 	if cfg.MetricsHandler != nil {
 		r.GET("/metrics", gin.WrapH(cfg.MetricsHandler))
 	}
@@ -156,6 +156,9 @@ func (s *Server) render(c *gin.Context, r reply) {
 		}
 		if e.Kind == fhir.Unauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crs", error="invalid_token"`)
+		}
+		if e.Kind == fhir.MethodNotAllowed && w.Header().Get("Allow") == "" {
+			w.Header().Set("Allow", allowFor(c.Request.URL.Path))
 		}
 		r.status, r.body = e.Kind.Status(), fhir.Outcome(e.Issues)
 	}

@@ -113,7 +113,16 @@ type Config struct {
 	// caller that reaches it) instead of on Addr (loopback callers only).
 	MetricsAddr  string
 	MetricsToken string // also admits scrapers presenting it as a bearer token
+
+	// QueryLimits bound a search's size (--max-param-repeats, --max-or-values …).
+	QueryLimits search.Limits
+	// MaxConditionalDelete is how many resources one conditional delete may delete.
+	MaxConditionalDelete int
 }
+
+// maxQueryValues bounds --max-query-values: past it, a query could bind more
+// variables than one SQLite statement takes.
+const maxQueryValues = 5000
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
 // The defaults themselves live with what they configure (fhir.DefaultLimits,
@@ -151,11 +160,33 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		"serve /metrics on this address, to any caller that reaches it; default: on --addr, to loopback callers only (CRS_METRICS_ADDR)")
 	fs.StringVar(&cfg.MetricsToken, "metrics-token", env("CRS_METRICS_TOKEN", ""),
 		"bearer token that admits non-loopback scrapers to /metrics; prefer the environment variable (CRS_METRICS_TOKEN)")
+	ql, dl := &cfg.QueryLimits, search.DefaultLimits
+	fs.IntVar(&ql.MaxRepeats, "max-param-repeats", ev.int("CRS_MAX_PARAM_REPEATS", dl.MaxRepeats), "times one search parameter may repeat in a query (CRS_MAX_PARAM_REPEATS)")
+	fs.IntVar(&ql.MaxParams, "max-params", ev.int("CRS_MAX_PARAMS", dl.MaxParams), "search parameters (ANDed) in one query (CRS_MAX_PARAMS)")
+	fs.IntVar(&ql.MaxOr, "max-or-values", ev.int("CRS_MAX_OR_VALUES", dl.MaxOr), "comma-separated values in one search parameter (CRS_MAX_OR_VALUES)")
+	fs.IntVar(&ql.MaxValues, "max-query-values", ev.int("CRS_MAX_QUERY_VALUES", dl.MaxValues), "search values in one query, all parameters together (CRS_MAX_QUERY_VALUES)")
+	fs.IntVar(&ql.MaxIncludes, "max-includes", ev.int("CRS_MAX_INCLUDES", dl.MaxIncludes), "_include and _revinclude parameters in one query (CRS_MAX_INCLUDES)")
+	fs.IntVar(&ql.MaxChain, "max-chain", ev.int("CRS_MAX_CHAIN", dl.MaxChain), "links in a chained or _has search parameter (CRS_MAX_CHAIN)")
+	fs.IntVar(&ql.MaxChained, "max-chained-params", ev.int("CRS_MAX_CHAINED_PARAMS", dl.MaxChained), "chained and _has parameters in one query (CRS_MAX_CHAINED_PARAMS)")
+	fs.IntVar(&ql.MaxSort, "max-sort-keys", ev.int("CRS_MAX_SORT_KEYS", dl.MaxSort), "keys of _sort (CRS_MAX_SORT_KEYS)")
+	fs.IntVar(&cfg.MaxConditionalDelete, "max-conditional-delete", ev.int("CRS_MAX_CONDITIONAL_DELETE", engine.DefaultMaxConditionalDelete),
+		"resources one conditional delete may delete; more matches are refused with 412 (CRS_MAX_CONDITIONAL_DELETE)")
 	if ev.err != nil {
 		return cfg, ev.err
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-params": ql.MaxParams, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
+		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-chained-params": ql.MaxChained, "max-sort-keys": ql.MaxSort,
+		"max-conditional-delete": cfg.MaxConditionalDelete} {
+		if v < 1 {
+			return cfg, fmt.Errorf("--%s must be at least 1, not %d", name, v)
+		}
+	}
+	if ql.MaxValues > maxQueryValues {
+		// Each value binds up to five SQL variables; SQLite takes 32,766.
+		return cfg, fmt.Errorf("--max-query-values must be at most %d, not %d", maxQueryValues, ql.MaxValues)
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -326,7 +357,7 @@ func (m *Main) Start(ctx context.Context) error {
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
 		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
-		Access: access, Audit: true, AuditJournal: journal,
+		Access: access, Audit: true, AuditJournal: journal, QueryLimits: m.Config.QueryLimits, MaxConditionalDelete: m.Config.MaxConditionalDelete,
 	})
 	m.engine = eng
 	met.AuditQueueDepth(func() float64 { return float64(eng.AuditQueueDepth()) })
@@ -365,7 +396,7 @@ func (m *Main) Start(ctx context.Context) error {
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
-	go func() { m.done <- m.http.Serve(ln) }()
+	go func() { m.done <- m.http.Serve(server.Listener(ln)) }()
 	m.Log.Info("serving", "addr", ln.Addr().String(), "base", base, "store", m.Config.Store,
 		"profile_enforcement", m.Config.ProfileEnforcement, "canonical_base", prof.CanonicalBase())
 	return nil

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"crs/fhir/search"
 	"crs/fhir/store"
 	"crs/profiles"
 )
@@ -357,5 +358,29 @@ func TestBadEnvironmentStopsTheStart(t *testing.T) {
 	t.Setenv("CRS_TOTAL_LIMIT", "-1")
 	if cfg, err := parseServeFlags(nil, io.Discard); err != nil || !cfg.InsecureNoAuth || cfg.TotalLimit != -1 {
 		t.Errorf("good values: %+v %v", cfg, err)
+	}
+}
+
+// TestQueryLimitFlags checks the query limit flags, their environment
+// variables and their defaults.
+func TestQueryLimitFlags(t *testing.T) {
+	t.Setenv("CRS_MAX_OR_VALUES", "50")
+	cfg, err := parseServeFlags([]string{"--max-includes", "3", "--max-chain", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := search.DefaultLimits
+	want.MaxOr, want.MaxIncludes, want.MaxChain = 50, 3, 2
+	if cfg.QueryLimits != want {
+		t.Errorf("limits %+v, want %+v", cfg.QueryLimits, want)
+	}
+	if cfg.MaxConditionalDelete != 1 {
+		t.Errorf("--max-conditional-delete defaults to %d, want 1", cfg.MaxConditionalDelete)
+	}
+	if _, err := parseServeFlags([]string{"--max-param-repeats", "0"}, io.Discard); err == nil {
+		t.Error("--max-param-repeats 0 accepted")
+	}
+	if _, err := parseServeFlags([]string{"--max-query-values", "5001"}, io.Discard); err == nil {
+		t.Error("--max-query-values 5001 accepted")
 	}
 }

@@ -138,7 +138,7 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 	if err := checkType(rt, fhir.SearchType); err != nil {
 		return nil, err
 	}
-	q, err := e.params.ParseQuery(rt, params, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount})
+	q, err := e.params.ParseQuery(rt, params, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount, Limits: e.queryLimits})
 	if err != nil {
 		return nil, fhir.WithOp("search", err)
 	}

@@ -1,15 +1,10 @@
 package engine
 
 import (
-	"regexp"
 	"strconv"
+	"strings"
 
 	"crs/fhir"
-)
-
-var (
-	uuidURN = regexp.MustCompile(`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-	oidURN  = regexp.MustCompile(`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`)
 )
 
 // checkBundleShape refuses a transaction or batch Bundle whose shape R4
@@ -24,7 +19,7 @@ func checkBundleShape(obj fhir.Object) error {
 	}
 	entries, ok := raw.([]any)
 	if !ok {
-		return fhir.Errorf(fhir.Invalid, "Bundle.entry", "Bundle.entry must be a JSON array of entries")
+		return fhir.Errorf(fhir.Invalid, "Bundle.entry", "Bundle.entry must be an array of entries")
 	}
 	for i, x := range entries {
 		where := "Bundle.entry[" + strconv.Itoa(i) + "]"
@@ -45,10 +40,10 @@ func checkBundleShape(obj fhir.Object) error {
 		switch {
 		case !ok || s == "":
 			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl must be a non-empty string")
-		case len(s) >= 9 && s[:9] == "urn:uuid:" && !uuidURN.MatchString(s):
-			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl %q is not a valid urn:uuid: (a lower-case UUID, 8-4-4-4-12 hex digits)", s)
-		case len(s) >= 8 && s[:8] == "urn:oid:" && !oidURN.MatchString(s):
-			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl %q is not a valid urn:oid:", s)
+		case strings.HasPrefix(s, "urn:uuid:") && !fhir.ValidUUIDURN(s):
+			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl %q is not a urn:uuid: with a UUID (8-4-4-4-12 hexadecimal digits)", s)
+		case strings.HasPrefix(s, "urn:oid:") && !fhir.ValidOIDURN(s):
+			return fhir.Errorf(fhir.Invalid, where+".fullUrl", "fullUrl %q is not a urn:oid: with an OID such as urn:oid:1.2.3", s)
 		}
 	}
 	return nil

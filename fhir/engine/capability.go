@@ -92,7 +92,7 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 			r["updateCreate"] = true
 			r["conditionalCreate"] = true
 			r["conditionalUpdate"] = true
-			r["conditionalDelete"] = "single"
+			r["conditionalDelete"] = map[bool]string{false: "single", true: "multiple"}[e.maxCondDelete > 1]
 		}
 		resources = append(resources, r)
 	}

@@ -55,6 +55,10 @@ type Config struct {
 	// Close. Without it they are group-committed to the store directly.
 	// Writes record theirs in their own transaction either way.
 	AuditJournal *audit.Journal
+	QueryLimits  search.Limits // bounds on a query's size; search.DefaultLimits for zero fields
+	// MaxConditionalDelete is how many resources one conditional delete may
+	// delete (DefaultMaxConditionalDelete when 0).
+	MaxConditionalDelete int
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -85,6 +89,9 @@ type Engine struct {
 	matNow      chan chan struct{}
 	matDone     chan struct{}
 	closeOnce   sync.Once
+	queryLimits search.Limits
+	// maxCondDelete is how many resources one conditional delete may delete.
+	maxCondDelete int
 }
 
 // New returns an Engine for cfg.
@@ -93,6 +100,10 @@ func New(cfg Config) *Engine {
 		store: cfg.Store, params: cfg.Params, validator: cfg.Validator, elements: cfg.Elements, limits: cfg.Limits,
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, totalLimit: cfg.TotalLimit, now: cfg.Now,
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
+		queryLimits: cfg.QueryLimits, maxCondDelete: cfg.MaxConditionalDelete,
+	}
+	if e.maxCondDelete <= 0 {
+		e.maxCondDelete = DefaultMaxConditionalDelete
 	}
 	e.auditQ = &auditQueue{store: cfg.Store, e: e, max: cfg.AuditQueue}
 	if cfg.AuditJournal != nil && cfg.Audit {
@@ -288,7 +299,8 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 }
 
 // conditionQuery parses the query of a conditional interaction. Conditions must
-// name at least one search parameter; unknown ones are errors.
+// have search criteria (result parameters alone select everything); unknown
+// parameters are errors.
 func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
 	raw, err := ParseQueryString(query)
 	if err != nil {
@@ -297,8 +309,11 @@ func (e *Engine) conditionQuery(rt, query, what string) (*fhir.Query, error) {
 	if len(raw) == 0 {
 		return nil, fhir.Errorf(fhir.Invalid, "", "%s needs at least one search parameter", what)
 	}
-	q, err := e.params.ParseQuery(rt, raw, search.ParseOptions{DefaultCount: 2, MaxCount: 2})
+	q, err := e.params.ParseQuery(rt, raw, search.ParseOptions{DefaultCount: 2, MaxCount: 2, Limits: e.queryLimits})
 	if err != nil {
+		return nil, err
+	}
+	if err := q.RequireCriteria(what); err != nil {
 		return nil, err
 	}
 	q.Count = 2
@@ -553,8 +568,9 @@ func (e *Engine) Delete(ctx context.Context, rt, id string, ifMatch int) (_ Resu
 	return res, fhir.WithOp("delete", err)
 }
 
-// ConditionalDelete deletes the one resource of type rt matching query. No match
-// is a NoOp; more than one is TooManyMatches.
+// ConditionalDelete deletes the resources of type rt matching query: at most
+// Config.MaxConditionalDelete of them (one by default); more is
+// TooManyMatches and deletes nothing. No match is a NoOp.
 func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatch int) (_ Result, err error) {
 	ctx, ia := e.begin(ctx, "delete", "D", "", "")
 	if ia != nil {
@@ -567,13 +583,7 @@ func (e *Engine) ConditionalDelete(ctx context.Context, rt, query string, ifMatc
 	if _, err := e.conditionQuery(rt, query, "a conditional delete"); err != nil {
 		return Result{}, err
 	}
-	res, err := e.delete(ctx, rt, ifMatch, func(tx store.Tx) (string, error) {
-		found, err := e.conditional(ctx, tx, rt, query, "a conditional delete")
-		if err != nil || len(found) == 0 {
-			return "", err
-		}
-		return found[0].ID, nil
-	})
+	res, err := e.deleteMatches(ctx, rt, query, ifMatch)
 	return res, fhir.WithOp("delete", err)
 }
 

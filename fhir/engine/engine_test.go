@@ -39,7 +39,7 @@ func FuzzBundle(f *testing.F) {
 		}
 		f.Add(data)
 	}
-	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"urn:uuid:1"}},"request":{"method":"POST","url":"Goal"}}]}`))
+	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:4f1e7a3c-0c9e-4b62-9e2b-3e0b8e5f1a2d","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Goal","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"urn:uuid:4f1e7a3c-0c9e-4b62-9e2b-3e0b8e5f1a2d"}},"request":{"method":"POST","url":"Goal"}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?name=x"}},{"request":{"method":"DELETE","url":"Patient/1"}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","gender":"bogus"},"request":{"method":"PUT","url":"Patient?identifier=a|b"}}]}`))
 	st, v := openStore(f)

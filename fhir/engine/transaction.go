@@ -34,6 +34,7 @@ type bundleEntry struct {
 	fresh    bool        // id minted by the server for a conditional PUT that matched nothing
 	checked  checked     // what validation found (POST, PUT, PATCH)
 	patched  fhir.Object // the result of a PATCH entry
+	deleted  []string    // the ids a conditional DELETE deleted, for the audit record
 
 	response BundleEntry // filled in when processed
 }
@@ -483,25 +484,26 @@ func (e *Engine) rewriteReferences(ctx context.Context, tx store.Tx, be *bundleE
 func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, now time.Time, opt SearchOptions) error {
 	switch be.method {
 	case "DELETE":
-		id := be.id
+		ids := []string{be.id}
 		if be.query != "" {
-			found, err := e.conditional(ctx, tx, be.rt, be.query, "request.url")
+			var err error
+			if ids, err = e.deleteTargets(ctx, tx, be.rt, be.query, "request.url"); err != nil {
+				return err
+			}
+			if be.ifMatch != 0 && len(ids) > 1 {
+				return fhir.Errorf(fhir.PreconditionFailed, "", "ifMatch names one version, but the condition %q matches %d %s", be.query, len(ids), be.rt)
+			}
+			be.deleted = ids
+		}
+		be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
+		for _, id := range ids {
+			res, err := e.deleteInTx(ctx, tx, be.rt, id, be.ifMatch, now)
 			if err != nil {
 				return err
 			}
-			if len(found) == 0 {
-				be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
-				return nil
+			if res.Version.VersionID > 0 && len(ids) == 1 {
+				be.response.Response.Etag = ETag(res.Version.VersionID)
 			}
-			id = found[0].ID
-		}
-		res, err := e.deleteInTx(ctx, tx, be.rt, id, be.ifMatch, now)
-		if err != nil {
-			return err
-		}
-		be.response = BundleEntry{Response: &EntryResponse{Status: "204 No Content"}}
-		if res.Version.VersionID > 0 {
-			be.response.Response.Etag = ETag(res.Version.VersionID)
 		}
 	case "POST":
 		if be.resource == nil {
@@ -583,7 +585,7 @@ func (e *Engine) getInTx(ctx context.Context, tx store.Tx, be *bundleEntry, opt 
 	if err != nil {
 		return err
 	}
-	q, err := e.params.ParseQuery(be.rt, raw, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount})
+	q, err := e.params.ParseQuery(be.rt, raw, search.ParseOptions{Lenient: opt.Lenient, DefaultCount: e.defCount, MaxCount: e.maxCount, Limits: e.queryLimits})
 	if err != nil {
 		return err
 	}
@@ -671,7 +673,13 @@ func (e *Engine) batchEntry(ctx context.Context, be *bundleEntry, opt SearchOpti
 func entriesRecord(interaction string, entries []*bundleEntry) audit.Record {
 	rec := audit.Record{Interaction: interaction, Action: "E"}
 	for _, be := range entries {
-		if be.id == "" || be.response.Response == nil || !strings.HasPrefix(be.response.Response.Status, "2") {
+		ok := be.response.Response != nil && strings.HasPrefix(be.response.Response.Status, "2")
+		if ok {
+			for _, id := range be.deleted {
+				rec.Entities = append(rec.Entities, be.rt+"/"+id)
+			}
+		}
+		if be.id == "" || !ok {
 			continue // a search, or an entry that failed (recorded on its own)
 		}
 		ref := be.rt + "/" + be.id

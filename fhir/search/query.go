@@ -22,6 +22,49 @@ type ParseOptions struct {
 	// MaxCount is the largest page size; a larger _count is clamped to it (500
 	// when not set).
 	MaxCount int
+	// Limits bounds the size of a query before any store sees it; a zero
+	// field takes its value from DefaultLimits.
+	Limits Limits
+}
+
+// Limits bound a query's size. Each one exceeded is an Invalid error naming
+// the limit, so no query can make a store build an unbounded statement.
+// Repeated identical name=value pairs count once (they are dropped: ANDing a
+// condition with itself, or including the same thing twice, changes nothing).
+type Limits struct {
+	MaxRepeats  int // times one search parameter name may appear (each appearance is ANDed)
+	MaxParams   int // search parameters (ANDed) in one query, all names together
+	MaxOr       int // comma-separated (ORed) values in one parameter
+	MaxValues   int // values of every search parameter of the query together
+	MaxIncludes int // _include and _revinclude parameters together
+	MaxChain    int // links of a chain or reverse chain (subject.organization.name is 2)
+	MaxChained  int // chained and reverse-chained (_has) parameters in one query
+	MaxSort     int // keys of _sort
+}
+
+// DefaultLimits are the limits a query gets when ParseOptions leaves them
+// zero: generous for any real client (1,000 ids in one _id, a date range
+// and a few more conditions on one parameter) and bounded in cost: every
+// ANDed parameter is a probe per candidate and every OR value a term SQLite
+// plans, so the count of parameters is what bounds a query over many
+// matches (BenchmarkLargeQuery in fhir/store/sqlite measures them).
+var DefaultLimits = Limits{MaxRepeats: 20, MaxParams: 50, MaxOr: 1000, MaxValues: 1000, MaxIncludes: 20, MaxChain: 4, MaxChained: 20, MaxSort: 8}
+
+// withDefaults fills the zero fields of l from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&l.MaxRepeats, DefaultLimits.MaxRepeats}, {&l.MaxParams, DefaultLimits.MaxParams}, {&l.MaxOr, DefaultLimits.MaxOr}, {&l.MaxValues, DefaultLimits.MaxValues},
+		{&l.MaxIncludes, DefaultLimits.MaxIncludes}, {&l.MaxChain, DefaultLimits.MaxChain}, {&l.MaxSort, DefaultLimits.MaxSort},
+		{&l.MaxChained, DefaultLimits.MaxChained},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
+	}
+	return l
 }
 
 // The modifiers of the R4 search page, by parameter type: those the server
@@ -56,9 +99,6 @@ var notYet = map[string]bool{
 	"_query": true, "_filter": true, "_type": true, "_score": true,
 }
 
-// maxChain bounds the depth of chained and reverse-chained parameters.
-const maxChain = 4
-
 // ParseQuery parses the name/value pairs of a search on resourceType into a
 // fhir.Query, once: the backends only translate it.
 //
@@ -86,8 +126,16 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 	if opt.DefaultCount <= 0 || opt.DefaultCount > opt.MaxCount {
 		opt.DefaultCount = min(fhir.DefaultPageSize, opt.MaxCount)
 	}
+	limits := opt.Limits.withDefaults()
 	q := &fhir.Query{Type: resourceType, Count: opt.DefaultCount}
+	seen := make(map[fhir.RawParam]bool, len(params))
+	repeats := make(map[string]int)
+	values, includes, chained, nparams := 0, 0, 0, 0
 	for _, p := range params {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		base, modifier, hasModifier := strings.Cut(p.Name, ":")
 		switch base {
 		case "_count", "_cursor", "_total", "_sort", "_summary", "_elements", "_format", "_pretty":
@@ -124,6 +172,9 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 				return nil, err
 			}
 			q.Sort = append(q.Sort, keys...)
+			if len(q.Sort) > limits.MaxSort {
+				return nil, fhir.Errorf(fhir.Invalid, "_sort", "_sort has more than %d keys, the limit", limits.MaxSort)
+			}
 			q.Raw = append(q.Raw, p)
 		case "_summary":
 			switch p.Value {
@@ -144,6 +195,9 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 			}
 			q.Raw = append(q.Raw, p)
 		case "_include", "_revinclude":
+			if includes++; includes > limits.MaxIncludes {
+				return nil, fhir.Errorf(fhir.Invalid, p.Name, "too many _include and _revinclude parameters: the limit is %d", limits.MaxIncludes)
+			}
 			inc, err := r.parseInclude(resourceType, base == "_revinclude", modifier, hasModifier, p)
 			if err != nil {
 				return nil, err
@@ -151,9 +205,27 @@ func (r *Registry) ParseQuery(resourceType string, params []fhir.RawParam, opt P
 			q.Include = append(q.Include, inc)
 			q.Raw = append(q.Raw, p)
 		default:
-			param, ok, err := r.parseParam(resourceType, p.Name, p.Value, opt.Lenient, 0)
+			if nparams++; nparams > limits.MaxParams {
+				return nil, fhir.Errorf(fhir.Invalid, p.Name, "the query has more than %d search parameters, the limit", limits.MaxParams)
+			}
+			if repeats[p.Name]++; repeats[p.Name] > limits.MaxRepeats {
+				return nil, fhir.Errorf(fhir.Invalid, p.Name, "the parameter %s is repeated more than %d times, the limit", p.Name, limits.MaxRepeats)
+			}
+			n := len(splitEscaped(p.Value, ','))
+			if n > limits.MaxOr {
+				return nil, fhir.Errorf(fhir.Invalid, p.Name, "the parameter %s has %d comma-separated values: the limit is %d", p.Name, n, limits.MaxOr)
+			}
+			if values += n; values > limits.MaxValues {
+				return nil, fhir.Errorf(fhir.Invalid, p.Name, "the query has more than %d search values in all, the limit", limits.MaxValues)
+			}
+			param, ok, err := r.parseParam(resourceType, p.Name, p.Value, opt.Lenient, limits.MaxChain, 0)
 			if err != nil {
 				return nil, err
+			}
+			if ok && (param.Has != nil || len(param.Chain) > 0) {
+				if chained++; chained > limits.MaxChained {
+					return nil, fhir.Errorf(fhir.Invalid, p.Name, "the query has more than %d chained or _has parameters, the limit", limits.MaxChained)
+				}
 			}
 			if ok {
 				q.Params = append(q.Params, param)
@@ -182,9 +254,9 @@ func elementName(s string) bool {
 // parseParam parses one search parameter (possibly chained or reverse-chained)
 // of resource type rt. ok is false when an unknown parameter is dropped under
 // lenient handling.
-func (r *Registry) parseParam(rt, name, value string, lenient bool, depth int) (fhir.Param, bool, error) {
+func (r *Registry) parseParam(rt, name, value string, lenient bool, maxChain, depth int) (fhir.Param, bool, error) {
 	if depth > maxChain {
-		return fhir.Param{}, false, fhir.Errorf(fhir.Invalid, name, "chains deeper than %d are not allowed", maxChain)
+		return fhir.Param{}, false, fhir.Errorf(fhir.Invalid, name, "the chain is longer than %d links, the limit", maxChain)
 	}
 	if name == "" {
 		if lenient {
@@ -193,7 +265,7 @@ func (r *Registry) parseParam(rt, name, value string, lenient bool, depth int) (
 		return fhir.Param{}, false, fhir.Errorf(fhir.Invalid, "", "a search parameter has no name")
 	}
 	if name == "_has" || strings.HasPrefix(name, "_has:") {
-		p, err := r.parseHas(rt, name, value, lenient, depth)
+		p, err := r.parseHas(rt, name, value, lenient, maxChain, depth)
 		return p, err == nil, err
 	}
 	first, rest, chained := strings.Cut(name, ".")
@@ -212,7 +284,7 @@ func (r *Registry) parseParam(rt, name, value string, lenient bool, depth int) (
 		return fhir.Param{}, false, fhir.Errorf(fhir.NotSupported, name, "the search parameter %q of %s is not supported: %s", code, rt, d.unsupported)
 	}
 	if chained {
-		p, err := r.parseChain(rt, name, d, modifier, rest, value, depth)
+		p, err := r.parseChain(rt, name, d, modifier, rest, value, maxChain, depth)
 		return p, err == nil, err
 	}
 	if hasModifier {
@@ -260,7 +332,7 @@ func isTypeName(s string) bool {
 // parseChain parses subject.name=x or subject:Patient.identifier=s|v: d is the
 // reference parameter, typ the optional type modifier, rest what follows the
 // dot.
-func (r *Registry) parseChain(rt, name string, d *definition, typ, rest, value string, depth int) (fhir.Param, error) {
+func (r *Registry) parseChain(rt, name string, d *definition, typ, rest, value string, maxChain, depth int) (fhir.Param, error) {
 	if d.param.Type != fhir.TypeReference {
 		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "cannot chain through %q: it is a %s parameter, not a reference", d.param.Code, d.param.Type)
 	}
@@ -284,7 +356,7 @@ func (r *Registry) parseChain(rt, name string, d *definition, typ, rest, value s
 		if _, ok := r.lookup(t, next); !ok && next != "_has" && !notYet[next] {
 			continue
 		}
-		inner, ok, err := r.parseParam(t, rest, value, false, depth+1)
+		inner, ok, err := r.parseParam(t, rest, value, false, maxChain, depth+1)
 		if err != nil {
 			return fhir.Param{}, err
 		}
@@ -299,7 +371,7 @@ func (r *Registry) parseChain(rt, name string, d *definition, typ, rest, value s
 }
 
 // parseHas parses _has:Type:ref:param=value (param may itself be _has:…).
-func (r *Registry) parseHas(rt, name, value string, lenient bool, depth int) (fhir.Param, error) {
+func (r *Registry) parseHas(rt, name, value string, lenient bool, maxChain, depth int) (fhir.Param, error) {
 	parts := strings.SplitN(name, ":", 4)
 	if len(parts) != 4 || parts[1] == "" || parts[2] == "" || parts[3] == "" {
 		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "_has takes the form _has:Type:reference:parameter=value")
@@ -315,7 +387,7 @@ func (r *Registry) parseHas(rt, name, value string, lenient bool, depth int) (fh
 	if len(d.param.Targets) > 0 && !slices.Contains(d.param.Targets, rt) {
 		return fhir.Param{}, fhir.Errorf(fhir.Invalid, name, "%s.%s cannot refer to %s", typ, ref, rt)
 	}
-	inner, ok, err := r.parseParam(typ, rest, value, lenient, depth+1)
+	inner, ok, err := r.parseParam(typ, rest, value, lenient, maxChain, depth+1)
 	if err != nil {
 		return fhir.Param{}, err
 	}

@@ -244,12 +244,44 @@ func conditions(b *builder, pl *planner, alias, typ string, params []fhir.Param,
 			return false, err
 		}
 	}
+	parts := make([]fragment, len(params))
 	for i, p := range params {
-		if err := where(b, pl, alias, typ, p, depth, i == drive); err != nil {
+		var pb builder
+		if err := where(&pb, pl, alias, typ, p, depth, i == drive); err != nil {
 			return false, err
 		}
+		parts[i] = fragment{strings.TrimPrefix(pb.sql.String(), " AND "), pb.args}
+	}
+	if len(parts) > 0 {
+		b.add(" AND ")
+		balanced(b, " AND ", parts)
 	}
 	return drive >= 0, nil
+}
+
+// fragment is a piece of SQL with its arguments.
+type fragment struct {
+	sql  string
+	args []any
+}
+
+// balanced writes parts joined by op as a balanced tree of parentheses, so
+// that the depth of the expression grows with the logarithm of the number of
+// parts: a flat "a OR b OR c …" is a chain as deep as it is long, and SQLite
+// refuses expressions deeper than 1000 (SQLITE_MAX_EXPR_DEPTH). SQLite
+// flattens nested ANDs and ORs when planning, so the tree costs nothing.
+// The parts' arguments keep their order.
+func balanced(b *builder, op string, parts []fragment) {
+	if len(parts) == 1 {
+		b.add(parts[0].sql, parts[0].args...)
+		return
+	}
+	mid := len(parts) / 2
+	b.add("(")
+	balanced(b, op, parts[:mid])
+	b.add(op)
+	balanced(b, op, parts[mid:])
+	b.add(")")
 }
 
 // where adds the filter of one query parameter on the current row named alias
@@ -375,18 +407,37 @@ func lookup(b *builder, typ string, p fhir.Param, probe string) error {
 		b.add(")")
 		return nil
 	}
-	b.add(" AND (")
-	for i, v := range p.Values {
-		if i > 0 {
-			b.add(" OR ")
+	if tokenList(p) {
+		// Many system|code tokens (identifier lists): the codes as an IN list
+		// that the (type, param, code, …) key serves, then the pairs, as for
+		// references; as ORed pairs, SQLite takes a second to plan 1,000.
+		b.add(" AND code IN (")
+		for i, v := range p.Values {
+			if i > 0 {
+				b.add(", ")
+			}
+			b.add("?", v.Code)
 		}
-		b.add("(")
-		if err := cond(b, p, v); err != nil {
-			return err
+		b.add(") AND (system, code) IN (VALUES ")
+		for i, v := range p.Values {
+			if i > 0 {
+				b.add(", ")
+			}
+			b.add("(?, ?)", v.System, v.Code)
 		}
 		b.add(")")
+		return nil
 	}
-	b.add(")")
+	parts := make([]fragment, len(p.Values))
+	for i, v := range p.Values {
+		var vb builder
+		if err := cond(&vb, p, v); err != nil {
+			return err
+		}
+		parts[i] = fragment{"(" + vb.sql.String() + ")", vb.args}
+	}
+	b.add(" AND ")
+	balanced(b, " OR ", parts)
 	return nil
 }
 
@@ -397,6 +448,19 @@ func refList(p fhir.Param) bool {
 	}
 	for _, v := range p.Values {
 		if v.RefID == "" || v.RefType == "" || v.URL != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenList reports whether p is a plain list of several system|code tokens.
+func tokenList(p fhir.Param) bool {
+	if p.Def.Type != fhir.TypeToken || (p.Modifier != "" && p.Modifier != "not") || p.Missing != nil || len(p.Values) < 2 {
+		return false
+	}
+	for _, v := range p.Values {
+		if !v.HasSystem || v.System == "" || v.Code == "" {
 			return false
 		}
 	}

@@ -11,7 +11,9 @@
 // sa/eb: entirely after/before; ap: overlaps the search range widened by 10%);
 // number and quantity prefixes with precision ranges; references by Type/id and
 // id; uri exact, :below, :above; :missing; :not; OR within a parameter, AND
-// across parameters; _sort on several keys; keyset paging; totals.
+// across parameters; _sort on several keys; keyset paging; totals; queries far
+// larger than the server's default limits (thousands of OR values, a thousand
+// ANDed parameters, long lists in chains and _has).
 package storetest
 
 import (
@@ -52,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SearchURI", testSearchURI},
 		{"SearchMissingNot", testSearchMissingNot},
 		{"SearchOrAnd", testSearchOrAnd},
+		{"SearchLarge", testSearchLarge},
 		{"SearchReindex", testSearchReindex},
 		{"ReindexInTransaction", testReindexInTransaction},
 		{"ConcurrentFailures", testConcurrentFailures},
