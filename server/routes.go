@@ -40,7 +40,7 @@ func (s *Server) dispatch(c *gin.Context) reply {
 	case len(seg) == 2 && seg[0] == ".well-known" && seg[1] == "smart-configuration" && m == http.MethodGet:
 		return s.smartConfiguration(c)
 	case len(seg) == 1 && seg[0] == "metadata" && m == http.MethodGet:
-		return reply{status: http.StatusOK, body: s.engine.CapabilityStatement(s.sw)}
+		return reply{status: http.StatusOK, body: s.withCORS(s.engine.CapabilityStatement(s.sw))}
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
 		return s.history(c, "", "")
 	case len(seg) == 1 && strings.HasPrefix(seg[0], "$"):

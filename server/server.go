@@ -34,6 +34,18 @@ type Config struct {
 	// Verifier checks bearer tokens; nil is development mode: no
 	// authentication, every caller anonymous (cmd/crs allows it on loopback only).
 	Verifier TokenVerifier
+	// TrustedProxies are the addresses or CIDR ranges whose X-Forwarded-For is
+	// believed; none: the peer address is the client.
+	TrustedProxies []string
+	// RefuseForwarded answers 403 to any request with a forwarded header
+	// (development mode must not be reached through a proxy).
+	RefuseForwarded bool
+	// CORSOrigins are the browser origins allowed to call the API ("*": any);
+	// none: CORS off.
+	CORSOrigins []string
+	// LogQueryValues logs query values and error diagnostics in full (debugging
+	// on loopback only); otherwise the log shows parameter names only.
+	LogQueryValues bool
 }
 
 // Server is the HTTP handler of crs.
@@ -44,12 +56,17 @@ type Server struct {
 	sw       engine.Software
 	router   *gin.Engine
 	verifier TokenVerifier
+
+	refuseForwarded bool
+	corsOrigins     []string
+	logQueryValues  bool
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier}
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier,
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -60,7 +77,11 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
-	r.Use(s.requestLog, s.recoverPanic)
+	if err := trustProxies(r, cfg.TrustedProxies); err != nil {
+		s.log.Error("trusted proxies not understood: trusting none", "error", err.Error())
+		_ = trustProxies(r, nil)
+	}
+	r.Use(s.requestLog, s.recoverPanic, s.cors, s.refuseProxied)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/.well-known/smart-configuration", s.wrap(s.smartConfiguration))
@@ -103,7 +124,8 @@ const fhirJSON = "application/fhir+json; charset=utf-8"
 // renders what h returns, errors included, in one way.
 func (s *Server) wrap(h func(c *gin.Context) reply) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP()})
+		ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP(),
+			Peer: c.RemoteIP(), Forwarded: forwardedChain(c.Request)})
 		ctx, authErr := s.authenticate(c, ctx)
 		c.Request = c.Request.WithContext(ctx)
 		var r reply
@@ -133,7 +155,7 @@ func (s *Server) render(c *gin.Context, r reply) {
 		if e.Kind == fhir.Internal {
 			s.log.Error("internal error", "request_id", c.GetString("request_id"), "error", r.err.Error())
 		} else {
-			c.Set("error", e.Error())
+			c.Set("error", s.logError(e))
 		}
 		if e.Kind == fhir.Unauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crs", error="invalid_token"`)
@@ -161,6 +183,7 @@ func (s *Server) render(c *gin.Context, r reply) {
 			data = buf.Bytes()
 		}
 	}
+	data = compress(c, data)
 	w.Header().Set("Content-Type", fhirJSON)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(r.status)
@@ -238,8 +261,11 @@ func (s *Server) requestLog(c *gin.Context) {
 	c.Next()
 	attrs := []any{
 		"request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
-		"query", c.Request.URL.RawQuery, "status", c.Writer.Status(),
+		"query", s.logQuery(c.Request.URL.RawQuery), "status", c.Writer.Status(),
 		"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "remote", c.ClientIP(),
+	}
+	if peer := c.RemoteIP(); peer != c.ClientIP() {
+		attrs = append(attrs, "peer", peer)
 	}
 	if e := c.GetString("error"); e != "" {
 		attrs = append(attrs, "error", e)

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -51,7 +52,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "serve":
-		cfg, err := parseServeFlags(args[1:], stderr)
+		out := stderr
+		if slices.ContainsFunc(args[1:], func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+			out = stdout // usage asked for is the answer, not an error
+		}
+		cfg, err := parseServeFlags(args[1:], out)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // usage printed; asking for help is not a failure
+		}
 		if err != nil {
 			return err
 		}
@@ -63,8 +71,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		<-ctx.Done()
 		return m.Close()
-	case "version":
-		fmt.Fprintln(stdout, "crs", version)
+	case "version", "--version", "-version", "-v":
+		printVersion(stdout)
 		return nil
 	case "audit":
 		return auditCommand(args[1:], stdout, stderr)
@@ -78,7 +86,9 @@ Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
-  crs version         print the version
+  crs backup --store sqlite:<path> <file>
+                      copy a SQLite store, consistent while it serves
+  crs version         print the version and commit (also crs --version)
 
 Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
 `
@@ -105,12 +115,19 @@ type Config struct {
 	ClaimPatient       string // token claim with the SMART launch context's patient id
 	Policy             string // access policy file; the embedded default when empty
 	InsecureNoAuth     bool   // allow development mode on a non-loopback address
+	TrustedProxies     string // comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed
+	CORSOrigins        string // comma-separated browser origins allowed to call the API
+	LogQueryValues     bool   // log query values in full (debugging; loopback only)
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
 func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: crs serve [flags]\n\nServes the FHIR API under http://<addr>/fhir. Each flag has a CRS_* environment equivalent.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var cfg Config
 	fs.StringVar(&cfg.Addr, "addr", env("CRS_ADDR", "127.0.0.1:8080"), "listen address (CRS_ADDR)")
 	fs.StringVar(&cfg.Store, "store", env("CRS_STORE", "sqlite:./data/crs.db"), "store: sqlite:<path> or mongodb://host[:port]/database?options (CRS_STORE)")
@@ -132,7 +149,13 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClaimPatient, "claim-patient", env("CRS_CLAIM_PATIENT", auth.DefaultClaimNames.Patient), "token claim holding the patient id that bounds patient/ scopes (CRS_CLAIM_PATIENT)")
 	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", env("CRS_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For is believed; default none (CRS_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.CORSOrigins, "cors-origins", env("CRS_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://mdt.example.nhs.uk; default none: CORS off (CRS_CORS_ORIGINS)")
+	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", env("CRS_LOG_QUERY_VALUES", "") == "true", "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if err := checkEdge(cfg); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
@@ -198,6 +221,14 @@ func (m *Main) Start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("refusing to serve %s without authentication: give --oidc-issuer (or --insecure-no-auth to accept the risk)", m.Config.Addr)
 	}
+	if m.Config.OIDCIssuer == "" && m.Config.TrustedProxies != "" && !m.Config.InsecureNoAuth {
+		st.Close()
+		return fmt.Errorf("refusing --trusted-proxies without authentication: behind a proxy, give --oidc-issuer")
+	}
+	if m.Config.LogQueryValues && !isLoopback(m.Config.Addr) {
+		st.Close()
+		return fmt.Errorf("refusing --log-query-values on %s: query values carry NHS numbers and names; use it on a loopback address only", m.Config.Addr)
+	}
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
 		st.Close()
@@ -246,6 +277,8 @@ func (m *Main) Start(ctx context.Context) error {
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
 		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
+		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
+		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)

@@ -14,7 +14,10 @@ import (
 // RequestInfo describes the request behind an interaction, for its AuditEvent.
 type RequestInfo struct {
 	ID     string // X-Request-Id
-	Remote string // the client's network address
+	Remote string // the client's network address (the peer, or from a trusted proxy's X-Forwarded-For)
+	// Peer is the TCP peer's address and Forwarded the forwarded chain as received,
+	// when the request came through a proxy.
+	Peer, Forwarded string
 }
 
 type auditState struct {
@@ -50,6 +53,7 @@ func (e *Engine) prepareAudit(ctx context.Context, rec auth.AuditRecord) (*prepa
 	st, _ := ctx.Value(auditKey{}).(*auditState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
+		rec.Peer, rec.Forwarded = st.req.Peer, st.req.Forwarded
 	}
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
 	now := e.now()
