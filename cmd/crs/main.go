@@ -76,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "audit":
 		return auditCommand(args[1:], stdout, stderr)
+	case "backup":
+		return backupCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -192,6 +194,7 @@ type Main struct {
 	Log    *slog.Logger
 
 	store    store.Store
+	lock     *storeLock
 	http     *http.Server
 	listener net.Listener
 	done     chan error
@@ -202,6 +205,25 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 
 // Start opens the store, builds the engine and starts serving in the background.
 func (m *Main) Start(ctx context.Context) error {
+	if path, ok := strings.CutPrefix(m.Config.Store, "sqlite:"); ok && path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		lock, err := lockStore(path)
+		if err != nil {
+			return err
+		}
+		m.lock = lock
+	}
+	if err := m.start(ctx); err != nil {
+		m.lock.release()
+		m.lock = nil
+		return err
+	}
+	return nil
+}
+
+func (m *Main) start(ctx context.Context) error {
 	st, err := openStoreLog(m.Config.Store, m.Log)
 	if err != nil {
 		return err
@@ -305,6 +327,7 @@ func (m *Main) Close() error {
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
 	}
+	errs = append(errs, m.lock.release())
 	m.Log.Info("stopped")
 	return errors.Join(errs...)
 }
