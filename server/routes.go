@@ -184,10 +184,8 @@ func (s *Server) writeReply(c *gin.Context, res engine.Result, err error, okStat
 		r.location = s.engine.Base() + "/" + v.Type + "/" + v.ID + "/_history/" + strconv.Itoa(v.VersionID)
 	}
 	pref := preferReturn(c)
-	if len(res.Issues) > 0 && !hasPreference(c, "return=") {
-		// Warnings are reported: without an explicit preference, the reply is
-		// the OperationOutcome (the resource is at Location).
-		pref = "OperationOutcome"
+	if pref != "OperationOutcome" {
+		setWarnings(c, res.Issues) // the body stays the resource, whatever the warnings
 	}
 	switch pref {
 	case "minimal":
