@@ -256,3 +256,45 @@ func mustRead(t testing.TB, path string) []byte {
 	}
 	return data
 }
+
+// Every literal reference in a valid or warning example points at another
+// example, so the examples load together and a reader can follow each one
+// (invalid examples may point anywhere: they show one mistake each).
+func TestExampleReferencesResolve(t *testing.T) {
+	files, _ := filepath.Glob("examples/*.json")
+	have := map[string]bool{}
+	refs := map[string][]string{}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		obj := example(t, name)
+		have[fhir.ResourceType(obj)+"/"+fhir.ID(obj)] = true
+		var walk func(any)
+		walk = func(x any) {
+			switch v := x.(type) {
+			case map[string]any:
+				for k, e := range v {
+					if s, ok := e.(string); ok && k == "reference" {
+						refs[name] = append(refs[name], s)
+					} else {
+						walk(e)
+					}
+				}
+			case []any:
+				for _, e := range v {
+					walk(e)
+				}
+			}
+		}
+		walk(obj)
+	}
+	for name, rs := range refs {
+		if strings.HasPrefix(name, "invalid-") {
+			continue
+		}
+		for _, r := range rs {
+			if !strings.HasPrefix(r, "#") && !strings.HasPrefix(r, "urn:") && !have[r] {
+				t.Errorf("%s refers to %s, which no example provides", name, r)
+			}
+		}
+	}
+}
