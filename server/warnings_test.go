@@ -95,7 +95,9 @@ func TestTransactionErrorPaths(t *testing.T) {
 	if r.status < 400 {
 		t.Fatalf("an invalid transaction answered %d", r.status)
 	}
-	var oo struct{ Issue []struct{ Expression []string } }
+	var oo struct {
+		Issue []struct{ Expression []string }
+	}
 	if err := json.Unmarshal(r.body, &oo); err != nil || len(oo.Issue) == 0 {
 		t.Fatalf("outcome: %v %s", err, r.body)
 	}
