@@ -87,7 +87,7 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return s.history(c, rt, seg[1])
 	case len(seg) == 4 && seg[2] == "_history" && m == http.MethodGet:
 		v, err := s.engine.VRead(c.Request.Context(), rt, seg[1], seg[3])
-		return resourceReply(http.StatusOK, v, err)
+		return s.shapeRead(c, resourceReply(http.StatusOK, v, err))
 	case len(seg) == 3 && seg[2] == "$everything" && (m == http.MethodGet || m == http.MethodPost):
 		params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
 		if err != nil {
@@ -162,7 +162,25 @@ func (s *Server) read(c *gin.Context, rt, id string) reply {
 			return reply{status: http.StatusNotModified, version: &v}
 		}
 	}
-	return resourceReply(http.StatusOK, v, nil)
+	return s.shapeRead(c, resourceReply(http.StatusOK, v, nil))
+}
+
+// shapeRead applies _summary and _elements to a read's reply, and refuses
+// parameters a read does not take (as search does).
+func (s *Server) shapeRead(c *gin.Context, r reply) reply {
+	if r.err != nil || r.version == nil {
+		return r
+	}
+	params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
+	if err != nil {
+		return fail(err)
+	}
+	body, err := s.engine.ShapeRead(*r.version, params, lenient(c))
+	if err != nil {
+		return fail(err)
+	}
+	r.body = body
+	return r
 }
 
 func ifMatch(c *gin.Context) (int, error) {
