@@ -312,7 +312,14 @@ func (s *Server) delete(c *gin.Context, rt, id string) reply {
 	if err != nil {
 		return fail(err)
 	}
-	res, err := s.engine.Delete(c.Request.Context(), rt, id, im)
+	ctx := c.Request.Context()
+	switch v, ok := c.GetQuery("_cascade"); {
+	case ok && v == "delete":
+		ctx = engine.WithCascadeDelete(ctx)
+	case ok:
+		return fail(fhir.Errorf(fhir.Invalid, "_cascade", "_cascade takes the value delete, not %q", v))
+	}
+	res, err := s.engine.Delete(ctx, rt, id, im)
 	return s.deleteReply(res, err)
 }
 

@@ -46,8 +46,9 @@ func TestSecondServeRefused(t *testing.T) {
 	m.Close()
 }
 
-// duringBackup is a Patient written while the backup runs.
-const duringBackup = `{"resourceType":"Patient","extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberUnavailableReason",` +
+// patientWithoutNHSNumber is a valid CRS Patient that can be created any number
+// of times (one active Patient holds an NHS number; this one has none).
+const patientWithoutNHSNumber = `{"resourceType":"Patient","extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberUnavailableReason",` +
 	`"valueCodeableConcept":{"coding":[{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberUnavailableReason","code":"overseas-patient"}]}}],"name":[{"family":"During"}]}`
 
 // TestBackupWhileServingAndRestore: crs backup copies the store while the
@@ -73,7 +74,7 @@ func TestBackupWhileServingAndRestore(t *testing.T) {
 				return
 			default:
 			}
-			resp, err := http.Post(c.base+"/Patient", "application/fhir+json", strings.NewReader(duringBackup))
+			resp, err := http.Post(c.base+"/Patient", "application/fhir+json", strings.NewReader(patientWithoutNHSNumber))
 			if err != nil {
 				return
 			}
