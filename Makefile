@@ -10,7 +10,7 @@ STATICCHECK_VERSION = v0.7.0
 BIN         = bin/crs
 GOBIN      ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: run build test vet staticcheck oidc-provider unit generate bench bench-large fuzz clean destroy-data
+.PHONY: run build test vet staticcheck oidc-provider chromium unit generate bench bench-large fuzz clean destroy-data
 
 # The version and commit 'crs version' prints (the environment may build with -buildvcs=false).
 COMMIT     := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
@@ -23,7 +23,11 @@ build:
 run: build
 	./$(BIN) serve --addr $(ADDR) --store $(STORE)
 
-test: vet staticcheck oidc-provider unit
+test: vet staticcheck oidc-provider chromium unit
+
+# The headless browser the CORS test (server) drives.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 # The real OpenID provider the auth tests start (npm package oidc-provider, locked).
 OIDC_DIR = auth/testdata/oidc

@@ -230,16 +230,6 @@ func preferReturn(c *gin.Context) string {
 	return "representation"
 }
 
-// hasPreference reports whether the Prefer header has a preference starting so.
-func hasPreference(c *gin.Context, prefix string) bool {
-	for _, p := range preferences(c) {
-		if strings.HasPrefix(p, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
 func preferences(c *gin.Context) []string {
 	var out []string
 	for _, h := range c.Request.Header.Values("Prefer") {
