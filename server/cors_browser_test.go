@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,14 +31,15 @@ func TestCORSFromARealBrowser(t *testing.T) {
 	if err != nil {
 		t.Skip("chromium is not installed (make test installs it)")
 	}
-	page := httptest.NewServer(nil)
+	var target atomic.Value // the crs URL the page calls
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, browserPage, target.Load().(string)+"/fhir/metadata")
+	}))
 	defer page.Close()
 	run := func(origins []string) string {
 		crs, _ := newEdgeServer(t, server.Config{CORSOrigins: origins})
-		page.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/html")
-			fmt.Fprintf(w, browserPage, crs.URL+"/fhir/metadata")
-		})
+		target.Store(crs.URL)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
