@@ -10,15 +10,24 @@ STATICCHECK_VERSION = v0.7.0
 BIN         = bin/crs
 GOBIN      ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: run build test vet staticcheck oidc-provider unit generate testdata bench bench-large fuzz clean
+.PHONY: run build test vet staticcheck oidc-provider chromium unit generate testdata bench bench-large fuzz clean destroy-data
+
+# The version and commit 'crs version' prints (the environment may build with -buildvcs=false).
+COMMIT     := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+DIRTY      := $(shell test -n "$$(git status --porcelain 2>/dev/null)" && echo -dirty)
+LDFLAGS     = -X main.commit=$(COMMIT)$(DIRTY)
 
 build:
-	$(GO) build -o $(BIN) ./cmd/crs
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crs
 
 run: build
 	./$(BIN) serve --addr $(ADDR) --store $(STORE)
 
-test: vet staticcheck oidc-provider unit
+test: vet staticcheck oidc-provider chromium unit
+
+# The headless browser the CORS test (server) drives.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 # The real OpenID provider the auth tests start (npm package oidc-provider, locked).
 OIDC_DIR = auth/testdata/oidc
@@ -75,5 +84,17 @@ bench: build
 bench-large: build
 	REGION_SIZES="10000 1000000" ./scripts/bench.sh
 
+# Build output only: the database and its audit trail under ./data are never touched here.
 clean:
-	rm -rf bin data
+	rm -rf bin
+
+# Deletes every record and the audit trail under ./data. Asks first; without a
+# terminal it refuses unless CONFIRM=yes.
+destroy-data:
+	@if [ ! -e data ]; then echo "no ./data to destroy"; exit 0; fi; \
+	if [ "$(CONFIRM)" != yes ]; then \
+		if [ ! -t 0 ]; then echo "destroy-data: refusing without a terminal; run 'make destroy-data CONFIRM=yes' to delete ./data"; exit 1; fi; \
+		printf 'This deletes ./data: every record and the audit trail. Type "destroy" to go on: '; read answer; \
+		[ "$$answer" = destroy ] || { echo "kept ./data"; exit 1; }; \
+	fi; \
+	rm -rf data && echo "deleted ./data"

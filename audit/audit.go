@@ -28,9 +28,33 @@ type Record struct {
 	Query       string          // the query of a search, as sent
 	RequestID   string          // the X-Request-Id
 	Remote      string          // the client's network address
+	Peer        string          // the TCP peer's address (a proxy's when Remote came from X-Forwarded-For)
+	Forwarded   string          // the forwarded chain as received (X-Forwarded-For or Forwarded)
 	Server      string          // this server's base URL
 	Who         *auth.Principal // nil: unknown caller (no or bad token)
 	Recorded    time.Time
+}
+
+// NetworkPathExtension is the URL of the extension on the client agent's network
+// saying how the request arrived: sub-extensions peer (the TCP peer's address)
+// and forwarded (the X-Forwarded-For chain as received, believed or not).
+const NetworkPathExtension = "https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-NetworkPath"
+
+// networkOf is the client agent's network: the client's address, with the peer
+// and the forwarded chain when a proxy was in the way.
+func networkOf(r Record) map[string]any {
+	n := map[string]any{"address": r.Remote, "type": "2"}
+	var sub []any
+	if r.Peer != "" && r.Peer != r.Remote {
+		sub = append(sub, map[string]any{"url": "peer", "valueString": r.Peer})
+	}
+	if r.Forwarded != "" {
+		sub = append(sub, map[string]any{"url": "forwarded", "valueString": r.Forwarded})
+	}
+	if sub != nil {
+		n["extension"] = []any{map[string]any{"url": NetworkPathExtension, "extension": sub}}
+	}
+	return n
 }
 
 // ChainExtension is the URL of the extension holding an AuditEvent's place in
@@ -82,7 +106,7 @@ func Event(r Record) fhir.Object {
 		"requestor": false,
 	}
 	if r.Remote != "" {
-		client["network"] = map[string]any{"address": r.Remote, "type": "2"}
+		client["network"] = networkOf(r)
 	}
 	server := map[string]any{
 		"type":      map[string]any{"coding": []any{map[string]any{"system": dcm, "code": "110152", "display": "Destination Role ID"}}},

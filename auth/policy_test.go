@@ -6,10 +6,31 @@ import (
 
 	"crs/fhir"
 	"crs/fhir/search"
+	"crs/profiles"
 )
 
+// pathwayParams is R4's search parameters plus the pathway's (responsible-la
+// among them), as cmd/crs loads them.
+func pathwayParams(t *testing.T) *search.Registry {
+	t.Helper()
+	prof, err := profiles.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := search.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range prof.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return params
+}
+
 func TestDefaultPolicyLoads(t *testing.T) {
-	p, err := LoadPolicy("", search.Default())
+	p, err := LoadPolicy("", pathwayParams(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +40,7 @@ func TestDefaultPolicyLoads(t *testing.T) {
 }
 
 func TestConditions(t *testing.T) {
-	p, err := LoadPolicy("", search.Default())
+	p, err := LoadPolicy("", pathwayParams(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +59,7 @@ func TestConditions(t *testing.T) {
 		{Principal{Roles: []string{"care-provider"}, Scopes: all}, "CarePlan", Create, fhir.Forbidden, false},
 		{Principal{Roles: []string{"care-provider"}, Org: "P1", Scopes: all}, "AuditEvent", Read, fhir.Forbidden, false},
 		{Principal{Roles: []string{"acute-trust"}, Org: "RKB", Scopes: all}, "Patient", Create, 0, false},
-		{Principal{Roles: []string{"council"}, LocalAuthority: "Warwickshire", Scopes: all}, "Goal", Search, 0, true},
+		{Principal{Roles: []string{"council"}, LocalAuthority: "E10000031", Scopes: all}, "Goal", Search, 0, true},
 		{Principal{Roles: []string{"nobody"}, Scopes: all}, "Goal", Search, fhir.Forbidden, false},
 		{Principal{Roles: []string{"admin"}, Scopes: ParseScopes("system/Goal.rs")}, "Goal", Create, fhir.Forbidden, false},
 		// patient/ scopes: bounded to the token's patient, nothing without one,
@@ -70,7 +91,7 @@ func TestConditions(t *testing.T) {
 // TestPatientContextConditions checks what bounds a patient/ scope: the role's
 // conditions and the patient's, both.
 func TestPatientContextConditions(t *testing.T) {
-	p, err := LoadPolicy("", search.Default())
+	p, err := LoadPolicy("", pathwayParams(t))
 	if err != nil {
 		t.Fatal(err)
 	}

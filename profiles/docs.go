@@ -21,7 +21,10 @@ func (s *Set) Markdown() string {
 	w("With `--profile-enforcement strict` (the default) every write of these resource types must conform to the\n")
 	w("profile of its type, which the server adds to `meta.profile`, and local references must resolve; with\n")
 	w("`declared` only the profiles a resource claims are checked. Errors reject a write with 422; warnings are\n")
-	w("reported in the reply's OperationOutcome.\n\n")
+	w("reported in the reply's `X-Warning` headers (in its body with `Prefer: return=OperationOutcome`; in\n")
+	w("`response.outcome` for bundle entries). Strict mode also keeps the records whole: a delete that would leave\n")
+	w("references to the deleted resource is refused (409) unless it asks for `_cascade=delete`, and one active\n")
+	w("Patient holds an NHS number (a second is refused with 409; a record merged with a `replaced-by` link holds none).\n\n")
 	w("| profile | type | based on |\n| --- | --- | --- |\n")
 	for _, p := range s.PathwayProfiles() {
 		w("| [%s](#%s) `%s` | %s | `%s` |\n", p.Title, anchor(p.Title), p.URL, p.Type, p.BaseURL)

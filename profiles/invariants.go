@@ -18,6 +18,8 @@ type invariant func(r *run, n node) (ok bool, detail string)
 // fails when a key here is declared nowhere.
 var invariants = map[string]invariant{
 	"crs-nhs-1": nhsNumberValid,
+	"crs-pat-2": hasResponsibleLocalAuthority,
+	"crs-la-1":  gssLocalAuthorityCode,
 	"crs-cp-1":  periodAtMost42Days,
 	"crs-cp-2":  newPlanStartsAtFourCalls,
 	"crs-cpd-1": callsPerDayInRange,
@@ -57,6 +59,24 @@ func ValidNHSNumber(s string) (bool, string) {
 func nhsNumberValid(_ *run, n node) (bool, string) {
 	s, _ := n.v.(string)
 	return ValidNHSNumber(s)
+}
+
+func hasResponsibleLocalAuthority(r *run, n node) (bool, string) {
+	m, _ := n.v.(map[string]any)
+	if hasExtension(m, r.set.base+"/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority") {
+		return true, ""
+	}
+	return false, "no extension " + r.set.base + "/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority"
+}
+
+// gssLocalAuthorityCode checks the shape of an ONS/GSS code: a country letter
+// and eight digits (E10000031 Warwickshire, E08000026 Coventry).
+func gssLocalAuthorityCode(_ *run, n node) (bool, string) {
+	s, _ := n.v.(string)
+	if len(s) == 9 && strings.ContainsRune("EWSN", rune(s[0])) && strings.Trim(s[1:], "0123456789") == "" {
+		return true, ""
+	}
+	return false, fmt.Sprintf("%q is not an ONS/GSS code (a letter and eight digits, e.g. E10000031)", s)
 }
 
 func hasExtension(m map[string]any, url string) bool {

@@ -83,6 +83,7 @@ func TestInvalidExamples(t *testing.T) {
 	cases := map[string]struct{ expr, msg string }{
 		"invalid-Patient-modulus11":                         {"Patient.identifier[0].value", "fails the Modulus 11 check"},
 		"invalid-Patient-no-nhs-number":                     {"Patient", "crs-pat-1"},
+		"invalid-Patient-bad-local-authority":               {"Patient.extension[0].valueCoding.code", "crs-la-1"},
 		"invalid-Organization-no-ods":                       {"Organization.identifier", "at least 1 identifier:odsOrganisationCode required"},
 		"invalid-Referral-amount-of-care":                   {"ServiceRequest.quantity", "quantity[x] is not allowed"},
 		"invalid-Referral-no-discharge-ready-date":          {"ServiceRequest.extension", "extension:dischargeReadyDate required"},
@@ -255,4 +256,65 @@ func mustRead(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// Every literal reference in a valid or warning example points at another
+// example, so the examples load together and a reader can follow each one
+// (invalid examples may point anywhere: they show one mistake each).
+func TestExampleReferencesResolve(t *testing.T) {
+	files, _ := filepath.Glob("examples/*.json")
+	have := map[string]bool{}
+	refs := map[string][]string{}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		obj := example(t, name)
+		have[fhir.ResourceType(obj)+"/"+fhir.ID(obj)] = true
+		var walk func(any)
+		walk = func(x any) {
+			switch v := x.(type) {
+			case map[string]any:
+				for k, e := range v {
+					if s, ok := e.(string); ok && k == "reference" {
+						refs[name] = append(refs[name], s)
+					} else {
+						walk(e)
+					}
+				}
+			case []any:
+				for _, e := range v {
+					walk(e)
+				}
+			}
+		}
+		walk(obj)
+	}
+	for name, rs := range refs {
+		if strings.HasPrefix(name, "invalid-") {
+			continue
+		}
+		for _, r := range rs {
+			if !strings.HasPrefix(r, "#") && !strings.HasPrefix(r, "urn:") && !have[r] {
+				t.Errorf("%s refers to %s, which no example provides", name, r)
+			}
+		}
+	}
+}
+
+// A Patient without the responsible local authority is stored with a warning
+// (crs-pat-2): no council sees it until it carries one.
+func TestPatientWithoutLocalAuthorityWarns(t *testing.T) {
+	s := load(t)
+	obj := example(t, "valid-Patient-nhs-number")
+	delete(obj, "extension")
+	res := s.Check(obj, Options{Strict: true, Mode: "create"})
+	if res.HasErrors() {
+		t.Fatalf("errors: %+v", res.Issues)
+	}
+	warns := errorsOf(res.Issues, fhir.SeverityWarning)
+	if len(warns) != 1 || !strings.Contains(warns[0].Diagnostics, "crs-pat-2") {
+		t.Errorf("warnings %+v, want crs-pat-2", warns)
+	}
+	if res := s.Check(example(t, "valid-Patient-nhs-number"), Options{Strict: true, Mode: "create"}); len(errorsOf(res.Issues, fhir.SeverityWarning)) != 0 {
+		t.Errorf("a Patient with the extension warns: %+v", res.Issues)
+	}
 }

@@ -64,7 +64,7 @@ func (s *Server) routeOf(c *gin.Context) route {
 			if err != nil {
 				return fail(err)
 			}
-			return reply{status: http.StatusOK, body: cs}
+			return reply{status: http.StatusOK, body: s.withCORS(cs)}
 		})
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
 		return r("history-system", "R", func() reply { return s.history(c, "", "") })
@@ -117,7 +117,7 @@ func (s *Server) routeOf(c *gin.Context) route {
 	case len(seg) == 4 && seg[2] == "_history" && m == http.MethodGet:
 		out = r("vread", "R", func() reply {
 			v, err := s.engine.VRead(c.Request.Context(), rt, seg[1], seg[3])
-			return resourceReply(http.StatusOK, v, err)
+			return s.shapeRead(c, resourceReply(http.StatusOK, v, err))
 		})
 		out.id = seg[1]
 	case len(seg) == 3 && seg[2] == "$everything" && (m == http.MethodGet || m == http.MethodPost):
@@ -207,7 +207,25 @@ func (s *Server) read(c *gin.Context, rt, id string) reply {
 			return reply{status: http.StatusNotModified, version: &v}
 		}
 	}
-	return resourceReply(http.StatusOK, v, nil)
+	return s.shapeRead(c, resourceReply(http.StatusOK, v, nil))
+}
+
+// shapeRead applies _summary and _elements to a read's reply, and refuses
+// parameters a read does not take (as search does).
+func (s *Server) shapeRead(c *gin.Context, r reply) reply {
+	if r.err != nil || r.version == nil {
+		return r
+	}
+	params, err := engine.ParseQueryString(withoutFormat(c.Request.URL.RawQuery))
+	if err != nil {
+		return fail(err)
+	}
+	body, err := s.engine.ShapeRead(*r.version, params, lenient(c))
+	if err != nil {
+		return fail(err)
+	}
+	r.body = body
+	return r
 }
 
 func ifMatch(c *gin.Context) (int, error) {
@@ -229,10 +247,8 @@ func (s *Server) writeReply(c *gin.Context, res engine.Result, err error, okStat
 		r.location = s.engine.Base() + "/" + v.Type + "/" + v.ID + "/_history/" + strconv.Itoa(v.VersionID)
 	}
 	pref := preferReturn(c)
-	if len(res.Issues) > 0 && !hasPreference(c, "return=") {
-		// Warnings are reported: without an explicit preference, the reply is
-		// the OperationOutcome (the resource is at Location).
-		pref = "OperationOutcome"
+	if pref != "OperationOutcome" {
+		setWarnings(c, res.Issues) // the body stays the resource, whatever the warnings
 	}
 	switch pref {
 	case "minimal":
@@ -257,16 +273,6 @@ func preferReturn(c *gin.Context) string {
 		}
 	}
 	return "representation"
-}
-
-// hasPreference reports whether the Prefer header has a preference starting so.
-func hasPreference(c *gin.Context, prefix string) bool {
-	for _, p := range preferences(c) {
-		if strings.HasPrefix(p, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 func preferences(c *gin.Context) []string {
@@ -341,7 +347,14 @@ func (s *Server) delete(c *gin.Context, rt, id string) reply {
 	if err != nil {
 		return fail(err)
 	}
-	res, err := s.engine.Delete(c.Request.Context(), rt, id, im)
+	ctx := c.Request.Context()
+	switch v, ok := c.GetQuery("_cascade"); {
+	case ok && v == "delete":
+		ctx = engine.WithCascadeDelete(ctx)
+	case ok:
+		return fail(fhir.Errorf(fhir.Invalid, "_cascade", "_cascade takes the value delete, not %q", v))
+	}
+	res, err := s.engine.Delete(ctx, rt, id, im)
 	return s.deleteReply(res, err)
 }
 

@@ -39,6 +39,18 @@ type Config struct {
 	// MetricsHandler, when set, is served at /metrics (outside /fhir, without
 	// FHIR authentication: it applies its own rule of who may scrape).
 	MetricsHandler http.Handler
+	// TrustedProxies are the addresses or CIDR ranges whose X-Forwarded-For is
+	// believed; none: the peer address is the client.
+	TrustedProxies []string
+	// RefuseForwarded answers 403 to any request with a forwarded header
+	// (development mode must not be reached through a proxy).
+	RefuseForwarded bool
+	// CORSOrigins are the browser origins allowed to call the API ("*": any);
+	// none: CORS off.
+	CORSOrigins []string
+	// LogQueryValues logs query values and error diagnostics in full (debugging
+	// on loopback only); otherwise the log shows parameter names only.
+	LogQueryValues bool
 }
 
 // Server is the HTTP handler of crs.
@@ -50,12 +62,17 @@ type Server struct {
 	router   *gin.Engine
 	verifier TokenVerifier
 	metrics  RequestMetrics
+
+	refuseForwarded bool
+	corsOrigins     []string
+	logQueryValues  bool
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics}
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -66,10 +83,14 @@ func New(cfg Config) *Server {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = false
+	if err := trustProxies(r, cfg.TrustedProxies); err != nil {
+		s.log.Error("trusted proxies not understood: trusting none", "error", err.Error())
+		_ = trustProxies(r, nil)
+	}
 	if s.metrics != nil {
 		r.Use(s.measure)
 	}
-	r.Use(s.requestLog, s.recoverPanic, s.knownMethod)
+	r.Use(s.requestLog, s.recoverPanic, s.cors, s.refuseProxied, s.knownMethod)
 	if cfg.MetricsHandler != nil {
 		r.GET("/metrics", gin.WrapH(cfg.MetricsHandler))
 	}
@@ -121,7 +142,8 @@ const fhirJSON = "application/fhir+json; charset=utf-8"
 // in one way.
 func (s *Server) wrap(routes func(c *gin.Context) route) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP()})
+		ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP(),
+			Peer: c.RemoteIP(), Forwarded: forwardedChain(c.Request)})
 		ctx, authErr := s.authenticate(c, ctx)
 		c.Request = c.Request.WithContext(ctx)
 		rt := routes(c)
@@ -152,7 +174,7 @@ func (s *Server) render(c *gin.Context, r reply) {
 		if e.Kind == fhir.Internal {
 			s.log.Error("internal error", "request_id", c.GetString("request_id"), "error", r.err.Error())
 		} else {
-			c.Set("error", e.Error())
+			c.Set("error", s.logError(e))
 		}
 		if e.Kind == fhir.Unauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="crs", error="invalid_token"`)
@@ -183,6 +205,7 @@ func (s *Server) render(c *gin.Context, r reply) {
 			data = buf.Bytes()
 		}
 	}
+	data = compress(c, data)
 	w.Header().Set("Content-Type", fhirJSON)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(r.status)
@@ -260,8 +283,11 @@ func (s *Server) requestLog(c *gin.Context) {
 	c.Next()
 	attrs := []any{
 		"request_id", id, "method", c.Request.Method, "path", c.Request.URL.Path,
-		"query", c.Request.URL.RawQuery, "status", c.Writer.Status(),
+		"query", s.logQuery(c.Request.URL.RawQuery), "status", c.Writer.Status(),
 		"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "remote", c.ClientIP(),
+	}
+	if peer := c.RemoteIP(); peer != c.ClientIP() {
+		attrs = append(attrs, "peer", peer)
 	}
 	if e := c.GetString("error"); e != "" {
 		attrs = append(attrs, "error", e)

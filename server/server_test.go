@@ -218,7 +218,9 @@ func TestInteractions(t *testing.T) {
 	}
 
 	// update as create with a client id
-	if r := do(t, "PUT", base+"/Patient/client-1", []byte(strings.Replace(pat, `"Patient",`, `"Patient","id":"client-1",`, 1))); r.status != 201 {
+	// (another person: one active Patient holds an NHS number)
+	other := strings.Replace(pat, "9000000009", "9449305552", 1)
+	if r := do(t, "PUT", base+"/Patient/client-1", []byte(strings.Replace(other, `"Patient",`, `"Patient","id":"client-1",`, 1))); r.status != 201 {
 		t.Fatalf("update as create: %d %s", r.status, r.body)
 	}
 
@@ -227,10 +229,10 @@ func TestInteractions(t *testing.T) {
 	if r.status != 200 || fhir.ID(r.json(t)) != id {
 		t.Fatalf("conditional create with a match: %d %s", r.status, r.body)
 	}
-	if r := do(t, "POST", base+"/Patient", []byte(pat), "If-None-Exist", "identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009"); r.status != 412 {
+	if r := do(t, "POST", base+"/Patient", []byte(pat), "If-None-Exist", "birthdate=1950-01-02"); r.status != 412 {
 		t.Fatalf("conditional create with two matches: %d %s", r.status, r.body)
 	}
-	if r := do(t, "POST", base+"/Patient", []byte(pat), "If-None-Exist", "family=Nobody"); r.status != 201 {
+	if r := do(t, "POST", base+"/Patient", []byte(strings.Replace(pat, "9000000009", "9434765919", 1)), "If-None-Exist", "family=Nobody"); r.status != 201 {
 		t.Fatalf("conditional create without a match: %d %s", r.status, r.body)
 	}
 

@@ -33,17 +33,24 @@ func (r *region) seed(t *testing.T) {
 	for _, o := range [][2]string{{"org-rkb", "RKB"}, {"org-rrk", "RRK"}, {"org-p1", "P1"}, {"org-p2", "P2"}, {"org-t1", "T1"}} {
 		put(fmt.Sprintf(`{"resourceType":"Organization","id":%q,"identifier":[{"system":%q,"value":%q}],"name":%q}`, o[0], ods, o[1], o[1]))
 	}
-	for _, x := range []struct{ k, nhs, state, trust, provider, performers string }{
-		{"a", "9000000009", "Warwickshire", "org-rkb", "org-p1", `[{"reference":"Organization/org-p1"},{"reference":"Organization/org-t1"}]`},
-		{"b", "9449305552", "Coventry", "org-rrk", "org-p2", `[{"reference":"Organization/org-p2"}]`},
+	for _, x := range []struct{ k, nhs, state, la, trust, provider, performers string }{
+		{"a", "9000000009", "Warwickshire", "E10000031", "org-rkb", "org-p1", `[{"reference":"Organization/org-p1"},{"reference":"Organization/org-t1"}]`},
+		{"b", "9449305552", "Coventry", "E08000026", "org-rrk", "org-p2", `[{"reference":"Organization/org-p2"}]`},
 	} {
-		put(fmt.Sprintf(`{"resourceType":"Patient","id":"pat-%s","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":%q}],"name":[{"family":"Family%s"}],"address":[{"state":%q}]}`, x.k, x.nhs, x.k, x.state))
+		put(fmt.Sprintf(`{"resourceType":"Patient","id":"pat-%s","extension":[%s],"identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":%q}],"name":[{"family":"Family%s"}],"address":[{"state":%q}]}`, x.k, responsibleLA(x.la), x.nhs, x.k, x.state))
 		put(fmt.Sprintf(`{"resourceType":"Encounter","id":"enc-%s","status":"finished","class":{"code":"IMP"},"subject":{"reference":"Patient/pat-%s"}}`, x.k, x.k))
 		put(fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"sr-%s","status":"active","intent":"plan","subject":{"reference":"Patient/pat-%s"},"encounter":{"reference":"Encounter/enc-%s"},"requester":{"reference":"Organization/%s"},"performer":%s}`, x.k, x.k, x.k, x.trust, x.performers))
 		put(fmt.Sprintf(`{"resourceType":"EpisodeOfCare","id":"ep-%s","status":"active","patient":{"reference":"Patient/pat-%s"},"managingOrganization":{"reference":"Organization/%s"},"referralRequest":[{"reference":"ServiceRequest/sr-%s"}]}`, x.k, x.k, x.provider, x.k))
 		put(fmt.Sprintf(`{"resourceType":"CarePlan","id":"cp-%s","status":"active","intent":"plan","subject":{"reference":"Patient/pat-%s"},"author":{"reference":"Organization/%s"}}`, x.k, x.k, x.provider))
 		put(fmt.Sprintf(`{"resourceType":"Goal","id":"goal-%s","lifecycleStatus":"active","description":{"text":"tea"},"subject":{"reference":"Patient/pat-%s"}}`, x.k, x.k))
 	}
+}
+
+// responsibleLA is the Patient extension naming the local authority
+// responsible for the person (ONS/GSS code), which bounds councils.
+func responsibleLA(code string) string {
+	return `{"url":"https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority",` +
+		`"valueCoding":{"system":"http://statistics.data.gov.uk/id/statistical-geography","code":"` + code + `"}}`
 }
 
 // record returns the id of the seeded record of a type for side k.
@@ -57,7 +64,7 @@ func newRecord(typ, k string) string {
 	prov := map[string]string{"a": "org-p1", "b": "org-p2"}[k]
 	switch typ {
 	case "Patient":
-		return `{"resourceType":"Patient","name":[{"family":"New"}],"address":[{"state":"Warwickshire"}]}`
+		return `{"resourceType":"Patient","extension":[` + responsibleLA("E10000031") + `],"name":[{"family":"New"}],"address":[{"state":"Warwickshire"}]}`
 	case "ServiceRequest":
 		return fmt.Sprintf(`{"resourceType":"ServiceRequest","status":"draft","intent":"plan","subject":{"reference":"Patient/pat-%s"},"requester":{"reference":"Organization/%s"},"performer":[{"reference":"Organization/%s"}]}`, k, org, prov)
 	case "EpisodeOfCare":

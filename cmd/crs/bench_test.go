@@ -12,7 +12,6 @@ import (
 
 	"crs/auth"
 	"crs/auth/oidctest"
-	"crs/fhir/search"
 )
 
 // BenchmarkTokenAndPolicy is the per-request cost of access control with a warm
@@ -27,7 +26,11 @@ func BenchmarkTokenAndPolicy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	policy, err := auth.LoadPolicy("", search.Default())
+	_, params, err := loadProfiles("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	policy, err := auth.LoadPolicy("", params)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,7 +55,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "serve":
-		cfg, err := parseServeFlags(args[1:], stderr)
+		out := stderr
+		if slices.ContainsFunc(args[1:], func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+			out = stdout // usage asked for is the answer, not an error
+		}
+		cfg, err := parseServeFlags(args[1:], out)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // usage printed; asking for help is not a failure
+		}
 		if err != nil {
 			return err
 		}
@@ -66,11 +74,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		<-ctx.Done()
 		return m.Close()
-	case "version":
-		fmt.Fprintln(stdout, "crs", version)
+	case "version", "--version", "-version", "-v":
+		printVersion(stdout)
 		return nil
 	case "audit":
 		return auditCommand(args[1:], stdout, stderr)
+	case "backup":
+		return backupCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -81,7 +91,9 @@ Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
-  crs version         print the version
+  crs backup --store sqlite:<path> <file>
+                      copy a SQLite store, consistent while it serves
+  crs version         print the version and commit (also crs --version)
 
 Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
 `
@@ -118,6 +130,9 @@ type Config struct {
 	QueryLimits search.Limits
 	// MaxConditionalDelete is how many resources one conditional delete may delete.
 	MaxConditionalDelete int
+	TrustedProxies       string // comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed
+	CORSOrigins          string // comma-separated browser origins allowed to call the API
+	LogQueryValues       bool   // log query values in full (debugging; loopback only)
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -132,6 +147,10 @@ const maxQueryValues = 5000
 func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: crs serve [flags]\n\nServes the FHIR API under http://<addr>/fhir. Each flag has a CRS_* environment equivalent.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	var cfg Config
 	var ev envReader
 	env, envInt := ev.str, ev.int
@@ -171,10 +190,16 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&ql.MaxSort, "max-sort-keys", ev.int("CRS_MAX_SORT_KEYS", dl.MaxSort), "keys of _sort (CRS_MAX_SORT_KEYS)")
 	fs.IntVar(&cfg.MaxConditionalDelete, "max-conditional-delete", ev.int("CRS_MAX_CONDITIONAL_DELETE", engine.DefaultMaxConditionalDelete),
 		"resources one conditional delete may delete; more matches are refused with 412 (CRS_MAX_CONDITIONAL_DELETE)")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", env("CRS_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For is believed; default none (CRS_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.CORSOrigins, "cors-origins", env("CRS_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://mdt.example.nhs.uk; default none: CORS off (CRS_CORS_ORIGINS)")
+	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	if ev.err != nil {
 		return cfg, ev.err
 	}
 	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if err := checkEdge(cfg); err != nil {
 		return cfg, err
 	}
 	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-params": ql.MaxParams, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
@@ -269,6 +294,7 @@ type Main struct {
 	store    store.Store
 	journal  *audit.Journal
 	engine   *engine.Engine
+	lock     *storeLock
 	http     *http.Server
 	listener net.Listener
 	done     chan error
@@ -292,6 +318,25 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 
 // Start opens the store, builds the engine and starts serving in the background.
 func (m *Main) Start(ctx context.Context) error {
+	if path, ok := strings.CutPrefix(m.Config.Store, "sqlite:"); ok && path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		lock, err := lockStore(path)
+		if err != nil {
+			return err
+		}
+		m.lock = lock
+	}
+	if err := m.start(ctx); err != nil {
+		m.lock.release()
+		m.lock = nil
+		return err
+	}
+	return nil
+}
+
+func (m *Main) start(ctx context.Context) error {
 	met := metrics.New()
 	st, err := openStoreLog(m.Config.Store, m.Log, sqlite.Options{OnCommit: met.ObserveCommit})
 	if err != nil {
@@ -311,6 +356,14 @@ func (m *Main) Start(ctx context.Context) error {
 	if m.Config.OIDCIssuer == "" && !isLoopback(m.Config.Addr) && !m.Config.InsecureNoAuth {
 		st.Close()
 		return fmt.Errorf("refusing to serve %s without authentication: give --oidc-issuer (or --insecure-no-auth to accept the risk)", m.Config.Addr)
+	}
+	if m.Config.OIDCIssuer == "" && m.Config.TrustedProxies != "" && !m.Config.InsecureNoAuth {
+		st.Close()
+		return fmt.Errorf("refusing --trusted-proxies without authentication: behind a proxy, give --oidc-issuer")
+	}
+	if m.Config.LogQueryValues && !isLoopback(m.Config.Addr) {
+		st.Close()
+		return fmt.Errorf("refusing --log-query-values on %s: query values carry NHS numbers and names; use it on a loopback address only", m.Config.Addr)
 	}
 	ln, err := net.Listen("tcp", m.Config.Addr)
 	if err != nil {
@@ -393,6 +446,8 @@ func (m *Main) Start(ctx context.Context) error {
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
 		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
 		Metrics: met, MetricsHandler: metricsOnMain,
+		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
+		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
@@ -433,6 +488,7 @@ func (m *Main) Close() error {
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
 	}
+	errs = append(errs, m.lock.release())
 	m.Log.Info("stopped")
 	return errors.Join(errs...)
 }

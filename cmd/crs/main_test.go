@@ -108,7 +108,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 			default:
 			}
 			resp, err := http.Post(c.base+"/Patient", "application/fhir+json",
-				strings.NewReader(`{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"name":[{"family":"Kill"}]}`))
+				strings.NewReader(patientWithoutNHSNumber))
 			if err != nil {
 				return // the server is gone
 			}

@@ -16,7 +16,10 @@ import (
 // RequestInfo describes the request behind an interaction, for its AuditEvent.
 type RequestInfo struct {
 	ID     string // X-Request-Id
-	Remote string // the client's network address
+	Remote string // the client's network address (the peer, or from a trusted proxy's X-Forwarded-For)
+	// Peer is the TCP peer's address and Forwarded the forwarded chain as received,
+	// when the request came through a proxy.
+	Peer, Forwarded string
 }
 
 // requestState is what one request (one door's call, possibly several
@@ -139,6 +142,7 @@ func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object,
 	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
+		rec.Peer, rec.Forwarded = st.req.Peer, st.req.Forwarded
 	}
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
 	now := e.now()

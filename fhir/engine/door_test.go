@@ -18,6 +18,7 @@ import (
 	"crs/fhir/engine"
 	"crs/fhir/search"
 	"crs/fhir/store"
+	"crs/profiles"
 )
 
 // twoCouncils seeds two people and their episodes with an unpoliced engine: pat-a
@@ -26,11 +27,13 @@ import (
 func twoCouncils(t *testing.T, st store.Store) *engine.Engine {
 	t.Helper()
 	_, v := openStore(t)
-	seed := engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir"})
+	params := pathwayParams(t)
+	seed := engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir", Params: params})
 	ctx := context.Background()
-	for _, x := range []struct{ k, state string }{{"a", "Warwickshire"}, {"b", "Coventry"}} {
+	for _, x := range []struct{ k, la string }{{"a", "E10000031"}, {"b", "E08000026"}} { // Warwickshire, Coventry
 		for _, res := range []string{
-			fmt.Sprintf(`{"resourceType":"Patient","id":"pat-%s","name":[{"family":"F%s"}],"address":[{"state":%q}]}`, x.k, x.k, x.state),
+			fmt.Sprintf(`{"resourceType":"Patient","id":"pat-%s","name":[{"family":"F%s"}],"extension":[{"url":%q,"valueCoding":{"system":"http://statistics.data.gov.uk/id/statistical-geography","code":%q}}]}`,
+				x.k, x.k, profiles.DefaultCanonicalBase+"/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority", x.la),
 			fmt.Sprintf(`{"resourceType":"EpisodeOfCare","id":"ep-%s","status":"active","patient":{"reference":"Patient/pat-%s"}}`, x.k, x.k),
 		} {
 			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
@@ -42,11 +45,31 @@ func twoCouncils(t *testing.T, st store.Store) *engine.Engine {
 			}
 		}
 	}
-	policy, err := auth.LoadPolicy("", search.Default())
+	policy, err := auth.LoadPolicy("", params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir", Access: policy, Audit: true})
+	return engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir", Params: params, Access: policy, Audit: true})
+}
+
+// pathwayParams is R4's search parameters and the pathway's own (the council's
+// bound, responsible-la, among them).
+func pathwayParams(t *testing.T) *search.Registry {
+	t.Helper()
+	prof, err := profiles.Load(profiles.DefaultCanonicalBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := search.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range prof.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return params
 }
 
 // council is a Warwickshire council caller: it reads Warwickshire's people and
@@ -54,7 +77,7 @@ func twoCouncils(t *testing.T, st store.Store) *engine.Engine {
 func council() context.Context {
 	return auth.WithPrincipal(context.Background(), &auth.Principal{
 		Issuer: "https://idp.test", Subject: "council-w", ClientID: "council-w", Roles: []string{"council"},
-		LocalAuthority: "Warwickshire", Scopes: []auth.Scope{{Context: "system", Type: "*", Permissions: "cruds"}},
+		LocalAuthority: "E10000031", Scopes: []auth.Scope{{Context: "system", Type: "*", Permissions: "cruds"}},
 	})
 }
 

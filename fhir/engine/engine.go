@@ -141,6 +141,9 @@ func New(cfg Config) *Engine {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if e.store != nil {
+		e.store = &integrityStore{Store: e.store, e: e} // integrity.go: checks at the end of every write
+	}
 	return e
 }
 

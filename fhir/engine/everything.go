@@ -24,6 +24,7 @@ var everythingJSON []byte
 // everythingRule says what $everything gathers around a resource of one type.
 type everythingRule struct {
 	Compartment string   `json:"compartment"`
+	OnlyAsked   []string `json:"onlyAsked"` // gathered only when _type names them
 	Follow      []string `json:"follow"`
 	Reverse     []struct {
 		Type  string `json:"type"`
@@ -112,7 +113,7 @@ func (e *Engine) Everything(ctx context.Context, rt, id string, params []fhir.Ra
 			return nil, fhir.Errorf(fhir.Invalid, p.Name, "$everything does not take the parameter %q (it takes _since, _type, _count)", p.Name)
 		}
 	}
-	all, err := e.gather(ctx, r, focal, rule)
+	all, err := e.gather(ctx, r, focal, rule, types)
 	if err != nil {
 		return nil, fhir.WithOp("everything", err)
 	}
@@ -150,7 +151,7 @@ func cursorOf(offset int) string {
 
 // gather collects the resources of $everything around focal, the focal resource
 // first and the rest ordered by type and id.
-func (e *Engine) gather(ctx context.Context, r resolver, focal store.Version, rule everythingRule) ([]store.Version, error) {
+func (e *Engine) gather(ctx context.Context, r resolver, focal store.Version, rule everythingRule, types map[string]bool) ([]store.Version, error) {
 	seen := map[key]store.Version{{focal.Type, focal.ID}: focal}
 	add := func(v store.Version) bool {
 		k := key{v.Type, v.ID}
@@ -167,6 +168,9 @@ func (e *Engine) gather(ctx context.Context, r resolver, focal store.Version, ru
 		return nil
 	}
 	for typ, params := range compartments[rule.Compartment] {
+		if contains(rule.OnlyAsked, typ) && !types[typ] {
+			continue
+		}
 		q := &fhir.Query{Type: typ, Count: maxEverything, Total: fhir.TotalNone,
 			Compartment: &fhir.Compartment{Type: focal.Type, ID: focal.ID, Params: params}}
 		res, err := r.Search(ctx, q)

@@ -81,12 +81,28 @@ func (b *bundleEntry) entryError(err error) error {
 		if is.Expression == "" {
 			is.Expression = b.where()
 		} else if !strings.HasPrefix(is.Expression, "Bundle.") {
-			is.Expression = b.where() + ".resource." + is.Expression
+			is.Expression = b.where() + ".resource" + inResource(is.Expression, b.rt)
 		}
 		is.Diagnostics = "entry " + strconv.Itoa(b.index) + " (" + b.method + " " + b.url + "): " + is.Diagnostics
 		out.Issues = append(out.Issues, is)
 	}
 	return out
+}
+
+// inResource turns a FHIRPath rooted at the resource type ("CarePlan.period")
+// into the rest of a path below Bundle.entry[n].resource (".period"): the
+// type name is not an element of the entry.
+func inResource(expr, rt string) string {
+	if expr == rt {
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(expr, rt+"."); ok && rt != "" {
+		return "." + rest
+	}
+	if i := strings.IndexByte(expr, '.'); i > 0 && fhir.Served(expr[:i]) {
+		return expr[i:]
+	}
+	return "." + expr
 }
 
 // Bundle processes a transaction or batch Bundle posted to the base URL and

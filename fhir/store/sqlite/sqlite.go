@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -700,6 +701,33 @@ func (t *txn) flush(ctx context.Context) error {
 			}
 			all = all[n:]
 		}
+	}
+	return nil
+}
+
+// Backup writes a consistent copy of the SQLite store at path to dst (which must
+// not exist) with VACUUM INTO. It runs on its own read connection, so it can
+// run while a server is writing to the store: the copy is the database as of
+// one transaction, compacted, without the WAL. Restoring is copying dst back
+// in place of path while no server runs.
+func Backup(ctx context.Context, path, dst string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return fmt.Errorf("backup: %s exists; name a new file", dst)
+	}
+	db, err := sql.Open("sqlite", "file:"+url.PathEscape(path)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("backup: open %s: %w", path, err)
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("backup: %s is not a crs store: %w", path, err)
+	}
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	return nil
 }
