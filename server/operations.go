@@ -52,6 +52,26 @@ func (s *Server) expand(c *gin.Context, id string) reply {
 	return reply{status: http.StatusOK, body: vs}
 }
 
+// translate answers ConceptMap $translate with url, system, code, coding,
+// source, target and targetsystem from the query or from a Parameters body.
+func (s *Server) translate(c *gin.Context, id string) reply {
+	q := c.Request.URL.Query()
+	if c.Request.Method == http.MethodPost {
+		body, err := s.readBody(c, fhirJSONTypes)
+		if err != nil {
+			return fail(err)
+		}
+		if q, err = parametersQuery(body); err != nil {
+			return fail(err)
+		}
+	}
+	out, err := s.engine.Translate(c.Request.Context(), id, q)
+	if err != nil {
+		return fail(err)
+	}
+	return reply{status: http.StatusOK, body: out}
+}
+
 // parametersQuery reads the primitive parameters of a Parameters resource as
 // query values.
 func parametersQuery(body []byte) (url.Values, error) {
@@ -70,6 +90,14 @@ func parametersQuery(body []byte) (url.Values, error) {
 		found := false
 		for k, v := range pm {
 			if len(k) > 5 && k[:5] == "value" {
+				if coding, ok := v.(map[string]any); ok && k == "valueCoding" {
+					sys, _ := coding["system"].(string)
+					code, _ := coding["code"].(string)
+					v = code
+					if sys != "" {
+						v = sys + "|" + code
+					}
+				}
 				out.Add(name, fmt.Sprint(v))
 				found = true
 			}

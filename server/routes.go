@@ -70,6 +70,8 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return s.validate(c, rt, "")
 	case len(seg) == 2 && seg[1] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
 		return s.expand(c, "")
+	case len(seg) == 2 && seg[1] == "$translate" && rt == "ConceptMap" && (m == http.MethodGet || m == http.MethodPost):
+		return s.translate(c, "")
 	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
 	case len(seg) == 2:
@@ -102,6 +104,8 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return s.validate(c, rt, seg[1])
 	case len(seg) == 3 && seg[2] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
 		return s.expand(c, seg[1])
+	case len(seg) == 3 && seg[2] == "$translate" && rt == "ConceptMap" && (m == http.MethodGet || m == http.MethodPost):
+		return s.translate(c, seg[1])
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
 	case len(seg) == 3 && fhir.Served(seg[2]) && m == http.MethodGet:

@@ -18,6 +18,7 @@ import (
 type Profiles interface {
 	Check(res fhir.Object, opt profiles.Options) profiles.Result
 	Expand(url, filter string, offset, count int, now time.Time) (fhir.Object, error)
+	Translate(req profiles.TranslateRequest) (fhir.Object, error)
 	PathwayProfiles() []*profiles.Profile
 	Resources() []fhir.Object
 }
