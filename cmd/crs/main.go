@@ -68,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "audit":
 		return auditCommand(args[1:], stdout, stderr)
+	case "import":
+		return importCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -78,6 +80,8 @@ Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
+  crs import <source> [flags] FILE…
+                      bring partner records (cld) into the record through the engine
   crs version         print the version
 
 Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.

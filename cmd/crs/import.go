@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"crs/auth"
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/fhir/validate"
+	"crs/mapping"
+	"crs/mapping/cld"
+)
+
+const importUsage = `Usage: crs import <source> [flags] FILE…
+
+Sources:
+  cld        a council's Adult Social Care Client Level Data return (CSV)
+
+The import goes through the engine as the importing organisation (--org, --role,
+--la), so the access policy and the audit trail apply as to any client.
+
+Flags:
+`
+
+// importConfig is the configuration of crs import.
+type importConfig struct {
+	Source        string
+	Store         string
+	CanonicalBase string
+	Policy        string
+	Org, Role, LA string
+	LACode        string
+	Encoding      string
+	Report        string
+	DryRun        bool
+	Batch         int
+	Enforcement   string
+	Files         []string
+}
+
+func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
+	var cfg importConfig
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, importUsage)
+		return cfg, errors.New("crs import needs a source: cld")
+	}
+	cfg.Source = args[0]
+	fs := flag.NewFlagSet("import "+cfg.Source, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, importUsage); fs.PrintDefaults() }
+	fs.StringVar(&cfg.Store, "store", env("CRS_STORE", "sqlite:./data/crs.db"), "store to import into, as for serve (CRS_STORE)")
+	fs.StringVar(&cfg.CanonicalBase, "canonical-base", env("CRS_CANONICAL_BASE", ""), "base of the pathway's canonical URLs, as for serve (CRS_CANONICAL_BASE)")
+	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file; default the embedded policy (CRS_POLICY)")
+	fs.StringVar(&cfg.Enforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)), "strict or declared, as for serve")
+	fs.StringVar(&cfg.Org, "org", "", "ODS code of the importing organisation (recorded as an Organization)")
+	fs.StringVar(&cfg.Role, "role", "", "access-policy role of the importing organisation (default: council for cld)")
+	fs.StringVar(&cfg.LA, "la", "", "the council's local authority as the access policy knows it ({la}, e.g. Warwickshire)")
+	fs.StringVar(&cfg.LACode, "la-code", "", "the council's ONS code (e.g. E10000031): rows for another local authority are rejected")
+	fs.StringVar(&cfg.Encoding, "encoding", "utf-8", "character encoding of the files: utf-8 or windows-1252")
+	fs.StringVar(&cfg.Report, "report", "", "write every rejected, held or skipped row (line, field, outcome, reason) as CSV to this file; default standard error")
+	fs.BoolVar(&cfg.DryRun, "dry-run", false, "validate and map, store nothing")
+	fs.IntVar(&cfg.Batch, "batch", 200, "rows per transaction")
+	if err := fs.Parse(args[1:]); err != nil {
+		return cfg, err
+	}
+	cfg.Files = fs.Args()
+	switch cfg.Source {
+	case "cld":
+		if cfg.Role == "" {
+			cfg.Role = "council"
+		}
+		if cfg.LACode == "" {
+			return cfg, errors.New("crs import cld needs --la-code, the council's ONS code (e.g. E10000031)")
+		}
+	default:
+		return cfg, fmt.Errorf("unknown import source %q: cld", cfg.Source)
+	}
+	if cfg.Org == "" {
+		return cfg, errors.New("crs import needs --org, the ODS code of the importing organisation")
+	}
+	if len(cfg.Files) == 0 {
+		return cfg, errors.New("crs import needs at least one FILE")
+	}
+	return cfg, nil
+}
+
+// importCommand runs "crs import <source> FILE…".
+func importCommand(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseImportFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	v, err := validate.New()
+	if err != nil {
+		return fmt.Errorf("compile validator: %w", err)
+	}
+	prof, params, err := loadProfiles(cfg.CanonicalBase)
+	if err != nil {
+		return err
+	}
+	policy, err := auth.LoadPolicy(cfg.Policy, params)
+	if err != nil {
+		return err
+	}
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "urn:crs-import", Params: params, Profiles: prof,
+		Enforcement: engine.Enforcement(cfg.Enforcement), Access: policy, Audit: true})
+	if err := eng.InstallConformance(ctx); err != nil {
+		return fmt.Errorf("install the pathway's conformance resources: %w", err)
+	}
+	principal := &auth.Principal{ClientID: "crs-import", Subject: "crs import " + cfg.Source, Org: cfg.Org, Roles: []string{cfg.Role},
+		LocalAuthority: cfg.LA, Scopes: auth.ParseScopes("system/*.cruds")}
+	door := &mapping.EngineDoor{Engine: eng, Principal: principal}
+	org, err := mapping.FindOrganization(ctx, door, cfg.Org)
+	if err != nil {
+		return err
+	}
+	reportTo := stderr
+	if cfg.Report != "" {
+		f, err := os.Create(cfg.Report)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		reportTo = f
+	}
+	rep := mapping.NewReport(reportTo)
+	runID := fhir.NewUUID()
+	for _, name := range cfg.Files {
+		run := &mapping.Run{ID: runID, Source: cfg.Source, File: filepath.Base(name), Org: org, ODS: cfg.Org, Time: time.Now(),
+			Base: prof.CanonicalBase(), Profiles: prof}
+		if err := importFile(ctx, door, run, cfg, name, rep, stderr); err != nil {
+			_ = rep.Flush()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if err := rep.Flush(); err != nil {
+		return err
+	}
+	prefix := ""
+	if cfg.DryRun {
+		prefix = "dry run, nothing stored: "
+	}
+	fmt.Fprintf(stdout, "%s%s\n", prefix, rep.Summary)
+	return nil
+}
+
+// importFile imports one file, with a progress bar on a terminal and a log
+// line per batch otherwise.
+func importFile(ctx context.Context, door mapping.Door, run *mapping.Run, cfg importConfig, name string, rep *mapping.Report, stderr io.Writer) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	cr := &countingReader{r: f}
+	start := time.Now()
+	startRows := rep.Rows
+	var bar *progressbar.ProgressBar
+	if out, ok := stderr.(*os.File); ok && term.IsTerminal(int(out.Fd())) && cfg.Report != "" {
+		bar = progressbar.NewOptions64(info.Size(), progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionSetDescription(filepath.Base(name)))
+	}
+	progress := func(rows int) {
+		n := rows - startRows
+		rate := float64(n) / time.Since(start).Seconds()
+		if bar != nil {
+			bar.Describe(fmt.Sprintf("%s: %d rows, %.0f rows/s", filepath.Base(name), n, rate))
+			_ = bar.Set64(cr.n.Load())
+			return
+		}
+		fmt.Fprintf(stderr, "crs import %s: %s: %d rows (%d of %d bytes), %.0f rows/s\n", cfg.Source, name, n, cr.n.Load(), info.Size(), rate)
+	}
+	opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
+		Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+	err = cld.Import(ctx, door, run, cr, opt, rep)
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(stderr)
+	}
+	return err
+}
+
+// countingReader counts the bytes read, for the progress bar.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

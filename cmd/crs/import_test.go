@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestImportCommand: crs import cld brings the sample into a store (the
+// fixtures posted first through serve), prints the summary and writes the
+// report; a second run changes nothing; a dry run stores nothing; a wrong
+// file is an error naming the columns.
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	storeSpec := "sqlite:" + filepath.Join(dir, "crs.db")
+	m := &Main{Config: Config{Addr: "127.0.0.1:0", Store: storeSpec, MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100, ProfileEnforcement: "strict"},
+		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fixtures, err := os.ReadFile("../../mapping/cld/testdata/fixtures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := postBody(t, "http://"+m.Addr()+"/fhir", string(fixtures)); status != 200 {
+		t.Fatalf("fixtures: %d %s", status, body)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sample := "../../mapping/cld/testdata/cld-sample.csv"
+	report := filepath.Join(dir, "report.csv")
+	args := []string{"import", "cld", "--store", storeSpec, "--org", "WCC01", "--la", "Warwickshire", "--la-code", "E10000031", "--report", report}
+	for i, want := range []string{
+		"6 rows: 2 resources created, 1 updated, 0 unchanged; 1 rows held for review, 0 rejected, 3 skipped",
+		"6 rows: 0 resources created, 0 updated, 3 unchanged; 1 rows held for review, 0 rejected, 3 skipped",
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(append(args, sample), &out, &errOut); err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, errOut.String())
+		}
+		if got := strings.TrimSpace(out.String()); got != want {
+			t.Fatalf("run %d: %q, want %q", i, got, want)
+		}
+		rep, err := os.ReadFile(report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(rep), "9,,held,") || !strings.Contains(errOut.String(), "rows/s") {
+			t.Fatalf("report %d: %s\nlog: %s", i, rep, errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	dry := append(append([]string{"import", "cld", "--dry-run"}, args[2:]...), sample)
+	if err := run(dry, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "dry run, nothing stored:") {
+		t.Fatalf("dry run: %v %q", err, out.String())
+	}
+	bad := filepath.Join(dir, "bad.csv")
+	if err := os.WriteFile(bad, []byte("LA_Code,NHS_Number,Shoe_Size\nE10000031,9000000009,9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run(append(args, bad), &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "missing column(s) LA_Person_Unique_Identifier") || !strings.Contains(err.Error(), "unknown column(s) Shoe_Size") {
+		t.Fatalf("wrong columns: %v", err)
+	}
+}

@@ -1,0 +1,211 @@
+package cld_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"crs/auth"
+	"crs/fhir/engine"
+	"crs/fhir/search"
+	"crs/fhir/store/sqlite"
+	"crs/fhir/validate"
+	"crs/mapping"
+	"crs/mapping/cld"
+	"crs/profiles"
+)
+
+// env is an engine as cmd/crs wires it (strict profiles, the access policy,
+// audit) with the sample fixtures stored, and a council principal.
+type env struct {
+	eng     *engine.Engine
+	prof    *profiles.Set
+	council *auth.Principal
+	admin   *auth.Principal
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	v, err := validate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profiles.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := search.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range prof.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy, err := auth.LoadPolicy("", params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
+		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
+	if err := eng.InstallConformance(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	all := auth.ParseScopes("system/*.cruds")
+	e := &env{eng: eng, prof: prof,
+		council: &auth.Principal{ClientID: "wcc-import", Org: "WCC01", Roles: []string{"council"}, LocalAuthority: "Warwickshire", Scopes: all},
+		admin:   &auth.Principal{ClientID: "admin", Roles: []string{"admin"}, Scopes: all},
+	}
+	fixtures, err := os.ReadFile("testdata/fixtures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Bundle(auth.WithPrincipal(context.Background(), e.admin), fixtures, engine.SearchOptions{}); err != nil {
+		t.Fatalf("fixtures: %v", err)
+	}
+	return e
+}
+
+// importFile runs the CLD import of file as the council and returns the
+// summary and the report.
+func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options) (mapping.Summary, string, error) {
+	t.Helper()
+	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.council}
+	ctx := context.Background()
+	org, err := mapping.FindOrganization(ctx, door, "WCC01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &mapping.Run{ID: "run-" + name, Source: "cld", File: name, Org: org, ODS: "WCC01", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
+	if opt.LACode == "" {
+		opt.LACode = "E10000031"
+	}
+	if opt.Residency == "" {
+		opt.Residency = "Warwickshire"
+	}
+	var out bytes.Buffer
+	rep := mapping.NewReport(&out)
+	err = cld.Import(ctx, door, run, bytes.NewReader(data), opt, rep)
+	if ferr := rep.Flush(); ferr != nil {
+		t.Fatal(ferr)
+	}
+	return rep.Summary, out.String(), err
+}
+
+// count returns how many versions of type rt the store holds (history).
+func (e *env) versions(t testing.TB, rt string) int {
+	t.Helper()
+	n := 0
+	ctx := auth.WithPrincipal(context.Background(), e.admin)
+	params := []struct{ Name, Value string }{{"_count", "500"}}
+	_ = params
+	b, err := e.eng.History(ctx, rt, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n += len(b.Entry)
+	return n
+}
+
+func (e *env) search(t testing.TB, rt, query string) []map[string]any {
+	t.Helper()
+	raw, err := engine.ParseQueryString(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.eng.Search(auth.WithPrincipal(context.Background(), e.admin), rt, raw, engine.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, en := range b.Entry {
+		if en.Search != nil && en.Search.Mode != "match" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(en.Resource, &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestSampleImportsTwiceIdempotently(t *testing.T) {
+	e := newEnv(t)
+	data, err := os.ReadFile("testdata/cld-sample.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, report, err := e.importFile(t, "cld-sample.csv", data, cld.Options{})
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, report)
+	}
+	t.Logf("report:\n%s", report)
+	want := mapping.Summary{Rows: 6, Created: 2, Updated: 1, Held: 1, Skipped: 3}
+	if sum != want {
+		t.Fatalf("first import: %v, want %v\n%s", sum, want, report)
+	}
+	// Alice: linked to the council's identifier, her episode made from the
+	// service event and ended by the review.
+	alice := e.search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009")
+	if len(alice) != 1 || !strings.Contains(mustJSON(alice[0]), "LA-1001") || !strings.Contains(mustJSON(alice[0]), "E10000031") {
+		t.Fatalf("Alice: %v", alice)
+	}
+	eps := e.search(t, "EpisodeOfCare", "patient=Patient/alice")
+	if len(eps) != 1 || eps[0]["status"] != "finished" || !strings.Contains(mustJSON(eps[0]), `"code":"independent"`) || !strings.Contains(mustJSON(eps[0]), `"code":"rugby"`) {
+		t.Fatalf("episode: %v", eps)
+	}
+	// Every imported resource has its Provenance, naming the file and line.
+	for _, ref := range []string{"Patient/alice", "EpisodeOfCare/" + eps[0]["id"].(string)} {
+		prov := e.search(t, "Provenance", "target="+ref)
+		if len(prov) != 1 || !strings.Contains(mustJSON(prov[0]), "cld-sample.csv#line=") || !strings.Contains(mustJSON(prov[0]), "Organization/council") {
+			t.Fatalf("Provenance of %s: %v", ref, prov)
+		}
+	}
+	newPat := e.search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9876543210")
+	if len(newPat) != 1 || newPat[0]["gender"] != "male" {
+		t.Fatalf("new patient: %v", newPat)
+	}
+	if prov := e.search(t, "Provenance", "target=Patient/"+newPat[0]["id"].(string)); len(prov) != 1 {
+		t.Fatalf("Provenance of the new patient: %v", prov)
+	}
+	// The row with no NHS number and an unknown LA id is held as a Task.
+	tasks := e.search(t, "Task", "code=https://community-recovery.example.org/fhir/CodeSystem/crs-task-type|identity-review")
+	if len(tasks) != 1 || tasks[0]["status"] != "requested" || !strings.Contains(mustJSON(tasks[0]), "LA-1003") {
+		t.Fatalf("held: %v", tasks)
+	}
+	before := map[string]int{}
+	for _, rt := range []string{"Patient", "EpisodeOfCare", "Provenance", "Task"} {
+		before[rt] = e.versions(t, rt)
+	}
+	sum, report, err = e.importFile(t, "cld-sample.csv", data, cld.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (mapping.Summary{Rows: 6, Unchanged: 3, Held: 1, Skipped: 3}); sum != want {
+		t.Fatalf("second import: %v, want %v\n%s", sum, want, report)
+	}
+	for rt, n := range before {
+		if got := e.versions(t, rt); got != n {
+			t.Errorf("second import: %s has %d versions, had %d", rt, got, n)
+		}
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
