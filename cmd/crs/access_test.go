@@ -109,8 +109,11 @@ func allowed(role, typ, interaction string, own bool) bool {
 		switch {
 		case read:
 			return own
+		case interaction == "create" && typ == "Patient":
+			return true // the new Patient's address is in Warwickshire, whichever side
 		case interaction == "create", interaction == "update":
-			return own && typ == "EpisodeOfCare"
+			// its residents' episodes, and their Patients (its CLD import)
+			return own && (typ == "EpisodeOfCare" || typ == "Patient")
 		}
 	}
 	return false

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"crs/auth"
+	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/fhir/search"
 	"crs/fhir/store/sqlite"
@@ -104,19 +105,18 @@ func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options
 	return rep.Summary, out.String(), err
 }
 
-// count returns how many versions of type rt the store holds (history).
+// versions returns how many versions of type rt the store holds (history).
 func (e *env) versions(t testing.TB, rt string) int {
 	t.Helper()
-	n := 0
 	ctx := auth.WithPrincipal(context.Background(), e.admin)
-	params := []struct{ Name, Value string }{{"_count", "500"}}
-	_ = params
-	b, err := e.eng.History(ctx, rt, "", nil)
+	b, err := e.eng.History(ctx, rt, "", []fhir.RawParam{{Name: "_count", Value: "500"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n += len(b.Entry)
-	return n
+	if len(b.Entry) == 500 {
+		t.Fatalf("more than 500 versions of %s: count them in pages", rt)
+	}
+	return len(b.Entry)
 }
 
 func (e *env) search(t testing.TB, rt, query string) []map[string]any {
