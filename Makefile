@@ -53,6 +53,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBundle -fuzztime $(FUZZTIME) ./fhir/engine/
 	$(GO) test -run '^$$' -fuzz FuzzApplyPatch -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) ./profiles/
+	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime $(FUZZTIME) ./mapping/
+	$(GO) test -run '^$$' -fuzz FuzzCLD -fuzztime $(FUZZTIME) ./mapping/cld/
 
 bench: build
 	./scripts/bench.sh

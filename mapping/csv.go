@@ -148,7 +148,6 @@ func (e *RowError) Error() string {
 // any other error is a broken file (unbalanced quotes) that ends the reading.
 func (c *CSVReader) Next() (Record, error) {
 	fields, err := c.r.Read()
-	line, _ := c.r.FieldPos(0)
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
@@ -156,6 +155,7 @@ func (c *CSVReader) Next() (Record, error) {
 		}
 		return Record{}, err
 	}
+	line, _ := c.r.FieldPos(0)
 	rec := Record{Line: line, Values: make(map[string]string, len(c.header)), Raw: fields}
 	for i, f := range fields {
 		if !utf8.ValidString(f) {

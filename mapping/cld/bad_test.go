@@ -190,3 +190,16 @@ func TestLargeFileFlatMemory(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes for a %d-byte file", grew, b.Len())
 	}
 }
+
+// FuzzCLD: any file gives a summary, a report or a file error through the
+// whole mapping (in a dry run), never a panic.
+func FuzzCLD(f *testing.F) {
+	f.Add([]byte(header + "E10000031,9000000009,LA-1001,Female,White British,1941-03-14,CV21,Service,S-1,2026-11-21,,,Reablement,1-000000001\n"))
+	f.Add([]byte(header + "E10000031,,LA-1,woman,Not stated,01/02/1940,CV21 1AA,Review,R-1,2026-12-01,2026-11-01,NFA - Deceased,,\n"))
+	f.Add([]byte(header + "E10000031,999,LA,,,,,,,,,,,\n,,,,\n"))
+	f.Add([]byte("LA_Code\n"))
+	e := newEnv(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _, _ = e.importFile(t, "fuzz.csv", data, cld.Options{DryRun: true})
+	})
+}
