@@ -146,6 +146,12 @@ func importCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	rep := mapping.NewReport(reportTo)
 	runID := fhir.NewUUID()
+	// Rows held for review that a person has since resolved go first.
+	resolveRun := &mapping.Run{ID: runID, Source: cfg.Source, File: "held-for-review Tasks", Org: org, ODS: cfg.Org, Time: time.Now(),
+		Base: prof.CanonicalBase(), Profiles: prof}
+	if err := cld.Resolve(ctx, door, resolveRun, cld.Options{LACode: cfg.LACode, Residency: cfg.LA, DryRun: cfg.DryRun}, rep); err != nil {
+		return err
+	}
 	for _, name := range cfg.Files {
 		run := &mapping.Run{ID: runID, Source: cfg.Source, File: filepath.Base(name), Org: org, ODS: cfg.Org, Time: time.Now(),
 			Base: prof.CanonicalBase(), Profiles: prof}

@@ -88,8 +88,7 @@ func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := &mapping.Run{ID: "run-" + name, Source: "cld", File: name, Org: org, ODS: "WCC01", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
+	run := e.run(name, org)
 	if opt.LACode == "" {
 		opt.LACode = "E10000031"
 	}
@@ -103,6 +102,12 @@ func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options
 		t.Fatal(ferr)
 	}
 	return rep.Summary, out.String(), err
+}
+
+// run is an import run of the council for file name.
+func (e *env) run(name string, org mapping.Current) *mapping.Run {
+	return &mapping.Run{ID: "run-" + name, Source: "cld", File: name, Org: org, ODS: "WCC01", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
 }
 
 // versions returns how many versions of type rt the store holds (history).
