@@ -12,73 +12,12 @@ import (
 	"crs/mapping"
 )
 
-// searchChunk bounds the values of one OR-list search.
-const searchChunk = 40
-
-// orList is a token OR-list of system|value pairs, escaped for a query string.
-func orList(system string, values []string) string {
-	esc := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`)
-	parts := make([]string, len(values))
-	for i, v := range values {
-		parts[i] = url.QueryEscape(system + "|" + esc.Replace(v))
-	}
-	return strings.Join(parts, ",")
-}
-
 func (im *importer) laSystem() string {
 	return im.run.System("/Id/la-person/" + strings.ToUpper(im.opt.LACode))
 }
 
 func (im *importer) eventSystem() string {
 	return im.run.System("/Id/cld-event/" + strings.ToUpper(im.opt.LACode))
-}
-
-// identifiers returns the values of obj's identifiers with system.
-func identifiers(obj fhir.Object, system string) []string {
-	var out []string
-	list, _ := obj["identifier"].([]any)
-	for _, x := range list {
-		m, _ := x.(map[string]any)
-		if s, _ := m["system"].(string); s == system {
-			if v, _ := m["value"].(string); v != "" {
-				out = append(out, v)
-			}
-		}
-	}
-	return out
-}
-
-func hasIdentifier(obj fhir.Object, system, value string) bool {
-	for _, v := range identifiers(obj, system) {
-		if v == value {
-			return true
-		}
-	}
-	return false
-}
-
-func addIdentifier(obj fhir.Object, system, value string) {
-	if hasIdentifier(obj, system, value) {
-		return
-	}
-	list, _ := obj["identifier"].([]any)
-	obj["identifier"] = append(list, map[string]any{"system": system, "value": value})
-}
-
-// lookup finds the stored resources of type rt whose identifiers with system
-// are among values, by OR-list searches.
-func (im *importer) lookup(ctx context.Context, rt, param, system string, values []string) ([]mapping.Current, error) {
-	var out []mapping.Current
-	for len(values) > 0 {
-		n := min(searchChunk, len(values))
-		found, err := im.door.Search(ctx, rt, param+"="+orList(system, values[:n])+"&_count=500")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, found...)
-		values = values[n:]
-	}
-	return out, nil
 }
 
 // batch brings a batch of valid rows into the record: identity, mapping,
@@ -101,13 +40,13 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		values []string
 		index  map[string]map[string]bool
 	}{{nhsSys, sortedKeys(nhsSet), byNHS}, {laSys, sortedKeys(laSet), byLA}} {
-		found, err := im.lookup(ctx, "Patient", "identifier", q.system, q.values)
+		found, err := mapping.Lookup(ctx, im.door, "Patient", "identifier", q.system, q.values)
 		if err != nil {
 			return fmt.Errorf("match persons: %w", err)
 		}
 		for _, c := range found {
 			patients[c.ID] = c
-			for _, v := range identifiers(c.Obj, q.system) {
+			for _, v := range mapping.Identifiers(c.Obj, q.system) {
 				if q.index[v] == nil {
 					q.index[v] = map[string]bool{}
 				}
@@ -142,11 +81,11 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		var p *person
 		for id := range cands {
 			cur := patients[id]
-			if others := identifiers(cur.Obj, nhsSys); rw.nhs != "" && len(others) > 0 && !hasIdentifier(cur.Obj, nhsSys, rw.nhs) {
+			if others := mapping.Identifiers(cur.Obj, nhsSys); rw.nhs != "" && len(others) > 0 && !mapping.HasIdentifier(cur.Obj, nhsSys, rw.nhs) {
 				hold(rw, fmt.Sprintf("LA person identifier %q is linked to Patient/%s, whose NHS number is %s, not %s", rw.laID, id, strings.Join(others, ", "), rw.nhs), cands)
 				break
 			}
-			if others := identifiers(cur.Obj, laSys); rw.laID != "" && len(others) > 0 && !hasIdentifier(cur.Obj, laSys, rw.laID) {
+			if others := mapping.Identifiers(cur.Obj, laSys); rw.laID != "" && len(others) > 0 && !mapping.HasIdentifier(cur.Obj, laSys, rw.laID) {
 				hold(rw, fmt.Sprintf("NHS number %s is Patient/%s, whose LA person identifier is %s, not %q", rw.nhs, id, strings.Join(others, ", "), rw.laID), cands)
 				break
 			}
@@ -160,7 +99,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 				}
 			}
 			if p = persons[id]; p == nil {
-				p = &person{patient: newState(cur, "Patient"), sources: map[*state][]mapping.SourceRow{}}
+				p = &person{patient: mapping.NewState(cur, "Patient"), sources: map[*mapping.State][]mapping.SourceRow{}}
 				persons[id] = p
 				order = append(order, p)
 			}
@@ -185,7 +124,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 				continue
 			}
 			if p == nil {
-				p = &person{patient: im.newPatient(rw), sources: map[*state][]mapping.SourceRow{}}
+				p = &person{patient: im.newPatient(rw), sources: map[*mapping.State][]mapping.SourceRow{}}
 				persons["new:"+rw.nhs] = p
 				order = append(order, p)
 			}
@@ -202,12 +141,12 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 	// The episodes of the persons already recorded.
 	var ids []string
 	for _, p := range order {
-		if p.patient.id != "" {
-			ids = append(ids, "Patient/"+p.patient.id)
+		if p.patient.ID != "" {
+			ids = append(ids, "Patient/"+p.patient.ID)
 		}
 	}
 	for len(ids) > 0 {
-		n := min(searchChunk, len(ids))
+		n := min(mapping.SearchChunk, len(ids))
 		found, err := im.door.Search(ctx, "EpisodeOfCare", "patient="+url.QueryEscape(strings.Join(ids[:n], ","))+"&_count=500")
 		if err != nil {
 			return fmt.Errorf("find episodes: %w", err)
@@ -216,13 +155,13 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 			ref, _ := c.Obj["patient"].(map[string]any)
 			pid := strings.TrimPrefix(fmt.Sprint(ref["reference"]), "Patient/")
 			if p := persons[pid]; p != nil {
-				p.episodes = append(p.episodes, newState(c, "EpisodeOfCare"))
+				p.episodes = append(p.episodes, mapping.NewState(c, "EpisodeOfCare"))
 			}
 		}
 		ids = ids[n:]
 	}
 
-	var groups []group
+	var groups []mapping.Group
 	for _, p := range order {
 		for _, rw := range p.rows {
 			if rerr := im.applyRow(ctx, p, rw); rerr != nil {
@@ -233,36 +172,36 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 	}
 	for _, h := range held {
 		task, key := im.run.HeldTask(h)
-		groups = append(groups, group{
-			lines:   []int{h.Line},
-			entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}},
-			held:    []mapping.Held{h},
+		groups = append(groups, mapping.Group{
+			Lines:   []int{h.Line},
+			Entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}},
+			Held:    []mapping.Held{h},
 		})
 	}
-	return im.commit(ctx, groups)
+	return mapping.Commit(ctx, im.door, groups, im.opt.DryRun, im.rep)
 }
 
 // snapshot keeps a person's state before a row, so that a row that fails
 // leaves nothing of itself behind.
 type snapshot struct {
 	patient  fhir.Object
-	episodes []*state
+	episodes []*mapping.State
 	objs     []fhir.Object
 }
 
 func take(p *person) snapshot {
-	s := snapshot{patient: clone(p.patient.obj), episodes: append([]*state(nil), p.episodes...)}
+	s := snapshot{patient: clone(p.patient.Obj), episodes: append([]*mapping.State(nil), p.episodes...)}
 	for _, e := range p.episodes {
-		s.objs = append(s.objs, clone(e.obj))
+		s.objs = append(s.objs, clone(e.Obj))
 	}
 	return s
 }
 
 func (s snapshot) restore(p *person) {
-	p.patient.obj = s.patient
+	p.patient.Obj = s.patient
 	p.episodes = s.episodes
 	for i, e := range p.episodes {
-		e.obj = s.objs[i]
+		e.Obj = s.objs[i]
 	}
 }
 
@@ -286,7 +225,7 @@ func (im *importer) applyRow(ctx context.Context, p *person, rw *row) *mapping.R
 }
 
 // newPatient is the Patient of a person the record does not have yet.
-func (im *importer) newPatient(rw *row) *state {
+func (im *importer) newPatient(rw *row) *mapping.State {
 	pat := fm.Patient{Identifier: []fm.Identifier{{System: ptr(mapping.NHSNumberSystem), Value: ptr(rw.nhs)}}}
 	if im.opt.Residency != "" || rw.district != "" {
 		a := fm.Address{Use: ptr(fm.AddressUseHome)}
@@ -300,7 +239,7 @@ func (im *importer) newPatient(rw *row) *state {
 	}
 	obj := toObject(pat)
 	u := "urn:uuid:" + fhir.NewUUID()
-	return &state{typ: "Patient", obj: obj, fullURL: u, cond: "identifier=" + url.QueryEscape(mapping.NHSNumberSystem+"|"+rw.nhs)}
+	return &mapping.State{Type: "Patient", Obj: obj, FullURL: u, Cond: "identifier=" + url.QueryEscape(mapping.NHSNumberSystem+"|"+rw.nhs)}
 }
 
 func ptr[T any](v T) *T { return mapping.Ptr(v) }

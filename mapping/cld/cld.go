@@ -264,50 +264,10 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 
 // person is one Patient a batch touches, with the episodes it may change.
 type person struct {
-	patient  *state
-	episodes []*state
+	patient  *mapping.State
+	episodes []*mapping.State
 	rows     []*row
-	sources  map[*state][]mapping.SourceRow
-}
-
-// state is a resource as stored (old, nil when new) and as it is to be.
-type state struct {
-	typ, id string
-	version int
-	old     []byte
-	obj     fhir.Object
-	fullURL string
-	cond    string // conditional create query for a new resource
-}
-
-func (s *state) ref() string {
-	if s.id != "" {
-		return s.typ + "/" + s.id
-	}
-	return s.fullURL
-}
-
-func (s *state) changed() bool {
-	if s.old == nil {
-		return true
-	}
-	now, _ := fhir.Marshal(stripMeta(s.obj))
-	return string(now) != string(s.old)
-}
-
-func stripMeta(obj fhir.Object) fhir.Object {
-	cp := make(fhir.Object, len(obj))
-	for k, v := range obj {
-		if k != "meta" && k != "id" {
-			cp[k] = v
-		}
-	}
-	return cp
-}
-
-func newState(c mapping.Current, typ string) *state {
-	old, _ := fhir.Marshal(stripMeta(c.Obj))
-	return &state{typ: typ, id: c.ID, version: c.Version, old: old, obj: c.Obj}
+	sources  map[*mapping.State][]mapping.SourceRow
 }
 
 // clone deep-copies a tree, so that a row that fails leaves nothing behind.

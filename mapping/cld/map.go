@@ -46,14 +46,14 @@ func setExtension(obj fhir.Object, ext fhir.Object) {
 // overwriting what the record holds: see the trust order in the README) and
 // the event. It returns the episodes it touched, or why the event is not the
 // pathway's (skipped; the demographics still count).
-func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*state, string, *mapping.RowError) {
+func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*mapping.State, string, *mapping.RowError) {
 	line := rw.rec.Line
-	pat := p.patient.obj
+	pat := p.patient.Obj
 	if rw.nhs != "" {
-		addIdentifier(pat, mapping.NHSNumberSystem, rw.nhs)
+		mapping.AddIdentifier(pat, mapping.NHSNumberSystem, rw.nhs)
 	}
 	if rw.laID != "" {
-		addIdentifier(pat, im.laSystem(), rw.laID)
+		mapping.AddIdentifier(pat, im.laSystem(), rw.laID)
 	}
 	im.fill(pat, "gender", *rw.gender.Code, line, "Gender")
 	im.fill(pat, "birthDate", rw.dob, line, "Date_of_Birth")
@@ -80,7 +80,7 @@ func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*state, s
 		if rerr != nil {
 			return nil, "", rerr
 		}
-		return []*state{ep}, "", nil
+		return []*mapping.State{ep}, "", nil
 	case "review":
 		if rw.exit == nil {
 			return nil, "the review's outcome does not end the service (no exit route)", nil
@@ -89,13 +89,13 @@ func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*state, s
 		if ep == nil {
 			return nil, "", &mapping.RowError{Line: line, Field: "Event_Start_Date", Reason: fmt.Sprintf("no EpisodeOfCare of this person started on or before %s for the review to end", rw.start)}
 		}
-		addIdentifier(ep.obj, im.eventSystem(), rw.ref)
-		setExtension(ep.obj, toObject(fm.Extension{Url: im.run.System(exitRoutePath), ValueCoding: rw.exit}))
-		ep.obj["status"] = "finished"
-		period, _ := ep.obj["period"].(map[string]any)
+		mapping.AddIdentifier(ep.Obj, im.eventSystem(), rw.ref)
+		setExtension(ep.Obj, toObject(fm.Extension{Url: im.run.System(exitRoutePath), ValueCoding: rw.exit}))
+		ep.Obj["status"] = "finished"
+		period, _ := ep.Obj["period"].(map[string]any)
 		if period == nil {
 			period = map[string]any{"start": rw.start}
-			ep.obj["period"] = period
+			ep.Obj["period"] = period
 		}
 		if _, ok := period["end"]; !ok {
 			end := rw.end
@@ -104,7 +104,7 @@ func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*state, s
 			}
 			period["end"] = end
 		}
-		return []*state{ep}, "", nil
+		return []*mapping.State{ep}, "", nil
 	case "request":
 		if !strings.EqualFold(rw.route, "Discharge from Hospital") {
 			return nil, fmt.Sprintf("route of access %q is not a hospital discharge", rw.route), nil
@@ -113,8 +113,8 @@ func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*state, s
 		if ep == nil {
 			return nil, "no episode of care yet for the council's request: it is linked when its service is imported", nil
 		}
-		addIdentifier(ep.obj, im.eventSystem(), rw.ref)
-		return []*state{ep}, "", nil
+		mapping.AddIdentifier(ep.Obj, im.eventSystem(), rw.ref)
+		return []*mapping.State{ep}, "", nil
 	}
 	return nil, "assessments are not part of the shared record", nil
 }
@@ -140,14 +140,14 @@ func period(obj fhir.Object) (start, end string) {
 
 // episodeOn returns the person's episode that covers day (or, with after, the
 // latest that started on or before it), nil if none.
-func episodeOn(p *person, day string, after bool) *state {
-	var best *state
+func episodeOn(p *person, day string, after bool) *mapping.State {
+	var best *mapping.State
 	bestStart := ""
 	for _, e := range p.episodes {
-		if e.obj["status"] == "entered-in-error" || e.obj["status"] == "cancelled" {
+		if e.Obj["status"] == "entered-in-error" || e.Obj["status"] == "cancelled" {
 			continue
 		}
-		start, end := period(e.obj)
+		start, end := period(e.Obj)
 		if start == "" || start > day {
 			continue
 		}
@@ -165,20 +165,20 @@ func episodeOn(p *person, day string, after bool) *state {
 // the one already keyed on the event reference, the one covering its start,
 // or a new one (which needs the person's referral, the provider's
 // Organization by CQC location, and a locality from the postcode).
-func (im *importer) serviceEpisode(ctx context.Context, p *person, rw *row) (*state, *mapping.RowError) {
+func (im *importer) serviceEpisode(ctx context.Context, p *person, rw *row) (*mapping.State, *mapping.RowError) {
 	line := rw.rec.Line
 	for _, e := range p.episodes {
-		if hasIdentifier(e.obj, im.eventSystem(), rw.ref) {
+		if mapping.HasIdentifier(e.Obj, im.eventSystem(), rw.ref) {
 			return im.updateEpisode(e, rw), nil
 		}
 	}
 	if e := episodeOn(p, rw.start, false); e != nil {
 		return im.updateEpisode(e, rw), nil
 	}
-	if p.patient.id == "" {
+	if p.patient.ID == "" {
 		return nil, &mapping.RowError{Line: line, Field: "Event_Type", Reason: "no referral to the pathway for this person: an episode starts from the hospital's referral, and the record has none"}
 	}
-	refs, err := im.door.Search(ctx, "ServiceRequest", "subject=Patient/"+p.patient.id+"&_count=500")
+	refs, err := im.door.Search(ctx, "ServiceRequest", "subject=Patient/"+p.patient.ID+"&_count=500")
 	if err != nil {
 		return nil, &mapping.RowError{Line: line, Reason: "find the referral: " + err.Error()}
 	}
@@ -214,7 +214,7 @@ func (im *importer) serviceEpisode(ctx context.Context, p *person, rw *row) (*st
 		Identifier:           []fm.Identifier{{System: ptr(im.eventSystem()), Value: ptr(rw.ref)}},
 		Status:               fm.EpisodeOfCareStatusActive,
 		Type:                 []fm.CodeableConcept{{Coding: []fm.Coding{*rw.service}}},
-		Patient:              fm.Reference{Reference: ptr("Patient/" + p.patient.id)},
+		Patient:              fm.Reference{Reference: ptr("Patient/" + p.patient.ID)},
 		ManagingOrganization: &fm.Reference{Reference: ptr(org)},
 		ReferralRequest:      []fm.Reference{{Reference: ptr(referral)}},
 		Period:               &fm.Period{Start: ptr(rw.start)},
@@ -222,18 +222,18 @@ func (im *importer) serviceEpisode(ctx context.Context, p *person, rw *row) (*st
 	if rw.end != "" {
 		ep.Period.End = ptr(rw.end)
 	}
-	s := &state{typ: "EpisodeOfCare", obj: toObject(ep), fullURL: "urn:uuid:" + fhir.NewUUID(),
-		cond: "identifier=" + url.QueryEscape(im.eventSystem()+"|"+rw.ref)}
+	s := &mapping.State{Type: "EpisodeOfCare", Obj: toObject(ep), FullURL: "urn:uuid:" + fhir.NewUUID(),
+		Cond: "identifier=" + url.QueryEscape(im.eventSystem()+"|"+rw.ref)}
 	p.episodes = append(p.episodes, s)
 	return s, nil
 }
 
 // updateEpisode keys an existing episode on the service event and records
 // its end.
-func (im *importer) updateEpisode(e *state, rw *row) *state {
-	addIdentifier(e.obj, im.eventSystem(), rw.ref)
+func (im *importer) updateEpisode(e *mapping.State, rw *row) *mapping.State {
+	mapping.AddIdentifier(e.Obj, im.eventSystem(), rw.ref)
 	if rw.end != "" {
-		p, _ := e.obj["period"].(map[string]any)
+		p, _ := e.Obj["period"].(map[string]any)
 		if p != nil {
 			if _, ok := p["end"]; !ok {
 				p["end"] = rw.end

@@ -99,32 +99,31 @@ func resolveTask(ctx context.Context, door mapping.Door, run *mapping.Run, opt O
 	if len(found) != 1 {
 		return fmt.Errorf("the Task names Patient/%s, which this organisation cannot see or which does not exist", pid)
 	}
-	pat := newState(found[0], "Patient")
+	pat := mapping.NewState(found[0], "Patient")
 	if rw.nhs != "" {
-		if others := identifiers(pat.obj, mapping.NHSNumberSystem); len(others) > 0 && !hasIdentifier(pat.obj, mapping.NHSNumberSystem, rw.nhs) {
+		if others := mapping.Identifiers(pat.Obj, mapping.NHSNumberSystem); len(others) > 0 && !mapping.HasIdentifier(pat.Obj, mapping.NHSNumberSystem, rw.nhs) {
 			return fmt.Errorf("the Task names Patient/%s, whose NHS number is %s, not the row's %s", pid, strings.Join(others, ", "), rw.nhs)
 		}
-		addIdentifier(pat.obj, mapping.NHSNumberSystem, rw.nhs)
+		mapping.AddIdentifier(pat.Obj, mapping.NHSNumberSystem, rw.nhs)
 	}
 	if rw.laID != "" {
-		addIdentifier(pat.obj, im.laSystem(), rw.laID)
+		mapping.AddIdentifier(pat.Obj, im.laSystem(), rw.laID)
 	}
 	done := task.Obj
 	done["id"] = task.ID
 	done["businessStatus"] = map[string]any{"text": Resolved + ": linked to Patient/" + pid + " by run " + run.ID}
 	entries := []mapping.Entry{{Method: "PUT", URL: "Task/" + task.ID, IfMatch: task.Version, Resource: done}}
-	if pat.changed() {
-		pat.obj["id"] = pat.id
+	if pat.Changed() {
+		pat.Obj["id"] = pat.ID
 		entries = append(entries,
-			mapping.Entry{Method: "PUT", URL: "Patient/" + pid, IfMatch: pat.version, Resource: pat.obj},
+			mapping.Entry{Method: "PUT", URL: "Patient/" + pid, IfMatch: pat.Version, Resource: pat.Obj},
 			mapping.Entry{Method: "POST", URL: "Provenance", Resource: run.Provenance("Patient/"+pid, []mapping.SourceRow{{Line: line, Ref: rw.ref}}, false)})
 	}
 	if !opt.DryRun {
 		if _, err := door.Transaction(ctx, entries); err != nil {
-			return fmt.Errorf("link the row to Patient/%s: %s", pid, describe(err))
+			return fmt.Errorf("link the row to Patient/%s: %s", pid, mapping.Describe(err))
 		}
 	}
 	rep.Rows++
 	return im.batch(ctx, []*row{rw})
 }
-
