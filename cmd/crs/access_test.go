@@ -93,8 +93,11 @@ func allowed(role, typ, interaction string, own bool) bool {
 		switch {
 		case read:
 			return own
-		case interaction == "create", interaction == "update":
+		case interaction == "create":
 			return own && (typ == "CarePlan" || typ == "Encounter")
+		case interaction == "update":
+			// its visit import links its client references to its people
+			return own && (typ == "CarePlan" || typ == "Encounter" || typ == "Patient")
 		}
 	case "therapy-t1":
 		switch {

@@ -23,12 +23,15 @@ import (
 	"crs/fhir/validate"
 	"crs/mapping"
 	"crs/mapping/cld"
+	"crs/mapping/visits"
 )
 
 const importUsage = `Usage: crs import <source> [flags] FILE…
 
 Sources:
   cld        a council's Adult Social Care Client Level Data return (CSV)
+  visits     a care provider's call monitoring / rostering export (CSV; --columns
+             maps another system's column names)
 
 The import goes through the engine as the importing organisation (--org, --role,
 --la), so the access policy and the audit trail apply as to any client.
@@ -48,6 +51,7 @@ type importConfig struct {
 	Report        string
 	DryRun        bool
 	Batch         int
+	Columns       string
 	Enforcement   string
 	Files         []string
 }
@@ -56,7 +60,7 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 	var cfg importConfig
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, importUsage)
-		return cfg, errors.New("crs import needs a source: cld")
+		return cfg, errors.New("crs import needs a source: cld or visits")
 	}
 	cfg.Source = args[0]
 	fs := flag.NewFlagSet("import "+cfg.Source, flag.ContinueOnError)
@@ -73,7 +77,8 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 	fs.StringVar(&cfg.Encoding, "encoding", "utf-8", "character encoding of the files: utf-8 or windows-1252")
 	fs.StringVar(&cfg.Report, "report", "", "write every rejected, held or skipped row (line, field, outcome, reason) as CSV to this file; default standard error")
 	fs.BoolVar(&cfg.DryRun, "dry-run", false, "validate and map, store nothing")
-	fs.IntVar(&cfg.Batch, "batch", 200, "rows per transaction")
+	fs.IntVar(&cfg.Batch, "batch", 0, "rows per transaction (default 200 for cld, 500 for visits)")
+	fs.StringVar(&cfg.Columns, "columns", "", "visits: a JSON column map (field → the system's column name) for another system's export")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
@@ -86,8 +91,12 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 		if cfg.LACode == "" {
 			return cfg, errors.New("crs import cld needs --la-code, the council's ONS code (e.g. E10000031)")
 		}
+	case "visits":
+		if cfg.Role == "" {
+			cfg.Role = "care-provider"
+		}
 	default:
-		return cfg, fmt.Errorf("unknown import source %q: cld", cfg.Source)
+		return cfg, fmt.Errorf("unknown import source %q: cld or visits", cfg.Source)
 	}
 	if cfg.Org == "" {
 		return cfg, errors.New("crs import needs --org, the ODS code of the importing organisation")
@@ -149,8 +158,10 @@ func importCommand(args []string, stdout, stderr io.Writer) error {
 	// Rows held for review that a person has since resolved go first.
 	resolveRun := &mapping.Run{ID: runID, Source: cfg.Source, File: "held-for-review Tasks", Org: org, ODS: cfg.Org, Time: time.Now(),
 		Base: prof.CanonicalBase(), Profiles: prof}
-	if err := cld.Resolve(ctx, door, resolveRun, cld.Options{LACode: cfg.LACode, Residency: cfg.LA, DryRun: cfg.DryRun}, rep); err != nil {
-		return err
+	if cfg.Source == "cld" {
+		if err := cld.Resolve(ctx, door, resolveRun, cld.Options{LACode: cfg.LACode, Residency: cfg.LA, DryRun: cfg.DryRun}, rep); err != nil {
+			return err
+		}
 	}
 	for _, name := range cfg.Files {
 		run := &mapping.Run{ID: runID, Source: cfg.Source, File: filepath.Base(name), Org: org, ODS: cfg.Org, Time: time.Now(),
@@ -201,9 +212,25 @@ func importFile(ctx context.Context, door mapping.Door, run *mapping.Run, cfg im
 		}
 		fmt.Fprintf(stderr, "crs import %s: %s: %d rows (%d of %d bytes), %.0f rows/s\n", cfg.Source, name, n, cr.n.Load(), info.Size(), rate)
 	}
-	opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
-		Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
-	err = cld.Import(ctx, door, run, cr, opt, rep)
+	switch cfg.Source {
+	case "visits":
+		var data []byte
+		if cfg.Columns != "" {
+			if data, err = os.ReadFile(cfg.Columns); err != nil {
+				return err
+			}
+		}
+		cols, cerr := visits.ParseColumnMap(data)
+		if cerr != nil {
+			return cerr
+		}
+		opt := visits.Options{Columns: cols, BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = visits.Import(ctx, door, run, cr, opt, rep)
+	default:
+		opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
+			Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = cld.Import(ctx, door, run, cr, opt, rep)
+	}
 	if bar != nil {
 		_ = bar.Finish()
 		fmt.Fprintln(stderr)

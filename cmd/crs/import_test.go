@@ -60,6 +60,16 @@ func TestImportCommand(t *testing.T) {
 	if err := run(dry, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "dry run, nothing stored:") {
 		t.Fatalf("dry run: %v %q", err, out.String())
 	}
+	// The care provider's visits onto the episode the council's import made.
+	out.Reset()
+	vargs := []string{"import", "visits", "--store", storeSpec, "--org", "VN1A2", "--report", report, "../../mapping/visits/testdata/visits-sample.csv"}
+	if err := run(vargs, &out, &errOut); err != nil {
+		t.Fatalf("visits: %v\n%s", err, errOut.String())
+	}
+	if got, want := strings.TrimSpace(out.String()), "5 rows: 3 resources created, 1 updated, 0 unchanged; 1 rows held for review, 1 rejected, 0 skipped"; got != want {
+		rep, _ := os.ReadFile(report)
+		t.Fatalf("visits: %q, want %q\n%s", got, want, rep)
+	}
 	bad := filepath.Join(dir, "bad.csv")
 	if err := os.WriteFile(bad, []byte("LA_Code,NHS_Number,Shoe_Size\nE10000031,9000000009,9\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,219 @@
+package visits_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"crs/auth"
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/fhir/search"
+	"crs/fhir/store/sqlite"
+	"crs/fhir/validate"
+	"crs/mapping"
+	"crs/mapping/visits"
+	"crs/profiles"
+)
+
+type env struct {
+	eng             *engine.Engine
+	prof            *profiles.Set
+	provider, admin *auth.Principal
+}
+
+// newEnv is an engine as cmd/crs wires it (strict profiles, the access
+// policy, audit) with the fixtures stored.
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	v, err := validate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profiles.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := search.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range prof.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy, err := auth.LoadPolicy("", params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
+		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
+	if err := eng.InstallConformance(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	all := auth.ParseScopes("system/*.cruds")
+	e := &env{eng: eng, prof: prof,
+		provider: &auth.Principal{ClientID: "agency-ecm", Org: "VN1A2", Roles: []string{"care-provider"}, Scopes: all},
+		admin:    &auth.Principal{ClientID: "admin", Roles: []string{"admin"}, Scopes: all}}
+	fixtures, err := os.ReadFile("testdata/fixtures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Bundle(auth.WithPrincipal(context.Background(), e.admin), fixtures, engine.SearchOptions{}); err != nil {
+		t.Fatalf("fixtures: %v", err)
+	}
+	return e
+}
+
+func (e *env) importFile(t testing.TB, name string, data []byte, opt visits.Options) (mapping.Summary, string, error) {
+	t.Helper()
+	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.provider}
+	org, err := mapping.FindOrganization(context.Background(), door, "VN1A2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &mapping.Run{ID: "run-" + name, Source: "visits", File: name, Org: org, ODS: "VN1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
+	var out bytes.Buffer
+	rep := mapping.NewReport(&out)
+	err = visits.Import(context.Background(), door, run, bytes.NewReader(data), opt, rep)
+	_ = rep.Flush()
+	return rep.Summary, out.String(), err
+}
+
+func (e *env) search(t testing.TB, rt, query string) []map[string]any {
+	t.Helper()
+	raw, err := engine.ParseQueryString(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.eng.Search(auth.WithPrincipal(context.Background(), e.admin), rt, raw, engine.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, en := range b.Entry {
+		var m map[string]any
+		if err := json.Unmarshal(en.Resource, &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (e *env) versions(t testing.TB, rt string) int {
+	t.Helper()
+	b, err := e.eng.History(auth.WithPrincipal(context.Background(), e.admin), rt, "", []fhir.RawParam{{Name: "_count", Value: "500"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b.Entry)
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestSampleVisits: delivered, completed and missed visits become Encounters
+// on Alice's episode (strict profiles), the client reference is linked on the
+// way, an unknown client is held, a visit before the episode is rejected; a
+// second import changes nothing.
+func TestSampleVisits(t *testing.T) {
+	e := newEnv(t)
+	data, err := os.ReadFile("testdata/visits-sample.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, report, err := e.importFile(t, "visits-sample.csv", data, visits.Options{})
+	if err != nil {
+		t.Fatal(err, report)
+	}
+	if want := (mapping.Summary{Rows: 5, Created: 3, Updated: 1, Held: 1, Rejected: 1}); sum != want {
+		t.Fatalf("first import: %v, want %v\n%s", sum, want, report)
+	}
+	if !strings.Contains(report, "6,Planned_Start,rejected,a visit for a person with no episode") {
+		t.Errorf("report:\n%s", report)
+	}
+	encs := e.search(t, "Encounter", "episode-of-care=EpisodeOfCare/alice-ep&_count=50")
+	if len(encs) != 3 {
+		t.Fatalf("encounters: %d", len(encs))
+	}
+	all := mustJSON(encs)
+	for _, w := range []string{`"code":"home-assessment"`, `"code":"missed"`, `"status":"cancelled"`, `"start":"2026-11-21T14:10:00Z"`, `"value":"K15"`, `"code":"HH"`} {
+		if !strings.Contains(all, w) {
+			t.Errorf("want %s in %s", w, all)
+		}
+	}
+	for _, enc := range encs {
+		if p := e.search(t, "Provenance", "target=Encounter/"+enc["id"].(string)); len(p) != 1 {
+			t.Errorf("Provenance of Encounter/%s: %d", enc["id"], len(p))
+		}
+	}
+	if a := e.search(t, "Patient", "identifier=https://community-recovery.example.org/fhir/Id/provider-client/VN1A2|C-77"); len(a) != 1 || a[0]["id"] != "alice" {
+		t.Fatalf("client reference link: %v", a)
+	}
+	before := map[string]int{}
+	for _, rt := range []string{"Patient", "Encounter", "Provenance", "Task"} {
+		before[rt] = e.versions(t, rt)
+	}
+	sum, report, err = e.importFile(t, "visits-sample.csv", data, visits.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (mapping.Summary{Rows: 5, Unchanged: 3, Held: 1, Rejected: 1}); sum != want {
+		t.Fatalf("second import: %v, want %v\n%s", sum, want, report)
+	}
+	for rt, n := range before {
+		if got := e.versions(t, rt); got != n {
+			t.Errorf("second import: %s has %d versions, had %d", rt, got, n)
+		}
+	}
+}
+
+// TestColumnMap: another system's column names, given as data.
+func TestColumnMap(t *testing.T) {
+	e := newEnv(t)
+	cols, err := visits.ParseColumnMap([]byte(`{"Visit_ID":"CallRef","Client_Reference":"ServiceUserID","Planned_Start":"ScheduledStart","Status":"CallStatus","NHS_Number":"NHSNo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := "CallRef,ServiceUserID,NHSNo,ScheduledStart,CallStatus\nX-1,S-1,9000000009,2026-11-22T09:00:00Z,Cancelled\n"
+	sum, report, err := e.importFile(t, "other.csv", []byte(data), visits.Options{Columns: cols})
+	if err != nil || sum.Created != 1 {
+		t.Fatal(err, sum, report)
+	}
+	if _, err := visits.ParseColumnMap([]byte(`{"Shoe":"x"}`)); err == nil {
+		t.Fatal("an unknown field in a column map was accepted")
+	}
+	if _, _, err := e.importFile(t, "default.csv", []byte(data), visits.Options{}); err == nil || !strings.Contains(err.Error(), "missing column(s) Visit_ID, Client_Reference, Planned_Start, Status") {
+		t.Fatalf("default columns on another system's file: %v", err)
+	}
+}
+
+// FuzzVisits: any file gives a summary, a report or a file error, never a
+// panic.
+func FuzzVisits(f *testing.F) {
+	data, err := os.ReadFile("testdata/visits-sample.csv")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add([]byte("Visit_ID,Client_Reference,Planned_Start,Status\nV,C,31/12/2026 25:00,delivered\n"))
+	e := newEnv(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _, _ = e.importFile(t, "fuzz.csv", data, visits.Options{DryRun: true})
+	})
+}
