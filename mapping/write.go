@@ -19,6 +19,7 @@ type State struct {
 	Cond     string      // conditional create query of a new resource
 }
 
+// Ref is how other entries of the same transaction refer to the resource.
 func (s *State) Ref() string {
 	if s.ID != "" {
 		return s.Type + "/" + s.ID
@@ -26,6 +27,7 @@ func (s *State) Ref() string {
 	return s.FullURL
 }
 
+// Changed reports whether the content to be differs from what is stored.
 func (s *State) Changed() bool {
 	if s.Old == nil {
 		return true
@@ -34,6 +36,7 @@ func (s *State) Changed() bool {
 	return string(now) != string(s.Old)
 }
 
+// StripMeta is obj without its id and meta (the server-owned parts).
 func StripMeta(obj fhir.Object) fhir.Object {
 	cp := make(fhir.Object, len(obj))
 	for k, v := range obj {
@@ -44,15 +47,18 @@ func StripMeta(obj fhir.Object) fhir.Object {
 	return cp
 }
 
+func marshalContent(obj fhir.Object) ([]byte, error) { return fhir.Marshal(StripMeta(obj)) }
+
+// NewState is the state of a stored resource, to be changed in place.
 func NewState(c Current, typ string) *State {
-	old, _ := fhir.Marshal(StripMeta(c.Obj))
+	old, _ := marshalContent(c.Obj)
 	return &State{Type: typ, ID: c.ID, Version: c.Version, Old: old, Obj: c.Obj}
 }
 
 // SearchChunk bounds the values of one OR-list search.
 const SearchChunk = 40
 
-// orList is a token OR-list of system|value pairs, escaped for a query string.
+// OrList is a token OR-list of system|value pairs, escaped for a query string.
 func OrList(system string, values []string) string {
 	esc := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`)
 	parts := make([]string, len(values))
@@ -62,7 +68,7 @@ func OrList(system string, values []string) string {
 	return strings.Join(parts, ",")
 }
 
-// identifiers returns the values of obj's identifiers with system.
+// Identifiers returns the values of obj's identifiers with system.
 func Identifiers(obj fhir.Object, system string) []string {
 	var out []string
 	list, _ := obj["identifier"].([]any)
@@ -77,6 +83,7 @@ func Identifiers(obj fhir.Object, system string) []string {
 	return out
 }
 
+// HasIdentifier reports whether obj has the identifier system|value.
 func HasIdentifier(obj fhir.Object, system, value string) bool {
 	for _, v := range Identifiers(obj, system) {
 		if v == value {
@@ -86,6 +93,7 @@ func HasIdentifier(obj fhir.Object, system, value string) bool {
 	return false
 }
 
+// AddIdentifier adds the identifier system|value to obj unless it is there.
 func AddIdentifier(obj fhir.Object, system, value string) {
 	if HasIdentifier(obj, system, value) {
 		return
@@ -94,7 +102,7 @@ func AddIdentifier(obj fhir.Object, system, value string) {
 	obj["identifier"] = append(list, map[string]any{"system": system, "value": value})
 }
 
-// lookup finds the stored resources of type rt whose identifiers with system
+// Lookup finds the stored resources of type rt whose identifiers with system
 // are among values, by OR-list searches.
 func Lookup(ctx context.Context, door Door, rt, param, system string, values []string) ([]Current, error) {
 	var out []Current
@@ -121,7 +129,7 @@ type Group struct {
 	Same    int // resources its rows named that need no change
 }
 
-// commit writes the groups in one transaction; when that fails, each Group on
+// Commit writes the groups in one transaction; when that fails, each Group on
 // its own, so that one person's problem rejects only that person's rows.
 func Commit(ctx context.Context, door Door, groups []Group, dryRun bool, rep *Report) error {
 	for i := range groups {
@@ -180,7 +188,7 @@ func Commit(ctx context.Context, door Door, groups []Group, dryRun bool, rep *Re
 	return nil
 }
 
-// describe is an error's message without the operation prefixes.
+// Describe is an error's message without the operation prefixes.
 func Describe(err error) string {
 	fe := fhir.AsError(err)
 	var parts []string

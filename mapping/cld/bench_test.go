@@ -96,4 +96,3 @@ func BenchmarkRawStoreWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*benchRows)/time.Since(start).Seconds(), "rows/s")
 }
-

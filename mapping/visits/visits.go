@@ -266,43 +266,17 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 // batch matches the visits' persons, finds their episodes and visits, and
 // writes what changed.
 func (im *importer) batch(ctx context.Context, rows []*row) error {
-	nhsSet, clientSet, visitIDs := map[string]bool{}, map[string]bool{}, []string{}
+	m := &mapping.Matcher{Door: im.door, LocalSystem: im.clientSystem(), LocalName: "client reference"}
+	var persons []mapping.Person
+	var visitIDs []string
 	for _, rw := range rows {
-		if rw.nhs != "" {
-			nhsSet[rw.nhs] = true
-		}
-		if rw.client != "" {
-			clientSet[rw.client] = true
-		}
+		persons = append(persons, mapping.Person{NHS: rw.nhs, Local: rw.client})
 		visitIDs = append(visitIDs, rw.id)
 	}
-	patients := map[string]*mapping.State{}
-	byNHS, byClient := map[string]map[string]bool{}, map[string]map[string]bool{}
-	for _, q := range []struct {
-		system string
-		set    map[string]bool
-		index  map[string]map[string]bool
-	}{{mapping.NHSNumberSystem, nhsSet, byNHS}, {im.clientSystem(), clientSet, byClient}} {
-		var values []string
-		for v := range q.set {
-			values = append(values, v)
-		}
-		found, err := mapping.Lookup(ctx, im.door, "Patient", "identifier", q.system, values)
-		if err != nil {
-			return fmt.Errorf("match persons: %w", err)
-		}
-		for _, c := range found {
-			if patients[c.ID] == nil {
-				patients[c.ID] = mapping.NewState(c, "Patient")
-			}
-			for _, v := range mapping.Identifiers(c.Obj, q.system) {
-				if q.index[v] == nil {
-					q.index[v] = map[string]bool{}
-				}
-				q.index[v][c.ID] = true
-			}
-		}
+	if err := m.Find(ctx, persons); err != nil {
+		return err
 	}
+	patients := m.Patients
 	visits := map[string]*mapping.State{}
 	found, err := mapping.Lookup(ctx, im.door, "Encounter", "identifier", im.visitSystem(), visitIDs)
 	if err != nil {
@@ -334,60 +308,28 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 
 	var groups []mapping.Group
 	for _, rw := range rows {
-		cands := map[string]bool{}
-		for id := range byNHS[rw.nhs] {
-			cands[id] = true
-		}
-		for id := range byClient[rw.client] {
-			cands[id] = true
-		}
-		var held string
-		var pid string
-		switch len(cands) {
-		case 0:
-			held = fmt.Sprintf("no Patient referred to this provider has NHS number %q or client reference %q", rw.nhs, rw.client)
-		case 1:
-			for id := range cands {
-				pid = id
-			}
-			pat := patients[pid]
-			if others := mapping.Identifiers(pat.Obj, im.clientSystem()); rw.client != "" && len(others) > 0 && !mapping.HasIdentifier(pat.Obj, im.clientSystem(), rw.client) {
-				held = fmt.Sprintf("NHS number %s is Patient/%s, whose client reference is %s, not %q", rw.nhs, pid, strings.Join(others, ", "), rw.client)
-			}
-			if others := mapping.Identifiers(pat.Obj, mapping.NHSNumberSystem); rw.nhs != "" && len(others) > 0 && !mapping.HasIdentifier(pat.Obj, mapping.NHSNumberSystem, rw.nhs) {
-				held = fmt.Sprintf("client reference %q is Patient/%s, whose NHS number is %s, not %s", rw.client, pid, strings.Join(others, ", "), rw.nhs)
-			}
-		default:
-			held = fmt.Sprintf("NHS number %q and client reference %q name different Patients", rw.nhs, rw.client)
-		}
-		if held != "" {
-			h := mapping.Held{Line: rw.rec.Line, Problem: held, Row: rw.rec.Raw, Header: im.header}
-			for id := range cands {
-				h.Candidates = append(h.Candidates, "Patient/"+id)
-			}
+		person := mapping.Person{NHS: rw.nhs, Local: rw.client}
+		match := m.Match(person)
+		if match.Problem != "" {
+			h := mapping.Held{Line: rw.rec.Line, Problem: match.Problem, Row: rw.rec.Raw, Header: im.header, Candidates: match.Candidates}
 			task, key := im.run.HeldTask(h)
 			groups = append(groups, mapping.Group{Lines: []int{h.Line}, Held: []mapping.Held{h},
 				Entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}}})
 			continue
 		}
-		// Later rows of the batch match on what this row links.
-		if rw.client != "" && byClient[rw.client] == nil {
-			byClient[rw.client] = map[string]bool{pid: true}
-		}
+		pid := match.PatientID
 		ep := episodeOn(episodes[pid], rw.day)
 		if ep == nil {
 			im.rep.Add(rw.rec.Line, im.cols["Planned_Start"], "rejected", fmt.Sprintf("a visit for a person with no episode: Patient/%s has no EpisodeOfCare of this provider covering %s", pid, rw.day))
 			continue
 		}
-		pat := patients[pid]
 		sources := map[*mapping.State][]mapping.SourceRow{}
 		src := mapping.SourceRow{Line: rw.rec.Line, Ref: rw.id}
 		states := []*mapping.State{}
-		if rw.client != "" && !mapping.HasIdentifier(pat.Obj, im.clientSystem(), rw.client) {
-			mapping.AddIdentifier(pat.Obj, im.clientSystem(), rw.client)
-			sources[pat] = []mapping.SourceRow{src}
-			states = append(states, pat)
-			// later rows see the link: the patient is now changed in memory
+		link := m.Link(pid, person)
+		if link != nil {
+			sources[link] = []mapping.SourceRow{src}
+			states = append(states, link)
 		}
 		enc := im.encounter(rw, pid, ep)
 		v := visits[rw.id]
@@ -399,13 +341,10 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		}
 		sources[v] = []mapping.SourceRow{src}
 		states = append(states, v)
-		g := im.run.Writes(states, sources)
-		if len(states) == 2 && pat.Changed() {
-			// the Patient's link is written once, with the first of its visits
-			pat.Old, _ = fhir.Marshal(mapping.StripMeta(pat.Obj))
-			pat.Version++
+		groups = append(groups, im.run.Writes(states, sources))
+		if link != nil {
+			mapping.Written(link) // the link goes with this visit only
 		}
-		groups = append(groups, g)
 	}
 	return mapping.Commit(ctx, im.door, groups, im.opt.DryRun, im.rep)
 }
