@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime $(FUZZTIME) ./mapping/
 	$(GO) test -run '^$$' -fuzz FuzzCLD -fuzztime $(FUZZTIME) ./mapping/cld/
 	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
+	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/
 
 bench: build
 	./scripts/bench.sh

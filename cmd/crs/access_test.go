@@ -106,7 +106,7 @@ func allowed(role, typ, interaction string, own bool) bool {
 		case interaction == "create":
 			return own && (typ == "Goal" || typ == "Encounter")
 		case interaction == "update":
-			return own && (typ == "Goal" || typ == "Encounter" || typ == "ServiceRequest")
+			return own && (typ == "Goal" || typ == "Encounter" || typ == "ServiceRequest" || typ == "Patient")
 		}
 	case "council-w":
 		switch {

@@ -23,6 +23,7 @@ import (
 	"crs/fhir/validate"
 	"crs/mapping"
 	"crs/mapping/cld"
+	"crs/mapping/therapy"
 	"crs/mapping/visits"
 )
 
@@ -32,6 +33,7 @@ Sources:
   cld        a council's Adult Social Care Client Level Data return (CSV)
   visits     a care provider's call monitoring / rostering export (CSV; --columns
              maps another system's column names)
+  therapy    a therapy service's screening outcomes and goals (CSV)
 
 The import goes through the engine as the importing organisation (--org, --role,
 --la), so the access policy and the audit trail apply as to any client.
@@ -60,7 +62,7 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 	var cfg importConfig
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, importUsage)
-		return cfg, errors.New("crs import needs a source: cld or visits")
+		return cfg, errors.New("crs import needs a source: cld, visits or therapy")
 	}
 	cfg.Source = args[0]
 	fs := flag.NewFlagSet("import "+cfg.Source, flag.ContinueOnError)
@@ -95,8 +97,12 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 		if cfg.Role == "" {
 			cfg.Role = "care-provider"
 		}
+	case "therapy":
+		if cfg.Role == "" {
+			cfg.Role = "therapy-service"
+		}
 	default:
-		return cfg, fmt.Errorf("unknown import source %q: cld or visits", cfg.Source)
+		return cfg, fmt.Errorf("unknown import source %q: cld, visits or therapy", cfg.Source)
 	}
 	if cfg.Org == "" {
 		return cfg, errors.New("crs import needs --org, the ODS code of the importing organisation")
@@ -226,6 +232,9 @@ func importFile(ctx context.Context, door mapping.Door, run *mapping.Run, cfg im
 		}
 		opt := visits.Options{Columns: cols, BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
 		err = visits.Import(ctx, door, run, cr, opt, rep)
+	case "therapy":
+		opt := therapy.Options{BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = therapy.Import(ctx, door, run, cr, opt, rep)
 	default:
 		opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
 			Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
