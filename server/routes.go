@@ -43,6 +43,8 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return reply{status: http.StatusOK, body: s.engine.CapabilityStatement(s.sw)}
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
 		return s.history(c, "", "")
+	case len(seg) == 1 && strings.HasPrefix(seg[0], "$import-") && m == http.MethodPost && s.importer != nil:
+		return s.importOp(c, strings.TrimPrefix(seg[0], "$import-"))
 	case len(seg) == 1 && strings.HasPrefix(seg[0], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported", seg[0]))
 	}

@@ -34,10 +34,14 @@ type Config struct {
 	// Verifier checks bearer tokens; nil is development mode: no
 	// authentication, every caller anonymous (cmd/crs allows it on loopback only).
 	Verifier TokenVerifier
+	// Import runs POST /fhir/$import-<source> (partner files pushed by their
+	// systems); nil: the operation is not served.
+	Import ImportFunc
 }
 
 // Server is the HTTP handler of crs.
 type Server struct {
+	importer ImportFunc
 	engine   *engine.Engine
 	log      *slog.Logger
 	maxBody  int64
@@ -49,7 +53,7 @@ type Server struct {
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier}
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, importer: cfg.Import}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,6 +26,8 @@ import (
 	"crs/mapping/cld"
 	"crs/mapping/therapy"
 	"crs/mapping/visits"
+	"crs/profiles"
+	"crs/server"
 )
 
 const importUsage = `Usage: crs import <source> [flags] FILE…
@@ -218,28 +221,7 @@ func importFile(ctx context.Context, door mapping.Door, run *mapping.Run, cfg im
 		}
 		fmt.Fprintf(stderr, "crs import %s: %s: %d rows (%d of %d bytes), %.0f rows/s\n", cfg.Source, name, n, cr.n.Load(), info.Size(), rate)
 	}
-	switch cfg.Source {
-	case "visits":
-		var data []byte
-		if cfg.Columns != "" {
-			if data, err = os.ReadFile(cfg.Columns); err != nil {
-				return err
-			}
-		}
-		cols, cerr := visits.ParseColumnMap(data)
-		if cerr != nil {
-			return cerr
-		}
-		opt := visits.Options{Columns: cols, BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
-		err = visits.Import(ctx, door, run, cr, opt, rep)
-	case "therapy":
-		opt := therapy.Options{BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
-		err = therapy.Import(ctx, door, run, cr, opt, rep)
-	default:
-		opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
-			Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
-		err = cld.Import(ctx, door, run, cr, opt, rep)
-	}
+	err = runSource(ctx, door, run, cfg, cr, rep, progress)
 	if bar != nil {
 		_ = bar.Finish()
 		fmt.Fprintln(stderr)
@@ -257,4 +239,89 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// runSource imports one file of cfg.Source read from r.
+func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg importConfig, r io.Reader, rep *mapping.Report, progress func(int)) error {
+	var err error
+	switch cfg.Source {
+	case "visits":
+		var data []byte
+		if cfg.Columns != "" {
+			if data, err = os.ReadFile(cfg.Columns); err != nil {
+				return err
+			}
+		}
+		cols, cerr := visits.ParseColumnMap(data)
+		if cerr != nil {
+			return cerr
+		}
+		opt := visits.Options{Columns: cols, BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = visits.Import(ctx, door, run, r, opt, rep)
+	case "therapy":
+		opt := therapy.Options{BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = therapy.Import(ctx, door, run, r, opt, rep)
+	default:
+		opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
+			Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = cld.Import(ctx, door, run, r, opt, rep)
+	}
+	return err
+}
+
+// importFunc serves POST /fhir/$import-<source>: the file is imported as the
+// caller (the principal the HTTP layer put in ctx), exactly as crs import
+// would as that organisation. Query: la-code (cld), encoding, dry-run.
+func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
+	return func(ctx context.Context, source string, body io.Reader, q url.Values) (fhir.Object, error) {
+		switch source {
+		case "cld", "visits", "therapy":
+		default:
+			return nil, fhir.Errorf(fhir.NotSupported, "", "there is no importer for %q: $import-cld, $import-visits or $import-therapy", source)
+		}
+		cfg := importConfig{Source: source, LACode: q.Get("la-code"), Encoding: q.Get("encoding"), DryRun: q.Get("dry-run") == "true", Org: q.Get("org")}
+		if cfg.Encoding == "" {
+			cfg.Encoding = string(mapping.UTF8)
+		}
+		if p := auth.PrincipalFrom(ctx); p != nil && !p.Anonymous {
+			cfg.Org, cfg.LA = p.Org, p.LocalAuthority // the token says who imports, not the query
+		}
+		if cfg.Org == "" {
+			return nil, fhir.Errorf(fhir.Invalid, "org", "the importing organisation is not known: the token carries no ODS code")
+		}
+		if source == "cld" && cfg.LACode == "" {
+			return nil, fhir.Errorf(fhir.Invalid, "la-code", "$import-cld needs la-code, the council's ONS code (e.g. E10000031)")
+		}
+		door := &mapping.EngineDoor{Engine: eng} // the caller's principal is already in ctx
+		org, err := mapping.FindOrganization(ctx, door, cfg.Org)
+		if err != nil {
+			return nil, fhir.Errorf(fhir.Invalid, "org", "%v", err)
+		}
+		var report strings.Builder
+		rep := mapping.NewReport(&report)
+		run := &mapping.Run{ID: fhir.NewUUID(), Source: source, File: "$import-" + source + " " + time.Now().UTC().Format(time.RFC3339), Org: org, ODS: cfg.Org,
+			Time: time.Now(), Base: prof.CanonicalBase(), Profiles: prof}
+		if source == "cld" {
+			if err := cld.Resolve(ctx, door, run, cld.Options{LACode: cfg.LACode, Residency: cfg.LA, DryRun: cfg.DryRun}, rep); err != nil {
+				return nil, err
+			}
+		}
+		if err := runSource(ctx, door, run, cfg, body, rep, nil); err != nil {
+			if fe, ok := err.(*fhir.Error); ok {
+				return nil, fe
+			}
+			return nil, fhir.Errorf(fhir.Invalid, "", "%v", err)
+		}
+		if err := rep.Flush(); err != nil {
+			return nil, fhir.InternalError("import", err)
+		}
+		sum := rep.Summary
+		param := func(name string, n int) any { return map[string]any{"name": name, "valueInteger": n} }
+		return fhir.Object{"resourceType": "Parameters", "parameter": []any{
+			map[string]any{"name": "run", "valueString": run.ID},
+			param("rows", sum.Rows), param("created", sum.Created), param("updated", sum.Updated), param("unchanged", sum.Unchanged),
+			param("held", sum.Held), param("rejected", sum.Rejected), param("skipped", sum.Skipped),
+			map[string]any{"name": "report", "valueString": report.String()},
+		}}, nil
+	}
 }

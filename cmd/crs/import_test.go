@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,61 @@ func TestImportCommand(t *testing.T) {
 	err = run(append(args, bad), &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "missing column(s) LA_Person_Unique_Identifier") || !strings.Contains(err.Error(), "unknown column(s) Shoe_Size") {
 		t.Fatalf("wrong columns: %v", err)
+	}
+}
+
+// TestImportOperation: POST /fhir/$import-cld with the file as text/csv
+// imports it as the caller and answers with the summary and the report; a
+// second post creates nothing; a wrong file is a 400 OperationOutcome.
+func TestImportOperation(t *testing.T) {
+	m := &Main{Config: Config{Addr: "127.0.0.1:0", Store: "sqlite:" + filepath.Join(t.TempDir(), "crs.db"), MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100, ProfileEnforcement: "strict"},
+		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := "http://" + m.Addr() + "/fhir"
+	fixtures, err := os.ReadFile("../../mapping/cld/testdata/fixtures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := postBody(t, base, string(fixtures)); status != 200 {
+		t.Fatalf("fixtures: %d %s", status, body)
+	}
+	sample, err := os.ReadFile("../../mapping/cld/testdata/cld-sample.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(query string, body []byte) (int, string) {
+		resp, err := http.Post(base+"/$import-cld?"+query, "text/csv", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i, want := range []string{`{"name":"created","valueInteger":2}`, `{"name":"unchanged","valueInteger":3}`} {
+		status, body := post("la-code=E10000031&org=WCC01", sample)
+		if status != 200 || !strings.Contains(body, want) || !strings.Contains(body, `"resourceType":"Parameters"`) || !strings.Contains(body, "9,,held,") {
+			t.Fatalf("post %d: %d %s", i, status, body)
+		}
+	}
+	if status, body := post("la-code=E10000031&org=WCC01", []byte("Colour\nred\n")); status != 400 || !strings.Contains(body, "OperationOutcome") || !strings.Contains(body, "missing column(s)") {
+		t.Fatalf("wrong columns: %d %s", status, body)
+	}
+	if status, body := post("org=WCC01", sample); status != 400 || !strings.Contains(body, "la-code") {
+		t.Fatalf("no la-code: %d %s", status, body)
+	}
+	if status, body := post("", []byte("x")); status != 400 {
+		t.Fatalf("no org: %d %s", status, body)
+	}
+	resp, err := http.Post(base+"/$import-hl7", "text/csv", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+		t.Fatalf("$import-hl7: %d", resp.StatusCode)
 	}
 }

@@ -250,6 +250,7 @@ func (m *Main) Start(ctx context.Context) error {
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
 		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
+		Import: importFunc(eng, prof),
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
