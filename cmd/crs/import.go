@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -58,6 +59,12 @@ type importConfig struct {
 	Batch         int
 	Columns       string
 	Enforcement   string
+	Server        string // --server: a running crs instead of a store
+	TokenURL      string
+	ClientID      string
+	KeyFile       string
+	KeyID         string
+	Scope         string
 	Files         []string
 }
 
@@ -82,6 +89,12 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 	fs.StringVar(&cfg.Encoding, "encoding", "utf-8", "character encoding of the files: utf-8 or windows-1252")
 	fs.StringVar(&cfg.Report, "report", "", "write every rejected, held or skipped row (line, field, outcome, reason) as CSV to this file; default standard error")
 	fs.BoolVar(&cfg.DryRun, "dry-run", false, "validate and map, store nothing")
+	fs.StringVar(&cfg.Server, "server", env("CRS_IMPORT_SERVER", ""), "import into a running crs at this FHIR base URL (instead of --store) (CRS_IMPORT_SERVER)")
+	fs.StringVar(&cfg.TokenURL, "token-url", env("CRS_IMPORT_TOKEN_URL", ""), "--server: the OpenID provider's token endpoint (client_credentials with private_key_jwt)")
+	fs.StringVar(&cfg.ClientID, "client-id", env("CRS_IMPORT_CLIENT_ID", ""), "--server: this importer's client id at the provider")
+	fs.StringVar(&cfg.KeyFile, "key", env("CRS_IMPORT_KEY", ""), "--server: the client's private key (PEM or JWK) that signs its assertions")
+	fs.StringVar(&cfg.KeyID, "key-id", env("CRS_IMPORT_KEY_ID", ""), "--server: the key's kid, when the provider needs one (a JWK's own kid otherwise)")
+	fs.StringVar(&cfg.Scope, "scope", "system/*.cruds", "--server: the scopes to ask for")
 	fs.IntVar(&cfg.Batch, "batch", 0, "rows per transaction (default 200 for cld, 500 for visits)")
 	fs.StringVar(&cfg.Columns, "columns", "", "visits: a JSON column map (field → the system's column name) for another system's export")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -124,31 +137,50 @@ func importCommand(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	st, err := openStore(cfg.Store)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	v, err := validate.New()
-	if err != nil {
-		return fmt.Errorf("compile validator: %w", err)
-	}
 	prof, params, err := loadProfiles(cfg.CanonicalBase)
 	if err != nil {
 		return err
 	}
-	policy, err := auth.LoadPolicy(cfg.Policy, params)
-	if err != nil {
-		return err
+	var door mapping.Door
+	if cfg.Server != "" {
+		hd := &mapping.HTTPDoor{Base: cfg.Server, Client: &http.Client{Timeout: 10 * time.Minute}}
+		if cfg.TokenURL != "" {
+			if cfg.ClientID == "" || cfg.KeyFile == "" {
+				return errors.New("--token-url needs --client-id and --key")
+			}
+			key, kid, err := mapping.ReadKey(cfg.KeyFile)
+			if err != nil {
+				return err
+			}
+			if cfg.KeyID != "" {
+				kid = cfg.KeyID
+			}
+			hd.Token = &mapping.ClientCredentials{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, Key: key, KeyID: kid, Scope: cfg.Scope, Resource: strings.TrimRight(cfg.Server, "/")}
+		}
+		door = hd
+	} else {
+		st, err := openStore(cfg.Store)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		v, err := validate.New()
+		if err != nil {
+			return fmt.Errorf("compile validator: %w", err)
+		}
+		policy, err := auth.LoadPolicy(cfg.Policy, params)
+		if err != nil {
+			return err
+		}
+		eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "urn:crs-import", Params: params, Profiles: prof,
+			Enforcement: engine.Enforcement(cfg.Enforcement), Access: policy, Audit: true})
+		if err := eng.InstallConformance(ctx); err != nil {
+			return fmt.Errorf("install the pathway's conformance resources: %w", err)
+		}
+		principal := &auth.Principal{ClientID: "crs-import", Subject: "crs import " + cfg.Source, Org: cfg.Org, Roles: []string{cfg.Role},
+			LocalAuthority: cfg.LA, Scopes: auth.ParseScopes("system/*.cruds")}
+		door = &mapping.EngineDoor{Engine: eng, Principal: principal}
 	}
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "urn:crs-import", Params: params, Profiles: prof,
-		Enforcement: engine.Enforcement(cfg.Enforcement), Access: policy, Audit: true})
-	if err := eng.InstallConformance(ctx); err != nil {
-		return fmt.Errorf("install the pathway's conformance resources: %w", err)
-	}
-	principal := &auth.Principal{ClientID: "crs-import", Subject: "crs import " + cfg.Source, Org: cfg.Org, Roles: []string{cfg.Role},
-		LocalAuthority: cfg.LA, Scopes: auth.ParseScopes("system/*.cruds")}
-	door := &mapping.EngineDoor{Engine: eng, Principal: principal}
 	org, err := mapping.FindOrganization(ctx, door, cfg.Org)
 	if err != nil {
 		return err

@@ -3,13 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"crs/auth/oidctest"
 )
 
 // TestImportCommand: crs import cld brings the sample into a store (the
@@ -134,5 +141,78 @@ func TestImportOperation(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode < 400 || resp.StatusCode >= 500 {
 		t.Fatalf("$import-hl7: %d", resp.StatusCode)
+	}
+}
+
+// TestImportOverHTTP: crs import --server posts the batches to a running crs
+// with a bearer token it obtains itself from the real OpenID provider
+// (client_credentials, private_key_jwt, its key from a file): the council's
+// token, so the server polices and audits the import as the council.
+func TestImportOverHTTP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	base := "http://" + addr + "/fhir"
+	all := "system/*.cruds"
+	idp := oidctest.Start(t, base, []*oidctest.Client{
+		{ID: "wcc-import", Scope: all, Claims: map[string]any{"crs_role": "council", "crs_org": "WCC01", "crs_la": "Warwickshire"}},
+		{ID: "admin", Scope: all, Claims: map[string]any{"crs_role": "admin"}},
+	})
+	m := &Main{
+		Config: Config{Addr: addr, Store: "sqlite:" + filepath.Join(t.TempDir(), "crs.db"), MaxBodyBytes: 4 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 500,
+			ProfileEnforcement: "strict", OIDCIssuer: idp.Issuer, ClaimOrg: "crs_org", ClaimRole: "crs_role", ClaimLA: "crs_la", ClaimPatient: "patient"},
+		Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	fixtures, err := os.ReadFile("../../mapping/cld/testdata/fixtures.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", base, bytes.NewReader(fixtures))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+idp.Token(t, "admin", all))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("fixtures: %d", resp.StatusCode)
+	}
+	keyFile := filepath.Join(t.TempDir(), "wcc-import.pem")
+	der, err := x509.MarshalPKCS8PrivateKey(idp.ClientKey("wcc-import"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"import", "cld", "--server", base, "--token-url", idp.Issuer + "/token", "--client-id", "wcc-import", "--key", keyFile, "--key-id", "wcc-import-key",
+		"--org", "WCC01", "--la", "Warwickshire", "--la-code", "E10000031", "--report", filepath.Join(t.TempDir(), "report.csv"), "../../mapping/cld/testdata/cld-sample.csv"}
+	for i, want := range []string{
+		"6 rows: 2 resources created, 1 updated, 0 unchanged; 1 rows held for review, 0 rejected, 3 skipped",
+		"6 rows: 0 resources created, 0 updated, 3 unchanged; 1 rows held for review, 0 rejected, 3 skipped",
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(args, &out, &errOut); err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, errOut.String())
+		}
+		if got := strings.TrimSpace(out.String()); got != want {
+			t.Fatalf("run %d: %q, want %q", i, got, want)
+		}
+	}
+	// A key the provider does not know gets no token, and the import says so.
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ = x509.MarshalPKCS8PrivateKey(other)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	var out, errOut bytes.Buffer
+	if err := run(args, &out, &errOut); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("a wrong key: %v", err)
 	}
 }
