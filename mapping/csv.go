@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"sort"
 	"strings"
@@ -179,4 +180,26 @@ func (c *CSVReader) name(i int) string {
 		return c.header[i]
 	}
 	return ""
+}
+
+// Seen remembers the record references of a file, to find repeats, in about
+// 16 bytes a reference (a 64-bit hash and the line), so that memory stays
+// flat enough for files of millions of rows. Two references with the same
+// hash would be reported as a repeat: at a million references the chance is
+// about one in ten million.
+type Seen struct{ lines map[uint64]int32 }
+
+// Add records key on line; a key seen before returns the first line and true.
+func (s *Seen) Add(key string, line int) (int, bool) {
+	if s.lines == nil {
+		s.lines = map[uint64]int32{}
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key))
+	sum := h.Sum64()
+	if first, ok := s.lines[sum]; ok {
+		return int(first), true
+	}
+	s.lines[sum] = int32(line)
+	return 0, false
 }

@@ -83,7 +83,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 	if err != nil {
 		return err
 	}
-	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, events: map[string]int{}, orgs: map[string]string{}}
+	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, orgs: map[string]string{}}
 	var batch []*row
 	flush := func() error {
 		if len(batch) == 0 {
@@ -140,7 +140,7 @@ type importer struct {
 	opt    Options
 	rep    *mapping.Report
 	header []string
-	events map[string]int    // event reference → first line (duplicates in the file)
+	events mapping.Seen      // event references (duplicates in the file)
 	orgs   map[string]string // CQC location → Organization/id
 }
 
@@ -210,10 +210,9 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 	if rw.ref == "" {
 		return nil, bad("Event_Reference", "the event has no reference")
 	}
-	if first, dup := im.events[rw.ref]; dup {
+	if first, dup := im.events.Add(rw.ref, line); dup {
 		return nil, bad("Event_Reference", "event reference %q repeats the one on line %d", rw.ref, first)
 	}
-	im.events[rw.ref] = line
 	if rw.start, ok = date(rec.Get("Event_Start_Date")); !ok {
 		return nil, bad("Event_Start_Date", "%q is not a date (YYYY-MM-DD or DD/MM/YYYY)", rec.Get("Event_Start_Date"))
 	}

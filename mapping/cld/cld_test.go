@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,14 @@ func newEnv(t testing.TB) *env {
 // summary and the report.
 func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options) (mapping.Summary, string, error) {
 	t.Helper()
+	var out bytes.Buffer
+	sum, err := e.importReader(t, name, bytes.NewReader(data), opt, &out)
+	return sum, out.String(), err
+}
+
+// importReader is importFile from a reader, the report written to report.
+func (e *env) importReader(t testing.TB, name string, r io.Reader, opt cld.Options, report io.Writer) (mapping.Summary, error) {
+	t.Helper()
 	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.council}
 	ctx := context.Background()
 	org, err := mapping.FindOrganization(ctx, door, "WCC01")
@@ -95,13 +104,12 @@ func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options
 	if opt.Residency == "" {
 		opt.Residency = "Warwickshire"
 	}
-	var out bytes.Buffer
-	rep := mapping.NewReport(&out)
-	err = cld.Import(ctx, door, run, bytes.NewReader(data), opt, rep)
+	rep := mapping.NewReport(report)
+	err = cld.Import(ctx, door, run, r, opt, rep)
 	if ferr := rep.Flush(); ferr != nil {
 		t.Fatal(ferr)
 	}
-	return rep.Summary, out.String(), err
+	return rep.Summary, err
 }
 
 // run is an import run of the council for file name.

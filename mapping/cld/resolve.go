@@ -87,7 +87,7 @@ func resolveTask(ctx context.Context, door mapping.Door, run *mapping.Run, opt O
 		return fmt.Errorf("the held row cannot be read: %v", err)
 	}
 	rec.Line = line
-	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, events: map[string]int{}, orgs: map[string]string{}}
+	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, orgs: map[string]string{}}
 	rw, rerr := im.parse(rec)
 	if rerr != nil {
 		return rerr

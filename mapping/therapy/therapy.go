@@ -56,7 +56,7 @@ type importer struct {
 	opt    Options
 	rep    *mapping.Report
 	header []string
-	seen   map[string]int
+	seen   mapping.Seen
 }
 
 func (im *importer) clientSystem() string  { return im.run.System("/Id/therapy-client/" + im.run.ODS) }
@@ -82,7 +82,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 	if err != nil {
 		return err
 	}
-	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, seen: map[string]int{}}
+	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header}
 	var batch []*row
 	flush := func() error {
 		if len(batch) == 0 {
@@ -138,10 +138,9 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 		return nil, bad("Record_ID", "the record has no id")
 	}
 	key := rw.kind + "|" + rw.id
-	if first, dup := im.seen[key]; dup {
+	if first, dup := im.seen.Add(key, line); dup {
 		return nil, bad("Record_ID", "record id %q repeats the one on line %d", rw.id, first)
 	}
-	im.seen[key] = line
 	if n := strings.ReplaceAll(rec.Get("NHS_Number"), " ", ""); n != "" {
 		if ok, why := mapping.ValidNHSNumber(n); !ok {
 			return nil, bad("NHS_Number", "%s", why)

@@ -105,7 +105,7 @@ type importer struct {
 	rep    *mapping.Report
 	cols   ColumnMap
 	header []string
-	seen   map[string]int
+	seen   mapping.Seen
 }
 
 func (im *importer) clientSystem() string  { return im.run.System("/Id/provider-client/" + im.run.ODS) }
@@ -137,7 +137,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 	if err != nil {
 		return err
 	}
-	im := &importer{door: door, run: run, opt: opt, rep: rep, cols: cols, header: cr.Header, seen: map[string]int{}}
+	im := &importer{door: door, run: run, opt: opt, rep: rep, cols: cols, header: cr.Header}
 	var batch []*row
 	flush := func() error {
 		if len(batch) == 0 {
@@ -194,10 +194,9 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 	if rw.id == "" {
 		return nil, bad("Visit_ID", "the visit has no id")
 	}
-	if first, dup := im.seen[rw.id]; dup {
+	if first, dup := im.seen.Add(rw.id, line); dup {
 		return nil, bad("Visit_ID", "visit id %q repeats the one on line %d", rw.id, first)
 	}
-	im.seen[rw.id] = line
 	if n := strings.ReplaceAll(im.get(rec, "NHS_Number"), " ", ""); n != "" {
 		if ok, why := mapping.ValidNHSNumber(n); !ok {
 			return nil, bad("NHS_Number", "%s", why)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,4 +217,30 @@ func FuzzVisits(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _, _ = e.importFile(t, "fuzz.csv", data, visits.Options{DryRun: true})
 	})
+}
+
+// BenchmarkVisitsImport: visit rows into SQLite in-process through the engine
+// as the care provider (strict profiles, policy, audit), each visit an
+// Encounter with its Provenance.
+func BenchmarkVisitsImport(b *testing.B) {
+	const rows = 1000
+	e := newEnv(b)
+	files := make([][]byte, b.N)
+	for i := range files {
+		var s strings.Builder
+		s.WriteString("Visit_ID,Client_Reference,NHS_Number,Carer_IDs,Planned_Start,Actual_Start,Actual_End,Status\n")
+		for r := 0; r < rows; r++ {
+			fmt.Fprintf(&s, "B-%d-%d,C-77,9000000009,K12,2026-11-22 08:00,2026-11-22 08:05,2026-11-22 08:34,Delivered\n", i, r)
+		}
+		files[i] = []byte(s.String())
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		sum, report, err := e.importFile(b, "bench.csv", files[i], visits.Options{})
+		if err != nil || sum.Created != rows {
+			b.Fatal(err, sum, report)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/time.Since(start).Seconds(), "rows/s")
 }
