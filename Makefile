@@ -57,6 +57,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCLD -fuzztime $(FUZZTIME) ./mapping/cld/
 	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
 	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/
+	$(GO) test -run '^$$' -fuzz FuzzCarePlans -fuzztime $(FUZZTIME) ./mapping/careplans/
 
 bench: build
 	./scripts/bench.sh

@@ -94,10 +94,11 @@ func allowed(role, typ, interaction string, own bool) bool {
 		case read:
 			return own
 		case interaction == "create":
-			return own && (typ == "CarePlan" || typ == "Encounter")
+			return own && (typ == "CarePlan" || typ == "Encounter" || typ == "Goal")
 		case interaction == "update":
-			// its visit import links its client references to its people
-			return own && (typ == "CarePlan" || typ == "Encounter" || typ == "Patient")
+			// its visit import links its client references to its people;
+			// its care plans carry the person's goals
+			return own && (typ == "CarePlan" || typ == "Encounter" || typ == "Patient" || typ == "Goal")
 		}
 	case "therapy-t1":
 		switch {

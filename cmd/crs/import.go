@@ -24,6 +24,7 @@ import (
 	"crs/fhir/engine"
 	"crs/fhir/validate"
 	"crs/mapping"
+	"crs/mapping/careplans"
 	"crs/mapping/cld"
 	"crs/mapping/therapy"
 	"crs/mapping/visits"
@@ -38,6 +39,7 @@ Sources:
   visits     a care provider's call monitoring / rostering export (CSV; --columns
              maps another system's column names)
   therapy    a therapy service's screening outcomes and goals (CSV)
+  careplans  a care provider's care plans (PRSB Personalised Care and Support Plan, CSV)
 
 The import goes through the engine as the importing organisation (--org, --role,
 --la), so the access policy and the audit trail apply as to any client.
@@ -72,7 +74,7 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 	var cfg importConfig
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, importUsage)
-		return cfg, errors.New("crs import needs a source: cld, visits or therapy")
+		return cfg, errors.New("crs import needs a source: cld, visits, therapy or careplans")
 	}
 	cfg.Source = args[0]
 	fs := flag.NewFlagSet("import "+cfg.Source, flag.ContinueOnError)
@@ -117,8 +119,12 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 		if cfg.Role == "" {
 			cfg.Role = "therapy-service"
 		}
+	case "careplans":
+		if cfg.Role == "" {
+			cfg.Role = "care-provider"
+		}
 	default:
-		return cfg, fmt.Errorf("unknown import source %q: cld, visits or therapy", cfg.Source)
+		return cfg, fmt.Errorf("unknown import source %q: cld, visits, therapy or careplans", cfg.Source)
 	}
 	if cfg.Org == "" {
 		return cfg, errors.New("crs import needs --org, the ODS code of the importing organisation")
@@ -293,6 +299,9 @@ func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg imp
 	case "therapy":
 		opt := therapy.Options{BatchRows: cfg.Batch, DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
 		err = therapy.Import(ctx, door, run, r, opt, rep)
+	case "careplans":
+		opt := careplans.Options{DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
+		err = careplans.Import(ctx, door, run, r, opt, rep)
 	default:
 		opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
 			Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
@@ -307,9 +316,9 @@ func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg imp
 func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
 	return func(ctx context.Context, source string, body io.Reader, q url.Values) (fhir.Object, error) {
 		switch source {
-		case "cld", "visits", "therapy":
+		case "cld", "visits", "therapy", "careplans":
 		default:
-			return nil, fhir.Errorf(fhir.NotSupported, "", "there is no importer for %q: $import-cld, $import-visits or $import-therapy", source)
+			return nil, fhir.Errorf(fhir.NotSupported, "", "there is no importer for %q: $import-cld, $import-visits, $import-therapy or $import-careplans", source)
 		}
 		cfg := importConfig{Source: source, LACode: q.Get("la-code"), Encoding: q.Get("encoding"), DryRun: q.Get("dry-run") == "true", Org: q.Get("org")}
 		if cfg.Encoding == "" {

@@ -81,7 +81,7 @@ Usage:
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
   crs import <source> [flags] FILE…
-                      bring partner records (cld, visits, therapy) into the record through the engine
+                      bring partner records (cld, visits, therapy, careplans) into the record
   crs version         print the version
 
 Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
