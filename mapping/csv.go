@@ -203,3 +203,52 @@ func (s *Seen) Add(key string, line int) (int, bool) {
 	s.lines[sum] = int32(line)
 	return 0, false
 }
+
+// Batches reads every record of cr, parses each (a *RowError rejects the row
+// and the rest proceeds) and hands the parsed rows to batch, size at a time;
+// progress, when set, hears the rows read after each batch. A broken file
+// ends the reading after the rows before it are stored.
+func Batches[T any](cr *CSVReader, rep *Report, size int, parse func(Record) (T, *RowError), batch func([]T) error, progress func(rows int)) error {
+	var rows []T
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		err := batch(rows)
+		rows = rows[:0]
+		if progress != nil {
+			progress(rep.Rows)
+		}
+		return err
+	}
+	for {
+		rec, err := cr.Next()
+		if errors.Is(err, io.EOF) {
+			return flush()
+		}
+		var re *RowError
+		if errors.As(err, &re) {
+			rep.Rows++
+			rep.Reject(re)
+			continue
+		}
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			return err
+		}
+		rep.Rows++
+		row, rerr := parse(rec)
+		if rerr != nil {
+			rep.Reject(rerr)
+			continue
+		}
+		rows = append(rows, row)
+		if len(rows) >= size {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -84,54 +84,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 		return err
 	}
 	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, orgs: map[string]string{}}
-	var batch []*row
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := im.batch(ctx, batch)
-		batch = batch[:0]
-		if opt.Progress != nil {
-			opt.Progress(rep.Rows)
-		}
-		return err
-	}
-	for {
-		rec, err := cr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		var re *mapping.RowError
-		if errors.As(err, &re) {
-			rep.Rows++
-			rep.Reject(re)
-			continue
-		}
-		if err != nil {
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			return err
-		}
-		rep.Rows++
-		rw, rerr := im.parse(rec)
-		if rerr != nil {
-			if rerr.Reason != "" {
-				rep.Reject(rerr)
-			}
-			continue
-		}
-		if rw == nil {
-			continue
-		}
-		batch = append(batch, rw)
-		if len(batch) >= opt.BatchRows {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return flush()
+	return mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
 }
 
 type importer struct {
