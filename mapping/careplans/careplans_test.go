@@ -3,128 +3,43 @@ package careplans_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"crs/auth"
-	"crs/fhir"
-	"crs/fhir/engine"
-	"crs/fhir/search"
-	"crs/fhir/store/sqlite"
-	"crs/fhir/validate"
 	"crs/mapping"
 	"crs/mapping/careplans"
+	"crs/mapping/mappingtest"
 	"crs/profiles"
 )
 
 type env struct {
-	eng             *engine.Engine
-	prof            *profiles.Set
-	provider, admin *auth.Principal
+	*mappingtest.Env
+	provider *auth.Principal
 }
 
-// newEnv is an engine as cmd/crs wires it (strict profiles, the access
-// policy, audit) with the fixtures stored.
+// newEnv is an engine as cmd/crs wires it with the fixtures stored, and the
+// care-provider importing.
 func newEnv(t testing.TB) *env {
-	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	v, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := profiles.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, err := search.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	policy, err := auth.LoadPolicy("", params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
-		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
-	if err := eng.InstallConformance(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	all := auth.ParseScopes("system/*.cruds")
-	e := &env{eng: eng, prof: prof,
-		provider: &auth.Principal{ClientID: "agency-ecm", Org: "VN1A2", Roles: []string{"care-provider"}, Scopes: all},
-		admin:    &auth.Principal{ClientID: "admin", Roles: []string{"admin"}, Scopes: all}}
-	fixtures, err := os.ReadFile("testdata/fixtures.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eng.Bundle(auth.WithPrincipal(context.Background(), e.admin), fixtures, engine.SearchOptions{}); err != nil {
-		t.Fatalf("fixtures: %v", err)
-	}
-	return e
+	return &env{Env: mappingtest.New(t, "testdata/fixtures.json"), provider: mappingtest.Principal("care-provider", "VN1A2", "")}
 }
 
 func (e *env) importFile(t testing.TB, name string, data []byte, opt careplans.Options) (mapping.Summary, string, error) {
 	t.Helper()
-	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.provider}
+	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.provider}
 	org, err := mapping.FindOrganization(context.Background(), door, "VN1A2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := &mapping.Run{ID: "run-" + name, Source: "careplans", File: name, Org: org, ODS: "VN1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
+		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
 	var out bytes.Buffer
 	rep := mapping.NewReport(&out)
 	err = careplans.Import(context.Background(), door, run, bytes.NewReader(data), opt, rep)
 	_ = rep.Flush()
 	return rep.Summary, out.String(), err
-}
-
-func (e *env) search(t testing.TB, rt, query string) []map[string]any {
-	t.Helper()
-	raw, err := engine.ParseQueryString(query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := e.eng.Search(auth.WithPrincipal(context.Background(), e.admin), rt, raw, engine.SearchOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]any
-	for _, en := range b.Entry {
-		var m map[string]any
-		if err := json.Unmarshal(en.Resource, &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func (e *env) versions(t testing.TB, rt string) int {
-	t.Helper()
-	b, err := e.eng.History(auth.WithPrincipal(context.Background(), e.admin), rt, "", []fhir.RawParam{{Name: "_count", Value: "500"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(b.Entry)
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // TestSamplePlans: a plan of three actions under two goals becomes the CRS
@@ -147,23 +62,23 @@ func TestSamplePlans(t *testing.T) {
 	if !strings.Contains(report, `6,Calls_Per_Day,rejected,"""four"" is not a number of calls a day`) {
 		t.Errorf("report:\n%s", report)
 	}
-	plans := e.search(t, "CarePlan", "subject=Patient/alice")
-	s := mustJSON(plans)
+	plans := e.Search(t, "CarePlan", "subject=Patient/alice")
+	s := mappingtest.JSON(plans)
 	for _, w := range []string{`"valueInteger":4`, `"code":"single"`, `"reference":"ServiceRequest/alice-ref"`, `"description":"Put kettle and cups within reach"`, `"status":"completed"`, `"display":"Occupational therapist"`, `"text":"review by 2026-11-28"`} {
 		if !strings.Contains(s, w) {
 			t.Errorf("want %s in %s", w, s)
 		}
 	}
-	goals := e.search(t, "Goal", "subject=Patient/alice")
-	if len(goals) != 2 || !strings.Contains(mustJSON(goals), "I want to make my own breakfast, like before") {
+	goals := e.Search(t, "Goal", "subject=Patient/alice")
+	if len(goals) != 2 || !strings.Contains(mappingtest.JSON(goals), "I want to make my own breakfast, like before") {
 		t.Fatalf("goals: %v", goals)
 	}
-	if p := e.search(t, "Provenance", "target=CarePlan/"+plans[0]["id"].(string)); len(p) != 1 || !strings.Contains(mustJSON(p), "careplans-sample.csv#line=4") {
+	if p := e.Search(t, "Provenance", "target=CarePlan/"+plans[0]["id"].(string)); len(p) != 1 || !strings.Contains(mappingtest.JSON(p), "careplans-sample.csv#line=4") {
 		t.Fatalf("Provenance of the plan: %v", p)
 	}
 	before := map[string]int{}
 	for _, rt := range []string{"Patient", "CarePlan", "Goal", "Provenance", "Task"} {
-		before[rt] = e.versions(t, rt)
+		before[rt] = e.Versions(t, rt)
 	}
 	sum, report, err = e.importFile(t, "careplans-sample.csv", data, careplans.Options{})
 	if err != nil {
@@ -173,7 +88,7 @@ func TestSamplePlans(t *testing.T) {
 		t.Fatalf("second import: %v, want %v\n%s", sum, want, report)
 	}
 	for rt, n := range before {
-		if got := e.versions(t, rt); got != n {
+		if got := e.Versions(t, rt); got != n {
 			t.Errorf("second import: %s has %d versions, had %d", rt, got, n)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"crs/mapping"
 	"crs/mapping/cld"
+	"crs/mapping/mappingtest"
 )
 
 const header = "LA_Code,NHS_Number,LA_Person_Unique_Identifier,Gender,Ethnicity,Date_of_Birth,Postcode,Event_Type,Event_Reference,Event_Start_Date,Event_End_Date,Event_Outcome,Service_Component,Provider_CQC_Location_ID\n"
@@ -58,7 +59,7 @@ func TestBadRows(t *testing.T) {
 		t.Errorf("summary %v\n%s", sum, report)
 	}
 	// The rejected Service row's new person was not half-stored.
-	if p := e.search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919"); len(p) != 0 {
+	if p := e.Search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919"); len(p) != 0 {
 		t.Errorf("a rejected row left its Patient: %v", p)
 	}
 }
@@ -80,11 +81,11 @@ func TestHeldConflict(t *testing.T) {
 	if sum.Held != 1 || sum.Updated+sum.Created != 0 || !strings.Contains(report, "name different Patients") {
 		t.Fatalf("%v\n%s", sum, report)
 	}
-	tasks := e.search(t, "Task", "code=https://community-recovery.example.org/fhir/CodeSystem/crs-task-type|identity-review")
-	if len(tasks) != 1 || !strings.Contains(mustJSON(tasks[0]), "Patient/alice") || !strings.Contains(mustJSON(tasks[0]), "two.csv") {
+	tasks := e.Search(t, "Task", "code=https://community-recovery.example.org/fhir/CodeSystem/crs-task-type|identity-review")
+	if len(tasks) != 1 || !strings.Contains(mappingtest.JSON(tasks[0]), "Patient/alice") || !strings.Contains(mappingtest.JSON(tasks[0]), "two.csv") {
 		t.Fatalf("task: %v", tasks)
 	}
-	if a := e.search(t, "Patient", "identifier=https://community-recovery.example.org/fhir/Id/la-person/E10000031|LA-2002"); len(a) != 1 {
+	if a := e.Search(t, "Patient", "identifier=https://community-recovery.example.org/fhir/Id/la-person/E10000031|LA-2002"); len(a) != 1 {
 		t.Fatalf("LA-2002 now names %d Patients", len(a))
 	}
 }
@@ -137,10 +138,10 @@ func TestHalfFailedRerun(t *testing.T) {
 	if err != nil || sum.Rejected != 0 {
 		t.Fatal(err, sum, report)
 	}
-	if n := len(e.search(t, "Patient", "birthdate=1940-01-01&_count=500")); n != 30 {
+	if n := len(e.Search(t, "Patient", "birthdate=1940-01-01&_count=500")); n != 30 {
 		t.Fatalf("%d Patients after the re-run, want 30", n)
 	}
-	if n := e.versions(t, "Patient"); n != 31 { // Alice and the 30
+	if n := e.Versions(t, "Patient"); n != 31 { // Alice and the 30
 		t.Fatalf("%d Patient versions, want 31", n)
 	}
 }

@@ -3,80 +3,28 @@ package cld_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"crs/auth"
-	"crs/fhir"
-	"crs/fhir/engine"
-	"crs/fhir/search"
-	"crs/fhir/store/sqlite"
-	"crs/fhir/validate"
 	"crs/mapping"
 	"crs/mapping/cld"
+	"crs/mapping/mappingtest"
 	"crs/profiles"
 )
 
-// env is an engine as cmd/crs wires it (strict profiles, the access policy,
-// audit) with the sample fixtures stored, and a council principal.
+// env is an engine as cmd/crs wires it with the sample fixtures stored, and
+// the council importing.
 type env struct {
-	eng     *engine.Engine
-	prof    *profiles.Set
+	*mappingtest.Env
 	council *auth.Principal
-	admin   *auth.Principal
 }
 
 func newEnv(t testing.TB) *env {
-	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	v, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := profiles.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, err := search.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	policy, err := auth.LoadPolicy("", params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
-		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
-	if err := eng.InstallConformance(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	all := auth.ParseScopes("system/*.cruds")
-	e := &env{eng: eng, prof: prof,
-		council: &auth.Principal{ClientID: "wcc-import", Org: "WCC01", Roles: []string{"council"}, LocalAuthority: "Warwickshire", Scopes: all},
-		admin:   &auth.Principal{ClientID: "admin", Roles: []string{"admin"}, Scopes: all},
-	}
-	fixtures, err := os.ReadFile("testdata/fixtures.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eng.Bundle(auth.WithPrincipal(context.Background(), e.admin), fixtures, engine.SearchOptions{}); err != nil {
-		t.Fatalf("fixtures: %v", err)
-	}
-	return e
+	return &env{Env: mappingtest.New(t, "testdata/fixtures.json"), council: mappingtest.Principal("council", "WCC01", "Warwickshire")}
 }
 
 // importFile runs the CLD import of file as the council and returns the
@@ -91,7 +39,7 @@ func (e *env) importFile(t testing.TB, name string, data []byte, opt cld.Options
 // importReader is importFile from a reader, the report written to report.
 func (e *env) importReader(t testing.TB, name string, r io.Reader, opt cld.Options, report io.Writer) (mapping.Summary, error) {
 	t.Helper()
-	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.council}
+	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.council}
 	ctx := context.Background()
 	org, err := mapping.FindOrganization(ctx, door, "WCC01")
 	if err != nil {
@@ -115,45 +63,7 @@ func (e *env) importReader(t testing.TB, name string, r io.Reader, opt cld.Optio
 // run is an import run of the council for file name.
 func (e *env) run(name string, org mapping.Current) *mapping.Run {
 	return &mapping.Run{ID: "run-" + name, Source: "cld", File: name, Org: org, ODS: "WCC01", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
-}
-
-// versions returns how many versions of type rt the store holds (history).
-func (e *env) versions(t testing.TB, rt string) int {
-	t.Helper()
-	ctx := auth.WithPrincipal(context.Background(), e.admin)
-	b, err := e.eng.History(ctx, rt, "", []fhir.RawParam{{Name: "_count", Value: "500"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b.Entry) == 500 {
-		t.Fatalf("more than 500 versions of %s: count them in pages", rt)
-	}
-	return len(b.Entry)
-}
-
-func (e *env) search(t testing.TB, rt, query string) []map[string]any {
-	t.Helper()
-	raw, err := engine.ParseQueryString(query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := e.eng.Search(auth.WithPrincipal(context.Background(), e.admin), rt, raw, engine.SearchOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]any
-	for _, en := range b.Entry {
-		if en.Search != nil && en.Search.Mode != "match" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal(en.Resource, &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
+		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
 }
 
 func TestSampleImportsTwiceIdempotently(t *testing.T) {
@@ -173,36 +83,36 @@ func TestSampleImportsTwiceIdempotently(t *testing.T) {
 	}
 	// Alice: linked to the council's identifier, her episode made from the
 	// service event and ended by the review.
-	alice := e.search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009")
-	if len(alice) != 1 || !strings.Contains(mustJSON(alice[0]), "LA-1001") || !strings.Contains(mustJSON(alice[0]), "E10000031") {
+	alice := e.Search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009")
+	if len(alice) != 1 || !strings.Contains(mappingtest.JSON(alice[0]), "LA-1001") || !strings.Contains(mappingtest.JSON(alice[0]), "E10000031") {
 		t.Fatalf("Alice: %v", alice)
 	}
-	eps := e.search(t, "EpisodeOfCare", "patient=Patient/alice")
-	if len(eps) != 1 || eps[0]["status"] != "finished" || !strings.Contains(mustJSON(eps[0]), `"code":"independent"`) || !strings.Contains(mustJSON(eps[0]), `"code":"rugby"`) {
+	eps := e.Search(t, "EpisodeOfCare", "patient=Patient/alice")
+	if len(eps) != 1 || eps[0]["status"] != "finished" || !strings.Contains(mappingtest.JSON(eps[0]), `"code":"independent"`) || !strings.Contains(mappingtest.JSON(eps[0]), `"code":"rugby"`) {
 		t.Fatalf("episode: %v", eps)
 	}
 	// Every imported resource has its Provenance, naming the file and line.
 	for _, ref := range []string{"Patient/alice", "EpisodeOfCare/" + eps[0]["id"].(string)} {
-		prov := e.search(t, "Provenance", "target="+ref)
-		if len(prov) != 1 || !strings.Contains(mustJSON(prov[0]), "cld-sample.csv#line=") || !strings.Contains(mustJSON(prov[0]), "Organization/council") {
+		prov := e.Search(t, "Provenance", "target="+ref)
+		if len(prov) != 1 || !strings.Contains(mappingtest.JSON(prov[0]), "cld-sample.csv#line=") || !strings.Contains(mappingtest.JSON(prov[0]), "Organization/council") {
 			t.Fatalf("Provenance of %s: %v", ref, prov)
 		}
 	}
-	newPat := e.search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9876543210")
+	newPat := e.Search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9876543210")
 	if len(newPat) != 1 || newPat[0]["gender"] != "male" {
 		t.Fatalf("new patient: %v", newPat)
 	}
-	if prov := e.search(t, "Provenance", "target=Patient/"+newPat[0]["id"].(string)); len(prov) != 1 {
+	if prov := e.Search(t, "Provenance", "target=Patient/"+newPat[0]["id"].(string)); len(prov) != 1 {
 		t.Fatalf("Provenance of the new patient: %v", prov)
 	}
 	// The row with no NHS number and an unknown LA id is held as a Task.
-	tasks := e.search(t, "Task", "code=https://community-recovery.example.org/fhir/CodeSystem/crs-task-type|identity-review")
-	if len(tasks) != 1 || tasks[0]["status"] != "requested" || !strings.Contains(mustJSON(tasks[0]), "LA-1003") {
+	tasks := e.Search(t, "Task", "code=https://community-recovery.example.org/fhir/CodeSystem/crs-task-type|identity-review")
+	if len(tasks) != 1 || tasks[0]["status"] != "requested" || !strings.Contains(mappingtest.JSON(tasks[0]), "LA-1003") {
 		t.Fatalf("held: %v", tasks)
 	}
 	before := map[string]int{}
 	for _, rt := range []string{"Patient", "EpisodeOfCare", "Provenance", "Task"} {
-		before[rt] = e.versions(t, rt)
+		before[rt] = e.Versions(t, rt)
 	}
 	sum, report, err = e.importFile(t, "cld-sample.csv", data, cld.Options{})
 	if err != nil {
@@ -212,13 +122,8 @@ func TestSampleImportsTwiceIdempotently(t *testing.T) {
 		t.Fatalf("second import: %v, want %v\n%s", sum, want, report)
 	}
 	for rt, n := range before {
-		if got := e.versions(t, rt); got != n {
+		if got := e.Versions(t, rt); got != n {
 			t.Errorf("second import: %s has %d versions, had %d", rt, got, n)
 		}
 	}
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

@@ -9,6 +9,7 @@ import (
 	"crs/auth"
 	"crs/mapping"
 	"crs/mapping/cld"
+	"crs/mapping/mappingtest"
 )
 
 // TestResolveHeldRow: a person completes the held row's Task naming the
@@ -24,12 +25,12 @@ func TestResolveHeldRow(t *testing.T) {
 	if sum, report, err := e.importFile(t, "cld-sample.csv", data, cld.Options{}); err != nil || sum.Held != 1 {
 		t.Fatal(err, sum, report)
 	}
-	ctx := auth.WithPrincipal(context.Background(), e.admin)
+	ctx := auth.WithPrincipal(context.Background(), e.Admin)
 	carol := `{"resourceType":"Patient","id":"carol","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9434765919"}],"birthDate":"1950-01-01","address":[{"state":"Warwickshire"}]}`
-	if _, err := e.eng.Update(ctx, "Patient", "carol", []byte(carol), 0); err != nil {
+	if _, err := e.Engine.Update(ctx, "Patient", "carol", []byte(carol), 0); err != nil {
 		t.Fatal(err)
 	}
-	tasks := e.search(t, "Task", "status=requested")
+	tasks := e.Search(t, "Task", "status=requested")
 	if len(tasks) != 1 {
 		t.Fatalf("tasks: %v", tasks)
 	}
@@ -37,11 +38,11 @@ func TestResolveHeldRow(t *testing.T) {
 	task["status"] = "completed"
 	task["output"] = []any{map[string]any{"type": map[string]any{"text": "patient"}, "valueReference": map[string]any{"reference": "Patient/carol"}}}
 	council := auth.WithPrincipal(context.Background(), e.council)
-	if _, err := e.eng.Update(council, "Task", task["id"].(string), []byte(mustJSON(task)), 0); err != nil {
+	if _, err := e.Engine.Update(council, "Task", task["id"].(string), []byte(mappingtest.JSON(task)), 0); err != nil {
 		t.Fatalf("the council completes its Task: %v", err)
 	}
 
-	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.council}
+	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.council}
 	org, err := mapping.FindOrganization(context.Background(), door, "WCC01")
 	if err != nil {
 		t.Fatal(err)
@@ -56,14 +57,14 @@ func TestResolveHeldRow(t *testing.T) {
 	if rep.Rows != 1 || rep.Updated != 1 || rep.Held != 0 {
 		t.Fatalf("resolve: %v\n%s", rep.Summary, out.String())
 	}
-	got := e.search(t, "Patient", "_id=carol")
-	if len(got) != 1 || !strings.Contains(mustJSON(got[0]), "LA-1003") || got[0]["gender"] != "female" {
+	got := e.Search(t, "Patient", "_id=carol")
+	if len(got) != 1 || !strings.Contains(mappingtest.JSON(got[0]), "LA-1003") || got[0]["gender"] != "female" {
 		t.Fatalf("carol: %v", got)
 	}
-	if done := e.search(t, "Task", "_id="+task["id"].(string)); !strings.Contains(mustJSON(done[0]), `"text":"re-imported: linked to Patient/carol`) {
+	if done := e.Search(t, "Task", "_id="+task["id"].(string)); !strings.Contains(mappingtest.JSON(done[0]), `"text":"re-imported: linked to Patient/carol`) {
 		t.Fatalf("task: %v", done)
 	}
-	if prov := e.search(t, "Provenance", "target=Patient/carol"); len(prov) != 2 {
+	if prov := e.Search(t, "Provenance", "target=Patient/carol"); len(prov) != 2 {
 		t.Fatalf("Provenance of the link and the row: %d", len(prov))
 	}
 	// A second resolve does nothing; the file now imports with nothing held.

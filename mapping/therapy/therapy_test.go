@@ -3,128 +3,43 @@ package therapy_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"crs/auth"
-	"crs/fhir"
-	"crs/fhir/engine"
-	"crs/fhir/search"
-	"crs/fhir/store/sqlite"
-	"crs/fhir/validate"
 	"crs/mapping"
+	"crs/mapping/mappingtest"
 	"crs/mapping/therapy"
 	"crs/profiles"
 )
 
 type env struct {
-	eng             *engine.Engine
-	prof            *profiles.Set
-	provider, admin *auth.Principal
+	*mappingtest.Env
+	provider *auth.Principal
 }
 
-// newEnv is an engine as cmd/crs wires it (strict profiles, the access
-// policy, audit) with the fixtures stored.
+// newEnv is an engine as cmd/crs wires it with the fixtures stored, and the
+// therapy-service importing.
 func newEnv(t testing.TB) *env {
-	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	v, err := validate.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := profiles.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, err := search.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	policy, err := auth.LoadPolicy("", params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
-		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
-	if err := eng.InstallConformance(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	all := auth.ParseScopes("system/*.cruds")
-	e := &env{eng: eng, prof: prof,
-		provider: &auth.Principal{ClientID: "physio-export", Org: "T1A2", Roles: []string{"therapy-service"}, Scopes: all},
-		admin:    &auth.Principal{ClientID: "admin", Roles: []string{"admin"}, Scopes: all}}
-	fixtures, err := os.ReadFile("testdata/fixtures.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eng.Bundle(auth.WithPrincipal(context.Background(), e.admin), fixtures, engine.SearchOptions{}); err != nil {
-		t.Fatalf("fixtures: %v", err)
-	}
-	return e
+	return &env{Env: mappingtest.New(t, "testdata/fixtures.json"), provider: mappingtest.Principal("therapy-service", "T1A2", "")}
 }
 
 func (e *env) importFile(t testing.TB, name string, data []byte, opt therapy.Options) (mapping.Summary, string, error) {
 	t.Helper()
-	door := &mapping.EngineDoor{Engine: e.eng, Principal: e.provider}
+	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.provider}
 	org, err := mapping.FindOrganization(context.Background(), door, "T1A2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := &mapping.Run{ID: "run-" + name, Source: "therapy", File: name, Org: org, ODS: "T1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.prof}
+		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
 	var out bytes.Buffer
 	rep := mapping.NewReport(&out)
 	err = therapy.Import(context.Background(), door, run, bytes.NewReader(data), opt, rep)
 	_ = rep.Flush()
 	return rep.Summary, out.String(), err
-}
-
-func (e *env) search(t testing.TB, rt, query string) []map[string]any {
-	t.Helper()
-	raw, err := engine.ParseQueryString(query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := e.eng.Search(auth.WithPrincipal(context.Background(), e.admin), rt, raw, engine.SearchOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []map[string]any
-	for _, en := range b.Entry {
-		var m map[string]any
-		if err := json.Unmarshal(en.Resource, &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func (e *env) versions(t testing.TB, rt string) int {
-	t.Helper()
-	b, err := e.eng.History(auth.WithPrincipal(context.Background(), e.admin), rt, "", []fhir.RawParam{{Name: "_count", Value: "500"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(b.Entry)
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // TestSampleTherapy: the screening lands on the referral, the goal becomes a
@@ -147,22 +62,22 @@ func TestSampleTherapy(t *testing.T) {
 	if !strings.Contains(report, "5,Decline_Reason,rejected,a declined screening needs its reason") {
 		t.Errorf("report:\n%s", report)
 	}
-	sr := e.search(t, "ServiceRequest", "_id=alice-ref")
-	if s := mustJSON(sr); !strings.Contains(s, `"valueCode":"accepted"`) || !strings.Contains(s, `"reference":"Organization/physio"`) {
+	sr := e.Search(t, "ServiceRequest", "_id=alice-ref")
+	if s := mappingtest.JSON(sr); !strings.Contains(s, `"valueCode":"accepted"`) || !strings.Contains(s, `"reference":"Organization/physio"`) {
 		t.Fatalf("screening: %s", s)
 	}
-	goals := e.search(t, "Goal", "subject=Patient/alice")
-	if s := mustJSON(goals); len(goals) != 1 || !strings.Contains(s, `"detailString":"500 m without a rest"`) || !strings.Contains(s, `"lifecycleStatus":"active"`) || !strings.Contains(s, `"startDate":"2026-11-22"`) {
+	goals := e.Search(t, "Goal", "subject=Patient/alice")
+	if s := mappingtest.JSON(goals); len(goals) != 1 || !strings.Contains(s, `"detailString":"500 m without a rest"`) || !strings.Contains(s, `"lifecycleStatus":"active"`) || !strings.Contains(s, `"startDate":"2026-11-22"`) {
 		t.Fatalf("goals: %s", s)
 	}
 	for _, ref := range []string{"ServiceRequest/alice-ref", "Goal/" + goals[0]["id"].(string), "Patient/alice"} {
-		if p := e.search(t, "Provenance", "target="+ref); len(p) != 1 {
+		if p := e.Search(t, "Provenance", "target="+ref); len(p) != 1 {
 			t.Errorf("Provenance of %s: %d", ref, len(p))
 		}
 	}
 	before := map[string]int{}
 	for _, rt := range []string{"Patient", "ServiceRequest", "Goal", "Provenance", "Task"} {
-		before[rt] = e.versions(t, rt)
+		before[rt] = e.Versions(t, rt)
 	}
 	sum, report, err = e.importFile(t, "therapy-sample.csv", data, therapy.Options{})
 	if err != nil {
@@ -172,7 +87,7 @@ func TestSampleTherapy(t *testing.T) {
 		t.Fatalf("second import: %v, want %v\n%s", sum, want, report)
 	}
 	for rt, n := range before {
-		if got := e.versions(t, rt); got != n {
+		if got := e.Versions(t, rt); got != n {
 			t.Errorf("second import: %s has %d versions, had %d", rt, got, n)
 		}
 	}
