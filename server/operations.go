@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -35,26 +36,18 @@ func (s *Server) validate(c *gin.Context, rt, id string) reply {
 // expand answers ValueSet $expand with url, filter, offset and count from the
 // query or from a Parameters body.
 func (s *Server) expand(c *gin.Context, id string) reply {
-	q := c.Request.URL.Query()
-	if c.Request.Method == http.MethodPost {
-		body, err := s.readBody(c, fhirJSONTypes)
-		if err != nil {
-			return fail(err)
-		}
-		if q, err = parametersQuery(body); err != nil {
-			return fail(err)
-		}
-	}
-	vs, err := s.engine.Expand(c.Request.Context(), id, q)
-	if err != nil {
-		return fail(err)
-	}
-	return reply{status: http.StatusOK, body: vs}
+	return s.terminology(c, func(ctx context.Context, q url.Values) (fhir.Object, error) { return s.engine.Expand(ctx, id, q) })
 }
 
 // translate answers ConceptMap $translate with url, system, code, coding,
 // source, target and targetsystem from the query or from a Parameters body.
 func (s *Server) translate(c *gin.Context, id string) reply {
+	return s.terminology(c, func(ctx context.Context, q url.Values) (fhir.Object, error) { return s.engine.Translate(ctx, id, q) })
+}
+
+// terminology answers an operation whose inputs are the query (GET) or a
+// Parameters body (POST): one engine call.
+func (s *Server) terminology(c *gin.Context, call func(context.Context, url.Values) (fhir.Object, error)) reply {
 	q := c.Request.URL.Query()
 	if c.Request.Method == http.MethodPost {
 		body, err := s.readBody(c, fhirJSONTypes)
@@ -65,7 +58,7 @@ func (s *Server) translate(c *gin.Context, id string) reply {
 			return fail(err)
 		}
 	}
-	out, err := s.engine.Translate(c.Request.Context(), id, q)
+	out, err := call(c.Request.Context(), q)
 	if err != nil {
 		return fail(err)
 	}
