@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -174,6 +175,14 @@ func (r *Run) HeldTask(h Held) (fhir.Object, string) {
 	}
 	obj["input"] = input
 	return obj, idSystem + "|" + key
+}
+
+// HeldGroup is the write of a held row: its Task, created once (conditional
+// create on the row's hash), however often the row is imported.
+func (r *Run) HeldGroup(h Held) Group {
+	task, key := r.HeldTask(h)
+	return Group{Lines: []int{h.Line}, Held: []Held{h},
+		Entries: []Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}}}
 }
 
 func taskInput(kind string, value map[string]any) map[string]any {

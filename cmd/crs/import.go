@@ -67,6 +67,7 @@ type importConfig struct {
 	KeyFile       string
 	KeyID         string
 	Scope         string
+	FHIR          bool // careplans: the file is FHIR (a CarePlan or a Bundle), not CSV
 	Files         []string
 }
 
@@ -242,6 +243,7 @@ func importFile(ctx context.Context, door mapping.Door, run *mapping.Run, cfg im
 		return err
 	}
 	cr := &countingReader{r: f}
+	cfg.FHIR = cfg.Source == "careplans" && strings.HasSuffix(strings.ToLower(name), ".json")
 	start := time.Now()
 	startRows := rep.Rows
 	var bar *progressbar.ProgressBar
@@ -301,7 +303,11 @@ func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg imp
 		err = therapy.Import(ctx, door, run, r, opt, rep)
 	case "careplans":
 		opt := careplans.Options{DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
-		err = careplans.Import(ctx, door, run, r, opt, rep)
+		if cfg.FHIR {
+			err = careplans.ImportFHIR(ctx, door, run, r, opt, rep)
+		} else {
+			err = careplans.Import(ctx, door, run, r, opt, rep)
+		}
 	default:
 		opt := cld.Options{LACode: cfg.LACode, Residency: cfg.LA, BatchRows: cfg.Batch, DryRun: cfg.DryRun,
 			Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
@@ -314,13 +320,17 @@ func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg imp
 // caller (the principal the HTTP layer put in ctx), exactly as crs import
 // would as that organisation. Query: la-code (cld), encoding, dry-run.
 func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
-	return func(ctx context.Context, source string, body io.Reader, q url.Values) (fhir.Object, error) {
+	return func(ctx context.Context, source, mediaType string, body io.Reader, q url.Values) (fhir.Object, error) {
 		switch source {
 		case "cld", "visits", "therapy", "careplans":
 		default:
 			return nil, fhir.Errorf(fhir.NotSupported, "", "there is no importer for %q: $import-cld, $import-visits, $import-therapy or $import-careplans", source)
 		}
-		cfg := importConfig{Source: source, LACode: q.Get("la-code"), Encoding: q.Get("encoding"), DryRun: q.Get("dry-run") == "true", Org: q.Get("org")}
+		cfg := importConfig{Source: source, LACode: q.Get("la-code"), Encoding: q.Get("encoding"), DryRun: q.Get("dry-run") == "true", Org: q.Get("org"),
+			FHIR: mediaType != "text/csv"}
+		if cfg.FHIR && source != "careplans" {
+			return nil, fhir.Errorf(fhir.UnsupportedMedia, "", "$import-%s takes text/csv; only $import-careplans also takes FHIR (application/fhir+json)", source)
+		}
 		if cfg.Encoding == "" {
 			cfg.Encoding = string(mapping.UTF8)
 		}

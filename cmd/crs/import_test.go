@@ -134,7 +134,29 @@ func TestImportOperation(t *testing.T) {
 	if status, body := post("", []byte("x")); status != 400 {
 		t.Fatalf("no org: %d %s", status, body)
 	}
-	resp, err := http.Post(base+"/$import-hl7", "text/csv", strings.NewReader("x"))
+	// A record system's own FHIR CarePlan, pushed as FHIR.
+	foreign, err := os.ReadFile("../../mapping/careplans/testdata/careplan-foreign.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/$import-careplans?org=VN1A2", "application/fhir+json", bytes.NewReader(foreign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `{"name":"created","valueInteger":1}`) {
+		t.Fatalf("$import-careplans (FHIR): %d %s", resp.StatusCode, b)
+	}
+	resp, err = http.Post(base+"/$import-cld?org=WCC01&la-code=E10000031", "application/fhir+json", bytes.NewReader(foreign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 415 {
+		t.Fatalf("$import-cld with FHIR: %d", resp.StatusCode)
+	}
+	resp, err = http.Post(base+"/$import-hl7", "text/csv", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

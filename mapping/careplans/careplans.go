@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -268,9 +267,7 @@ func (im *importer) store(ctx context.Context, p *plan) error {
 	match := m.Match(p.person)
 	if match.Problem != "" {
 		h := mapping.Held{Line: p.lines[0].Line, Problem: match.Problem, Row: p.raw, Header: im.header, Candidates: match.Candidates}
-		task, key := im.run.HeldTask(h)
-		return mapping.Commit(ctx, im.door, []mapping.Group{{Lines: []int{h.Line}, Held: []mapping.Held{h},
-			Entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}}}}, im.opt.DryRun, im.rep)
+		return mapping.Commit(ctx, im.door, []mapping.Group{im.run.HeldGroup(h)}, im.opt.DryRun, im.rep)
 	}
 	pid := match.PatientID
 	reject := func(reason string) error {
@@ -290,11 +287,17 @@ func (im *importer) store(ctx context.Context, p *plan) error {
 	for _, r := range refs {
 		if a := fmt.Sprint(r.Obj["authoredOn"]); a[:min(10, len(a))] <= p.start {
 			referral = "ServiceRequest/" + r.ID
+			if p.pattern.Code == nil {
+				p.pattern = callPattern(im.run, r.Obj)
+			}
 			break
 		}
 	}
 	if referral == "" {
 		return reject(fmt.Sprintf("no referral of Patient/%s to this provider made on or before %s for the plan to be based on", pid, p.start))
+	}
+	if p.pattern.Code == nil {
+		return reject(fmt.Sprintf("carers per call: neither the plan nor its referral %s says singles or doubles", referral))
 	}
 	sources := map[*mapping.State][]mapping.SourceRow{}
 	var states []*mapping.State
@@ -328,7 +331,7 @@ func (im *importer) store(ctx context.Context, p *plan) error {
 		obj["lifecycleStatus"] = "active"
 		s := stored[g.id]
 		if s == nil {
-			s = &mapping.State{Type: "Goal", Obj: obj, FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + url.QueryEscape(im.goalSystem()+"|"+g.id)}
+			s = &mapping.State{Type: "Goal", Obj: obj, FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + mapping.OrList(im.goalSystem(), []string{g.id})}
 		} else {
 			s.Obj = obj
 		}
@@ -346,7 +349,7 @@ func (im *importer) store(ctx context.Context, p *plan) error {
 		planState = mapping.NewState(existing[0], "CarePlan")
 		planState.Obj = cp
 	} else {
-		planState = &mapping.State{Type: "CarePlan", Obj: cp, FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + url.QueryEscape(im.planSystem()+"|"+p.id)}
+		planState = &mapping.State{Type: "CarePlan", Obj: cp, FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + mapping.OrList(im.planSystem(), []string{p.id})}
 	}
 	sources[planState] = p.lines
 	states = append(states, planState)

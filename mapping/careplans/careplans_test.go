@@ -108,3 +108,46 @@ func FuzzCarePlans(f *testing.F) {
 		_, _, _ = e.importFile(t, "fuzz.csv", data, careplans.Options{DryRun: true})
 	})
 }
+
+// TestForeignFHIRPlan: a record system's own FHIR CarePlan (another profile,
+// intent order, its own references) is mapped onto the CRS Care Plan rather
+// than rejected: calls per day from its daily timings, singles from the
+// referral; a plan whose subject has no NHS number is rejected saying so.
+func TestForeignFHIRPlan(t *testing.T) {
+	e := newEnv(t)
+	data, err := os.ReadFile("testdata/careplan-foreign.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.provider}
+	org, err := mapping.FindOrganization(context.Background(), door, "VN1A2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []mapping.Summary{{Rows: 2, Created: 1, Rejected: 1}, {Rows: 2, Unchanged: 1, Rejected: 1}} {
+		run := &mapping.Run{ID: "run-fhir", Source: "careplans", File: "careplan-foreign.json", Org: org, ODS: "VN1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+			Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
+		var out bytes.Buffer
+		rep := mapping.NewReport(&out)
+		if err := careplans.ImportFHIR(context.Background(), door, run, bytes.NewReader(data), careplans.Options{}, rep); err != nil {
+			t.Fatal(err)
+		}
+		_ = rep.Flush()
+		if rep.Summary != want {
+			t.Fatalf("import %d: %v, want %v\n%s", i, rep.Summary, want, out.String())
+		}
+		if !strings.Contains(out.String(), "2,CarePlan.subject,rejected,the subject carries no NHS number") {
+			t.Fatalf("report: %s", out.String())
+		}
+	}
+	plans := e.Search(t, "CarePlan", "subject=Patient/alice")
+	s := mappingtest.JSON(plans)
+	for _, w := range []string{`"valueInteger":4`, `"code":"single"`, `"intent":"plan"`, `"reference":"ServiceRequest/alice-ref"`, `"value":"https://dscr.example.org/care-plan|778"`, `"display":"Carer"`, `"scheduledString":"Week 2"`} {
+		if !strings.Contains(s, w) {
+			t.Errorf("want %s in %s", w, s)
+		}
+	}
+	if strings.Contains(s, "their-carer-7") || strings.Contains(s, "their-goal-1") {
+		t.Errorf("the sender's references were carried over: %s", s)
+	}
+}

@@ -171,12 +171,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		groups = append(groups, im.personGroup(p))
 	}
 	for _, h := range held {
-		task, key := im.run.HeldTask(h)
-		groups = append(groups, mapping.Group{
-			Lines:   []int{h.Line},
-			Entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}},
-			Held:    []mapping.Held{h},
-		})
+		groups = append(groups, im.run.HeldGroup(h))
 	}
 	return mapping.Commit(ctx, im.door, groups, im.opt.DryRun, im.rep)
 }
@@ -239,7 +234,7 @@ func (im *importer) newPatient(rw *row) *mapping.State {
 	}
 	obj := toObject(pat)
 	u := "urn:uuid:" + fhir.NewUUID()
-	return &mapping.State{Type: "Patient", Obj: obj, FullURL: u, Cond: "identifier=" + url.QueryEscape(mapping.NHSNumberSystem+"|"+rw.nhs)}
+	return &mapping.State{Type: "Patient", Obj: obj, FullURL: u, Cond: "identifier=" + mapping.OrList(mapping.NHSNumberSystem, []string{rw.nhs})}
 }
 
 func ptr[T any](v T) *T { return mapping.Ptr(v) }

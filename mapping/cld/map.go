@@ -3,7 +3,6 @@ package cld
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -223,7 +222,7 @@ func (im *importer) serviceEpisode(ctx context.Context, p *person, rw *row) (*ma
 		ep.Period.End = ptr(rw.end)
 	}
 	s := &mapping.State{Type: "EpisodeOfCare", Obj: toObject(ep), FullURL: "urn:uuid:" + fhir.NewUUID(),
-		Cond: "identifier=" + url.QueryEscape(im.eventSystem()+"|"+rw.ref)}
+		Cond: "identifier=" + mapping.OrList(im.eventSystem(), []string{rw.ref})}
 	p.episodes = append(p.episodes, s)
 	return s, nil
 }
@@ -248,7 +247,7 @@ func (im *importer) provider(ctx context.Context, line int, cqc string) (string,
 	if ref, ok := im.orgs[cqc]; ok {
 		return ref, nil
 	}
-	found, err := im.door.Search(ctx, "Organization", "identifier="+url.QueryEscape(CQCLocationSystem+"|"+cqc))
+	found, err := im.door.Search(ctx, "Organization", "identifier="+mapping.OrList(CQCLocationSystem, []string{cqc}))
 	if err != nil {
 		return "", &mapping.RowError{Line: line, Field: "Provider_CQC_Location_ID", Reason: "find the provider: " + err.Error()}
 	}

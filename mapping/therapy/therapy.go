@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,9 +179,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		match := m.Match(rw.person)
 		if match.Problem != "" {
 			h := mapping.Held{Line: rw.rec.Line, Problem: match.Problem, Row: rw.rec.Raw, Header: im.header, Candidates: match.Candidates}
-			task, key := im.run.HeldTask(h)
-			groups = append(groups, mapping.Group{Lines: []int{h.Line}, Held: []mapping.Held{h},
-				Entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}}})
+			groups = append(groups, im.run.HeldGroup(h))
 			continue
 		}
 		pid := match.PatientID
@@ -230,7 +227,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 			obj := im.goal(rw, pid)
 			if target = goals[rw.id]; target == nil {
 				target = &mapping.State{Type: "Goal", Obj: obj, FullURL: "urn:uuid:" + fhir.NewUUID(),
-					Cond: "identifier=" + url.QueryEscape(im.goalSystem()+"|"+rw.id)}
+					Cond: "identifier=" + mapping.OrList(im.goalSystem(), []string{rw.id})}
 				goals[rw.id] = target
 			} else {
 				target.Obj = obj

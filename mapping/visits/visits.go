@@ -268,9 +268,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		match := m.Match(person)
 		if match.Problem != "" {
 			h := mapping.Held{Line: rw.rec.Line, Problem: match.Problem, Row: rw.rec.Raw, Header: im.header, Candidates: match.Candidates}
-			task, key := im.run.HeldTask(h)
-			groups = append(groups, mapping.Group{Lines: []int{h.Line}, Held: []mapping.Held{h},
-				Entries: []mapping.Entry{{Method: "POST", URL: "Task", IfNoneExist: "identifier=" + url.QueryEscape(key), Resource: task}}})
+			groups = append(groups, im.run.HeldGroup(h))
 			continue
 		}
 		pid := match.PatientID
@@ -291,7 +289,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		v := visits[rw.id]
 		if v == nil {
 			v = &mapping.State{Type: "Encounter", Obj: enc, FullURL: "urn:uuid:" + fhir.NewUUID(),
-				Cond: "identifier=" + url.QueryEscape(im.visitSystem()+"|"+rw.id)}
+				Cond: "identifier=" + mapping.OrList(im.visitSystem(), []string{rw.id})}
 		} else {
 			v.Obj = enc
 		}
