@@ -76,6 +76,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSearch -fuzztime $(FUZZTIME) ./fhir/engine/
 	$(GO) test -run '^$$' -fuzz FuzzApplyPatch -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) ./profiles/
+	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime $(FUZZTIME) ./mapping/
+	$(GO) test -run '^$$' -fuzz FuzzCLD -fuzztime $(FUZZTIME) ./mapping/cld/
+	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
+	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/
+	$(GO) test -run '^$$' -fuzz FuzzCarePlans -fuzztime $(FUZZTIME) ./mapping/careplans/
 
 bench: build
 	./scripts/bench.sh

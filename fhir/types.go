@@ -38,6 +38,7 @@ var servedTypes = map[string][]Interaction{
 	"CareTeam":            writable,
 	"RelatedPerson":       writable,
 	"Provenance":          writable,
+	"Task":                writable,
 	"AuditEvent":          readOnly,
 	"StructureDefinition": readOnly,
 	"ValueSet":            readOnly,

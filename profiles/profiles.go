@@ -32,6 +32,7 @@ type Set struct {
 	pathway     map[string]*Profile          // the pathway profile of each resource type
 	valueSets   map[string]*ValueSet         // by URL
 	codeSystems map[string]map[string]string // URL → code → display
+	conceptMaps map[string]*ConceptMap       // by URL
 }
 
 // Load reads the embedded resources with their canonical URLs under base (the
@@ -42,7 +43,7 @@ func Load(base string) (*Set, error) {
 	}
 	base = strings.TrimSuffix(base, "/")
 	s := &Set{base: base, profiles: map[string]*Profile{}, pathway: map[string]*Profile{},
-		valueSets: map[string]*ValueSet{}, codeSystems: map[string]map[string]string{}}
+		valueSets: map[string]*ValueSet{}, codeSystems: map[string]map[string]string{}, conceptMaps: map[string]*ConceptMap{}}
 	entries, err := resourceFiles.ReadDir("resources")
 	if err != nil {
 		return nil, err
@@ -66,6 +67,8 @@ func Load(base string) (*Set, error) {
 			codes := map[string]string{}
 			collectConcepts(codes, obj["concept"])
 			s.codeSystems[str(obj["url"])] = codes
+		case "ConceptMap":
+			s.conceptMaps[str(obj["url"])] = compileConceptMap(obj)
 		}
 	}
 	for _, obj := range s.resources {

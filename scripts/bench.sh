@@ -57,6 +57,17 @@ rdj=$(median BenchmarkAuditedRead/journal reads/s </tmp/crs-bench-audit.txt)
 cru=$(median BenchmarkAuditedCreate/unaudited creates/s </tmp/crs-bench-audit.txt)
 cra=$(median BenchmarkAuditedCreate/audited creates/s </tmp/crs-bench-audit.txt)
 jap=$(median BenchmarkJournalAppend appends/s </tmp/crs-bench-audit.txt)
+echo "== imports: CLD and visit rows through the engine (strict profiles, policy, audit, a Provenance each), in-process and over HTTP, vs raw store writes of the same resources, $COUNT runs"
+go test -run '^$' -bench 'BenchmarkCLDImport$|BenchmarkRawStoreWrite$' -benchtime 3x -count "$COUNT" ./mapping/cld/ | tee /tmp/crs-bench-cld.txt
+cldrows=$(median BenchmarkCLDImport rows/s </tmp/crs-bench-cld.txt)
+rawrows=$(median BenchmarkRawStoreWrite rows/s </tmp/crs-bench-cld.txt)
+go test -run '^$' -bench 'BenchmarkVisitsImport$' -benchtime 3x -count "$COUNT" ./mapping/visits/ | tee /tmp/crs-bench-visits.txt
+visitrows=$(median BenchmarkVisitsImport rows/s </tmp/crs-bench-visits.txt)
+go test -run '^$' -bench 'BenchmarkCLDImportHTTP$' -benchtime 3x -count "$COUNT" ./cmd/crs/ | tee /tmp/crs-bench-cldhttp.txt
+httprows=$(median BenchmarkCLDImportHTTP rows/s </tmp/crs-bench-cldhttp.txt)
+echo "== a ${CLD_ROWS:-1000000}-row CLD file streamed through the whole mapping (dry run): peak RSS"
+CLD_ROWS=${CLD_ROWS:-1000000} go test -run '^$' -bench 'BenchmarkCLDStreamRSS$' -benchtime 1x -timeout 3h ./mapping/cld/ | tee /tmp/crs-bench-cldrss.txt
+rss=$(median BenchmarkCLDStreamRSS MB-peak-RSS </tmp/crs-bench-cldrss.txt)
 
 echo
 echo "== summary (medians of $COUNT runs; targets in brackets)"
@@ -98,3 +109,7 @@ echo "-- p95 at $large resources vs $small (ratio; goal <= 2x, p95 <= 10 ms)"
 join <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$small.txt" | sed 's/-[0-9]* / /' | sort) \
      <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$large.txt" | sed 's/-[0-9]* / /' | sort) |
   awk '{printf "%-70s %8.2f ms %8.2f ms  %5.2fx\n", $1, $2, $3, $3/$2}'
+printf 'CLD import, in-process:         %8s rows/s  [>= 5000]  (%.2fx a raw store write of the same resources, %s rows/s)\n' "$cldrows" "$(echo "$cldrows $rawrows" | awk '{print $1/$2}')" "$rawrows"
+printf 'visit import, in-process:       %8s rows/s  [>= 10000]\n' "$visitrows"
+printf 'CLD import over HTTP:           %8s rows/s  [>= 2000]\n' "$httprows"
+printf 'CLD %s rows streamed, peak RSS: %8s MB  [<= 200]\n' "${CLD_ROWS:-1000000}" "$rss"

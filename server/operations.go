@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -35,6 +36,18 @@ func (s *Server) validate(c *gin.Context, rt, id string) reply {
 // expand answers ValueSet $expand with url, filter, offset and count from the
 // query or from a Parameters body.
 func (s *Server) expand(c *gin.Context, id string) reply {
+	return s.terminology(c, func(ctx context.Context, q url.Values) (fhir.Object, error) { return s.engine.Expand(ctx, id, q) })
+}
+
+// translate answers ConceptMap $translate with url, system, code, coding,
+// source, target and targetsystem from the query or from a Parameters body.
+func (s *Server) translate(c *gin.Context, id string) reply {
+	return s.terminology(c, func(ctx context.Context, q url.Values) (fhir.Object, error) { return s.engine.Translate(ctx, id, q) })
+}
+
+// terminology answers an operation whose inputs are the query (GET) or a
+// Parameters body (POST): one engine call.
+func (s *Server) terminology(c *gin.Context, call func(context.Context, url.Values) (fhir.Object, error)) reply {
 	q, err := queryValues(c.Request.URL.RawQuery)
 	if err != nil {
 		return fail(err)
@@ -48,11 +61,11 @@ func (s *Server) expand(c *gin.Context, id string) reply {
 			return fail(err)
 		}
 	}
-	vs, err := s.engine.Expand(c.Request.Context(), id, q)
+	out, err := call(c.Request.Context(), q)
 	if err != nil {
 		return fail(err)
 	}
-	return reply{status: http.StatusOK, body: vs}
+	return reply{status: http.StatusOK, body: out}
 }
 
 // parametersQuery reads the primitive parameters of a Parameters resource as
@@ -73,6 +86,14 @@ func parametersQuery(body []byte) (url.Values, error) {
 		found := false
 		for k, v := range pm {
 			if len(k) > 5 && k[:5] == "value" {
+				if coding, ok := v.(map[string]any); ok && k == "valueCoding" {
+					sys, _ := coding["system"].(string)
+					code, _ := coding["code"].(string)
+					v = code
+					if sys != "" {
+						v = sys + "|" + code
+					}
+				}
 				out.Add(name, fmt.Sprint(v))
 				found = true
 			}

@@ -68,6 +68,8 @@ func (s *Server) routeOf(c *gin.Context) route {
 		})
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
 		return r("history-system", "R", func() reply { return s.history(c, "", "") })
+	case len(seg) == 1 && strings.HasPrefix(seg[0], "$import-") && m == http.MethodPost && s.importer != nil:
+		return r("operation", "E", func() reply { return s.importOp(c, strings.TrimPrefix(seg[0], "$import-")) })
 	case len(seg) == 1 && strings.HasPrefix(seg[0], "$"):
 		return bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported", seg[0]))
 	}
@@ -96,6 +98,8 @@ func (s *Server) routeOf(c *gin.Context) route {
 		out = r("operation", "E", func() reply { return s.validate(c, rt, "") })
 	case len(seg) == 2 && seg[1] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
 		out = r("operation", "E", func() reply { return s.expand(c, "") })
+	case len(seg) == 2 && seg[1] == "$translate" && rt == "ConceptMap" && (m == http.MethodGet || m == http.MethodPost):
+		out = r("operation", "E", func() reply { return s.translate(c, "") })
 	case len(seg) == 2 && strings.HasPrefix(seg[1], "$"):
 		out = bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[1], rt))
 	case len(seg) == 2 && !strings.HasPrefix(seg[1], "_"): // _search, _history: not ids
@@ -138,6 +142,9 @@ func (s *Server) routeOf(c *gin.Context) route {
 		out.id = seg[1]
 	case len(seg) == 3 && seg[2] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
 		out = r("operation", "E", func() reply { return s.expand(c, seg[1]) })
+		out.id = seg[1]
+	case len(seg) == 3 && seg[2] == "$translate" && rt == "ConceptMap" && (m == http.MethodGet || m == http.MethodPost):
+		out = r("operation", "E", func() reply { return s.translate(c, seg[1]) })
 		out.id = seg[1]
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		out = bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))

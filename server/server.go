@@ -51,10 +51,14 @@ type Config struct {
 	// LogQueryValues logs query values and error diagnostics in full (debugging
 	// on loopback only); otherwise the log shows parameter names only.
 	LogQueryValues bool
+	// Import runs POST /fhir/$import-<source> (partner files pushed by their
+	// systems); nil: the operation is not served.
+	Import ImportFunc
 }
 
 // Server is the HTTP handler of crs.
 type Server struct {
+	importer ImportFunc
 	engine   *engine.Engine
 	log      *slog.Logger
 	maxBody  int64
@@ -72,7 +76,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}

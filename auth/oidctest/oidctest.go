@@ -176,6 +176,15 @@ func (p *Provider) TryToken(clientID, scope string) (string, error) {
 	return out.AccessToken, nil
 }
 
+// ClientKey is the private key a client signs its assertions with, for tests
+// of clients that obtain their own tokens (crs import --server).
+func (p *Provider) ClientKey(clientID string) *rsa.PrivateKey {
+	if c := p.clients[clientID]; c != nil {
+		return c.key
+	}
+	return nil
+}
+
 // Sign makes a token with the provider's own key (or another), for attack
 // tests: claims as given, header alg and kid as given.
 func (p *Provider) Sign(t testing.TB, claims map[string]any, key any, alg jose.SignatureAlgorithm, kid string) string {

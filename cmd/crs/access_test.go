@@ -100,8 +100,12 @@ func allowed(role, typ, interaction string, own bool) bool {
 		switch {
 		case read:
 			return own
-		case interaction == "create", interaction == "update":
-			return own && (typ == "CarePlan" || typ == "Encounter")
+		case interaction == "create":
+			return own && (typ == "CarePlan" || typ == "Encounter" || typ == "Goal")
+		case interaction == "update":
+			// its visit import links its client references to its people;
+			// its care plans carry the person's goals
+			return own && (typ == "CarePlan" || typ == "Encounter" || typ == "Patient" || typ == "Goal")
 		}
 	case "therapy-t1":
 		switch {
@@ -110,14 +114,17 @@ func allowed(role, typ, interaction string, own bool) bool {
 		case interaction == "create":
 			return own && (typ == "Goal" || typ == "Encounter")
 		case interaction == "update":
-			return own && (typ == "Goal" || typ == "Encounter" || typ == "ServiceRequest")
+			return own && (typ == "Goal" || typ == "Encounter" || typ == "ServiceRequest" || typ == "Patient")
 		}
 	case "council-w":
 		switch {
 		case read:
 			return own
+		case interaction == "create" && typ == "Patient":
+			return true // the new Patient's address is in Warwickshire, whichever side
 		case interaction == "create", interaction == "update":
-			return own && typ == "EpisodeOfCare"
+			// its residents' episodes, and their Patients (its CLD import)
+			return own && (typ == "EpisodeOfCare" || typ == "Patient")
 		}
 	}
 	return false

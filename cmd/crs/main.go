@@ -81,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return auditCommand(args[1:], stdout, stderr)
 	case "backup":
 		return backupCommand(args[1:], stdout, stderr)
+	case "import":
+		return importCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -91,6 +93,8 @@ Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
+  crs import <source> [flags] FILE…
+                      bring partner records (cld, visits, therapy, careplans) into the record
   crs backup --store sqlite:<path> <file>
                       copy a SQLite store, consistent while it serves
   crs version         print the version and commit (also crs --version)
@@ -448,6 +452,7 @@ func (m *Main) start(ctx context.Context) error {
 		Metrics: met, MetricsHandler: metricsOnMain,
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
+		Import: importFunc(eng, prof),
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)

@@ -58,7 +58,7 @@ func TestServeOnMongoDB(t *testing.T) {
 	}
 }
 
-func postBody(t *testing.T, url, body string) (int, string) {
+func postBody(t testing.TB, url, body string) (int, string) {
 	t.Helper()
 	resp, err := http.Post(url, "application/fhir+json", strings.NewReader(body))
 	if err != nil {

@@ -78,6 +78,9 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 		if rt == "ValueSet" && e.profiles != nil {
 			ops = append(ops, map[string]any{"name": "expand", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"})
 		}
+		if rt == "ConceptMap" && e.profiles != nil {
+			ops = append(ops, map[string]any{"name": "translate", "definition": "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate"})
+		}
 		if ops != nil {
 			r["operation"] = ops
 		}
@@ -127,7 +130,7 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 			"compartment": compartmentURLs(),
 			"documentation": "Chained parameters (subject:Patient.identifier=…) to depth 4 and reverse chains (_has) on every reference parameter; " +
 				"_include and _revinclude with :iterate; PATCH with JSON Patch; $everything on Patient and EpisodeOfCare; " +
-				"$validate on every writable type; $expand on the pathway's value sets. Profile enforcement: " + string(e.enforcement) + ".",
+				"$validate on every writable type; $expand on the pathway's value sets; $translate on its ConceptMaps. Profile enforcement: " + string(e.enforcement) + ".",
 		}},
 	}
 }

@@ -157,7 +157,7 @@ func (e *Engine) Ready(ctx context.Context) error { return e.store.Ready(ctx) }
 type Result struct {
 	Version store.Version // the version written, or the existing one for a no-op
 	Created bool          // a new resource was created (HTTP 201)
-	NoOp    bool          // nothing was written (conditional create matched; delete of nothing)
+	NoOp    bool          // nothing was written (conditional create matched; update with unchanged content; delete of nothing)
 	Issues  []fhir.Issue  // warnings and information to report with a success
 }
 
@@ -488,6 +488,9 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh 
 		}
 	default:
 		return Result{}, err
+	}
+	if next > 1 && !cur.Deleted && unchanged(cur.Body, obj) {
+		return Result{Version: cur, NoOp: true}, nil
 	}
 	if pre == nil || pre.version.VersionID != next || pre.version.ID != id {
 		v, index, err := e.stamp(obj, order, rt, id, next, now, method)

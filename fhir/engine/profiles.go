@@ -17,6 +17,7 @@ import (
 type Profiles interface {
 	Check(res fhir.Object, opt profiles.Options) profiles.Result
 	Expand(url, filter string, offset, count int, now time.Time) (fhir.Object, error)
+	Translate(req profiles.TranslateRequest) (fhir.Object, error)
 	PathwayProfiles() []*profiles.Profile
 	Resources() []fhir.Object
 }
@@ -335,4 +336,43 @@ func sameContent(stored []byte, obj fhir.Object) bool {
 	a, _ := fhir.Marshal(old)
 	b, _ := fhir.Marshal(cp)
 	return string(a) == string(b)
+}
+
+// unchanged reports whether obj, to be written over the stored body, says the
+// same: everything but the id (the same by construction) and the server-owned
+// meta.versionId and meta.lastUpdated is compared. An update that changes nothing stores no new version, so that a
+// re-run import (or a client re-sending what it has) leaves history alone.
+func unchanged(stored []byte, obj fhir.Object) bool {
+	old, err := fhir.Parse(stored, fhir.Limits{})
+	if err != nil {
+		return false
+	}
+	return string(withoutServerMeta(old)) == string(withoutServerMeta(obj))
+}
+
+// withoutServerMeta encodes obj without its id, meta.versionId and
+// meta.lastUpdated (and without meta when nothing else is in it).
+func withoutServerMeta(obj fhir.Object) []byte {
+	cp := make(fhir.Object, len(obj))
+	for k, v := range obj {
+		if k != "id" {
+			cp[k] = v
+		}
+	}
+	if meta, ok := obj["meta"].(map[string]any); ok {
+		m := make(map[string]any, len(meta))
+		for k, v := range meta {
+			switch k {
+			case "versionId", "lastUpdated", "_versionId", "_lastUpdated":
+			default:
+				m[k] = v
+			}
+		}
+		delete(cp, "meta")
+		if len(m) > 0 {
+			cp["meta"] = m
+		}
+	}
+	b, _ := fhir.Marshal(cp)
+	return b
 }

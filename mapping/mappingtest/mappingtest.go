@@ -1,0 +1,123 @@
+// Package mappingtest is the test bench of the importers: an engine wired as
+// cmd/crs wires it (SQLite, strict profiles, the access policy, audit) with a
+// test's fixtures stored, and helpers to look at what an import left.
+package mappingtest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"crs/auth"
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/fhir/search"
+	"crs/fhir/store/sqlite"
+	"crs/fhir/validate"
+	"crs/profiles"
+)
+
+// Env is an engine with fixtures, and an administrator to look with.
+type Env struct {
+	Engine   *engine.Engine
+	Profiles *profiles.Set
+	Admin    *auth.Principal
+}
+
+// New starts an Env and stores the transaction Bundle in the file fixtures
+// (as an administrator).
+func New(t testing.TB, fixtures string) *Env {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	v, err := validate.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profiles.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := search.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range prof.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy, err := auth.LoadPolicy("", params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
+		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
+	if err := eng.InstallConformance(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Engine: eng, Profiles: prof, Admin: Principal("admin", "", "")}
+	data, err := os.ReadFile(fixtures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Bundle(auth.WithPrincipal(context.Background(), e.Admin), data, engine.SearchOptions{}); err != nil {
+		t.Fatalf("fixtures: %v", err)
+	}
+	return e
+}
+
+// Principal is a backend service of role for organisation org (ODS code) in
+// local authority la, with every SMART system scope (the policy bounds it).
+func Principal(role, org, la string) *auth.Principal {
+	return &auth.Principal{ClientID: role + "-" + org, Org: org, Roles: []string{role}, LocalAuthority: la, Scopes: auth.ParseScopes("system/*.cruds")}
+}
+
+// Search returns the resources a search finds, as the administrator.
+func (e *Env) Search(t testing.TB, rt, query string) []map[string]any {
+	t.Helper()
+	raw, err := engine.ParseQueryString(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.Engine.Search(auth.WithPrincipal(context.Background(), e.Admin), rt, raw, engine.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, en := range b.Entry {
+		if en.Search != nil && en.Search.Mode != "match" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(en.Resource, &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Versions returns how many versions of type rt the store holds.
+func (e *Env) Versions(t testing.TB, rt string) int {
+	t.Helper()
+	b, err := e.Engine.History(auth.WithPrincipal(context.Background(), e.Admin), rt, "", []fhir.RawParam{{Name: "_count", Value: "500"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Entry) == 500 {
+		t.Fatalf("more than 500 versions of %s: count them in pages", rt)
+	}
+	return len(b.Entry)
+}
+
+// JSON is v as JSON, for looking for a piece of it.
+func JSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
