@@ -38,6 +38,8 @@ var servedTypes = map[string][]Interaction{
 	"CareTeam":            writable,
 	"RelatedPerson":       writable,
 	"Provenance":          writable,
+	"Task":                writable,
+	"Measure":             readOnly,
 	"AuditEvent":          readOnly,
 	"StructureDefinition": readOnly,
 	"ValueSet":            readOnly,
