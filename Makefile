@@ -10,15 +10,16 @@ STATICCHECK_VERSION = v0.7.0
 BIN         = bin/crs
 GOBIN      ?= $(shell $(GO) env GOPATH)/bin
 
-.PHONY: run build test vet staticcheck oidc-provider unit generate bench bench-large fuzz clean
+.PHONY: run build test vet staticcheck oidc-provider chromium unit generate bench bench-large fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/crs
 
+# On first start with an empty store, the synthetic demo region is loaded first.
 run: build
-	./$(BIN) serve --addr $(ADDR) --store $(STORE)
+	./$(BIN) serve --addr $(ADDR) --store $(STORE) --demo-if-empty
 
-test: vet staticcheck oidc-provider unit
+test: vet staticcheck oidc-provider chromium unit
 
 # The real OpenID provider the auth tests start (npm package oidc-provider, locked).
 OIDC_DIR = auth/testdata/oidc
@@ -26,6 +27,10 @@ oidc-provider: $(OIDC_DIR)/node_modules/.package-lock.json
 $(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
 	@command -v node >/dev/null 2>&1 || { apt-get update && apt-get install -y nodejs npm; }
 	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund
+
+# The headless browser the MDT page tests drive (Debian chromium).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -168,7 +168,7 @@ func NewDemo(opt DemoOptions) *Demo {
 		var wait time.Duration // referral → arrival home
 		if rng.Float64() < pFast {
 			f := rng.Float64()
-			wait = time.Duration((2 + 64*f*f) * float64(time.Hour))
+			wait = time.Duration((2 + 64*f*f*f) * float64(time.Hour))
 		} else {
 			wait = time.Duration((75 + 260*rng.Float64()) * float64(time.Hour))
 		}

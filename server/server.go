@@ -34,6 +34,9 @@ type Config struct {
 	// Verifier checks bearer tokens; nil is development mode: no
 	// authentication, every caller anonymous (cmd/crs allows it on loopback only).
 	Verifier TokenVerifier
+	// Measures answers $evaluate-measure and serves the MDT pages at / and
+	// /mdt/; nil: neither is served.
+	Measures Measures
 }
 
 // Server is the HTTP handler of crs.
@@ -44,12 +47,13 @@ type Server struct {
 	sw       engine.Software
 	router   *gin.Engine
 	verifier TokenVerifier
+	measures Measures
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier}
+	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, measures: cfg.Measures}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -66,6 +70,10 @@ func New(cfg Config) *Server {
 	r.GET("/.well-known/smart-configuration", s.wrap(s.smartConfiguration))
 	r.Any("/fhir", s.wrap(s.dispatch))
 	r.Any("/fhir/*path", s.wrap(s.dispatch))
+	if s.measures != nil {
+		r.GET("/", s.page)
+		r.GET("/mdt/*path", s.page)
+	}
 	r.NoRoute(s.wrap(func(c *gin.Context) reply {
 		return fail(fhir.Errorf(fhir.NotFound, "", "no such path %q: the FHIR API is under /fhir", c.Request.URL.Path))
 	}))

@@ -30,6 +30,7 @@ import (
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/measures"
 	"crs/profiles"
 	"crs/server"
 )
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "audit":
 		return auditCommand(args[1:], stdout, stderr)
+	case "demo":
+		return demoCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -78,6 +81,8 @@ Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
+  crs demo [--store …] [--seed n] [--force]
+                      load the synthetic demo region (refuses a store with data)
   crs version         print the version
 
 Run 'crs serve -h' for the flags; each has a CRS_* environment equivalent.
@@ -105,6 +110,7 @@ type Config struct {
 	ClaimPatient       string // token claim with the SMART launch context's patient id
 	Policy             string // access policy file; the embedded default when empty
 	InsecureNoAuth     bool   // allow development mode on a non-loopback address
+	DemoIfEmpty        bool   // load the demo region before serving when the store is empty
 }
 
 // parseServeFlags reads flags, with CRS_* environment variables as defaults.
@@ -132,6 +138,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ClaimPatient, "claim-patient", env("CRS_CLAIM_PATIENT", auth.DefaultClaimNames.Patient), "token claim holding the patient id that bounds patient/ scopes (CRS_CLAIM_PATIENT)")
 	fs.StringVar(&cfg.Policy, "policy", env("CRS_POLICY", ""), "access policy file (JSON); default the embedded policy (CRS_POLICY)")
 	fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", env("CRS_INSECURE_NO_AUTH", "") == "true", "serve without authentication on a non-loopback address (CRS_INSECURE_NO_AUTH=true)")
+	fs.BoolVar(&cfg.DemoIfEmpty, "demo-if-empty", env("CRS_DEMO_IF_EMPTY", "") == "true", "load the synthetic demo region first when the store holds no pathway data (CRS_DEMO_IF_EMPTY=true)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -231,11 +238,17 @@ func (m *Main) Start(ctx context.Context) error {
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
+	withMeasures, err := measures.WithMeasures(prof)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
 	eng := engine.New(engine.Config{
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit,
-		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
+		Params: params, Profiles: withMeasures, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
 		Access: access, Audit: true,
 	})
 	if err := eng.InstallConformance(ctx); err != nil {
@@ -243,9 +256,22 @@ func (m *Main) Start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
+	if m.Config.DemoIfEmpty {
+		if err := loadDemoIfEmpty(ctx, st, v, prof, params, m.Log); err != nil {
+			ln.Close()
+			st.Close()
+			return err
+		}
+	}
+	svc, err := measures.NewService(eng, prof.CanonicalBase(), nil)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
-		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
+		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier, Measures: svc,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)

@@ -1,0 +1,99 @@
+package measures
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"crs/fhir"
+)
+
+// Service is the measures door: $evaluate-measure for the API, the MDT
+// caseload page and the CSV download. Every call reads through the engine as
+// the caller in ctx.
+type Service struct {
+	eng      Engine
+	base     string
+	now      func() time.Time
+	eval     *Evaluator
+	caseload *Caseloads
+	page     *pages
+}
+
+// NewService returns the measures door on eng; base is the pathway's canonical
+// base ("" for the default) and now the clock (nil for time.Now).
+func NewService(eng Engine, base string, now func() time.Time) (*Service, error) {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{eng: eng, base: base, now: now, eval: NewEvaluator(eng, base, now), caseload: NewCaseloads(eng, base, now)}
+	p, err := newPages(s)
+	if err != nil {
+		return nil, err
+	}
+	s.page = p
+	return s, nil
+}
+
+// EvaluateMeasure answers Measure/{id}/$evaluate-measure with a MeasureReport
+// (not stored). Bad parameters are Invalid; an unknown Measure is NotFound.
+func (s *Service) EvaluateMeasure(ctx context.Context, id string, params []fhir.RawParam) (map[string]any, error) {
+	req, err := ParseRequest(id, params)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.eval.Evaluate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return res.Report(s.eval.base, s.now()), nil
+}
+
+// evaluateAll evaluates the Measures with ids over one read of the region,
+// keeping only the referrals keep accepts (nil: all).
+func (s *Service) evaluateAll(ctx context.Context, ids []string, req Request, keep func(*Referral) bool) (map[string]*Result, error) {
+	reg, err := load(ctx, s.eng, s.eval.base, Filter{})
+	if err != nil {
+		return nil, err
+	}
+	if keep != nil {
+		var rs []*Referral
+		for _, r := range reg.Referrals {
+			if keep(r) {
+				rs = append(rs, r)
+			}
+		}
+		reg = &Region{Referrals: rs, OrgNames: reg.OrgNames}
+	}
+	out := map[string]*Result{}
+	for _, id := range ids {
+		v, err := s.eng.Read(ctx, "Measure", id)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(v.Body, &m); err != nil {
+			return nil, fhir.InternalError("decode Measure", err)
+		}
+		if err := checkRules(m); err != nil {
+			return nil, fhir.Errorf(fhir.NotSupported, "", "Measure/%s cannot be evaluated: %v", id, err)
+		}
+		r := req
+		r.Measure = id
+		out[id] = s.eval.evaluate(m, r, reg)
+	}
+	return out, nil
+}
+
+// MeasureIDs returns the ids of the embedded Measures.
+func MeasureIDs() []string {
+	ms, err := Definitions()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, str(m["id"]))
+	}
+	return out
+}
