@@ -300,6 +300,8 @@ func num(v any) float64 {
 	switch n := v.(type) {
 	case float64:
 		return n
+	case int:
+		return float64(n)
 	case json.Number:
 		f, _ := n.Float64()
 		return f

@@ -287,7 +287,7 @@ func Empty(ctx context.Context, eng BundleRunner) (bool, error) {
 
 // DemoPrincipal is who a demo load acts as in the audit trail.
 func DemoPrincipal() *auth.Principal {
-	return &auth.Principal{Subject: "crs-demo", ClientID: "crs demo", Roles: []string{"demo-loader"}, Anonymous: true}
+	return &auth.Principal{Subject: "crs-demo", ClientID: "crs demo", Roles: []string{"demo-loader"}}
 }
 
 // Load writes the region through the engine in transaction Bundles, each with a

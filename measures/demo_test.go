@@ -49,7 +49,7 @@ func TestDemoDeterministic(t *testing.T) {
 // TestDemoLoadRefusesNonEmpty: a second load without force is refused and
 // writes nothing; with force it runs.
 func TestDemoLoadRefusesNonEmpty(t *testing.T) {
-	eng := newEngine(t, nil)
+	eng := newEngine(t, false)
 	loadDemo(t, eng, 20)
 	d := NewDemo(DemoOptions{Seed: 2, Now: testNow, Episodes: 5})
 	if _, err := d.Load(devCtx(), eng, false); err != ErrNotEmpty {

@@ -19,7 +19,7 @@ var (
 func region(t *testing.T) *engine.Engine {
 	t.Helper()
 	regionOnce.Do(func() {
-		regionEng = newEngine(&onceTB{t}, nil)
+		regionEng = newEngine(&onceTB{t}, false)
 		loadDemo(t, regionEng, 1150)
 	})
 	if regionEng == nil {

@@ -19,8 +19,8 @@ var testNow = time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 
 // newEngine returns an engine as crs serve builds it (strict profiles, audit,
 // the pathway's search parameters and the Measures installed) on a fresh
-// SQLite store, with an access policy when access is not nil.
-func newEngine(tb testing.TB, access engine.Access) *engine.Engine {
+// SQLite store, with the embedded access policy when policy is set.
+func newEngine(tb testing.TB, policy bool) *engine.Engine {
 	tb.Helper()
 	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
 	if err != nil {
@@ -44,6 +44,14 @@ func newEngine(tb testing.TB, access engine.Access) *engine.Engine {
 			tb.Fatal(err)
 		}
 	}
+	var access engine.Access
+	if policy {
+		p, err := auth.LoadPolicy("", params)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		access = p
+	}
 	withM, err := WithMeasures(prof)
 	if err != nil {
 		tb.Fatal(err)
@@ -61,11 +69,16 @@ func devCtx() context.Context {
 	return auth.WithPrincipal(context.Background(), &auth.Principal{Anonymous: true})
 }
 
+// adminCtx is an administrator: every interaction on every type.
+func adminCtx() context.Context {
+	return auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "admin", Roles: []string{"admin"}, Scopes: auth.ParseScopes("system/*.cruds")})
+}
+
 // loadDemo loads a demo region of n episodes into eng.
 func loadDemo(tb testing.TB, eng *engine.Engine, n int) *Demo {
 	tb.Helper()
 	d := NewDemo(DemoOptions{Seed: 1, Now: testNow, Episodes: n})
-	st, err := d.Load(devCtx(), eng, false)
+	st, err := d.Load(adminCtx(), eng, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
