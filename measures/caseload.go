@@ -70,7 +70,7 @@ func NewCaseloads(eng Engine, base string, now func() time.Time) *Caseloads {
 // them, ordered by day of episode (longest first).
 func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 	f.Active = true
-	reg, err := load(ctx, c.eng, c.base, f)
+	reg, err := load(ctx, c.eng, c.base, f, all)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package measures
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,8 +18,34 @@ type Searcher interface {
 }
 
 // searchAll runs a search and follows its next links, calling fn with each
-// resource of every page. pageSize is the _count asked for.
+// resource of every page, decoded as a generic tree.
 func searchAll(ctx context.Context, s Searcher, rt string, params []fhir.RawParam, fn func(obj map[string]any)) error {
+	return searchRaw(ctx, s, rt, params, func(raw []byte) error {
+		var obj map[string]any
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return fhir.InternalError("decode "+rt, err)
+		}
+		fn(obj)
+		return nil
+	})
+}
+
+// searchInto runs a search like searchAll and decodes each resource into a
+// new T (only the elements T names are decoded).
+func searchInto[T any](ctx context.Context, s Searcher, rt string, params []fhir.RawParam, fn func(*T)) error {
+	return searchRaw(ctx, s, rt, params, func(raw []byte) error {
+		v := new(T)
+		if err := json.Unmarshal(raw, v); err != nil {
+			return fhir.InternalError("decode "+rt, err)
+		}
+		fn(v)
+		return nil
+	})
+}
+
+// searchRaw runs a search and follows its next links (pages of 500, no
+// total), calling fn with the bytes of each matching resource.
+func searchRaw(ctx context.Context, s Searcher, rt string, params []fhir.RawParam, fn func(raw []byte) error) error {
 	params = append(append([]fhir.RawParam{}, params...), fhir.RawParam{Name: "_count", Value: "500"}, fhir.RawParam{Name: "_total", Value: "none"})
 	for {
 		b, err := s.Search(ctx, rt, params, engine.SearchOptions{})
@@ -29,11 +56,9 @@ func searchAll(ctx context.Context, s Searcher, rt string, params []fhir.RawPara
 			if e.Search != nil && e.Search.Mode != "match" {
 				continue
 			}
-			var obj map[string]any
-			if err := json.Unmarshal(e.Resource, &obj); err != nil {
-				return fhir.InternalError("decode "+rt, err)
+			if err := fn(e.Resource); err != nil {
+				return err
 			}
-			fn(obj)
 		}
 		next := ""
 		for _, l := range b.Link {
@@ -94,16 +119,102 @@ type Filter struct {
 	Active   bool   // only active episodes
 }
 
-// load reads referrals, episodes, acute stays, home visits and care plans
-// through the engine as the caller in ctx.
-func load(ctx context.Context, s Searcher, base string, f Filter) (*Region, error) {
+// Needs say which resources beyond referrals and episodes a load reads: the
+// data requirements of the measures being evaluated.
+type Needs struct {
+	Visits      bool // every finished, cancelled and planned home visit (Encounter class HH)
+	Assessments bool // finished home-assessment visits only (a subset of Visits)
+	Arrivals    bool // the acute stays that referrals name (ServiceRequest.encounter)
+	Plans       bool // care plans
+}
+
+// all is what the caseload page reads.
+var all = Needs{Visits: true, Arrivals: true, Plans: true}
+
+func (n Needs) union(o Needs) Needs {
+	return Needs{Visits: n.Visits || o.Visits, Assessments: n.Assessments || o.Assessments, Arrivals: n.Arrivals || o.Arrivals, Plans: n.Plans || o.Plans}
+}
+
+// The elements the measures read, decoded into small structs: decoding only
+// these is much cheaper than building a generic tree of every resource.
+type (
+	xRef    struct{ Reference string }
+	xCoding struct{ System, Code string }
+	xCC     struct{ Coding []xCoding }
+	xPeriod struct{ Start, End string }
+	xExt    struct {
+		URL                  string
+		ValueDateTime        string
+		ValueCode            string
+		ValueInteger         *int
+		ValueCoding          *xCoding
+		ValueCodeableConcept *xCC
+		Extension            []xExt
+	}
+	xServiceRequest struct {
+		ID         string
+		Status     string
+		AuthoredOn string
+		Subject    xRef
+		Encounter  xRef
+		Performer  []xRef
+		Extension  []xExt
+	}
+	xEpisode struct {
+		ID                   string
+		Status               string
+		Extension            []xExt
+		ManagingOrganization xRef
+		ReferralRequest      []xRef
+		Period               xPeriod
+	}
+	xEncounter struct {
+		ID            string
+		Status        string
+		Class         xCoding
+		Type          []xCC
+		EpisodeOfCare []xRef
+		Period        xPeriod
+	}
+	xCarePlan struct {
+		ID        string
+		BasedOn   []xRef
+		Extension []xExt
+	}
+	xOrganization struct{ ID, Name string }
+)
+
+func findExt(exts []xExt, url string) *xExt {
+	for i := range exts {
+		if exts[i].URL == url {
+			return &exts[i]
+		}
+	}
+	return nil
+}
+
+func (e *xExt) coding() xCoding {
+	switch {
+	case e == nil:
+		return xCoding{}
+	case e.ValueCoding != nil:
+		return *e.ValueCoding
+	case e.ValueCodeableConcept != nil && len(e.ValueCodeableConcept.Coding) > 0:
+		return e.ValueCodeableConcept.Coding[0]
+	}
+	return xCoding{}
+}
+
+func xRefID(r xRef, rt string) string { return refID(map[string]any{"reference": r.Reference}, rt) }
+
+// load reads referrals, episodes and what needs asks for through the engine as
+// the caller in ctx.
+func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (*Region, error) {
 	reg := &Region{OrgNames: map[string]string{}}
 	byID := map[string]*Referral{}
 	byEpisode := map[string]*Referral{}
 	acute := map[string]*Referral{}
-	err := searchAll(ctx, s, "Organization", nil, func(o map[string]any) {
-		reg.OrgNames[str(o["id"])] = str(o["name"])
-	})
+	err := searchInto(ctx, s, "Organization", nil, func(o *xOrganization) { reg.OrgNames[o.ID] = o.Name })
 	if err != nil {
 		return nil, err
 	}
@@ -117,10 +228,10 @@ func load(ctx context.Context, s Searcher, base string, f Filter) (*Region, erro
 	if f.Provider != "" {
 		eocParams = append(eocParams, fhir.RawParam{Name: "organization", Value: "Organization/" + f.Provider})
 	}
-	episodes := map[string]map[string]any{} // referral id → episode
-	err = searchAll(ctx, s, "EpisodeOfCare", eocParams, func(o map[string]any) {
-		for _, r := range arr(o["referralRequest"]) {
-			if id := refID(r, "ServiceRequest"); id != "" {
+	episodes := map[string]*xEpisode{} // referral id → episode
+	err = searchInto(ctx, s, "EpisodeOfCare", eocParams, func(o *xEpisode) {
+		for _, r := range o.ReferralRequest {
+			if id := xRefID(r, "ServiceRequest"); id != "" {
 				episodes[id] = o
 				break
 			}
@@ -130,85 +241,37 @@ func load(ctx context.Context, s Searcher, base string, f Filter) (*Region, erro
 		return nil, err
 	}
 	episodic := f.Locality != "" || f.Active || f.Provider != ""
-	var srParams []fhir.RawParam
-	if episodic {
-		if len(episodes) == 0 {
-			return reg, nil
-		}
+	if episodic && len(episodes) == 0 {
+		return reg, nil
 	}
-	err = searchAll(ctx, s, "ServiceRequest", srParams, func(o map[string]any) {
-		id := str(o["id"])
-		ep, ok := episodes[id]
-		if episodic && !ok {
-			return
+	srParams := []fhir.RawParam{}
+	if episodic {
+		ids := make([]string, 0, len(episodes))
+		for id := range episodes {
+			ids = append(ids, id)
 		}
-		r := &Referral{ID: id, Patient: refID(o["subject"], "Patient"), Status: str(o["status"]), Calls: -1}
-		r.Authored = instant(o["authoredOn"])
-		r.DRD = instant(ext(o, base+extDischargeReady)["valueDateTime"])
-		r.Pattern = str(mapOf(ext(o, base+extCallPattern)["valueCoding"])["code"])
-		if scr := ext(o, base+extTherapyScreening); scr != nil {
-			for _, x := range arr(scr["extension"]) {
-				xm := mapOf(x)
-				switch str(xm["url"]) {
-				case "outcome":
-					r.Screening = str(xm["valueCode"])
-				case "date":
-					r.Screened = instant(xm["valueDateTime"])
-				}
+		sort.Strings(ids)
+		for _, chunk := range chunks(ids, 100) {
+			if err := loadReferrals(ctx, s, base, []fhir.RawParam{{Name: "_id", Value: chunk}}, f, episodes, reg, byID, byEpisode, acute); err != nil {
+				return nil, err
 			}
 		}
-		for _, p := range arr(o["performer"]) {
-			if id := refID(p, "Organization"); id != "" {
-				r.Provider = id
-				break
-			}
-		}
-		if enc := refID(o["encounter"], "Encounter"); enc != "" {
-			acute[enc] = r
-		}
-		if ep != nil {
-			r.Episode = str(ep["id"])
-			r.EpisodeState = str(ep["status"])
-			r.Locality = str(firstCoding(ext(ep, base+extLocality)["valueCodeableConcept"])["code"])
-			r.Exit = str(mapOf(ext(ep, base+extExitRoute)["valueCoding"])["code"])
-			if p := refID(ep["managingOrganization"], "Organization"); p != "" {
-				r.Provider = p
-			}
-			per := mapOf(ep["period"])
-			r.Start, r.End = instant(per["start"]), instant(per["end"])
-			byEpisode[r.Episode] = r
-		}
-		if f.Provider != "" && r.Provider != f.Provider {
-			return
-		}
-		byID[id] = r
-		reg.Referrals = append(reg.Referrals, r)
-	})
-	if err != nil {
+	} else if err := loadReferrals(ctx, s, base, srParams, f, episodes, reg, byID, byEpisode, acute); err != nil {
 		return nil, err
 	}
-	// Encounters: the acute stays the referrals name and the home visits of the
-	// episodes. A filtered load asks for its people's only.
-	visit := func(o map[string]any) {
-		id := str(o["id"])
-		if r, ok := acute[id]; ok {
-			r.Arrival = instant(mapOf(o["period"])["end"])
-			return
-		}
-		if str(mapOf(o["class"])["code"]) != "HH" {
-			return
-		}
+	visitType := base + csVisitType
+	visit := func(o *xEncounter) {
 		var r *Referral
-		for _, e := range arr(o["episodeOfCare"]) {
-			if r = byEpisode[refID(e, "EpisodeOfCare")]; r != nil {
+		for _, e := range o.EpisodeOfCare {
+			if r = byEpisode[xRefID(e, "EpisodeOfCare")]; r != nil {
 				break
 			}
 		}
-		if r == nil {
+		if r == nil || o.Class.Code != "HH" {
 			return
 		}
-		start := instant(mapOf(o["period"])["start"])
-		switch str(o["status"]) {
+		start := instant(o.Period.Start)
+		switch o.Status {
 		case "finished":
 			if r.FirstVisit.IsZero() || start.Before(r.FirstVisit) {
 				r.FirstVisit = start
@@ -216,8 +279,12 @@ func load(ctx context.Context, s Searcher, base string, f Filter) (*Region, erro
 			if start.After(r.LastVisit) {
 				r.LastVisit = start
 			}
-			if hasCode(o["type"], base+csVisitType, "home-assessment") && (r.Assessment.IsZero() || start.Before(r.Assessment)) {
-				r.Assessment = start
+			for _, cc := range o.Type {
+				for _, c := range cc.Coding {
+					if c.System == visitType && c.Code == "home-assessment" && (r.Assessment.IsZero() || start.Before(r.Assessment)) {
+						r.Assessment = start
+					}
+				}
 			}
 		case "cancelled":
 			r.Missed++
@@ -227,36 +294,132 @@ func load(ctx context.Context, s Searcher, base string, f Filter) (*Region, erro
 			}
 		}
 	}
-	plan := func(o map[string]any) {
-		for _, b := range arr(o["basedOn"]) {
-			if r := byID[refID(b, "ServiceRequest")]; r != nil {
-				if v, ok := ext(o, base+extCallsPerDay)["valueInteger"]; ok {
-					r.Calls = int(num(v))
+	plan := func(o *xCarePlan) {
+		for _, b := range o.BasedOn {
+			if r := byID[xRefID(b, "ServiceRequest")]; r != nil {
+				if e := findExt(o.Extension, base+extCallsPerDay); e != nil && e.ValueInteger != nil {
+					r.Calls = *e.ValueInteger
 				}
-				r.Plan = str(o["id"])
+				r.Plan = o.ID
 				return
 			}
 		}
 	}
+	if needs.Arrivals {
+		ids := make([]string, 0, len(acute))
+		for id := range acute {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, chunk := range chunks(ids, 100) {
+			err := searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xEncounter) {
+				if r := acute[o.ID]; r != nil {
+					r.Arrival = instant(o.Period.End)
+				}
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	hh := fhir.RawParam{Name: "class", Value: "http://terminology.hl7.org/CodeSystem/v3-ActCode|HH"}
+	var visitParams []fhir.RawParam
+	switch {
+	case needs.Visits:
+		visitParams = []fhir.RawParam{hh}
+	case needs.Assessments:
+		visitParams = []fhir.RawParam{hh, {Name: "status", Value: "finished"}, {Name: "type", Value: visitType + "|home-assessment"}}
+	}
 	if episodic {
 		for _, chunk := range patientChunks(reg.Referrals) {
 			p := []fhir.RawParam{{Name: "subject", Value: chunk}}
-			if err := searchAll(ctx, s, "Encounter", p, visit); err != nil {
-				return nil, err
+			if visitParams != nil {
+				if err := searchInto(ctx, s, "Encounter", append(visitParams, p...), visit); err != nil {
+					return nil, err
+				}
 			}
-			if err := searchAll(ctx, s, "CarePlan", p, plan); err != nil {
-				return nil, err
+			if needs.Plans {
+				if err := searchInto(ctx, s, "CarePlan", p, plan); err != nil {
+					return nil, err
+				}
 			}
 		}
 		return reg, nil
 	}
-	if err := searchAll(ctx, s, "Encounter", nil, visit); err != nil {
-		return nil, err
+	if visitParams != nil {
+		if err := searchInto(ctx, s, "Encounter", visitParams, visit); err != nil {
+			return nil, err
+		}
 	}
-	if err := searchAll(ctx, s, "CarePlan", nil, plan); err != nil {
-		return nil, err
+	if needs.Plans {
+		if err := searchInto(ctx, s, "CarePlan", nil, plan); err != nil {
+			return nil, err
+		}
 	}
 	return reg, nil
+}
+
+// loadReferrals reads the ServiceRequests that params find and joins each to
+// its episode.
+func loadReferrals(ctx context.Context, s Searcher, base string, params []fhir.RawParam, f Filter, episodes map[string]*xEpisode,
+	reg *Region, byID, byEpisode map[string]*Referral, acute map[string]*Referral) error {
+	episodic := f.Locality != "" || f.Active || f.Provider != ""
+	return searchInto(ctx, s, "ServiceRequest", params, func(o *xServiceRequest) {
+		ep, ok := episodes[o.ID]
+		if episodic && !ok {
+			return
+		}
+		r := &Referral{ID: o.ID, Patient: xRefID(o.Subject, "Patient"), Status: o.Status, Calls: -1}
+		r.Authored = instant(o.AuthoredOn)
+		if e := findExt(o.Extension, base+extDischargeReady); e != nil {
+			r.DRD = instant(e.ValueDateTime)
+		}
+		r.Pattern = findExt(o.Extension, base+extCallPattern).coding().Code
+		if scr := findExt(o.Extension, base+extTherapyScreening); scr != nil {
+			for _, x := range scr.Extension {
+				switch x.URL {
+				case "outcome":
+					r.Screening = x.ValueCode
+				case "date":
+					r.Screened = instant(x.ValueDateTime)
+				}
+			}
+		}
+		for _, p := range o.Performer {
+			if id := xRefID(p, "Organization"); id != "" {
+				r.Provider = id
+				break
+			}
+		}
+		if enc := xRefID(o.Encounter, "Encounter"); enc != "" {
+			acute[enc] = r
+		}
+		if ep != nil {
+			r.Episode = ep.ID
+			r.EpisodeState = ep.Status
+			r.Locality = findExt(ep.Extension, base+extLocality).coding().Code
+			r.Exit = findExt(ep.Extension, base+extExitRoute).coding().Code
+			if p := xRefID(ep.ManagingOrganization, "Organization"); p != "" {
+				r.Provider = p
+			}
+			r.Start, r.End = instant(ep.Period.Start), instant(ep.Period.End)
+			byEpisode[r.Episode] = r
+		}
+		if f.Provider != "" && r.Provider != f.Provider {
+			return
+		}
+		byID[o.ID] = r
+		reg.Referrals = append(reg.Referrals, r)
+	})
+}
+
+// chunks joins ids into OR-lists of at most n.
+func chunks(ids []string, n int) []string {
+	var out []string
+	for i := 0; i < len(ids); i += n {
+		out = append(out, strings.Join(ids[i:min(i+n, len(ids))], ","))
+	}
+	return out
 }
 
 // patientChunks returns the referrals' patients as OR-lists of at most 100.

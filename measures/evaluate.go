@@ -164,7 +164,7 @@ func (ev *Evaluator) Evaluate(ctx context.Context, req Request) (*Result, error)
 	if err := checkRules(m); err != nil {
 		return nil, fhir.Errorf(fhir.NotSupported, "", "Measure/%s cannot be evaluated by this server: %v", req.Measure, err)
 	}
-	reg, err := load(ctx, ev.eng, ev.base, Filter{})
+	reg, err := load(ctx, ev.eng, ev.base, Filter{}, needsOf(m))
 	if err != nil {
 		return nil, err
 	}

@@ -294,23 +294,19 @@ func (p *pages) charts(w http.ResponseWriter, r *http.Request) {
 	first := weekOf(now).AddDate(0, 0, -7*(chartWeeks-1))
 	req := Request{Start: first, End: weekOf(now).AddDate(0, 0, 7), PeriodText: [2]string{first.Format("2006-01-02"), now.Format("2006-01-02")}}
 	ids := []string{"crs-care-start-24h", "crs-care-start-3-days", "crs-care-calls", "crs-exit-routes"}
-	keep := func(rf *Referral) bool {
-		return (sel.Locality == "" || rf.Locality == sel.Locality) && (sel.Provider == "" || rf.Provider == sel.Provider)
-	}
-	res, err := p.s.evaluateAll(r.Context(), ids, req, keep)
-	if err != nil {
-		p.fail(w, r, err, nil)
-		return
-	}
 	// The per-locality panels compare localities, so they keep the provider
 	// filter only.
-	byLoc, err := p.s.evaluateAll(r.Context(), []string{"crs-care-start-3-days", "crs-care-start-24h"}, req, func(rf *Referral) bool {
-		return sel.Provider == "" || rf.Provider == sel.Provider
+	views, err := p.s.evaluateViews(r.Context(), ids, req, map[string]func(*Referral) bool{
+		"here": func(rf *Referral) bool {
+			return (sel.Locality == "" || rf.Locality == sel.Locality) && (sel.Provider == "" || rf.Provider == sel.Provider)
+		},
+		"localities": func(rf *Referral) bool { return sel.Provider == "" || rf.Provider == sel.Provider },
 	})
 	if err != nil {
 		p.fail(w, r, err, nil)
 		return
 	}
+	res, byLoc := views["here"], views["localities"]
 	var weeks []string
 	for k := 0; k < chartWeeks; k++ {
 		weeks = append(weeks, first.AddDate(0, 0, 7*k).Format("2006-01-02"))

@@ -15,6 +15,7 @@ type rule struct {
 	eligible  func(r *Referral, now time.Time) bool
 	numerator func(r *Referral) bool
 	observe   func(r *Referral) float64
+	needs     Needs  // what the rule reads beyond referrals and episodes
 	sum       bool   // aggregate observations by sum (default mean)
 	unit      string // UCUM unit of the observation
 }
@@ -55,11 +56,13 @@ var rules = map[string]rule{
 		anchor:    func(r *Referral) time.Time { return r.DRD },
 		eligible:  func(r *Referral, now time.Time) bool { return !r.FirstVisit.IsZero() || now.Sub(r.DRD) > day },
 		numerator: func(r *Referral) bool { return !r.FirstVisit.IsZero() && r.FirstVisit.Sub(r.DRD) <= day },
+		needs:     Needs{Visits: true},
 	},
 	"crs-care-start-3-days#main": {
 		anchor:    func(r *Referral) time.Time { return r.Authored },
 		eligible:  func(r *Referral, now time.Time) bool { return !r.FirstVisit.IsZero() || now.Sub(r.Authored) > 3*day },
 		numerator: func(r *Referral) bool { return !r.FirstVisit.IsZero() && r.FirstVisit.Sub(r.Authored) <= 3*day },
+		needs:     Needs{Visits: true},
 	},
 	"crs-assessment-2h#main": {
 		anchor: func(r *Referral) time.Time { return r.Arrival },
@@ -70,6 +73,7 @@ var rules = map[string]rule{
 			d := r.Assessment.Sub(r.Arrival)
 			return !r.Assessment.IsZero() && d >= 0 && d <= 2*time.Hour
 		},
+		needs: Needs{Assessments: true, Arrivals: true},
 	},
 	"crs-therapy-accepted#main": {
 		anchor: func(r *Referral) time.Time {
@@ -93,17 +97,17 @@ var rules = map[string]rule{
 		unit:     "d",
 	},
 	"crs-care-calls#calls-at-end": {
-		anchor: finishedEnd, eligible: hasPlan,
+		anchor: finishedEnd, eligible: hasPlan, needs: Needs{Plans: true},
 		observe: func(r *Referral) float64 { return float64(r.Calls) },
 		unit:    "/d",
 	},
 	"crs-care-calls#calls-released": {
-		anchor: finishedEnd, eligible: hasPlan,
+		anchor: finishedEnd, eligible: hasPlan, needs: Needs{Plans: true},
 		observe: func(r *Referral) float64 { return float64(4 - r.Calls) },
 		unit:    "/d",
 	},
 	"crs-care-calls#hours-released-per-week": {
-		anchor: finishedEnd, eligible: hasPlan,
+		anchor: finishedEnd, eligible: hasPlan, needs: Needs{Plans: true},
 		observe: func(r *Referral) float64 { return float64(4-r.Calls) * carers(r) * minutesCall / 60 * 7 },
 		sum:     true,
 		unit:    "h/wk",
@@ -150,4 +154,13 @@ func checkRules(m map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// needsOf returns what evaluating Measure m reads.
+func needsOf(m map[string]any) Needs {
+	var n Needs
+	for _, g := range arr(m["group"]) {
+		n = n.union(rules[str(m["id"])+"#"+str(mapOf(g)["id"])].needs)
+	}
+	return n
 }

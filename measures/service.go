@@ -52,20 +52,18 @@ func (s *Service) EvaluateMeasure(ctx context.Context, id string, params []fhir.
 // evaluateAll evaluates the Measures with ids over one read of the region,
 // keeping only the referrals keep accepts (nil: all).
 func (s *Service) evaluateAll(ctx context.Context, ids []string, req Request, keep func(*Referral) bool) (map[string]*Result, error) {
-	reg, err := load(ctx, s.eng, s.eval.base, Filter{})
+	views, err := s.evaluateViews(ctx, ids, req, map[string]func(*Referral) bool{"": keep})
 	if err != nil {
 		return nil, err
 	}
-	if keep != nil {
-		var rs []*Referral
-		for _, r := range reg.Referrals {
-			if keep(r) {
-				rs = append(rs, r)
-			}
-		}
-		reg = &Region{Referrals: rs, OrgNames: reg.OrgNames}
-	}
-	out := map[string]*Result{}
+	return views[""], nil
+}
+
+// evaluateViews evaluates the Measures with ids over one read of the region,
+// once per view: the referrals its function keeps (nil: all).
+func (s *Service) evaluateViews(ctx context.Context, ids []string, req Request, views map[string]func(*Referral) bool) (map[string]map[string]*Result, error) {
+	defs := map[string]map[string]any{}
+	var needs Needs
 	for _, id := range ids {
 		v, err := s.eng.Read(ctx, "Measure", id)
 		if err != nil {
@@ -78,9 +76,31 @@ func (s *Service) evaluateAll(ctx context.Context, ids []string, req Request, ke
 		if err := checkRules(m); err != nil {
 			return nil, fhir.Errorf(fhir.NotSupported, "", "Measure/%s cannot be evaluated: %v", id, err)
 		}
-		r := req
-		r.Measure = id
-		out[id] = s.eval.evaluate(m, r, reg)
+		defs[id] = m
+		needs = needs.union(needsOf(m))
+	}
+	reg, err := load(ctx, s.eng, s.eval.base, Filter{}, needs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]*Result{}
+	for name, keep := range views {
+		view := reg
+		if keep != nil {
+			var rs []*Referral
+			for _, r := range reg.Referrals {
+				if keep(r) {
+					rs = append(rs, r)
+				}
+			}
+			view = &Region{Referrals: rs, OrgNames: reg.OrgNames}
+		}
+		out[name] = map[string]*Result{}
+		for _, id := range ids {
+			r := req
+			r.Measure = id
+			out[name][id] = s.eval.evaluate(defs[id], r, view)
+		}
 	}
 	return out, nil
 }
