@@ -79,3 +79,11 @@ echo "-- p95 at $large resources vs $small (ratio; goal <= 2x, p95 <= 10 ms)"
 join <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$small.txt" | sed 's/-[0-9]* / /' | sort) \
      <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$large.txt" | sed 's/-[0-9]* / /' | sort) |
   awk '{printf "%-70s %8.2f ms %8.2f ms  %5.2fx\n", $1, $2, $3, $3/$2}'
+
+echo
+echo "== measures: \$evaluate-measure over six months with every stratifier, and the MDT page's server time,"
+echo "   on the demo region (1,150 episodes) and at 10x (11,500); targets 500 ms / 150 ms, 10x <= 3x those"
+for n in ${MEASURE_SIZES:-1150 11500}; do
+  CRS_BENCH_EPISODES=$n go test -run '^$' -bench 'BenchmarkEvaluateMeasure|BenchmarkCaseloadPage' -benchtime 3x -count "$COUNT" -timeout 60m ./measures/ |
+    grep -E '^Benchmark' | tee "/tmp/crs-bench-measures-$n.txt"
+done
