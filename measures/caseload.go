@@ -302,7 +302,7 @@ func (c *Caseloads) Timeline(ctx context.Context, id string) (*Timeline, error) 
 			if json.Unmarshal(e.Resource, &o) != nil || o == nil {
 				continue
 			}
-			calls, _ := ext(o, c.base+extCallsPerDay)["valueInteger"]
+			calls := ext(o, c.base+extCallsPerDay)["valueInteger"]
 			at := instant(mapOf(o["meta"])["lastUpdated"])
 			text := "Care plan: " + formatFloat(num(calls)) + " calls a day (version " + str(mapOf(o["meta"])["versionId"]) + ", recorded)"
 			add(at, "plan", text, str(o["status"]))

@@ -490,17 +490,6 @@ func firstCoding(cc any) map[string]any {
 	return mapOf(c[0])
 }
 
-func hasCode(ccs any, system, code string) bool {
-	for _, cc := range arr(ccs) {
-		for _, c := range arr(mapOf(cc)["coding"]) {
-			if m := mapOf(c); str(m["system"]) == system && str(m["code"]) == code {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // refID returns the id of a literal reference to type rt, or "".
 func refID(r any, rt string) string {
 	s := str(mapOf(r)["reference"])
