@@ -425,8 +425,11 @@ func (d *Demo) resources(e demoEpisode) (first, second []map[string]any) {
 	first = append(first, map[string]any{
 		"resourceType": "Patient", "id": id,
 		"identifier": []any{map[string]any{"system": nhsSystem, "value": DemoNHSNumber(e.n)}},
-		"name":       []any{map[string]any{"family": e.family, "given": []any{e.given}}},
-		"gender":     e.gender, "birthDate": e.birth,
+		// The council responsible for the person's care (Warwickshire).
+		"extension": []any{map[string]any{"url": b + "/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority",
+			"valueCoding": coding("http://statistics.data.gov.uk/id/statistical-geography", "E10000031")}},
+		"name":   []any{map[string]any{"family": e.family, "given": []any{e.given}}},
+		"gender": e.gender, "birthDate": e.birth,
 	})
 	first = append(first, map[string]any{
 		"resourceType": "Encounter", "id": id + "-acute", "status": "finished",
