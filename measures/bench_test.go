@@ -67,8 +67,15 @@ func BenchmarkCaseloadPage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, q := range []string{"", "?locality=south-warwickshire"} {
-		cl, err := svc.caseload.Caseload(devCtx(), Filter{Locality: q[min(len(q), 10):]})
+	for _, f := range []Filter{{}, {Locality: "south-warwickshire"}, {Locality: "south-warwickshire", Provider: "demo-prov-dove"}} {
+		q := ""
+		if f.Locality != "" {
+			q = "?locality=" + f.Locality
+		}
+		if f.Provider != "" {
+			q += "&provider=" + f.Provider
+		}
+		cl, err := svc.caseload.Caseload(devCtx(), f)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -110,6 +110,7 @@ type Referral struct {
 type Region struct {
 	Referrals []*Referral
 	OrgNames  map[string]string
+	Providers map[string]bool // the providers managing the episodes found, before Filter.Provider
 }
 
 // Filter narrows what a load reads.
@@ -210,7 +211,7 @@ func xRefID(r xRef, rt string) string { return refID(map[string]any{"reference":
 // load reads referrals, episodes and what needs asks for through the engine as
 // the caller in ctx.
 func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (*Region, error) {
-	reg := &Region{OrgNames: map[string]string{}}
+	reg := &Region{OrgNames: map[string]string{}, Providers: map[string]bool{}}
 	byID := map[string]*Referral{}
 	byEpisode := map[string]*Referral{}
 	acute := map[string]*Referral{}
@@ -225,11 +226,13 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 	if f.Active {
 		eocParams = append(eocParams, fhir.RawParam{Name: "status", Value: "active"})
 	}
-	if f.Provider != "" {
-		eocParams = append(eocParams, fhir.RawParam{Name: "organization", Value: "Organization/" + f.Provider})
-	}
 	episodes := map[string]*xEpisode{} // referral id → episode
 	err = searchInto(ctx, s, "EpisodeOfCare", eocParams, func(o *xEpisode) {
+		prov := xRefID(o.ManagingOrganization, "Organization")
+		reg.Providers[prov] = true
+		if f.Provider != "" && prov != f.Provider {
+			return
+		}
 		for _, r := range o.ReferralRequest {
 			if id := xRefID(r, "ServiceRequest"); id != "" {
 				episodes[id] = o

@@ -191,28 +191,18 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err, nil)
 		return
 	}
-	cl, err := p.s.caseload.Caseload(r.Context(), Filter{Locality: sel.Locality})
+	cl, err := p.s.caseload.Caseload(r.Context(), Filter{Locality: sel.Locality, Provider: sel.Provider})
 	if err != nil {
 		p.fail(w, r, err, nil)
 		return
 	}
-	provs := map[string]bool{}
-	for _, row := range cl.Rows {
-		provs[row.Referral.Provider] = true
-	}
+	provs := cl.Region.Providers
 	if sel.Provider != "" {
 		if _, ok := cl.OrgNames[sel.Provider]; !ok {
 			p.fail(w, r, fhir.Errorf(fhir.Invalid, "provider", "There is no care provider %q that you can see.", sel.Provider), nil)
 			return
 		}
 		provs[sel.Provider] = true
-		var rows []*Row
-		for _, row := range cl.Rows {
-			if row.Referral.Provider == sel.Provider {
-				rows = append(rows, row)
-			}
-		}
-		cl.Rows = rows
 	}
 	var locs []option
 	for _, l := range Localities {
@@ -220,6 +210,9 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	}
 	var provOpts []option
 	for id := range provs {
+		if id == "" {
+			continue
+		}
 		provOpts = append(provOpts, option{id, cl.OrgNames[id], id == sel.Provider})
 	}
 	sort.Slice(provOpts, func(i, j int) bool { return provOpts[i].Name < provOpts[j].Name })
