@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"crs/fhir/engine"
@@ -153,6 +155,37 @@ func TestCaseloadPageInBrowser(t *testing.T) {
 		if !strings.Contains(timeline, s) {
 			t.Errorf("the timeline lacks %q:\n%s", s, timeline)
 		}
+	}
+
+	// A tablet (820 px wide): nothing but the table's own scroller is wider
+	// than the screen. Printed: the picker is left out.
+	if err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(820, 1180),
+		chromedp.Navigate(srv.URL+"/?locality=rugby"),
+		chromedp.WaitVisible(chromedp.CSS("#caseload")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if overflow {
+		t.Error("the page is wider than a tablet's screen")
+	}
+	printMedia := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"})
+		return err
+	})
+	if err := chromedp.Do(ctx, printMedia); err != nil {
+		t.Fatal(err)
+	}
+	picker, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector(".picker")).display`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if picker != "none" {
+		t.Errorf("printed, the picker shows (display %q)", picker)
 	}
 
 	// A locality that does not exist: a readable message, not a stack trace.
