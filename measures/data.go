@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"crs/fhir"
@@ -308,22 +309,28 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 			}
 		}
 	}
+	// The rest reads independent resources into distinct fields of the
+	// referrals (Arrival; visits; Calls and Plan), so it runs in parallel.
+	var jobs []func() error
 	if needs.Arrivals {
 		ids := make([]string, 0, len(acute))
 		for id := range acute {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		for _, chunk := range chunks(ids, 100) {
-			err := searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xEncounter) {
-				if r := acute[o.ID]; r != nil {
-					r.Arrival = instant(o.Period.End)
+		jobs = append(jobs, func() error {
+			for _, chunk := range chunks(ids, 100) {
+				err := searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xEncounter) {
+					if r := acute[o.ID]; r != nil {
+						r.Arrival = instant(o.Period.End)
+					}
+				})
+				if err != nil {
+					return err
 				}
-			})
-			if err != nil {
-				return nil, err
 			}
-		}
+			return nil
+		})
 	}
 	hh := fhir.RawParam{Name: "class", Value: "http://terminology.hl7.org/CodeSystem/v3-ActCode|HH"}
 	var visitParams []fhir.RawParam
@@ -333,33 +340,59 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 	case needs.Assessments:
 		visitParams = []fhir.RawParam{hh, {Name: "status", Value: "finished"}, {Name: "type", Value: visitType + "|home-assessment"}}
 	}
+	// A filtered load asks for its people's visits and plans only.
+	var subjects [][]fhir.RawParam
 	if episodic {
 		for _, chunk := range patientChunks(reg.Referrals) {
-			p := []fhir.RawParam{{Name: "subject", Value: chunk}}
-			if visitParams != nil {
-				if err := searchInto(ctx, s, "Encounter", append(visitParams, p...), visit); err != nil {
-					return nil, err
-				}
-			}
-			if needs.Plans {
-				if err := searchInto(ctx, s, "CarePlan", p, plan); err != nil {
-					return nil, err
-				}
-			}
+			subjects = append(subjects, []fhir.RawParam{{Name: "subject", Value: chunk}})
 		}
-		return reg, nil
+	} else {
+		subjects = [][]fhir.RawParam{nil}
 	}
 	if visitParams != nil {
-		if err := searchInto(ctx, s, "Encounter", visitParams, visit); err != nil {
-			return nil, err
-		}
+		jobs = append(jobs, func() error {
+			for _, p := range subjects {
+				if err := searchInto(ctx, s, "Encounter", append(append([]fhir.RawParam{}, visitParams...), p...), visit); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	if needs.Plans {
-		if err := searchInto(ctx, s, "CarePlan", nil, plan); err != nil {
-			return nil, err
-		}
+		jobs = append(jobs, func() error {
+			for _, p := range subjects {
+				if err := searchInto(ctx, s, "CarePlan", p, plan); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := parallel(jobs); err != nil {
+		return nil, err
 	}
 	return reg, nil
+}
+
+// parallel runs jobs concurrently and returns the first error.
+func parallel(jobs []func() error) error {
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = job()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadReferrals reads the ServiceRequests that params find and joins each to
