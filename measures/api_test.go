@@ -23,7 +23,8 @@ var (
 )
 
 // small returns an engine with the access policy holding a demo region of 150
-// episodes, shared by the tests of this file.
+// episodes, shared by the package's tests (development-mode callers see
+// everything; the policy bounds the others).
 func small(t *testing.T) *engine.Engine {
 	t.Helper()
 	smallOnce.Do(func() {
@@ -42,8 +43,7 @@ const period = "periodStart=2026-05-29&periodEnd=2026-11-29"
 // valid R4, with every stratifier; bad input is a 4xx OperationOutcome that
 // names the parameter, never a 500.
 func TestEvaluateMeasureHTTP(t *testing.T) {
-	eng := newEngine(t, false)
-	loadDemo(t, eng, 60)
+	eng := small(t)
 	srv := pageServer(t, eng)
 	v, err := validate.New()
 	if err != nil {
@@ -115,8 +115,7 @@ func TestEvaluateMeasureHTTP(t *testing.T) {
 
 // TestMeasuresCSV: the CSV download carries the same figures as the report.
 func TestMeasuresCSV(t *testing.T) {
-	eng := newEngine(t, false)
-	loadDemo(t, eng, 60)
+	eng := small(t)
 	srv := pageServer(t, eng)
 	resp, err := http.Get(srv.URL + "/mdt/measures.csv?" + period)
 	if err != nil {

@@ -63,8 +63,7 @@ func TestCaseloadPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Skip("chromium is not installed (make test installs it)")
 	}
-	eng := newEngine(t, false)
-	loadDemo(t, eng, 120)
+	eng := small(t)
 	planted := plantLateStart(t, eng)
 	srv := pageServer(t, eng)
 
