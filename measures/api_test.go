@@ -27,14 +27,7 @@ var (
 // everything; the policy bounds the others).
 func small(t *testing.T) *engine.Engine {
 	t.Helper()
-	smallOnce.Do(func() {
-		smallEng = newEngine(&onceTB{t}, true)
-		loadDemo(t, smallEng, 150)
-	})
-	if smallEng == nil {
-		t.Fatal("the region did not load")
-	}
-	return smallEng
+	return shared(t, &smallOnce, &smallEng, true, 150)
 }
 
 const period = "periodStart=2026-05-29&periodEnd=2026-11-29"

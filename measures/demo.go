@@ -12,6 +12,7 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
+	"crs/profiles"
 )
 
 // DemoOptions shape the synthetic region that Demo generates.
@@ -74,18 +75,11 @@ var (
 func DemoNHSNumber(i int) string {
 	for n := i; ; n++ {
 		s := fmt.Sprintf("999%06d", n%1000000)
-		sum := 0
-		for k := 0; k < 9; k++ {
-			sum += int(s[k]-'0') * (10 - k)
+		for c := '0'; c <= '9'; c++ {
+			if ok, _ := profiles.ValidNHSNumber(s + string(c)); ok {
+				return s + string(c)
+			}
 		}
-		c := 11 - sum%11
-		if c == 11 {
-			c = 0
-		}
-		if c == 10 {
-			continue
-		}
-		return s + strconv.Itoa(c)
 	}
 }
 

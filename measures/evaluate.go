@@ -153,7 +153,21 @@ type Result struct {
 // read it: an unknown or hidden Measure is NotFound) and evaluates it over what
 // the caller may see.
 func (ev *Evaluator) Evaluate(ctx context.Context, req Request) (*Result, error) {
-	v, err := ev.eng.Read(ctx, "Measure", req.Measure)
+	m, err := ev.measure(ctx, req.Measure)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := load(ctx, ev.eng, ev.base, Filter{}, needsOf(m))
+	if err != nil {
+		return nil, err
+	}
+	return ev.evaluate(m, req, reg), nil
+}
+
+// measure reads a Measure through the engine and checks that every group has
+// a rule.
+func (ev *Evaluator) measure(ctx context.Context, id string) (map[string]any, error) {
+	v, err := ev.eng.Read(ctx, "Measure", id)
 	if err != nil {
 		return nil, err
 	}
@@ -162,13 +176,9 @@ func (ev *Evaluator) Evaluate(ctx context.Context, req Request) (*Result, error)
 		return nil, fhir.InternalError("decode Measure", err)
 	}
 	if err := checkRules(m); err != nil {
-		return nil, fhir.Errorf(fhir.NotSupported, "", "Measure/%s cannot be evaluated by this server: %v", req.Measure, err)
+		return nil, fhir.Errorf(fhir.NotSupported, "", "Measure/%s cannot be evaluated by this server: %v", id, err)
 	}
-	reg, err := load(ctx, ev.eng, ev.base, Filter{}, needsOf(m))
-	if err != nil {
-		return nil, err
-	}
-	return ev.evaluate(m, req, reg), nil
+	return m, nil
 }
 
 func (ev *Evaluator) evaluate(m map[string]any, req Request, reg *Region) *Result {

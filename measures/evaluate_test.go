@@ -18,14 +18,22 @@ var (
 // seed 1), loaded once for the package's tests.
 func region(t *testing.T) *engine.Engine {
 	t.Helper()
-	regionOnce.Do(func() {
-		regionEng = newEngine(&onceTB{t}, false)
-		loadDemo(t, regionEng, 1150)
+	return shared(t, &regionOnce, &regionEng, false, 1150)
+}
+
+// shared loads a region of n episodes into *eng once (with the access policy
+// when policy is set) and returns it.
+func shared(t *testing.T, once *sync.Once, eng **engine.Engine, policy bool, n int) *engine.Engine {
+	t.Helper()
+	once.Do(func() {
+		e := newEngine(&onceTB{t}, policy)
+		loadDemo(t, e, n)
+		*eng = e
 	})
-	if regionEng == nil {
+	if *eng == nil {
 		t.Fatal("the demo region did not load")
 	}
-	return regionEng
+	return *eng
 }
 
 // onceTB keeps the shared region's temporary directory alive after the first

@@ -2,7 +2,6 @@ package measures
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"crs/fhir"
@@ -65,16 +64,9 @@ func (s *Service) evaluateViews(ctx context.Context, ids []string, req Request, 
 	defs := map[string]map[string]any{}
 	var needs Needs
 	for _, id := range ids {
-		v, err := s.eng.Read(ctx, "Measure", id)
+		m, err := s.eval.measure(ctx, id)
 		if err != nil {
 			return nil, err
-		}
-		var m map[string]any
-		if err := json.Unmarshal(v.Body, &m); err != nil {
-			return nil, fhir.InternalError("decode Measure", err)
-		}
-		if err := checkRules(m); err != nil {
-			return nil, fhir.Errorf(fhir.NotSupported, "", "Measure/%s cannot be evaluated: %v", id, err)
 		}
 		defs[id] = m
 		needs = needs.union(needsOf(m))
