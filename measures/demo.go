@@ -425,12 +425,17 @@ func (d *Demo) resources(e demoEpisode) (first, second []map[string]any) {
 		"name":   []any{map[string]any{"family": e.family, "given": []any{e.given}}},
 		"gender": e.gender, "birthDate": e.birth,
 	})
-	first = append(first, map[string]any{
+	stay := map[string]any{
 		"resourceType": "Encounter", "id": id + "-acute", "status": "finished",
 		"class":   coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "IMP"),
 		"subject": ref(pat), "serviceProvider": ref("Organization/" + demoTrusts[e.trust].ID),
 		"period": map[string]any{"start": ts(e.admit), "end": ts(e.arrival)},
-	})
+	}
+	if e.arrival.After(d.opt.Now) { // still in hospital, waiting for care to start
+		stay["status"] = "in-progress"
+		stay["period"] = map[string]any{"start": ts(e.admit)}
+	}
+	first = append(first, stay)
 	ext := []any{
 		map[string]any{"url": b + extDischargeReady, "valueDateTime": ts(e.drd)},
 		map[string]any{"url": b + extCallPattern, "valueCoding": coding(b+csCallPattern, e.pattern)},
