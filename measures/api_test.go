@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -76,6 +77,19 @@ func TestEvaluateMeasureHTTP(t *testing.T) {
 				t.Errorf("%s: a subject-list report has no lists", id)
 			}
 		}
+	}
+	// POST with a Parameters body gives the same report.
+	resp, err := http.Post(srv.URL+"/fhir/Measure/crs-therapy-accepted/$evaluate-measure", "application/fhir+json",
+		strings.NewReader(`{"resourceType":"Parameters","parameter":[{"name":"periodStart","valueDate":"2026-05-29"},{"name":"periodEnd","valueDate":"2026-11-29"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var posted map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&posted)
+	resp.Body.Close()
+	_, got := get("/fhir/Measure/crs-therapy-accepted/$evaluate-measure?" + period)
+	if resp.StatusCode != 200 || fmt.Sprint(posted["group"]) != fmt.Sprint(got["group"]) {
+		t.Errorf("POST: %d %v", resp.StatusCode, posted)
 	}
 	for _, c := range []struct {
 		path string

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"sort"
 
 	"github.com/gin-gonic/gin"
 
@@ -19,7 +20,8 @@ type Measures interface {
 	Unauthenticated(w http.ResponseWriter, r *http.Request, why string)
 }
 
-// evaluateMeasure answers GET Measure/{id}/$evaluate-measure.
+// evaluateMeasure answers Measure/{id}/$evaluate-measure: GET with the
+// parameters in the query, or POST with a Parameters body.
 func (s *Server) evaluateMeasure(c *gin.Context, id string) reply {
 	if s.measures == nil {
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation $evaluate-measure is not supported"))
@@ -27,6 +29,26 @@ func (s *Server) evaluateMeasure(c *gin.Context, id string) reply {
 	params, err := engine.ParseQueryString(c.Request.URL.RawQuery)
 	if err != nil {
 		return fail(err)
+	}
+	if c.Request.Method == http.MethodPost {
+		body, err := s.readBody(c, fhirJSONTypes)
+		if err != nil {
+			return fail(err)
+		}
+		q, err := parametersQuery(body)
+		if err != nil {
+			return fail(err)
+		}
+		names := make([]string, 0, len(q))
+		for name := range q {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			for _, v := range q[name] {
+				params = append(params, fhir.RawParam{Name: name, Value: v})
+			}
+		}
 	}
 	rep, err := s.measures.EvaluateMeasure(c.Request.Context(), id, params)
 	if err != nil {

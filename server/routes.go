@@ -102,7 +102,7 @@ func (s *Server) dispatch(c *gin.Context) reply {
 		return s.validate(c, rt, seg[1])
 	case len(seg) == 3 && seg[2] == "$expand" && rt == "ValueSet" && (m == http.MethodGet || m == http.MethodPost):
 		return s.expand(c, seg[1])
-	case len(seg) == 3 && rt == "Measure" && seg[2] == "$evaluate-measure" && m == http.MethodGet:
+	case len(seg) == 3 && rt == "Measure" && seg[2] == "$evaluate-measure" && (m == http.MethodGet || m == http.MethodPost):
 		return s.evaluateMeasure(c, seg[1])
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		return fail(fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
