@@ -92,8 +92,12 @@ func drawPanel(b *strings.Builder, x, y float64, p panel) {
 				bx, plotT+plotH-bh, bw, bh, html.EscapeString(br.Label), valueLabel(*br.Value, p.Percent, p.Unit), noteSuffix(br.Note))
 		}
 		if p.Wide {
-			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="11" text-anchor="middle" fill="#333333">%s</text>`,
-				bx+bw/2, plotT+plotH+16, html.EscapeString(br.Label))
+			size := 11.0
+			if n > 5 {
+				size = 9.5
+			}
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="%.1f" text-anchor="middle" fill="#333333">%s</text>`,
+				bx+bw/2, plotT+plotH+16, size, html.EscapeString(br.Label))
 			continue
 		}
 		if i%4 == 0 {

@@ -270,7 +270,7 @@ func (p *pages) timeline(w http.ResponseWriter, r *http.Request, id string) {
 
 // exitShort are the exit routes' labels under the chart's bars.
 var exitShort = map[string]string{
-	"independent": "Independent", "reduced-long-term-care": "Reduced LTC", "long-term-care-unchanged": "LTC same",
+	"independent": "Independent", "reduced-long-term-care": "Less LTC", "long-term-care-unchanged": "Same LTC",
 	"readmitted": "Readmitted", "died": "Died", "transferred": "Transferred", "other": "Other",
 }
 
