@@ -335,6 +335,11 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 	hh := fhir.RawParam{Name: "class", Value: "http://terminology.hl7.org/CodeSystem/v3-ActCode|HH"}
 	var visitParams []fhir.RawParam
 	switch {
+	case needs.Visits && !episodic:
+		// Every Encounter, class filtered here: paging through a search on
+		// class=HH costs more per page the further it goes (the store drives
+		// it by the class index), a plain walk of the type does not.
+		visitParams = []fhir.RawParam{}
 	case needs.Visits:
 		visitParams = []fhir.RawParam{hh}
 	case needs.Assessments:
