@@ -336,9 +336,9 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 	var visitParams []fhir.RawParam
 	switch {
 	case needs.Visits && !episodic:
-		// Every Encounter, class filtered here: paging through a search on
-		// class=HH costs more per page the further it goes (the store drives
-		// it by the class index), a plain walk of the type does not.
+		// Every Encounter, class filtered here: at 10x the demo region a
+		// plain walk of the type took 11 s where the class=HH search took
+		// 17–30 s (and 239 ms instead of 278 ms at 1x).
 		visitParams = []fhir.RawParam{}
 	case needs.Visits:
 		visitParams = []fhir.RawParam{hh}
