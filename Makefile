@@ -20,8 +20,9 @@ LDFLAGS     = -X main.commit=$(COMMIT)$(DIRTY)
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crs
 
+# On first start with an empty store, the synthetic demo region is loaded first.
 run: build
-	./$(BIN) serve --addr $(ADDR) --store $(STORE)
+	./$(BIN) serve --addr $(ADDR) --store $(STORE) --demo-if-empty
 
 test: vet staticcheck oidc-provider chromium unit
 
@@ -35,6 +36,10 @@ oidc-provider: $(OIDC_DIR)/node_modules/.package-lock.json
 $(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
 	@command -v node >/dev/null 2>&1 || { apt-get update && apt-get install -y nodejs npm; }
 	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund
+
+# The headless browser the MDT page tests drive (Debian chromium).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -81,6 +86,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
 	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/
 	$(GO) test -run '^$$' -fuzz FuzzCarePlans -fuzztime $(FUZZTIME) ./mapping/careplans/
+	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime $(FUZZTIME) ./measures/
 
 bench: build
 	./scripts/bench.sh

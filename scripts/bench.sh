@@ -113,3 +113,11 @@ printf 'CLD import, in-process:         %8s rows/s  [>= 5000]  (%.2fx a raw stor
 printf 'visit import, in-process:       %8s rows/s  [>= 10000]\n' "$visitrows"
 printf 'CLD import over HTTP:           %8s rows/s  [>= 2000]\n' "$httprows"
 printf 'CLD %s rows streamed, peak RSS: %8s MB  [<= 200]\n' "${CLD_ROWS:-1000000}" "$rss"
+
+echo
+echo "== measures: \$evaluate-measure over six months with every stratifier, and the MDT page's server time,"
+echo "   on the demo region (1,150 episodes) and at 10x (11,500); targets 500 ms / 150 ms, 10x <= 3x those"
+for n in ${MEASURE_SIZES:-1150 11500}; do
+  CRS_BENCH_EPISODES=$n go test -run '^$' -bench 'BenchmarkEvaluateMeasure|BenchmarkCaseloadPage' -benchtime 3x -count "$COUNT" -timeout 60m ./measures/ |
+    grep -E '^Benchmark' | tee "/tmp/crs-bench-measures-$n.txt"
+done

@@ -146,6 +146,9 @@ func (s *Server) routeOf(c *gin.Context) route {
 	case len(seg) == 3 && seg[2] == "$translate" && rt == "ConceptMap" && (m == http.MethodGet || m == http.MethodPost):
 		out = r("operation", "E", func() reply { return s.translate(c, seg[1]) })
 		out.id = seg[1]
+	case len(seg) == 3 && rt == "Measure" && seg[2] == "$evaluate-measure" && (m == http.MethodGet || m == http.MethodPost):
+		out = r("operation", "E", func() reply { return s.evaluateMeasure(c, seg[1]) })
+		out.id = seg[1]
 	case len(seg) == 3 && strings.HasPrefix(seg[2], "$"):
 		out = bad("operation", "E", fhir.Errorf(fhir.NotSupported, "", "operation %q is not supported on %s", seg[2], rt))
 	case len(seg) == 3 && fhir.Served(seg[2]) && m == http.MethodGet:

@@ -54,6 +54,9 @@ type Config struct {
 	// Import runs POST /fhir/$import-<source> (partner files pushed by their
 	// systems); nil: the operation is not served.
 	Import ImportFunc
+	// Measures answers $evaluate-measure and serves the MDT pages at / and
+	// /mdt/; nil: neither is served.
+	Measures Measures
 }
 
 // Server is the HTTP handler of crs.
@@ -70,13 +73,14 @@ type Server struct {
 	refuseForwarded bool
 	corsOrigins     []string
 	logQueryValues  bool
+	measures        Measures
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -105,6 +109,10 @@ func New(cfg Config) *Server {
 	}))
 	r.Any("/fhir", s.wrap(s.routeOf))
 	r.Any("/fhir/*path", s.wrap(s.routeOf))
+	if s.measures != nil {
+		r.GET("/", s.page)
+		r.GET("/mdt/*path", s.page)
+	}
 	r.NoRoute(s.wrap(func(c *gin.Context) route {
 		return route{interaction: "operation", action: "E", handle: func() reply {
 			return fail(fhir.Errorf(fhir.NotFound, "", "no such path %q: the FHIR API is under /fhir", c.Request.URL.Path))

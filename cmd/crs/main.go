@@ -33,6 +33,7 @@ import (
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/measures"
 	"crs/metrics"
 	"crs/profiles"
 	"crs/server"
@@ -83,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return backupCommand(args[1:], stdout, stderr)
 	case "import":
 		return importCommand(args[1:], stdout, stderr)
+	case "demo":
+		return demoCommand(args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }
@@ -93,6 +96,8 @@ Usage:
   crs serve [flags]   serve the FHIR API under http://<addr>/fhir
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
+  crs demo [--store …] [--seed n] [--force]
+                      load the synthetic demo region (refuses a store with data)
   crs import <source> [flags] FILE…
                       bring partner records (cld, visits, therapy, careplans) into the record
   crs backup --store sqlite:<path> <file>
@@ -137,6 +142,7 @@ type Config struct {
 	TrustedProxies       string // comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed
 	CORSOrigins          string // comma-separated browser origins allowed to call the API
 	LogQueryValues       bool   // log query values in full (debugging; loopback only)
+	DemoIfEmpty          bool   // load the demo region before serving when the store is empty
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -197,6 +203,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", env("CRS_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For is believed; default none (CRS_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", env("CRS_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://mdt.example.nhs.uk; default none: CORS off (CRS_CORS_ORIGINS)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
+	fs.BoolVar(&cfg.DemoIfEmpty, "demo-if-empty", ev.bool("CRS_DEMO_IF_EMPTY", false), "load the synthetic demo region first when the store holds no pathway data (CRS_DEMO_IF_EMPTY=true)")
 	if ev.err != nil {
 		return cfg, ev.err
 	}
@@ -402,6 +409,12 @@ func (m *Main) start(ctx context.Context) error {
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
+	withMeasures, err := measures.WithMeasures(prof)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
 	journal, err := openJournal(m.Config.Store, journalBound*m.Config.AuditQueue)
 	if err != nil {
 		ln.Close()
@@ -413,7 +426,7 @@ func (m *Main) start(ctx context.Context) error {
 		Store: st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
-		Params: params, Profiles: prof, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
+		Params: params, Profiles: withMeasures, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
 		Access: access, Audit: true, AuditJournal: journal, QueryLimits: m.Config.QueryLimits, MaxConditionalDelete: m.Config.MaxConditionalDelete,
 	})
 	m.engine = eng
@@ -446,13 +459,28 @@ func (m *Main) start(ctx context.Context) error {
 		m.metricsDone = make(chan error, 1)
 		go func() { m.metricsDone <- m.metricsHTTP.Serve(mln) }()
 	}
+	if m.Config.DemoIfEmpty {
+		if err := loadDemoIfEmpty(ctx, st, v, prof, params, m.Log); err != nil {
+			ln.Close()
+			eng.Close()
+			st.Close()
+			return err
+		}
+	}
+	svc, err := measures.NewService(eng, prof.CanonicalBase(), nil)
+	if err != nil {
+		ln.Close()
+		eng.Close()
+		st.Close()
+		return err
+	}
 	h := server.New(server.Config{
 		Engine: eng, Logger: m.Log, MaxBodyBytes: int64(m.Config.MaxBodyBytes),
 		Software: engine.Software{Name: "crs", Version: version}, Verifier: verifier,
 		Metrics: met, MetricsHandler: metricsOnMain,
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
-		Import: importFunc(eng, prof),
+		Import: importFunc(eng, prof), Measures: svc,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)

@@ -75,6 +75,9 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 		if writes {
 			ops = append(ops, map[string]any{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})
 		}
+		if rt == "Measure" { // answered by the measures door (crs/measures)
+			ops = append(ops, map[string]any{"name": "evaluate-measure", "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"})
+		}
 		if rt == "ValueSet" && e.profiles != nil {
 			ops = append(ops, map[string]any{"name": "expand", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"})
 		}

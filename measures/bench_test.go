@@ -1,0 +1,94 @@
+package measures
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"crs/auth"
+	"crs/fhir"
+	"crs/fhir/engine"
+)
+
+// benchRegion loads a demo region of CRS_BENCH_EPISODES episodes (default the
+// published 1,150; make bench also runs 11,500) once per benchmark binary run.
+var benchRegions = map[int]*engine.Engine{}
+
+func benchEngine(b *testing.B) (*engine.Engine, int) {
+	n := 1150
+	if s := os.Getenv("CRS_BENCH_EPISODES"); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			n = v
+		}
+	}
+	if e := benchRegions[n]; e != nil {
+		return e, n
+	}
+	e := newEngine(&onceTB{&testing.T{}}, false)
+	d := NewDemo(DemoOptions{Seed: 1, Now: testNow, Episodes: n})
+	st, err := d.Load(adminCtx(), e, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d episodes (%d resources) in %v", n, st.Resources, st.Took)
+	benchRegions[n] = e
+	return e, n
+}
+
+// BenchmarkEvaluateMeasure: $evaluate-measure over six months, every
+// stratifier, per measure (the engine's reads included).
+func BenchmarkEvaluateMeasure(b *testing.B) {
+	eng, n := benchEngine(b)
+	svc, err := NewService(eng, "", func() time.Time { return testNow })
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := []fhir.RawParam{{Name: "periodStart", Value: "2026-05-29"}, {Name: "periodEnd", Value: "2026-11-29"}}
+	for _, id := range MeasureIDs() {
+		b.Run(fmt.Sprintf("episodes=%d/%s", n, id), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := svc.EvaluateMeasure(devCtx(), id, params); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCaseloadPage: the server time of the MDT page for the whole region
+// and for one locality.
+func BenchmarkCaseloadPage(b *testing.B) {
+	eng, n := benchEngine(b)
+	svc, err := NewService(eng, "", func() time.Time { return testNow })
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range []Filter{{}, {Locality: "south-warwickshire"}, {Locality: "south-warwickshire", Provider: "demo-prov-dove"}} {
+		q := ""
+		if f.Locality != "" {
+			q = "?locality=" + f.Locality
+		}
+		if f.Provider != "" {
+			q += "&provider=" + f.Provider
+		}
+		cl, err := svc.caseload.Caseload(devCtx(), f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("episodes=%d/people=%d", n, len(cl.Rows)), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				r := httptest.NewRequest(http.MethodGet, "/"+q, nil)
+				r = r.WithContext(auth.WithPrincipal(r.Context(), &auth.Principal{Anonymous: true}))
+				w := httptest.NewRecorder()
+				svc.ServeHTTP(w, r)
+				if w.Code != 200 {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
