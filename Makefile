@@ -26,10 +26,6 @@ run: build
 
 test: vet staticcheck oidc-provider chromium unit
 
-# The headless browser the CORS test (server) drives.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
-
 # The real OpenID provider the auth tests start (npm package oidc-provider, locked).
 OIDC_DIR = auth/testdata/oidc
 oidc-provider: $(OIDC_DIR)/node_modules/.package-lock.json
@@ -37,7 +33,7 @@ $(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package.json $(OIDC_DIR
 	@command -v node >/dev/null 2>&1 || { apt-get update && apt-get install -y nodejs npm; }
 	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund
 
-# The headless browser the MDT page tests drive (Debian chromium).
+# The headless browser the MDT page tests (measures) and the CORS test (server) drive (Debian chromium).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 

@@ -50,8 +50,10 @@ func TestEvaluateMeasureHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		dec.UseNumber() // numbers as sent, as the validator reads them
 		var body map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		if err := dec.Decode(&body); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 		return resp.StatusCode, body
