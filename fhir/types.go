@@ -39,6 +39,7 @@ var servedTypes = map[string][]Interaction{
 	"RelatedPerson":       writable,
 	"Provenance":          writable,
 	"Task":                writable,
+	"Group":               writable,
 	"AuditEvent":          readOnly,
 	"StructureDefinition": readOnly,
 	"ValueSet":            readOnly,
