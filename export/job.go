@@ -87,6 +87,9 @@ type Manager struct {
 	jobs map[string]*job
 	wg   sync.WaitGroup
 	stop chan struct{}
+	// gate, when set (by tests), is received from before a job starts its
+	// work, so that a test can see a job running.
+	gate chan struct{}
 }
 
 // New opens the job directory, resumes the jobs a restart interrupted (they
@@ -237,6 +240,13 @@ func (m *Manager) start(j *job) {
 	go func() {
 		defer m.wg.Done()
 		defer close(j.finish)
+		if m.gate != nil {
+			select {
+			case <-m.gate:
+			case <-ctx.Done():
+				return
+			}
+		}
 		m.run(ctx, j)
 	}()
 }
