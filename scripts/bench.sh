@@ -113,3 +113,10 @@ printf 'CLD import, in-process:         %8s rows/s  [>= 5000]  (%.2fx a raw stor
 printf 'visit import, in-process:       %8s rows/s  [>= 10000]\n' "$visitrows"
 printf 'CLD import over HTTP:           %8s rows/s  [>= 2000]\n' "$httprows"
 printf 'CLD %s rows streamed, peak RSS: %8s MB  [<= 200]\n' "${CLD_ROWS:-1000000}" "$rss"
+
+echo "== Bulk \$export: every type of a region of ${EXPORT_SIZE:-100000} resources through Engine.ExportType vs raw store pages of the same rows, $COUNT runs"
+CRS_BENCH_RESOURCES=${EXPORT_SIZE:-100000} go test -run '^$' -bench 'BenchmarkExport$' -benchtime 3x -count "$COUNT" -timeout 60m ./fhir/engine/ | tee /tmp/crs-bench-export.txt
+exe=$(median BenchmarkExport/engine resources/s </tmp/crs-bench-export.txt)
+exr=$(median BenchmarkExport/raw-store resources/s </tmp/crs-bench-export.txt)
+exh=$(median BenchmarkExport/engine heap-MB </tmp/crs-bench-export.txt)
+printf '$export through the engine:     %8s resources/s  [>= 20000]  (%.2fx raw store pages, %s resources/s; heap %s MB)\n' "$exe" "$(echo "$exe $exr" | awk '{print $1/$2}')" "$exr" "$exh"
