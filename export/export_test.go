@@ -226,3 +226,40 @@ func TestParseRequestRefusals(t *testing.T) {
 		t.Errorf("not Parameters: %v", err)
 	}
 }
+
+// TestDeletedOnlyForUnboundedCallers: with _since, a bounded caller gets no
+// deleted list (a tombstone does not say whose record it was) but an
+// informational issue saying so; an administrator gets the deletion.
+func TestDeletedOnlyForUnboundedCallers(t *testing.T) {
+	env := mappingtest.New(t, "testdata/fixtures.json")
+	m := newManager(t, env, t.TempDir())
+	defer m.Close()
+	since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	ctx := auth.WithPrincipal(context.Background(), env.Admin)
+	if _, err := env.Engine.Delete(ctx, "Group", "north", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Engine.Delete(ctx, "Patient", "bob", 0); err != nil {
+		t.Fatal(err)
+	}
+	provider := mappingtest.Principal("care-provider", "VN1A2", "")
+	id, err := kickoff(t, m, provider, LevelPatient, "", "_type=Patient&_since="+url.QueryEscape(since))
+	if err != nil {
+		t.Fatal(err)
+	}
+	man := wait(t, m, provider, id)
+	if d := man["deleted"].([]any); len(d) != 0 {
+		t.Errorf("bounded caller's deleted: %v", d)
+	}
+	if errs := lines(t, m, provider, man, "error"); len(errs["OperationOutcome"]) != 1 || !strings.Contains(errs["OperationOutcome"][0], "deletions of Patient") {
+		t.Errorf("bounded caller's error file: %v", errs)
+	}
+	id, err = kickoff(t, m, env.Admin, LevelPatient, "", "_type=Patient&_since="+url.QueryEscape(since))
+	if err != nil {
+		t.Fatal(err)
+	}
+	man = wait(t, m, env.Admin, id)
+	if d := lines(t, m, env.Admin, man, "deleted"); len(d["Bundle"]) != 1 || !strings.Contains(d["Bundle"][0], `"url":"Patient/bob"`) {
+		t.Errorf("administrator's deleted: %v", d)
+	}
+}

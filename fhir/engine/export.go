@@ -40,6 +40,9 @@ func (e *Engine) ExportType(ctx context.Context, req ExportRequest, emit func(bo
 	if err := checkType(req.Type, fhir.SearchType); err != nil {
 		return 0, err
 	}
+	if req.Type == "AuditEvent" {
+		e.materialiseNow(ctx) // the journal's AuditEvents first, as a search does
+	}
 	filters := req.Filters
 	if len(filters) == 0 {
 		filters = [][]fhir.RawParam{nil}
