@@ -329,3 +329,29 @@ func TestBulkExportProtocol(t *testing.T) {
 		}
 	}
 }
+
+// TestExportFlags: the export settings come from flags or CRS_EXPORT_*, and a
+// bad value names its variable.
+func TestExportFlags(t *testing.T) {
+	for _, c := range []struct{ name, value string }{
+		{"CRS_EXPORT_EXPIRY", "soon"},
+		{"CRS_EXPORT_EXPIRY", "-1h"},
+		{"CRS_EXPORT_MAX_FILE_BYTES", "0"},
+	} {
+		t.Run(c.name+"="+c.value, func(t *testing.T) {
+			t.Setenv(c.name, c.value)
+			if _, err := parseServeFlags(nil, io.Discard); err == nil || !strings.Contains(err.Error(), c.name) {
+				t.Errorf("%s=%q: %v", c.name, c.value, err)
+			}
+		})
+	}
+	t.Setenv("CRS_EXPORT_EXPIRY", "30m")
+	t.Setenv("CRS_EXPORT_DIR", "/var/lib/crs/exports")
+	cfg, err := parseServeFlags([]string{"--export-max-file-bytes", "1000"}, io.Discard)
+	if err != nil || cfg.ExportExpiry != 30*time.Minute || cfg.ExportDir != "/var/lib/crs/exports" || cfg.ExportMaxFileBytes != 1000 {
+		t.Errorf("export flags: %+v %v", cfg, err)
+	}
+	if d := exportDir(Config{Store: "sqlite:/data/crs.db"}); d != "/data/crs.db.exports" {
+		t.Errorf("default export dir: %s", d)
+	}
+}

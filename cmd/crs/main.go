@@ -205,7 +205,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", env("CRS_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For is believed; default none (CRS_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", env("CRS_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://mdt.example.nhs.uk; default none: CORS off (CRS_CORS_ORIGINS)")
 	fs.StringVar(&cfg.ExportDir, "export-dir", env("CRS_EXPORT_DIR", ""), "directory of the $export jobs and files; default <sqlite path>.exports, or ./data/exports (CRS_EXPORT_DIR)")
-	fs.DurationVar(&cfg.ExportExpiry, "export-expiry", export.DefaultExpiry, "how long a finished $export's files are kept, e.g. 30m or 2h (flag only)")
+	fs.DurationVar(&cfg.ExportExpiry, "export-expiry", ev.duration("CRS_EXPORT_EXPIRY", export.DefaultExpiry), "how long a finished $export's files are kept, e.g. 30m or 2h (CRS_EXPORT_EXPIRY)")
 	fs.IntVar(&cfg.ExportMaxFileBytes, "export-max-file-bytes", envInt("CRS_EXPORT_MAX_FILE_BYTES", export.DefaultMaxFileBytes), "size at which an $export NDJSON file is split (CRS_EXPORT_MAX_FILE_BYTES)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	if ev.err != nil {
@@ -246,10 +246,14 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		{"max-count", "CRS_MAX_COUNT", cfg.MaxCount, 1},
 		{"total-limit", "CRS_TOTAL_LIMIT", cfg.TotalLimit, -1},
 		{"audit-queue", "CRS_AUDIT_QUEUE", cfg.AuditQueue, 1},
+		{"export-max-file-bytes", "CRS_EXPORT_MAX_FILE_BYTES", cfg.ExportMaxFileBytes, 1},
 	} {
 		if c.v < c.min {
 			return cfg, fmt.Errorf("--%s (%s) must be at least %d, not %d", c.flag, c.env, c.min, c.v)
 		}
+	}
+	if cfg.ExportExpiry <= 0 {
+		return cfg, fmt.Errorf("--export-expiry (CRS_EXPORT_EXPIRY) must be a positive duration, not %s", cfg.ExportExpiry)
 	}
 	return cfg, nil
 }
@@ -293,6 +297,19 @@ func (r *envReader) bool(name string, def bool) bool {
 		return def
 	}
 	return b
+}
+
+func (r *envReader) duration(name string, def time.Duration) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		r.fail(fmt.Errorf("%s=%q is not a positive duration such as 30m or 2h", name, v))
+		return def
+	}
+	return d
 }
 
 func (r *envReader) fail(err error) {
