@@ -186,6 +186,9 @@ func TestConcurrentExportRefusedAndRestartResumes(t *testing.T) {
 	if _, err := m2.Status(auth.WithPrincipal(context.Background(), env.Admin), id); fhir.AsError(err).Kind != fhir.NotFound {
 		t.Errorf("expired status: %v", err)
 	}
+	if _, err := m2.File(auth.WithPrincipal(context.Background(), env.Admin), id, "Patient-1.ndjson"); fhir.AsError(err).Kind != fhir.NotFound {
+		t.Errorf("expired file: %v", err)
+	}
 	m2.Sweep()
 	if _, err := os.Stat(filepath.Join(dir, id)); !os.IsNotExist(err) {
 		t.Errorf("expired files kept: %v", err)

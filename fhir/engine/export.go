@@ -63,7 +63,12 @@ func (e *Engine) ExportType(ctx context.Context, req ExportRequest, emit func(bo
 	} else {
 		comps = []*fhir.Compartment{nil}
 	}
-	seen := map[string]bool{} // ids already emitted: filters and compartments may overlap
+	// Ids already emitted, when several filters or compartments may overlap;
+	// a plain export keeps none, so its memory stays flat however large.
+	var seen map[string]bool
+	if len(filters)*len(comps) > 1 {
+		seen = map[string]bool{}
+	}
 	for _, filter := range filters {
 		for _, comp := range comps {
 			params := append([]fhir.RawParam(nil), filter...)
@@ -99,10 +104,12 @@ func (e *Engine) ExportType(ctx context.Context, req ExportRequest, emit func(bo
 					return n, fhir.WithOp("export", err)
 				}
 				for _, v := range res.Matches {
-					if seen[v.ID] {
-						continue
+					if seen != nil {
+						if seen[v.ID] {
+							continue
+						}
+						seen[v.ID] = true
 					}
-					seen[v.ID] = true
 					body, err := e.shape(v, q)
 					if err != nil {
 						return n, err
