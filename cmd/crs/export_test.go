@@ -355,3 +355,84 @@ func TestExportFlags(t *testing.T) {
 		t.Errorf("default export dir: %s", d)
 	}
 }
+
+// TestExportOverHTTPIsBounded: with real tokens, a care provider's export
+// holds its own people only; another client cannot poll its status or fetch
+// its files; an auditor's Group export holds the whole group.
+func TestExportOverHTTPIsBounded(t *testing.T) {
+	r := startRegion(t)
+	r.seed(t)
+	call := func(who, method, url string, header ...string) (int, http.Header, string) {
+		t.Helper()
+		if who != "" {
+			header = append(header, "Authorization", "Bearer "+r.tokens[who])
+		}
+		code, h, b := do(t, method, url, "", header...)
+		return code, h, string(b)
+	}
+	export := func(who, path string) map[string][]string {
+		t.Helper()
+		code, h, body := call(who, "GET", r.base+path, "Prefer", "respond-async")
+		if code != http.StatusAccepted {
+			t.Fatalf("%s kick-off %s: %d %s", who, path, code, body)
+		}
+		status := h.Get("Content-Location")
+		var man struct {
+			Output []struct{ Type, URL string }
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("export did not finish")
+			}
+			code, _, body = call(who, "GET", status)
+			if code == http.StatusOK {
+				if err := json.Unmarshal([]byte(body), &man); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			if code != http.StatusAccepted {
+				t.Fatalf("status: %d %s", code, body)
+			}
+		}
+		// Another client learns nothing of the job; no token is 401.
+		if code, _, _ := call("provider-p2", "GET", status); code != http.StatusNotFound {
+			t.Errorf("another client's status: %d", code)
+		}
+		got := map[string][]string{}
+		for _, o := range man.Output {
+			if code, _, _ := call("provider-p2", "GET", o.URL); code != http.StatusNotFound {
+				t.Errorf("another client's file: %d", code)
+			}
+			if code, _, _ := call("", "GET", o.URL); code != http.StatusUnauthorized {
+				t.Errorf("file without a token: %d", code)
+			}
+			code, _, body := call(who, "GET", o.URL)
+			if code != http.StatusOK {
+				t.Fatalf("file: %d", code)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+				var res struct{ ID string }
+				_ = json.Unmarshal([]byte(line), &res)
+				got[o.Type] = append(got[o.Type], res.ID)
+			}
+		}
+		return got
+	}
+	got := export("provider-p1", "/Patient/$export?_type=Patient,EpisodeOfCare,CarePlan,Goal")
+	for typ, want := range map[string]string{"Patient": "pat-a", "EpisodeOfCare": "ep-a", "CarePlan": "cp-a"} {
+		if strings.Join(got[typ], ",") != want {
+			t.Errorf("provider's %s: %v, want %s only", typ, got[typ], want)
+		}
+	}
+	if status, body := r.do(t, "admin", "PUT", "/Group/both", `{"resourceType":"Group","id":"both","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/pat-a"}},{"entity":{"reference":"Patient/pat-b"}}]}`); status != http.StatusCreated {
+		t.Fatalf("group: %d %s", status, body)
+	}
+	if code, _, _ := call("provider-p1", "GET", r.base+"/Group/both/$export", "Prefer", "respond-async"); code != http.StatusForbidden {
+		t.Errorf("provider's Group export: %d, want 403", code)
+	}
+	got = export("auditor", "/Group/both/$export?_type=Patient,Goal")
+	if strings.Join(sorted(got["Patient"]...), ",") != "pat-a,pat-b" || len(got["Goal"]) != 2 {
+		t.Errorf("auditor's group export: %v", got)
+	}
+}
