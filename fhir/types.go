@@ -40,6 +40,7 @@ var servedTypes = map[string][]Interaction{
 	"Provenance":          writable,
 	"Task":                writable,
 	"Measure":             readOnly,
+	"Group":               writable,
 	"AuditEvent":          readOnly,
 	"StructureDefinition": readOnly,
 	"ValueSet":            readOnly,

@@ -121,3 +121,9 @@ for n in ${MEASURE_SIZES:-1150 11500}; do
   CRS_BENCH_EPISODES=$n go test -run '^$' -bench 'BenchmarkEvaluateMeasure|BenchmarkCaseloadPage' -benchtime 3x -count "$COUNT" -timeout 60m ./measures/ |
     grep -E '^Benchmark' | tee "/tmp/crs-bench-measures-$n.txt"
 done
+echo "== Bulk \$export: every type of a region of ${EXPORT_SIZE:-100000} resources through Engine.ExportType vs raw store pages of the same rows, $COUNT runs"
+CRS_BENCH_RESOURCES=${EXPORT_SIZE:-100000} go test -run '^$' -bench 'BenchmarkExport$' -benchtime 3x -count "$COUNT" -timeout 60m ./fhir/engine/ | tee /tmp/crs-bench-export.txt
+exe=$(median BenchmarkExport/engine resources/s </tmp/crs-bench-export.txt)
+exr=$(median BenchmarkExport/raw-store resources/s </tmp/crs-bench-export.txt)
+exh=$(median BenchmarkExport/engine heap-MB </tmp/crs-bench-export.txt)
+printf '$export through the engine:     %8s resources/s  [>= 20000]  (%.2fx raw store pages, %s resources/s; heap %s MB)\n' "$exe" "$(echo "$exe $exr" | awk '{print $1/$2}')" "$exr" "$exh"

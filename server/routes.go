@@ -51,6 +51,9 @@ func (s *Server) routeOf(c *gin.Context) route {
 	bad := func(interaction, action string, err error) route {
 		return r(interaction, action, func() reply { return fail(err) })
 	}
+	if out, ok := s.exportRoute(c, seg, m); ok {
+		return out
+	}
 	switch {
 	case len(seg) == 0 && m == http.MethodPost:
 		return r("transaction", "E", func() reply { return s.system(c) })
@@ -64,7 +67,7 @@ func (s *Server) routeOf(c *gin.Context) route {
 			if err != nil {
 				return fail(err)
 			}
-			return reply{status: http.StatusOK, body: s.withCORS(cs)}
+			return reply{status: http.StatusOK, body: s.withExport(s.withCORS(cs))}
 		})
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
 		return r("history-system", "R", func() reply { return s.history(c, "", "") })

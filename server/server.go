@@ -57,11 +57,14 @@ type Config struct {
 	// Measures answers $evaluate-measure and serves the MDT pages at / and
 	// /mdt/; nil: neither is served.
 	Measures Measures
+	// Export runs Bulk Data $export (kick-off, status, files); nil: not served.
+	Export Exporter
 }
 
 // Server is the HTTP handler of crs.
 type Server struct {
 	importer ImportFunc
+	exporter Exporter
 	engine   *engine.Engine
 	log      *slog.Logger
 	maxBody  int64
@@ -80,7 +83,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -142,6 +145,8 @@ type reply struct {
 	version  *store.Version // sets ETag and Last-Modified
 	location string         // sets Location
 	err      error
+	header   http.Header // more response headers (Content-Location, X-Progress, Retry-After, Expires)
+	file     string      // an export file to serve as application/fhir+ndjson instead of body
 }
 
 func fail(err error) reply { return reply{err: err} }
@@ -180,6 +185,15 @@ func (s *Server) render(c *gin.Context, r reply) {
 	}
 	if r.location != "" {
 		w.Header().Set("Location", r.location)
+	}
+	for k, vs := range r.header {
+		w.Header()[k] = vs
+	}
+	if r.file != "" && r.err == nil {
+		if err := serveFile(c, r.file); err != nil {
+			s.log.Error("export file not served", "request_id", c.GetString("request_id"), "error", err.Error())
+		}
+		return
 	}
 	if r.err != nil {
 		e := fhir.AsError(r.err)
@@ -239,6 +253,9 @@ func negotiate(r *http.Request) error {
 	accept := r.Header.Get("Accept")
 	if strings.TrimSpace(accept) == "" {
 		return nil
+	}
+	if strings.Contains(r.URL.Path, "/$export-file/") && strings.Contains(accept, "ndjson") {
+		return nil // export files are NDJSON
 	}
 	for _, part := range strings.Split(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))

@@ -26,6 +26,7 @@ import (
 
 	"crs/audit"
 	"crs/auth"
+	"crs/export"
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/fhir/search"
@@ -143,6 +144,13 @@ type Config struct {
 	CORSOrigins          string // comma-separated browser origins allowed to call the API
 	LogQueryValues       bool   // log query values in full (debugging; loopback only)
 	DemoIfEmpty          bool   // load the demo region before serving when the store is empty
+	// ExportDir holds the Bulk Data $export jobs and their NDJSON files;
+	// default <sqlite path>.exports, or ./data/exports for MongoDB.
+	ExportDir string
+	// ExportExpiry is how long a finished export's files are kept.
+	ExportExpiry time.Duration
+	// ExportMaxFileBytes is the size at which an export's NDJSON file is split.
+	ExportMaxFileBytes int
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -202,6 +210,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		"resources one conditional delete may delete; more matches are refused with 412 (CRS_MAX_CONDITIONAL_DELETE)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", env("CRS_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For is believed; default none (CRS_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", env("CRS_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://mdt.example.nhs.uk; default none: CORS off (CRS_CORS_ORIGINS)")
+	fs.StringVar(&cfg.ExportDir, "export-dir", env("CRS_EXPORT_DIR", ""), "directory of the $export jobs and files; default <sqlite path>.exports, or ./data/exports (CRS_EXPORT_DIR)")
+	fs.DurationVar(&cfg.ExportExpiry, "export-expiry", ev.duration("CRS_EXPORT_EXPIRY", export.DefaultExpiry), "how long a finished $export's files are kept, e.g. 30m or 2h (CRS_EXPORT_EXPIRY)")
+	fs.IntVar(&cfg.ExportMaxFileBytes, "export-max-file-bytes", envInt("CRS_EXPORT_MAX_FILE_BYTES", export.DefaultMaxFileBytes), "size at which an $export NDJSON file is split (CRS_EXPORT_MAX_FILE_BYTES)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	fs.BoolVar(&cfg.DemoIfEmpty, "demo-if-empty", ev.bool("CRS_DEMO_IF_EMPTY", false), "load the synthetic demo region first when the store holds no pathway data (CRS_DEMO_IF_EMPTY=true)")
 	if ev.err != nil {
@@ -242,10 +253,14 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		{"max-count", "CRS_MAX_COUNT", cfg.MaxCount, 1},
 		{"total-limit", "CRS_TOTAL_LIMIT", cfg.TotalLimit, -1},
 		{"audit-queue", "CRS_AUDIT_QUEUE", cfg.AuditQueue, 1},
+		{"export-max-file-bytes", "CRS_EXPORT_MAX_FILE_BYTES", cfg.ExportMaxFileBytes, 1},
 	} {
 		if c.v < c.min {
 			return cfg, fmt.Errorf("--%s (%s) must be at least %d, not %d", c.flag, c.env, c.min, c.v)
 		}
+	}
+	if cfg.ExportExpiry <= 0 {
+		return cfg, fmt.Errorf("--export-expiry (CRS_EXPORT_EXPIRY) must be a positive duration, not %s", cfg.ExportExpiry)
 	}
 	return cfg, nil
 }
@@ -291,6 +306,19 @@ func (r *envReader) bool(name string, def bool) bool {
 	return b
 }
 
+func (r *envReader) duration(name string, def time.Duration) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		r.fail(fmt.Errorf("%s=%q is not a positive duration such as 30m or 2h", name, v))
+		return def
+	}
+	return d
+}
+
 func (r *envReader) fail(err error) {
 	if r.err == nil {
 		r.err = err
@@ -305,6 +333,7 @@ type Main struct {
 	store    store.Store
 	journal  *audit.Journal
 	engine   *engine.Engine
+	exports  *export.Manager
 	lock     *storeLock
 	http     *http.Server
 	listener net.Listener
@@ -440,6 +469,18 @@ func (m *Main) start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
+	exports, err := export.New(export.Config{Engine: eng, Dir: exportDir(m.Config), Base: base, Expiry: m.Config.ExportExpiry,
+		MaxFileBytes: int64(m.Config.ExportMaxFileBytes), Logger: m.Log})
+	if err != nil {
+		ln.Close()
+		eng.Close()
+		if journal != nil {
+			journal.Close()
+		}
+		st.Close()
+		return err
+	}
+	m.exports = exports
 	guard := metrics.Guard{Token: m.Config.MetricsToken}
 	var metricsOnMain http.Handler
 	if m.Config.MetricsAddr == "" {
@@ -480,7 +521,7 @@ func (m *Main) start(ctx context.Context) error {
 		Metrics: met, MetricsHandler: metricsOnMain,
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
-		Import: importFunc(eng, prof), Measures: svc,
+		Import: importFunc(eng, prof), Measures: svc, Export: exports,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
@@ -511,6 +552,9 @@ func (m *Main) Close() error {
 		if err := <-m.metricsDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.exports != nil {
+		m.exports.Close() // running jobs stop here and resume at the next start
 	}
 	if m.engine != nil {
 		errs = append(errs, m.engine.Close())
@@ -563,6 +607,18 @@ func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
 // (waiting for their fsync or their materialisation, which waits while the
 // journal is busy) before requests are refused.
 const journalBound = 8
+
+// exportDir is where $export jobs live: the configured directory, or beside
+// the SQLite database.
+func exportDir(cfg Config) string {
+	if cfg.ExportDir != "" {
+		return cfg.ExportDir
+	}
+	if path, ok := strings.CutPrefix(cfg.Store, "sqlite:"); ok {
+		return path + ".exports"
+	}
+	return filepath.Join("data", "exports")
+}
 
 // openJournal opens the audit journal of a SQLite store: the file beside the
 // database, <path>.audit-journal. A MongoDB store has none (several crs

@@ -115,6 +115,7 @@ func TestRefused(t *testing.T) {
 		// The served types' own invariants.
 		{"pat-1", `{"resourceType":"Patient","contact":[{"gender":"male"}]}`, "Patient.contact[0]", "pat-1"},
 		{"org-1", `{"resourceType":"Organization","active":true}`, "Organization", "org-1"},
+		{"grp-1", `{"resourceType":"Group","type":"person","actual":false,"member":[{"entity":{"reference":"Patient/a"}}]}`, "Group", "grp-1"},
 		{"org-2", `{"resourceType":"Organization","name":"x","address":[{"use":"home","city":"x"}]}`, "Organization.address[0]", "org-2"},
 		{"org-3", `{"resourceType":"Organization","name":"x","telecom":[{"system":"phone","value":"1","use":"home"}]}`, "Organization.telecom[0]", "org-3"},
 		{"prr-1", sr(`,"orderDetail":[{"text":"x"}]`), "ServiceRequest", "prr-1"},

@@ -46,6 +46,8 @@ var invariants = map[string]invariant{
 		return has(o, "numerator") == has(o, "denominator") && (has(o, "numerator") || has(o, "extension")), ""
 	},
 	"tim-4": func(o map[string]any) (bool, string) { return notNegative(o, "duration"), "" },
+	// grp-1: member.empty() or (actual = true): only an actual group lists members.
+	"grp-1": func(o map[string]any) (bool, string) { return absent(o, "member") || o["actual"] == true, "" },
 	"tim-5": func(o map[string]any) (bool, string) { return notNegative(o, "period"), "" },
 	"tim-9": timingOffset,
 	"drq-1": func(o map[string]any) (bool, string) { return has(o, "path") != has(o, "searchParam"), "" },

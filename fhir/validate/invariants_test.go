@@ -110,6 +110,7 @@ func TestInvariants(t *testing.T) {
 		"tim-1":  {`{"duration":1,"durationUnit":"h"}`, `{"duration":1}`},
 		"tim-2":  {`{"period":1,"periodUnit":"h"}`, `{"period":1}`},
 		"tim-4":  {`{"duration":0}`, `{"duration":-1}`},
+		"grp-1":  {`{"type":"person","actual":true,"member":[{"entity":{"reference":"Patient/a"}}]}`, `{"type":"person","actual":false,"member":[{"entity":{"reference":"Patient/a"}}]}`},
 		"tim-5":  {`{"period":0}`, `{"period":-1}`},
 		"tim-6":  {`{"period":1,"periodMax":2}`, `{"periodMax":2}`},
 		"tim-7":  {`{"duration":1,"durationMax":2}`, `{"durationMax":2}`},
