@@ -81,6 +81,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
 	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/
 	$(GO) test -run '^$$' -fuzz FuzzCarePlans -fuzztime $(FUZZTIME) ./mapping/careplans/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./mapping/hl7v2/
 
 bench: build
 	./scripts/bench.sh
