@@ -33,6 +33,7 @@ import (
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/mapping/mllp"
 	"crs/metrics"
 	"crs/profiles"
 	"crs/server"
@@ -94,7 +95,7 @@ Usage:
   crs audit verify [--store …]
                       check the audit trail's hash chain; names the first break
   crs import <source> [flags] FILE…
-                      bring partner records (cld, visits, therapy, careplans) into the record
+                      bring partner records (cld, visits, therapy, careplans, hl7v2) into the record
   crs backup --store sqlite:<path> <file>
                       copy a SQLite store, consistent while it serves
   crs version         print the version and commit (also crs --version)
@@ -137,6 +138,11 @@ type Config struct {
 	TrustedProxies       string // comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed
 	CORSOrigins          string // comma-separated browser origins allowed to call the API
 	LogQueryValues       bool   // log query values in full (debugging; loopback only)
+
+	// MLLPAddr, when set, serves HL7 v2 ADT over MLLP there (off by default).
+	MLLPAddr                string
+	HL7v2Facilities         string // FACILITY=ODS,… accepted sending facilities (MSH-4)
+	HL7v2DischargeReadyDate string // the A03 field holding the Discharge Ready Date (PV2-9)
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -196,6 +202,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		"resources one conditional delete may delete; more matches are refused with 412 (CRS_MAX_CONDITIONAL_DELETE)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", env("CRS_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR ranges of the reverse proxies whose X-Forwarded-For is believed; default none (CRS_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.CORSOrigins, "cors-origins", env("CRS_CORS_ORIGINS", ""), "comma-separated browser origins allowed to call the API, e.g. https://mdt.example.nhs.uk; default none: CORS off (CRS_CORS_ORIGINS)")
+	fs.StringVar(&cfg.MLLPAddr, "mllp-addr", env("CRS_MLLP_ADDR", ""), "serve HL7 v2 ADT over MLLP on this address, e.g. 127.0.0.1:2575; default off (CRS_MLLP_ADDR)")
+	fs.StringVar(&cfg.HL7v2Facilities, "hl7v2-facilities", env("CRS_HL7V2_FACILITIES", ""), "--mllp-addr: sending facilities (MSH-4) accepted, with their trust's ODS code: FACILITY=ODS,… (CRS_HL7V2_FACILITIES)")
+	fs.StringVar(&cfg.HL7v2DischargeReadyDate, "hl7v2-discharge-ready-date", env("CRS_HL7V2_DISCHARGE_READY_DATE", "PV2-9"), "--mllp-addr: the A03 field holding the Discharge Ready Date, e.g. PV2-9 or ZU1-5 (CRS_HL7V2_DISCHARGE_READY_DATE)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	if ev.err != nil {
 		return cfg, ev.err
@@ -306,6 +315,10 @@ type Main struct {
 	metricsHTTP     *http.Server // nil unless Config.MetricsAddr is set
 	metricsListener net.Listener
 	metricsDone     chan error
+
+	mllp         *mllp.Server // nil unless Config.MLLPAddr is set
+	mllpListener net.Listener
+	mllpDone     chan error
 }
 
 // MetricsAddr returns the address of the metrics listener, or "" when /metrics
@@ -427,6 +440,15 @@ func (m *Main) start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
+	if err := m.startMLLP(eng, prof); err != nil {
+		ln.Close()
+		eng.Close()
+		if journal != nil {
+			journal.Close()
+		}
+		st.Close()
+		return err
+	}
 	guard := metrics.Guard{Token: m.Config.MetricsToken}
 	var metricsOnMain http.Handler
 	if m.Config.MetricsAddr == "" {
@@ -484,6 +506,7 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, m.closeMLLP())
 	if m.engine != nil {
 		errs = append(errs, m.engine.Close())
 	}
