@@ -113,3 +113,10 @@ printf 'CLD import, in-process:         %8s rows/s  [>= 5000]  (%.2fx a raw stor
 printf 'visit import, in-process:       %8s rows/s  [>= 10000]\n' "$visitrows"
 printf 'CLD import over HTTP:           %8s rows/s  [>= 2000]\n' "$httprows"
 printf 'CLD %s rows streamed, peak RSS: %8s MB  [<= 200]\n' "${CLD_ROWS:-1000000}" "$rss"
+
+echo
+echo "== HL7 v2: parsing one ITK-style A01 on one core, and A01s over one MLLP connection (ACK after the durable transaction), $COUNT runs"
+go test -run '^$' -bench 'BenchmarkParse$' -benchtime 2s -cpu 1 -count "$COUNT" ./mapping/hl7v2/ | tee /tmp/crs-bench-hl7v2.txt
+go test -run '^$' -bench 'BenchmarkADTOverMLLP$' -benchtime 500x -count "$COUNT" ./mapping/mllp/ | tee /tmp/crs-bench-mllp.txt
+printf 'HL7 v2 parse, one core:         %8s msgs/s  [>= 100000]\n' "$(median BenchmarkParse msgs/s </tmp/crs-bench-hl7v2.txt)"
+printf 'ADT over one MLLP connection:   %8s msgs/s  [>= 2000]  (raw store insert: %s rows/s)\n' "$(median BenchmarkADTOverMLLP msgs/s </tmp/crs-bench-mllp.txt)" "$raw"
