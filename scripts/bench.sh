@@ -115,7 +115,7 @@ printf 'CLD import over HTTP:           %8s rows/s  [>= 2000]\n' "$httprows"
 printf 'CLD %s rows streamed, peak RSS: %8s MB  [<= 200]\n' "${CLD_ROWS:-1000000}" "$rss"
 
 echo
-echo "== HL7 v2: parsing one ITK-style A01 on one core, and A01s over one MLLP connection (ACK after the durable transaction), $COUNT runs"
+echo "== HL7 v2: parsing one ITK-style A01 on one core, and A01s over one MLLP connection (ACK after the transaction; the importer test bench runs SQLite without fsync), $COUNT runs"
 go test -run '^$' -bench 'BenchmarkParse$' -benchtime 2s -cpu 1 -count "$COUNT" ./mapping/hl7v2/ | tee /tmp/crs-bench-hl7v2.txt
 go test -run '^$' -bench 'BenchmarkADTOverMLLP$' -benchtime 500x -count "$COUNT" ./mapping/mllp/ | tee /tmp/crs-bench-mllp.txt
 printf 'HL7 v2 parse, one core:         %8s msgs/s  [>= 100000]\n' "$(median BenchmarkParse msgs/s </tmp/crs-bench-hl7v2.txt)"

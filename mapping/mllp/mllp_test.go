@@ -267,8 +267,9 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 // BenchmarkADTOverMLLP sends A01s (a new person and admission each) over one
-// connection and waits for each ACK: stored durably through the engine
-// (SQLite, strict profiles, policy, audit) before the ACK (messages/s).
+// connection and waits for each ACK: stored through the engine
+// (SQLite without fsync as mappingtest opens it, strict profiles, policy,
+// audit) before the ACK (messages/s).
 func BenchmarkADTOverMLLP(b *testing.B) {
 	env := mappingtest.New(b, "../adt/testdata/fixtures.json")
 	im := &adt.Importer{Engine: env.Engine, Config: adt.Config{Facilities: map[string]string{"RR801": "RR8"}, Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
