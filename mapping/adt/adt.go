@@ -68,7 +68,7 @@ type Result struct {
 }
 
 // Supported is the trigger events the importer applies.
-var Supported = map[string]bool{"A01": true, "A02": true, "A03": true, "A04": true, "A08": true, "A11": true, "A13": true, "A28": true, "A31": true}
+var Supported = map[string]bool{"A01": true, "A05": true, "A02": true, "A03": true, "A04": true, "A08": true, "A11": true, "A13": true, "A28": true, "A31": true}
 
 // Systems of the identifiers the importer writes, under the canonical base.
 const (
@@ -89,12 +89,7 @@ func (im *Importer) system(path string) string { return strings.TrimRight(im.Con
 func (im *Importer) Process(ctx context.Context, data []byte) ([]byte, Result) {
 	m, res := im.process(ctx, data)
 	ctl := "ACK-" + fmt.Sprint(time.Now().UnixNano())
-	ack := hl7v2.ACK(m, res.Code, res.Err, ctl, time.Now())
-	if res.Err == nil && res.Note != "" {
-		// MSA-3, text message: a warning with an accepted message.
-		ack = []byte(strings.Replace(string(ack), "\rMSA|"+res.Code+"|"+hl7v2.Escape(m.ControlID(), m.Delims)+"\r",
-			"\rMSA|"+res.Code+"|"+hl7v2.Escape(m.ControlID(), m.Delims)+"|"+hl7v2.Escape(res.Note, m.Delims)+"\r", 1))
-	}
+	ack := hl7v2.ACK(m, res.Code, res.Err, res.Note, ctl, time.Now())
 	return ack, res
 }
 
@@ -128,7 +123,7 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 		return m, reject(hl7v2.CodeUnsupportedType, "MSH", 9, fmt.Sprintf("message type %q is not accepted: only ADT", typ))
 	}
 	if !Supported[event] {
-		return m, reject(hl7v2.CodeUnsupportedEvent, "MSH", 9, fmt.Sprintf("trigger event %q is not accepted (A01, A02, A03, A04, A08, A11, A13, A28, A31)", event))
+		return m, reject(hl7v2.CodeUnsupportedEvent, "MSH", 9, fmt.Sprintf("trigger event %q is not accepted (A01, A02, A03, A04, A05, A08, A11, A13, A28, A31)", event))
 	}
 	facility := h.Value(4, 1)
 	ods, ok := im.Config.Facilities[facility]
@@ -146,7 +141,9 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 	if err != nil {
 		return m, Result{Code: hl7v2.AE, Err: fail("MSH", 4, hl7v2.CodeUnknownKey, "%s", mapping.Describe(err))}
 	}
-	a := &apply{im: im, m: m, ods: ods, org: org, door: door, event: event, facility: facility, msgID: msgID}
+	referrals := &mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}
+	referrals.Principal.Roles = []string{"acute-trust"}
+	a := &apply{im: im, m: m, ods: ods, org: org, door: door, referrals: referrals, event: event, facility: facility, msgID: msgID}
 	res := a.run(ctx)
 	return m, res
 }

@@ -78,9 +78,12 @@ func TestAdmitTransferDischarge(t *testing.T) {
 		t.Errorf("referral lacks the Discharge Ready Date: %s", sr)
 	}
 	versions := env.Versions(t, "Encounter")
-	_, dup := send(t, im, "a03.hl7")
+	dupAck, dup := send(t, im, "a03.hl7")
 	if dup.Code != hl7v2.AA || !dup.Duplicate || env.Versions(t, "Encounter") != versions {
 		t.Errorf("duplicate A03: %+v, versions %d → %d", dup, versions, env.Versions(t, "Encounter"))
+	}
+	if m, err := hl7v2.Parse(dupAck); err != nil || !strings.Contains(m.Segment("MSA").Value(3, 1), "duplicate control id") {
+		t.Errorf("duplicate ACK does not say so in MSA-3: %q", dupAck)
 	}
 	accepted(t, im, "a13.hl7")
 	e = mappingtest.JSON(env.Search(t, "Encounter", "_id="+encs[0]["id"].(string))[0])
@@ -106,6 +109,15 @@ func TestDemographics(t *testing.T) {
 		}
 	}
 	accepted(t, im, "a28.hl7")
+	// A05 (pre-admit) of the new person: a planned Encounter.
+	a05 := strings.NewReplacer("ADT^A28^ADT_A05|C006", "ADT^A05^ADT_A05|C008", "EVN|A28", "EVN|A05").Replace(string(mustRead(t, "a28.hl7"))) +
+		"\rPV1|1|I|WARD 3||||||||||||||||V3003\r"
+	if ack, res := im.Process(context.Background(), []byte(a05)); res.Code != hl7v2.AA {
+		t.Fatalf("A05: %q", ack)
+	}
+	if e := env.Search(t, "Encounter", "identifier="+profiles.DefaultCanonicalBase+"/Id/hospital-visit-number/RR8|V3003"); len(e) != 1 || e[0]["status"] != "planned" {
+		t.Errorf("A05 Encounter: %s", mappingtest.JSON(e))
+	}
 	p = mappingtest.JSON(env.Search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009"))
 	for _, want := range []string{`"family":"DOE"`, `"gender":"female"`, `"birthDate":"1950-01-01"`, `"value":"H999"`} {
 		if !strings.Contains(p, want) {

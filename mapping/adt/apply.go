@@ -20,7 +20,8 @@ type apply struct {
 	ods, facility   string
 	event           string
 	org             mapping.Current
-	door            mapping.Door
+	door            mapping.Door // as the feed (acute-adt, acute-trust)
+	referrals       mapping.Door // as the trust's referrer role only (acute-trust)
 	msgID           identifier
 	patient, encntr *mapping.State
 }
@@ -62,18 +63,24 @@ func (a *apply) run(ctx context.Context) Result {
 		}
 	}
 	entries, targets := a.entries(states)
-	if len(targets) == 0 {
-		// Nothing changed: the message is still recorded, against the Patient.
-		targets = []string{a.patient.Ref()}
+	if !a.patient.Changed() {
+		// The message is about this person even when it changes nothing of
+		// theirs: its Provenance names them (and so lets the feed find them).
+		targets = append([]string{a.patient.Ref()}, targets...)
 	}
-	entries = append(entries, mapping.Entry{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
-		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)})
+	// The Provenance goes first: it is what lets the feed see and update a
+	// person it has not written about before (the acute-adt Patient rule).
+	entries = append([]mapping.Entry{{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
+		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)}}, entries...)
 	res, err := a.door.Transaction(ctx, entries)
 	if err != nil {
 		return Result{Code: hl7v2.AE, Err: describe(err)}
 	}
 	out := Result{Code: hl7v2.AA, Note: note}
-	for _, r := range res {
+	for i, r := range res {
+		if i == 0 {
+			continue // the Provenance
+		}
 		if r.Location != "" {
 			out.Written = append(out.Written, r.Location)
 		}
@@ -121,12 +128,16 @@ func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error 
 		if q.Value == "" {
 			continue
 		}
-		cs, err := a.door.Search(ctx, "Patient", "identifier="+q.System+"|"+q.Value)
-		if err != nil {
-			return describe(err)
-		}
-		for _, c := range cs {
-			found[c.ID] = c
+		// The people the feed has written about (acute-adt), and those the
+		// trust referred (acute-trust): each search policed as that role.
+		for _, d := range []mapping.Door{a.door, a.referrals} {
+			cs, err := d.Search(ctx, "Patient", "identifier="+q.System+"|"+q.Value)
+			if err != nil {
+				return describe(err)
+			}
+			for _, c := range cs {
+				found[c.ID] = c
+			}
 		}
 	}
 	switch len(found) {
@@ -279,7 +290,12 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 	if eventTime == "" {
 		eventTime = a.m.Segment("MSH").Value(7, 1)
 	}
-	if start := first(pv1.Value(44, 1), eventTime); start != "" && period["start"] == nil {
+	// The event time is the admission only for an admission or registration.
+	admitted := pv1.Value(44, 1)
+	if admitted == "" && (a.event == "A01" || a.event == "A04") {
+		admitted = eventTime
+	}
+	if start := admitted; start != "" && period["start"] == nil {
 		t, err := a.dateTime(start)
 		if err != nil {
 			return fail("PV1", 44, hl7v2.CodeDataType, "admit date/time %q: %v", start, err)
@@ -289,6 +305,10 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 	switch a.event {
 	case "A01", "A02", "A04":
 		e["status"] = "in-progress"
+	case "A05":
+		if a.encntr.ID == "" || e["status"] == "planned" {
+			e["status"] = "planned"
+		}
 	case "A03":
 		e["status"] = "finished"
 		end := first(pv1.Value(45, 1), eventTime)

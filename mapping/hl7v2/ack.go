@@ -16,9 +16,10 @@ const (
 // (sending and receiving application and facility swapped, the same version),
 // MSA with the code and the message's control id, and, when err is not nil,
 // ERR naming the segment and field (ERR-2), the table 0357 code (ERR-3) and
-// the reason (ERR-8). m may be nil when the message could not be parsed; the
-// ACK then answers with control id "" as HL7 allows.
-func ACK(m *Message, code string, err *Error, controlID string, now time.Time) []byte {
+// the reason (ERR-8). MSA-3 carries the error, or else note (a warning with
+// an accepted message; "" for none). m may be nil when the message could not
+// be parsed; the ACK then answers with control id "" as HL7 allows.
+func ACK(m *Message, code string, err *Error, note, controlID string, now time.Time) []byte {
 	d := Standard
 	var h *Segment
 	if m != nil {
@@ -46,6 +47,8 @@ func ACK(m *Message, code string, err *Error, controlID string, now time.Time) [
 	b.WriteString("MSA" + f + code + f + e(ctl))
 	if err != nil {
 		b.WriteString(f + e(err.Error()))
+	} else if note != "" {
+		b.WriteString(f + e(note))
 	}
 	b.WriteString("\r")
 	if err != nil {

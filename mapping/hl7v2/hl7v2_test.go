@@ -183,7 +183,7 @@ func TestACK(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	ack, err := Parse(ACK(m, AE, &Error{Segment: "PID", Seq: 1, Field: 3, Code: CodeRequiredMissing, Reason: "no NHS number|hospital number"}, "A1", now))
+	ack, err := Parse(ACK(m, AE, &Error{Segment: "PID", Seq: 1, Field: 3, Code: CodeRequiredMissing, Reason: "no NHS number|hospital number"}, "", "A1", now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestACK(t *testing.T) {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
 	}
-	if ack := string(ACK(nil, AR, &Error{Code: CodeSegmentSequence, Reason: "x"}, "A2", now)); !strings.Contains(ack, "MSA|AR|") {
+	if ack := string(ACK(nil, AR, &Error{Code: CodeSegmentSequence, Reason: "x"}, "", "A2", now)); !strings.Contains(ack, "MSA|AR|") {
 		t.Errorf("ACK of nothing: %q", ack)
 	}
 }
@@ -226,7 +226,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("segment name %q", s.Name)
 			}
 		}
-		_ = ACK(m, AA, nil, "1", time.Time{})
+		_ = ACK(m, AA, nil, "", "1", time.Time{})
 		_, _ = SplitMessages(data)
 	})
 }

@@ -235,7 +235,7 @@ func (s *Server) serveConn(c net.Conn) {
 					reason = fmt.Sprintf("message exceeds %d bytes", s.MaxMessage)
 				}
 				c.SetWriteDeadline(time.Now().Add(s.ReadTimeout))
-				WriteFrame(c, hl7v2.ACK(nil, hl7v2.AR, &hl7v2.Error{Code: hl7v2.CodeSegmentSequence, Reason: reason}, "", time.Now()))
+				WriteFrame(c, hl7v2.ACK(nil, hl7v2.AR, &hl7v2.Error{Code: hl7v2.CodeSegmentSequence, Reason: reason}, "", "", time.Now()))
 			default:
 				s.Log.Info("mllp: connection ended", "remote", remote, "err", err.Error())
 			}

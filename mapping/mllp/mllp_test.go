@@ -120,9 +120,9 @@ func echo(ctx context.Context, msg []byte) []byte {
 	if err != nil {
 		var he *hl7v2.Error
 		errors.As(err, &he)
-		return hl7v2.ACK(nil, hl7v2.AR, he, "A", time.Now())
+		return hl7v2.ACK(nil, hl7v2.AR, he, "", "A", time.Now())
 	}
-	return hl7v2.ACK(m, hl7v2.AA, nil, "A", time.Now())
+	return hl7v2.ACK(m, hl7v2.AA, nil, "", "A", time.Now())
 }
 
 const tiny = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261129||ADT^A08|X1|P|2.4\rPID|||9449305552^^^NHS^NH\r"
