@@ -174,3 +174,24 @@ func mustRead(t *testing.T, name string) []byte {
 	}
 	return b
 }
+
+// TestDischargeWithoutAdmission: an A03 for a visit crs never saw admitted
+// makes the finished Encounter of a new person when it says when the stay
+// began (PV1-44); without it the CRS Encounter's rule (a finished encounter
+// has its start) refuses it (AE), since the discharge time is not the
+// admission's.
+func TestDischargeWithoutAdmission(t *testing.T) {
+	im, env := newImporter(t)
+	msg := strings.NewReplacer("9449305552", "9000000009", "V1001", "V5005", "|C003|", "|C010|").Replace(string(mustRead(t, "a03.hl7")))
+	if _, res := im.Process(context.Background(), []byte(msg)); res.Code != hl7v2.AE || !strings.Contains(res.Err.Reason, "period.start is missing") {
+		t.Fatalf("A03 without PV1-44: %+v", res)
+	}
+	msg = strings.Replace(msg, "|20261202085500", "20261201080000|20261202085500", 1)
+	if ack, res := im.Process(context.Background(), []byte(msg)); res.Code != hl7v2.AA || !strings.Contains(res.Note, "no referral") {
+		t.Fatalf("A03: %q %+v", ack, res)
+	}
+	e := env.Search(t, "Encounter", "identifier="+profiles.DefaultCanonicalBase+"/Id/hospital-visit-number/RR8|V5005")
+	if len(e) != 1 || e[0]["status"] != "finished" || mappingtest.JSON(e[0]["period"]) != `{"end":"2026-12-02T08:55:00Z","start":"2026-12-01T08:00:00Z"}` {
+		t.Errorf("Encounter: %s", mappingtest.JSON(e))
+	}
+}
