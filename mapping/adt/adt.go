@@ -175,7 +175,7 @@ func (im *Importer) organization(ctx context.Context, door mapping.Door, ods str
 	return c, nil
 }
 
-// DescribeError is an engine error as the reason of an ERR segment.
+// describe is an engine error as the reason and code of an ERR segment.
 func describe(err error) *hl7v2.Error {
 	fe := fhir.AsError(err)
 	code := hl7v2.CodeInternal
