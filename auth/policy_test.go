@@ -34,7 +34,7 @@ func TestDefaultPolicyLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Roles()) != 6 {
+	if len(p.Roles()) != 7 {
 		t.Errorf("roles: %v", p.Roles())
 	}
 }

@@ -40,6 +40,7 @@ Sources:
              maps another system's column names)
   therapy    a therapy service's screening outcomes and goals (CSV)
   careplans  a care provider's care plans (PRSB Personalised Care and Support Plan, CSV)
+  hl7v2      an acute trust's HL7 v2 ADT messages (crs import hl7v2 -h)
 
 The import goes through the engine as the importing organisation (--org, --role,
 --la), so the access policy and the audit trail apply as to any client.
@@ -141,6 +142,9 @@ func parseImportFlags(args []string, stderr io.Writer) (importConfig, error) {
 
 // importCommand runs "crs import <source> FILE…".
 func importCommand(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "hl7v2" {
+		return importHL7v2(args[1:], stdout, stderr)
+	}
 	cfg, err := parseImportFlags(args, stderr)
 	if err != nil {
 		return err

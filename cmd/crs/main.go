@@ -34,6 +34,7 @@ import (
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/mapping/mllp"
 	"crs/measures"
 	"crs/metrics"
 	"crs/profiles"
@@ -100,7 +101,7 @@ Usage:
   crs demo [--store …] [--seed n] [--force]
                       load the synthetic demo region (refuses a store with data)
   crs import <source> [flags] FILE…
-                      bring partner records (cld, visits, therapy, careplans) into the record
+                      bring partner records (cld, visits, therapy, careplans, hl7v2) into the record
   crs backup --store sqlite:<path> <file>
                       copy a SQLite store, consistent while it serves
   crs version         print the version and commit (also crs --version)
@@ -151,6 +152,11 @@ type Config struct {
 	ExportExpiry time.Duration
 	// ExportMaxFileBytes is the size at which an export's NDJSON file is split.
 	ExportMaxFileBytes int
+
+	// MLLPAddr, when set, serves HL7 v2 ADT over MLLP there (off by default).
+	MLLPAddr                string
+	HL7v2Facilities         string // FACILITY=ODS,… accepted sending facilities (MSH-4)
+	HL7v2DischargeReadyDate string // the A03 field holding the Discharge Ready Date (PV2-9)
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -213,6 +219,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ExportDir, "export-dir", env("CRS_EXPORT_DIR", ""), "directory of the $export jobs and files; default <sqlite path>.exports, or ./data/exports (CRS_EXPORT_DIR)")
 	fs.DurationVar(&cfg.ExportExpiry, "export-expiry", ev.duration("CRS_EXPORT_EXPIRY", export.DefaultExpiry), "how long a finished $export's files are kept, e.g. 30m or 2h (CRS_EXPORT_EXPIRY)")
 	fs.IntVar(&cfg.ExportMaxFileBytes, "export-max-file-bytes", envInt("CRS_EXPORT_MAX_FILE_BYTES", export.DefaultMaxFileBytes), "size at which an $export NDJSON file is split (CRS_EXPORT_MAX_FILE_BYTES)")
+	fs.StringVar(&cfg.MLLPAddr, "mllp-addr", env("CRS_MLLP_ADDR", ""), "serve HL7 v2 ADT over MLLP on this address, e.g. 127.0.0.1:2575; default off (CRS_MLLP_ADDR)")
+	fs.StringVar(&cfg.HL7v2Facilities, "hl7v2-facilities", env("CRS_HL7V2_FACILITIES", ""), "--mllp-addr: sending facilities (MSH-4) accepted, with their trust's ODS code: FACILITY=ODS,… (CRS_HL7V2_FACILITIES)")
+	fs.StringVar(&cfg.HL7v2DischargeReadyDate, "hl7v2-discharge-ready-date", env("CRS_HL7V2_DISCHARGE_READY_DATE", "PV2-9"), "--mllp-addr: the A03 field holding the Discharge Ready Date, e.g. PV2-9 or ZU1-5 (CRS_HL7V2_DISCHARGE_READY_DATE)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	fs.BoolVar(&cfg.DemoIfEmpty, "demo-if-empty", ev.bool("CRS_DEMO_IF_EMPTY", false), "load the synthetic demo region first when the store holds no pathway data (CRS_DEMO_IF_EMPTY=true)")
 	if ev.err != nil {
@@ -342,6 +351,10 @@ type Main struct {
 	metricsHTTP     *http.Server // nil unless Config.MetricsAddr is set
 	metricsListener net.Listener
 	metricsDone     chan error
+
+	mllp         *mllp.Server // nil unless Config.MLLPAddr is set
+	mllpListener net.Listener
+	mllpDone     chan error
 }
 
 // MetricsAddr returns the address of the metrics listener, or "" when /metrics
@@ -469,9 +482,19 @@ func (m *Main) start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
+	if err := m.startMLLP(eng, prof); err != nil {
+		ln.Close()
+		eng.Close()
+		if journal != nil {
+			journal.Close()
+		}
+		st.Close()
+		return err
+	}
 	exports, err := export.New(export.Config{Engine: eng, Dir: exportDir(m.Config), Base: base, Expiry: m.Config.ExportExpiry,
 		MaxFileBytes: int64(m.Config.ExportMaxFileBytes), Logger: m.Log})
 	if err != nil {
+		_ = m.closeMLLP()
 		ln.Close()
 		eng.Close()
 		if journal != nil {
@@ -556,6 +579,7 @@ func (m *Main) Close() error {
 	if m.exports != nil {
 		m.exports.Close() // running jobs stop here and resume at the next start
 	}
+	errs = append(errs, m.closeMLLP())
 	if m.engine != nil {
 		errs = append(errs, m.engine.Close())
 	}
