@@ -31,6 +31,7 @@ const (
 	MethodNotAllowed               // the HTTP method is not allowed on this path (405)
 	Unavailable                    // the store or a dependency is unavailable (503)
 	TooManyMatches                 // a conditional operation matched more than one resource (412)
+	TooCostly                      // a query ran past the server's query timeout (400, too-costly)
 )
 
 var kindInfo = map[Kind]struct {
@@ -55,6 +56,7 @@ var kindInfo = map[Kind]struct {
 	MethodNotAllowed:   {http.StatusMethodNotAllowed, "not-supported", "method not allowed"},
 	Unavailable:        {http.StatusServiceUnavailable, "transient", "unavailable"},
 	TooManyMatches:     {http.StatusPreconditionFailed, "multiple-matches", "too many matches"},
+	TooCostly:          {http.StatusBadRequest, "too-costly", "too costly"},
 }
 
 // Status is the HTTP status for the kind: the one place kinds become statuses.

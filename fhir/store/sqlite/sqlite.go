@@ -85,7 +85,8 @@ var schema = []string{
 		type TEXT NOT NULL, id TEXT NOT NULL, vid INTEGER NOT NULL, seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
 		UNIQUE (type, id))`,
 	// A walk in row id order reads one type's live rows in rid order (walk.go).
-	`CREATE INDEX IF NOT EXISTS current_type ON current (type, deleted)`,
+	// Partial on rid > 0 as idx_date_hi is, for the same reason.
+	`CREATE INDEX IF NOT EXISTS current_type ON current (type, deleted) WHERE rid > 0`,
 	// Index tables are clustered on their lookup key (WITHOUT ROWID), so each value
 	// costs two b-tree inserts: the table itself and the rid index used to replace
 	// a resource's values on update.
@@ -99,7 +100,10 @@ var schema = []string{
 		PRIMARY KEY (type, param, lo, hi, rid)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date (rid)`,
 	// A descending date sort walks the latest ends in order (walk.go).
-	`CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi, rid)`,
+	// It is partial on a condition only the walk states (rid > 0, true of every
+	// row), so that no other query picks it: SQLite would take it for the
+	// "hi > ?" of a date range's lookup and run an OR as a union.
+	`CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi, rid) WHERE rid > 0`,
 	`CREATE TABLE IF NOT EXISTS idx_number (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, num REAL NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
 		PRIMARY KEY (type, param, num, rid, lo, hi, system, code)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_number_rid ON idx_number (rid)`,

@@ -27,6 +27,10 @@ import (
 // page is the same), which bounds the worst case to about twice the
 // driving-set plan.
 
+// longList is the most values a lone parameter may OR for the plan choice to
+// sample it.
+const longList = 10
+
 // walkPlan is the shape of the page's plan.
 type walkPlan struct {
 	walk   bool // walk rather than build the driving set
@@ -44,6 +48,11 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	}
 	if len(q.Sort) == 0 && len(q.Params) == 0 {
 		return walkPlan{why: "type in row id order"}, nil
+	}
+	if len(q.Params) == 1 && len(q.Params[0].Values) > longList {
+		// Sampling a long OR list costs as much as building its set (SQLite
+		// plans every OR term again): it drives unsampled, as it always did.
+		return walkPlan{why: "driving set " + name(q.Params[0]) + ", a list of values, not sampled"}, nil
 	}
 	d, n, err := pl.driverCount(q.Type, q.Params, true)
 	if err != nil {
@@ -124,7 +133,11 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		table := tableOf(k.Def.Type)
 		b.add("SELECT w.rid, c.seq, w."+col+", CASE WHEN w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
 		b.add(cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
-		b.add(" FROM "+table+" w CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND c.deleted = 0", q.Type, k.Def.Code)
+		using := ""
+		if k.Def.Type == fhir.TypeDate && k.Descending {
+			using = " INDEXED BY idx_date_hi"
+		}
+		b.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
 		dir, op := " ASC", " > ?"
 		if k.Descending {
 			dir, op = " DESC", " < ?"
@@ -135,7 +148,7 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		b.add(" ORDER BY w." + col + dir + ", w.rid ASC")
 	} else {
 		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
-		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0", q.Type)
+		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0 AND c.rid > 0", q.Type)
 		if q.Cursor != "" {
 			b.add(" AND c.rid > ?", from.RID)
 		}
