@@ -129,7 +129,9 @@ func TestPlanChoice(t *testing.T) {
 		{"status=active&subject=Patient/p1&_count=2", 5, "walk: type ServiceRequest in row id order, 8 rows walked of a budget of 30"},
 		{"subject=Patient/p1&status=active&_count=3", 5, "walk: type ServiceRequest in row id order, 10 rows walked of a budget of 10, then drive from there"},
 		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},
-		{"_sort=status,authored&_count=2", sampleLimit, "drive: sort on several keys or on a reference: every match sorted"},
+		{"_sort=status,authored&_count=2", sampleLimit, "walk: index of _sort status (then 1 more keys per run of equal values), 3 rows walked of a budget of unbounded"},
+		{"_sort=status,-authored&subject=Patient/p1&_count=5", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 10 rows walked of a budget of 10, then drive from there"},
+		{"_sort=status,-authored&subject=Patient/p1&_count=2", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 9 rows walked of a budget of 10"},
 	} {
 		var raw []fhir.RawParam
 		for _, part := range strings.Split(c.query, "&") {

@@ -43,8 +43,8 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	if q.Compartment != nil {
 		return walkPlan{why: "compartment drives"}, nil
 	}
-	if len(q.Sort) > 1 || (len(q.Sort) == 1 && !walkable(q.Sort[0])) {
-		return walkPlan{why: "sort on several keys or on a reference: every match sorted"}, nil
+	if len(q.Sort) > 0 && !walkable(q.Sort[0]) {
+		return walkPlan{why: "sort on a reference: every match sorted"}, nil
 	}
 	if len(q.Sort) == 0 && len(q.Params) == 0 {
 		return walkPlan{why: "type in row id order"}, nil
@@ -66,6 +66,33 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 		budget = -1
 	}
 	return walkPlan{walk: true, budget: budget}, nil
+}
+
+// keysetAfter adds the condition that a walked row comes after the keyset
+// position (vals, rid) in the order of keys: the first key is column k0's
+// alias w.<col> is read as k0, later keys by their aliases k1, k2 ….
+func keysetAfter(b *builder, keys []fhir.SortKey, vals []any, rid int64) {
+	b.add(" AND (")
+	for i := 0; i <= len(vals); i++ {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.add("(")
+		for j := 0; j < i; j++ {
+			b.add("k"+strconv.Itoa(j)+" = ? AND ", vals[j])
+		}
+		if i == len(vals) {
+			b.add("w.rid > ?", rid)
+		} else {
+			op := " > ?"
+			if keys[i].Descending {
+				op = " < ?"
+			}
+			b.add("k"+strconv.Itoa(i)+op, vals[i])
+		}
+		b.add(")")
+	}
+	b.add(")")
 }
 
 // walkable reports whether a sort key's values can be walked in index order
@@ -127,25 +154,46 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			return false, "", last, 0, err
 		}
 	}
-	if len(q.Sort) == 1 {
+	if len(q.Sort) > 0 {
+		// The first key's index rows in order; later keys are computed per row
+		// and order each run of equal first keys (SQLite sorts one run at a
+		// time), so the rows come in the page's full order.
 		k := q.Sort[0]
 		col, agg := walkColumn(k)
 		table := tableOf(k.Def.Type)
-		b.add("SELECT w.rid, c.seq, w."+col+", CASE WHEN w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
+		b.add("SELECT w.rid, c.seq, w." + col + " AS k0")
+		for i, k := range q.Sort[1:] {
+			expr, _ := sortKey(&b, q.Type, k)
+			b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
+		}
+		b.add(", CASE WHEN w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
 		b.add(cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
 		using := ""
 		if k.Def.Type == fhir.TypeDate && k.Descending {
 			using = " INDEXED BY idx_date_hi"
 		}
 		b.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
-		dir, op := " ASC", " > ?"
-		if k.Descending {
-			dir, op = " DESC", " < ?"
-		}
 		if q.Cursor != "" {
-			b.add(" AND (w."+col+op+" OR (w."+col+" = ? AND w.rid > ?))", vals[0], vals[0], from.RID)
+			op := " >= ?"
+			if k.Descending {
+				op = " <= ?"
+			}
+			b.add(" AND w."+col+op, vals[0])
+			keysetAfter(&b, q.Sort, vals, from.RID)
 		}
-		b.add(" ORDER BY w." + col + dir + ", w.rid ASC")
+		b.add(" ORDER BY ")
+		for i, k := range q.Sort {
+			name := "k" + strconv.Itoa(i)
+			if i == 0 {
+				name = "w." + col
+			}
+			if k.Descending {
+				b.add(name + " DESC, ")
+			} else {
+				b.add(name + " ASC, ")
+			}
+		}
+		b.add("w.rid ASC")
 	} else {
 		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
 		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0 AND c.rid > 0", q.Type)
@@ -168,15 +216,23 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 	exhausted := true
 	for rows.Next() {
 		var rid, seq int64
-		var key any
+		keys := make([]any, len(kinds))
 		var ok int
-		if err := rows.Scan(&rid, &seq, &key, &ok); err != nil {
+		dest := []any{&rid, &seq}
+		for i := range keys {
+			dest = append(dest, &keys[i])
+		}
+		if len(kinds) == 0 {
+			var null any
+			dest = append(dest, &null)
+		}
+		if err := rows.Scan(append(dest, &ok)...); err != nil {
 			rows.Close()
 			return false, "", last, walked, fhir.InternalError("search", err)
 		}
-		at = cursor{RID: rid, Keys: []string{}}
-		if len(kinds) == 1 {
-			at.Keys = []string{keyString(kinds[0], key)}
+		at = cursor{RID: rid, Keys: make([]string, len(keys))}
+		for i, k := range keys {
+			at.Keys[i] = keyString(kinds[i], k)
 		}
 		walked++
 		if ok == 1 && rid != prev {
@@ -267,10 +323,13 @@ func (p walkPlan) describe(q *fhir.Query, walked int, done bool) string {
 		return "drive: " + p.why
 	}
 	what := "type " + q.Type + " in row id order"
-	if len(q.Sort) == 1 {
+	if len(q.Sort) > 0 {
 		what = "index of _sort " + q.Sort[0].Def.Code
 		if q.Sort[0].Descending {
 			what += " descending"
+		}
+		if len(q.Sort) > 1 {
+			what += fmt.Sprintf(" (then %d more keys per run of equal values)", len(q.Sort)-1)
 		}
 	}
 	budget := "unbounded"

@@ -106,6 +106,15 @@ func testEarlyStop(t *testing.T, s store.Store) {
 		}
 		return 1, true
 	}
+	// _sort=status,-authored as one ascending number: the status, then the
+	// latest end descending, missing ends last within their status.
+	statusThenLatest := func(r earlyRequest) (int64, bool) {
+		st, _ := status(r)
+		if r.hi.IsZero() {
+			return st<<50 + 1<<49 + 1, true
+		}
+		return st<<50 + 1<<49 - r.hi.UnixMilli(), true
+	}
 	cases := []struct {
 		qs   string
 		want string
@@ -116,6 +125,8 @@ func testEarlyStop(t *testing.T, s store.Store) {
 		{"_sort=-authored", expectedOrder(reqs, all, hi, true)},
 		{"_sort=authored", expectedOrder(reqs, all, lo, false)},
 		{"performer=Organization/o1,Organization/o2,Organization/o3,Organization/o0&_sort=status", expectedOrder(reqs, all, status, false)},
+		{"_sort=status,-authored", expectedOrder(reqs, all, statusThenLatest, false)},
+		{"performer=Organization/o1,Organization/o2&_sort=status,-authored", expectedOrder(reqs, func(r earlyRequest) bool { return r.performer == "o1" || r.performer == "o2" }, statusThenLatest, false)},
 		{"status=active", expectedOrder(reqs, active, none, false)},
 		{"status:not=completed", expectedOrder(reqs, active, none, false)},
 		{"status=active&performer=Organization/o1", expectedOrder(reqs, o1, none, false)},
@@ -123,9 +134,32 @@ func testEarlyStop(t *testing.T, s store.Store) {
 	for _, c := range cases {
 		for _, n := range []int{1, 2, 3, 7, 1000} {
 			qs := fmt.Sprintf("%s&_count=%d", c.qs, n)
-			if got := sorted(t, s, "ServiceRequest", qs); got != c.want {
+			if got := pagedOrder(t, s, "ServiceRequest", qs); got != c.want {
 				t.Errorf("ServiceRequest?%s:\n got %s\nwant %s", qs, got, c.want)
 			}
 		}
 	}
+}
+
+// pagedOrder returns the ids of all matches in the order the store gives them,
+// failing when the pages do not end (a cursor that does not advance).
+func pagedOrder(t *testing.T, s store.Store, rt, qs string) string {
+	t.Helper()
+	q := query(t, rt, qs)
+	var out []string
+	for pages := 0; pages < 100; pages++ {
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range res.Matches {
+			out = append(out, v.ID)
+		}
+		if res.Next == "" {
+			return strings.Join(out, " ")
+		}
+		q.Cursor = res.Next
+	}
+	t.Fatalf("%s?%s: still paging after 100 pages: %v", rt, qs, out[:min(len(out), 20)])
+	return ""
 }
