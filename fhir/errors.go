@@ -32,6 +32,7 @@ const (
 	Unavailable                    // the store or a dependency is unavailable (503)
 	TooManyMatches                 // a conditional operation matched more than one resource (412)
 	TooManyRequests                // the client already has the one job it may run (429: a second concurrent $export)
+	TooCostly                      // a query ran past the server's query timeout (400, too-costly)
 )
 
 var kindInfo = map[Kind]struct {
@@ -57,6 +58,7 @@ var kindInfo = map[Kind]struct {
 	Unavailable:        {http.StatusServiceUnavailable, "transient", "unavailable"},
 	TooManyMatches:     {http.StatusPreconditionFailed, "multiple-matches", "too many matches"},
 	TooManyRequests:    {http.StatusTooManyRequests, "throttled", "too many requests"},
+	TooCostly:          {http.StatusBadRequest, "too-costly", "too costly"},
 }
 
 // Status is the HTTP status for the kind: the one place kinds become statuses.

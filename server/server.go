@@ -186,6 +186,9 @@ func (s *Server) render(c *gin.Context, r reply) {
 	if r.location != "" {
 		w.Header().Set("Location", r.location)
 	}
+	if b, ok := r.body.(*engine.Bundle); ok && b.Plan != "" {
+		w.Header().Set("X-Query-Plan", b.Plan)
+	}
 	for k, vs := range r.header {
 		w.Header()[k] = vs
 	}

@@ -119,7 +119,9 @@ type Config struct {
 	DefaultCount int
 	MaxCount     int
 	TotalLimit   int
-	AuditQueue   int // AuditEvents waiting for their commit before requests are refused
+	QueryTimeout time.Duration // a search's store work past this stops with 400 too-costly; negative: none
+	QueryPlans   bool          // the X-Query-Plan debug header on search responses
+	AuditQueue   int           // AuditEvents waiting for their commit before requests are refused
 	// ProfileEnforcement is strict (every write of a profiled type must conform
 	// to the pathway profile) or declared (only claimed profiles are checked).
 	ProfileEnforcement string
@@ -186,6 +188,8 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.DefaultCount, "default-count", envInt("CRS_DEFAULT_COUNT", fhir.DefaultPageSize), "page size when _count is absent (CRS_DEFAULT_COUNT)")
 	fs.IntVar(&cfg.MaxCount, "max-count", envInt("CRS_MAX_COUNT", fhir.MaxPageSize), "largest page size (CRS_MAX_COUNT)")
 	fs.IntVar(&cfg.TotalLimit, "total-limit", envInt("CRS_TOTAL_LIMIT", engine.DefaultTotalLimit), "without _total, Bundle.total is counted only up to this many matches; -1: always (CRS_TOTAL_LIMIT)")
+	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", ev.duration("CRS_QUERY_TIMEOUT", engine.DefaultQueryTimeout), "a search still working in the store after this long stops with 400 too-costly; -1s: no bound (CRS_QUERY_TIMEOUT)")
+	fs.BoolVar(&cfg.QueryPlans, "query-plan-header", ev.bool("CRS_QUERY_PLAN_HEADER", false), "say in an X-Query-Plan header how the store found each search page, for debugging slow queries; its row counts ignore access rules (CRS_QUERY_PLAN_HEADER=true)")
 	fs.IntVar(&cfg.AuditQueue, "audit-queue", envInt("CRS_AUDIT_QUEUE", engine.DefaultAuditQueue), "AuditEvents that may wait for their durable commit before requests are refused with 503 (CRS_AUDIT_QUEUE)")
 	fs.StringVar(&cfg.ProfileEnforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)),
 		"strict: writes of the pathway's types must conform to its profiles; declared: only claimed profiles are checked (CRS_PROFILE_ENFORCEMENT)")
@@ -232,6 +236,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if err := checkEdge(cfg); err != nil {
 		return cfg, err
+	}
+	if cfg.ExportExpiry <= 0 {
+		return cfg, fmt.Errorf("--export-expiry (CRS_EXPORT_EXPIRY) must be a positive duration such as 30m or 2h, not %s", cfg.ExportExpiry)
 	}
 	for name, v := range map[string]int{"max-param-repeats": ql.MaxRepeats, "max-params": ql.MaxParams, "max-or-values": ql.MaxOr, "max-query-values": ql.MaxValues,
 		"max-includes": ql.MaxIncludes, "max-chain": ql.MaxChain, "max-chained-params": ql.MaxChained, "max-sort-keys": ql.MaxSort,
@@ -321,8 +328,8 @@ func (r *envReader) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(v))
-	if err != nil || d <= 0 {
-		r.fail(fmt.Errorf("%s=%q is not a positive duration such as 30m or 2h", name, v))
+	if err != nil {
+		r.fail(fmt.Errorf("%s=%q is not a duration (such as 5s)", name, v))
 		return def
 	}
 	return d
@@ -470,6 +477,7 @@ func (m *Main) start(ctx context.Context) error {
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
 		Params: params, Profiles: withMeasures, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
 		Access: access, Audit: true, AuditJournal: journal, QueryLimits: m.Config.QueryLimits, MaxConditionalDelete: m.Config.MaxConditionalDelete,
+		QueryTimeout: m.Config.QueryTimeout, ExplainPlans: m.Config.QueryPlans,
 	})
 	m.engine = eng
 	met.AuditQueueDepth(func() float64 { return float64(eng.AuditQueueDepth()) })

@@ -23,6 +23,9 @@ type Bundle struct {
 	Total        *int          `json:"total,omitempty"`
 	Link         []BundleLink  `json:"link,omitempty"`
 	Entry        []BundleEntry `json:"entry,omitempty"`
+	// Plan is how the store found a search's page, for the X-Query-Plan debug
+	// header; set only when the engine is configured with ExplainPlans.
+	Plan string `json:"-"`
 }
 
 // BundleMeta is Bundle.meta.
@@ -160,12 +163,20 @@ func (e *Engine) search(ctx context.Context, rt string, params []fhir.RawParam, 
 	if rt == "AuditEvent" {
 		e.materialiseNow(ctx)
 	}
-	res, err := e.store.Search(ctx, q)
+	qctx, cancel := e.queryContext(ctx)
+	defer cancel()
+	res, err := e.store.Search(qctx, q)
 	if err != nil {
-		return nil, fhir.WithOp("search", err)
+		return nil, fhir.WithOp("search", e.tooCostly(ctx, qctx, err))
 	}
-	b, err := e.searchBundle(ctx, e.guard(ctx, e.store), q, res)
-	return b, fhir.WithOp("search", err)
+	b, err := e.searchBundle(qctx, e.guard(qctx, e.store), q, res)
+	if err != nil {
+		return nil, fhir.WithOp("search", e.tooCostly(ctx, qctx, err))
+	}
+	if e.explainPlans {
+		b.Plan = res.Plan
+	}
+	return b, nil
 }
 
 // searchBundle renders one page of search results, with its includes, as a

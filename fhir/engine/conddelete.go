@@ -25,9 +25,11 @@ func (e *Engine) deleteTargets(ctx context.Context, tx store.Tx, rt, query, what
 		return nil, err
 	}
 	q.Count = e.maxCondDelete + 1
-	found, err := tx.Search(ctx, q)
+	qctx, cancel := e.queryContext(ctx)
+	defer cancel()
+	found, err := tx.Search(qctx, q)
 	if err != nil {
-		return nil, err
+		return nil, e.tooCostly(ctx, qctx, err)
 	}
 	switch n := len(found.Matches); {
 	case n > 1 && e.maxCondDelete == 1:

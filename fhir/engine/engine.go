@@ -59,6 +59,14 @@ type Config struct {
 	// MaxConditionalDelete is how many resources one conditional delete may
 	// delete (DefaultMaxConditionalDelete when 0).
 	MaxConditionalDelete int
+	// QueryTimeout bounds a search's store work (the page, its total and its
+	// includes, and a conditional write's search): past it the search stops
+	// with TooCostly. DefaultQueryTimeout when 0; negative: no bound.
+	QueryTimeout time.Duration
+	// ExplainPlans puts the store's description of how it found each search
+	// page in Bundle.Plan (the X-Query-Plan header): a debugging aid, off by
+	// default since its row counts are counted before access rules.
+	ExplainPlans bool
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -69,27 +77,29 @@ const DefaultTotalLimit = 500
 
 // Engine runs FHIR interactions against a store.
 type Engine struct {
-	store       store.Store
-	params      *search.Registry
-	validator   Validator
-	elements    ElementInfo
-	limits      fhir.Limits
-	base        string
-	defCount    int
-	maxCount    int
-	totalLimit  int
-	now         func() time.Time
-	profiles    Profiles
-	access      Access
-	audit       bool
-	enforcement Enforcement
-	auditQ      *auditQueue
-	journal     *audit.Journal
-	matStop     chan struct{}
-	matNow      chan chan struct{}
-	matDone     chan struct{}
-	closeOnce   sync.Once
-	queryLimits search.Limits
+	queryTimeout time.Duration // 0: unbounded (querytimeout.go)
+	explainPlans bool
+	store        store.Store
+	params       *search.Registry
+	validator    Validator
+	elements     ElementInfo
+	limits       fhir.Limits
+	base         string
+	defCount     int
+	maxCount     int
+	totalLimit   int
+	now          func() time.Time
+	profiles     Profiles
+	access       Access
+	audit        bool
+	enforcement  Enforcement
+	auditQ       *auditQueue
+	journal      *audit.Journal
+	matStop      chan struct{}
+	matNow       chan chan struct{}
+	matDone      chan struct{}
+	closeOnce    sync.Once
+	queryLimits  search.Limits
 	// maxCondDelete is how many resources one conditional delete may delete.
 	maxCondDelete int
 }
@@ -101,6 +111,13 @@ func New(cfg Config) *Engine {
 		base: strings.TrimRight(cfg.Base, "/"), defCount: cfg.DefaultCount, maxCount: cfg.MaxCount, totalLimit: cfg.TotalLimit, now: cfg.Now,
 		profiles: cfg.Profiles, enforcement: cfg.Enforcement, access: cfg.Access, audit: cfg.Audit,
 		queryLimits: cfg.QueryLimits, maxCondDelete: cfg.MaxConditionalDelete,
+		queryTimeout: cfg.QueryTimeout, explainPlans: cfg.ExplainPlans,
+	}
+	switch {
+	case e.queryTimeout == 0:
+		e.queryTimeout = DefaultQueryTimeout
+	case e.queryTimeout < 0:
+		e.queryTimeout = 0
 	}
 	if e.maxCondDelete <= 0 {
 		e.maxCondDelete = DefaultMaxConditionalDelete

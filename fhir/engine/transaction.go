@@ -445,9 +445,11 @@ func (e *Engine) conditional(ctx context.Context, tx store.Tx, rt, query, what s
 	if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
 		return nil, err
 	}
-	res, err := tx.Search(ctx, q)
+	qctx, cancel := e.queryContext(ctx)
+	defer cancel()
+	res, err := tx.Search(qctx, q)
 	if err != nil {
-		return nil, err
+		return nil, e.tooCostly(ctx, qctx, err)
 	}
 	if len(res.Matches) > 1 {
 		return nil, fhir.Errorf(fhir.TooManyMatches, "", "the condition %q matches more than one %s", query, rt)

@@ -27,6 +27,7 @@ type SearchResult struct {
 	Matches []Version // current versions, never tombstones, in the query's sort order
 	Total   int       // number of matches over all pages; -1 when not counted (Total none, or TotalLimit reached)
 	Next    string    // opaque cursor for the next page; "" on the last page
+	Plan    string    // how the backend found the page, for the X-Query-Plan debug header; "" when it does not say
 }
 
 // HistoryQuery selects versions for a history interaction. Empty Type means all

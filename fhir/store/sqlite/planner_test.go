@@ -88,3 +88,82 @@ func TestPlannerDriver(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanChoice checks which plan serves a page, and that the walk and the
+// driving set give the same pages: a small driving set is built; from walkFrom
+// rows a page walks the sort key's index or the type's rows in id order.
+func TestPlanChoice(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reg := fsearch.Default()
+	ctx := context.Background()
+	if err := s.Write(ctx, func(tx store.Tx) error {
+		for i := 0; i < 30; i++ {
+			res := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"sr%d","status":"active","intent":"plan","subject":{"reference":"Patient/p%d"},"authoredOn":"2026-05-%02dT09:00:00Z"}`, i, i%3, 1+i%28)
+			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+			if err != nil {
+				return err
+			}
+			index, err := reg.Extract("ServiceRequest", obj)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(ctx, store.Version{Type: "ServiceRequest", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		query    string
+		walkFrom int
+		want     string
+	}{
+		{"status=active&_sort=-authored&_count=5", sampleLimit, "drive: driving set status, 30 rows"},
+		{"status=active&_sort=-authored&_count=5", 10, "walk: index of _sort authored descending, 6 rows walked of a budget of 30"},
+		{"status=active&subject=Patient/p1&_count=2", 5, "walk: type ServiceRequest in row id order, 8 rows walked of a budget of 30"},
+		{"subject=Patient/p1&status=active&_count=3", 5, "walk: type ServiceRequest in row id order, 10 rows walked of a budget of 10, then drive from there"},
+		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},
+		{"_sort=status,authored&_count=2", sampleLimit, "walk: index of _sort status (then 1 more keys per run of equal values), 3 rows walked of a budget of unbounded"},
+		{"_sort=status,-authored&subject=Patient/p1&_count=5", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 10 rows walked of a budget of 10, then drive from there"},
+		{"_sort=status,-authored&subject=Patient/p1&_count=2", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 9 rows walked of a budget of 10"},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery("ServiceRequest", raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Total = fhir.TotalNone
+		res, err := search(ctx, s.read, q, c.walkFrom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Plan != c.want {
+			t.Errorf("%s (walk from %d): plan %q, want %q", c.query, c.walkFrom, res.Plan, c.want)
+		}
+		base, err := search(ctx, s.read, q, never)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids(res), res.Next) != fmt.Sprint(ids(base), base.Next) {
+			t.Errorf("%s: walk gives %v %q, driving set %v %q", c.query, ids(res), res.Next, ids(base), base.Next)
+		}
+	}
+}
+
+func ids(res *store.SearchResult) []string {
+	var out []string
+	for _, v := range res.Matches {
+		out = append(out, v.ID)
+	}
+	return out
+}

@@ -100,8 +100,36 @@ const (
 
 // planner ranks parameters by sampling their index lookups.
 type planner struct {
-	ctx context.Context
-	db  querier
+	ctx  context.Context
+	db   querier
+	memo map[rankKey]int // the top-level ranks already sampled (the page and its plan choice share them)
+	// walkFrom is the driving set size from which the page walks rather than
+	// builds the set (walk.go).
+	walkFrom int
+}
+
+// rankKey names one sampled rank: a parameter of a query, and the sample size.
+type rankKey struct {
+	p     *fhir.Param
+	limit int
+}
+
+// rankAt is rank for params[i], remembered so that the plan choice and the
+// query text it leads to sample each parameter once.
+func (pl *planner) rankAt(typ string, params []fhir.Param, i, limit int) (int, error) {
+	k := rankKey{&params[i], limit}
+	if n, ok := pl.memo[k]; ok {
+		return n, nil
+	}
+	n, err := pl.rank(typ, params[i], limit)
+	if err != nil {
+		return 0, err
+	}
+	if pl.memo == nil {
+		pl.memo = map[rankKey]int{}
+	}
+	pl.memo[k] = n
+	return n, nil
 }
 
 // never ranks a parameter that cannot drive (a negation).
@@ -173,21 +201,34 @@ func plain(p fhir.Param) bool { return p.Has == nil && len(p.Chain) == 0 }
 
 // driver picks the parameter that drives, or -1 when none can.
 func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
+	i, _, err := pl.driverCount(typ, params, false)
+	return i, err
+}
+
+// driverCount picks the parameter that drives, or -1 when none can, and its
+// sampled row count (never when none drives). With sized set, a lone parameter
+// is sampled too (the plan choice needs its size); otherwise it drives unsampled.
+func (pl *planner) driverCount(typ string, params []fhir.Param, sized bool) (int, int, error) {
 	switch len(params) {
 	case 0:
-		return -1, nil
+		return -1, never, nil
 	case 1:
 		if negated(params[0]) {
-			return -1, nil
+			return -1, never, nil
 		}
-		return 0, nil
+		if !sized {
+			return 0, never, nil
+		}
 	}
 	best, bestN := -1, never
 	var saturated []int
 	for i, p := range params {
-		n, err := pl.rank(typ, p, sampleLimit)
+		if negated(p) {
+			continue
+		}
+		n, err := pl.rankAt(typ, params, i, sampleLimit)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if n < bestN {
 			best, bestN = i, n
@@ -196,35 +237,35 @@ func (pl *planner) driver(typ string, params []fhir.Param) (int, error) {
 			saturated = append(saturated, i)
 		}
 		if n <= goodEnough {
-			return best, nil // small enough to drive: sampling the rest would cost more
+			return best, bestN, nil // small enough to drive: sampling the rest would cost more
 		}
 	}
 	if bestN < sampleLimit || len(saturated) == 0 {
-		return best, nil
+		return best, bestN, nil
 	}
 	// Nothing small: a second, larger sample tells the large ones apart.
 	limit := sampleLimit * bigSample
 	fewest, pick := never, -1
 	for _, i := range saturated {
-		n, err := pl.rank(typ, params[i], limit)
+		n, err := pl.rankAt(typ, params, i, limit)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if n < fewest {
 			pick, fewest = i, n
 		}
 	}
 	if fewest < limit {
-		return pick, nil
+		return pick, fewest, nil
 	}
 	// All huge: a plain parameter drives (a chain or _has driving a huge set
 	// costs a join per row on top).
 	for _, i := range saturated {
 		if plain(params[i]) {
-			return i, nil
+			return i, limit, nil
 		}
 	}
-	return saturated[0], nil
+	return saturated[0], limit, nil
 }
 
 // negated reports whether the parameter selects by absence (:not, :missing=true).
@@ -714,10 +755,13 @@ func filters(b *builder, pl *planner, q *fhir.Query) error {
 	return nil
 }
 
-func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult, error) {
+// search answers q: its total (bounded by q.TotalLimit) and one page, found by
+// the plan choosePlan picks; a driving set of walkFrom rows or more is walked.
+func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*store.SearchResult, error) {
 	res := &store.SearchResult{Total: -1}
+	pl := &planner{ctx: ctx, db: db, walkFrom: walkFrom}
 	var fb builder
-	if err := filters(&fb, &planner{ctx: ctx, db: db}, q); err != nil {
+	if err := filters(&fb, pl, q); err != nil {
 		return nil, err
 	}
 	if q.Total != fhir.TotalNone {
@@ -737,24 +781,54 @@ func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult
 	if q.Count <= 0 {
 		return res, nil
 	}
+	kinds := make([]byte, len(q.Sort))
+	for i, k := range q.Sort {
+		_, kinds[i] = sortKey(&builder{}, q.Type, k)
+	}
+	plan, err := choosePlan(pl, q)
+	if err != nil {
+		return nil, err
+	}
+	after, last := q.Cursor, cursor{}
+	if plan.walk {
+		done, from, found, walked, err := walkPage(ctx, db, q, kinds, plan, res)
+		if err != nil {
+			return nil, err
+		}
+		res.Plan = plan.describe(q, walked, done)
+		if done {
+			return res, nil
+		}
+		after, last = from, found
+	} else {
+		res.Plan = plan.describe(q, 0, true)
+	}
+	if err := drivePage(ctx, db, q, &fb, kinds, after, last, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// drivePage completes res's page with the driving-set plan: the matches after
+// the keyset position after, with sort keys computed per matching row, sorted.
+// last is the cursor of the last match already in res.
+func drivePage(ctx context.Context, db querier, q *fhir.Query, fb *builder, kinds []byte, after string, last cursor, res *store.SearchResult) error {
 	// The page: sort keys computed per current row, then keyset seek and order.
 	var b builder
 	b.add("SELECT m.rid, v.id, v.vid, v.ts, v.method, v.body")
-	kinds := make([]byte, len(q.Sort))
 	var inner builder
 	inner.add("SELECT c.rid, c.seq")
 	for i, k := range q.Sort {
-		expr, kind := sortKey(&inner, q.Type, k)
-		kinds[i] = kind
+		expr, _ := sortKey(&inner, q.Type, k)
 		inner.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i))
 		b.add(", m.k" + strconv.Itoa(i))
 	}
 	inner.add(fb.sql.String(), fb.args...)
 	b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
-	if q.Cursor != "" {
-		c, vals, err := decodeCursor(q.Cursor, kinds)
+	if after != "" {
+		c, vals, err := decodeCursor(after, kinds)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		b.add(" WHERE (")
 		for i := 0; i <= len(vals); i++ {
@@ -786,14 +860,13 @@ func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult
 		}
 		b.add("m.k" + strconv.Itoa(i) + dir)
 	}
-	b.add("m.rid ASC LIMIT ?", q.Count+1)
+	b.add("m.rid ASC LIMIT ?", q.Count+1-len(res.Matches))
 
 	rows, err := db.QueryContext(ctx, b.sql.String(), b.args...)
 	if err != nil {
-		return nil, fhir.InternalError("search", err)
+		return fhir.InternalError("search", err)
 	}
 	defer rows.Close()
-	var last cursor
 	for rows.Next() {
 		var rid, ts int64
 		v := store.Version{Type: q.Type}
@@ -803,7 +876,7 @@ func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult
 			dest = append(dest, &keys[i])
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fhir.InternalError("search", err)
+			return fhir.InternalError("search", err)
 		}
 		if len(res.Matches) == q.Count {
 			res.Next = encodeCursor(last)
@@ -817,9 +890,9 @@ func search(ctx context.Context, db querier, q *fhir.Query) (*store.SearchResult
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fhir.InternalError("search", err)
+		return fhir.InternalError("search", err)
 	}
-	return res, nil
+	return nil
 }
 
 // History returns versions newest first.

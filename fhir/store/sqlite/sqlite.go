@@ -56,6 +56,7 @@ type Store struct {
 	onCommit func(writes int, d time.Duration, err error)
 	stmts    readStmts
 	wstmts   writeStmts
+	walkFrom int // the driving set size from which a page walks (walk.go); tests lower it
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -83,6 +84,9 @@ var schema = []string{
 		rid INTEGER PRIMARY KEY,
 		type TEXT NOT NULL, id TEXT NOT NULL, vid INTEGER NOT NULL, seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
 		UNIQUE (type, id))`,
+	// A walk in row id order reads one type's live rows in rid order (walk.go).
+	// Partial on rid > 0 as idx_date_hi is, for the same reason.
+	`CREATE INDEX IF NOT EXISTS current_type ON current (type, deleted) WHERE rid > 0`,
 	// Index tables are clustered on their lookup key (WITHOUT ROWID), so each value
 	// costs two b-tree inserts: the table itself and the rid index used to replace
 	// a resource's values on update.
@@ -95,6 +99,11 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS idx_date (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
 		PRIMARY KEY (type, param, lo, hi, rid)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_date_rid ON idx_date (rid)`,
+	// A descending date sort walks the latest ends in order (walk.go).
+	// It is partial on a condition only the walk states (rid > 0, true of every
+	// row), so that no other query picks it: SQLite would take it for the
+	// "hi > ?" of a date range's lookup and run an OR as a union.
+	`CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (type, param, hi, rid) WHERE rid > 0`,
 	`CREATE TABLE IF NOT EXISTS idx_number (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, num REAL NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
 		PRIMARY KEY (type, param, num, rid, lo, hi, system, code)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_number_rid ON idx_number (rid)`,
@@ -156,7 +165,7 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit}
+	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit}
 	if s.max <= 0 {
 		s.max = 64
 	}
@@ -462,7 +471,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int) (store.Versi
 
 // Search runs a query on the read pool.
 func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	return search(ctx, s.read, q)
+	return search(ctx, s.read, q, s.walkFrom)
 }
 
 // txn is the store.Tx of one batch's transaction on the writer's connection.
@@ -542,7 +551,7 @@ func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, e
 	if err := t.flush(ctx); err != nil {
 		return nil, err
 	}
-	return search(ctx, t.conn, q)
+	return search(ctx, t.conn, q, sampleLimit)
 }
 
 // lastSQL finds the version of a type written last (versions_type_seq serves it).

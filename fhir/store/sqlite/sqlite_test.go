@@ -64,3 +64,18 @@ func TestOnCommit(t *testing.T) {
 		t.Fatalf("hook saw %d writes in %d commits, want 20 writes", writes, commits)
 	}
 }
+
+// TestConformanceWalking runs the conformance suite with every page that has a
+// driving parameter served by a walk (the plan a large driving set takes), with
+// a budget of the driving set's size, so that small data exercises both the
+// walk and its handover to the driving-set plan.
+func TestConformanceWalking(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sqlite.SetWalkFrom(s, 0)
+		return s
+	})
+}

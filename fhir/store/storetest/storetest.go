@@ -67,6 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Totals", testTotals},
 		{"BadCursor", testBadCursor},
 		{"Last", testLast},
+		{"EarlyStop", testEarlyStop},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
