@@ -41,10 +41,11 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
+
+	"crs/fhir"
 )
 
 //go:generate go run gen.go
@@ -654,7 +655,7 @@ func (n *equalNode) eval(focus []Item) []Item {
 	}
 	eq := len(l) == len(r)
 	for i := 0; eq && i < len(l); i++ {
-		eq = equalValue(l[i].Value, r[i].Value)
+		eq = fhir.EqualJSON(l[i].Value, r[i].Value) // the one JSON equality
 	}
 	return boolean(eq != n.negate)
 }
@@ -983,55 +984,6 @@ func truth(c []Item) (val, ok bool) {
 		return b, true
 	}
 	return true, true
-}
-
-// equalValue is FHIRPath equality of two JSON values.
-func equalValue(a, b any) bool {
-	switch x := a.(type) {
-	case string:
-		y, ok := b.(string)
-		return ok && x == y
-	case bool:
-		y, ok := b.(bool)
-		return ok && x == y
-	case json.Number:
-		y, ok := b.(json.Number)
-		if !ok {
-			return false
-		}
-		if x == y {
-			return true
-		}
-		fx, err1 := strconv.ParseFloat(string(x), 64)
-		fy, err2 := strconv.ParseFloat(string(y), 64)
-		return err1 == nil && err2 == nil && fx == fy && !math.IsNaN(fx)
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, xv := range x {
-			yv, ok := y[k]
-			if !ok || !equalValue(xv, yv) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !equalValue(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case nil:
-		return b == nil
-	}
-	return false
 }
 
 func ofType(in []Item, typ string) []Item {
