@@ -830,27 +830,8 @@ func drivePage(ctx context.Context, db querier, q *fhir.Query, fb *builder, kind
 		if err != nil {
 			return err
 		}
-		b.add(" WHERE (")
-		for i := 0; i <= len(vals); i++ {
-			if i > 0 {
-				b.add(" OR ")
-			}
-			b.add("(")
-			for j := 0; j < i; j++ {
-				b.add("m.k"+strconv.Itoa(j)+" = ? AND ", vals[j])
-			}
-			if i == len(vals) {
-				b.add("m.rid > ?", c.RID)
-			} else {
-				op := " > ?"
-				if q.Sort[i].Descending {
-					op = " < ?"
-				}
-				b.add("m.k"+strconv.Itoa(i)+op, vals[i])
-			}
-			b.add(")")
-		}
-		b.add(")")
+		b.add(" WHERE ")
+		keysetAfter(&b, q.Sort, vals, "m.k", "m.rid", c.RID)
 	}
 	b.add(" ORDER BY ")
 	for i, k := range q.Sort {

@@ -68,27 +68,28 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	return walkPlan{walk: true, budget: budget}, nil
 }
 
-// keysetAfter adds the condition that a walked row comes after the keyset
-// position (vals, rid) in the order of keys: the first key is column k0's
-// alias w.<col> is read as k0, later keys by their aliases k1, k2 ….
-func keysetAfter(b *builder, keys []fhir.SortKey, vals []any, rid int64) {
-	b.add(" AND (")
+// keysetAfter adds the condition that a row comes after the keyset position
+// (vals, rid) in the order of keys, with the key columns named col+"0",
+// col+"1" … and the row id ridCol: one disjunct per key prefix, so that the
+// driving-set plan and the walk continue a page from the same place.
+func keysetAfter(b *builder, keys []fhir.SortKey, vals []any, col, ridCol string, rid int64) {
+	b.add("(")
 	for i := 0; i <= len(vals); i++ {
 		if i > 0 {
 			b.add(" OR ")
 		}
 		b.add("(")
 		for j := 0; j < i; j++ {
-			b.add("k"+strconv.Itoa(j)+" = ? AND ", vals[j])
+			b.add(col+strconv.Itoa(j)+" = ? AND ", vals[j])
 		}
 		if i == len(vals) {
-			b.add("w.rid > ?", rid)
+			b.add(ridCol+" > ?", rid)
 		} else {
 			op := " > ?"
 			if keys[i].Descending {
 				op = " < ?"
 			}
-			b.add("k"+strconv.Itoa(i)+op, vals[i])
+			b.add(col+strconv.Itoa(i)+op, vals[i])
 		}
 		b.add(")")
 	}
@@ -179,7 +180,8 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 				op = " <= ?"
 			}
 			b.add(" AND w."+col+op, vals[0])
-			keysetAfter(&b, q.Sort, vals, from.RID)
+			b.add(" AND ")
+			keysetAfter(&b, q.Sort, vals, "k", "w.rid", from.RID)
 		}
 		b.add(" ORDER BY ")
 		for i, k := range q.Sort {
