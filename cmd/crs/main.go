@@ -297,42 +297,31 @@ type envReader struct{ err error }
 func (r *envReader) str(name, def string) string { return env(name, def) }
 
 func (r *envReader) int(name string, def int) int {
-	v, ok := os.LookupEnv(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		r.fail(fmt.Errorf("%s=%q is not a whole number", name, v))
-		return def
-	}
-	return n
+	return envParse(r, name, def, strconv.Atoi, "a whole number")
 }
 
 func (r *envReader) bool(name string, def bool) bool {
-	v, ok := os.LookupEnv(name)
-	if !ok {
-		return def
-	}
-	b, err := strconv.ParseBool(strings.TrimSpace(v))
-	if err != nil {
-		r.fail(fmt.Errorf("%s=%q is not true or false", name, v))
-		return def
-	}
-	return b
+	return envParse(r, name, def, strconv.ParseBool, "true or false")
 }
 
 func (r *envReader) duration(name string, def time.Duration) time.Duration {
+	return envParse(r, name, def, time.ParseDuration, "a duration (such as 5s)")
+}
+
+// envParse reads variable name with parse, or gives def when it is unset; a
+// value parse refuses is kept as r's error (saying it is not what), and def
+// is returned.
+func envParse[T any](r *envReader, name string, def T, parse func(string) (T, error), what string) T {
 	v, ok := os.LookupEnv(name)
 	if !ok {
 		return def
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(v))
+	x, err := parse(strings.TrimSpace(v))
 	if err != nil {
-		r.fail(fmt.Errorf("%s=%q is not a duration (such as 5s)", name, v))
+		r.fail(fmt.Errorf("%s=%q is not %s", name, v, what))
 		return def
 	}
-	return d
+	return x
 }
 
 func (r *envReader) fail(err error) {
