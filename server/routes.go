@@ -67,10 +67,12 @@ func (s *Server) routeOf(c *gin.Context) route {
 			if err != nil {
 				return fail(err)
 			}
-			return reply{status: http.StatusOK, body: s.withExport(s.withCORS(cs))}
+			return reply{status: http.StatusOK, body: s.withMessaging(s.withExport(s.withCORS(cs)))}
 		})
 	case len(seg) == 1 && seg[0] == "_history" && m == http.MethodGet:
 		return r("history-system", "R", func() reply { return s.history(c, "", "") })
+	case len(seg) == 1 && seg[0] == "$process-message" && m == http.MethodPost && s.messages != nil:
+		return r("operation", "E", func() reply { return s.processMessage(c) })
 	case len(seg) == 1 && strings.HasPrefix(seg[0], "$import-") && m == http.MethodPost && s.importer != nil:
 		return r("operation", "E", func() reply { return s.importOp(c, strings.TrimPrefix(seg[0], "$import-")) })
 	case len(seg) == 1 && strings.HasPrefix(seg[0], "$"):

@@ -59,6 +59,9 @@ type Config struct {
 	Measures Measures
 	// Export runs Bulk Data $export (kick-off, status, files); nil: not served.
 	Export Exporter
+	// Messages answers POST /fhir/$process-message (BaRS referrals); nil: not
+	// served.
+	Messages Messages
 }
 
 // Server is the HTTP handler of crs.
@@ -77,13 +80,14 @@ type Server struct {
 	corsOrigins     []string
 	logQueryValues  bool
 	measures        Measures
+	messages        Messages
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export, messages: cfg.Messages}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}

@@ -34,6 +34,7 @@ import (
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/mapping/bars"
 	"crs/mapping/mllp"
 	"crs/measures"
 	"crs/metrics"
@@ -542,6 +543,7 @@ func (m *Main) start(ctx context.Context) error {
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
 		Import: importFunc(eng, prof), Measures: svc, Export: exports,
+		Messages: &bars.Receiver{Engine: eng, Base: prof.CanonicalBase()},
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
