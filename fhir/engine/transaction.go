@@ -366,6 +366,9 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 				return err
 			}
 		}
+		if err := e.moveReferences(ctx, tx, now); err != nil { // MergePatients only
+			return err
+		}
 		return e.auditInTx(ctx, tx, entriesRecord("transaction", entries))
 	})
 	if err != nil {

@@ -68,7 +68,7 @@ type Result struct {
 }
 
 // Supported is the trigger events the importer applies.
-var Supported = map[string]bool{"A01": true, "A05": true, "A02": true, "A03": true, "A04": true, "A08": true, "A11": true, "A13": true, "A28": true, "A31": true}
+var Supported = map[string]bool{"A01": true, "A05": true, "A02": true, "A03": true, "A04": true, "A08": true, "A11": true, "A13": true, "A28": true, "A31": true, "A12": true, "A40": true}
 
 // Systems of the identifiers the importer writes, under the canonical base.
 const (
@@ -123,7 +123,7 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 		return m, reject(hl7v2.CodeUnsupportedType, "MSH", 9, fmt.Sprintf("message type %q is not accepted: only ADT", typ))
 	}
 	if !Supported[event] {
-		return m, reject(hl7v2.CodeUnsupportedEvent, "MSH", 9, fmt.Sprintf("trigger event %q is not accepted (A01, A02, A03, A04, A05, A08, A11, A13, A28, A31)", event))
+		return m, reject(hl7v2.CodeUnsupportedEvent, "MSH", 9, fmt.Sprintf("trigger event %q is not accepted (A01, A02, A03, A04, A05, A08, A11, A12, A13, A28, A31, A40)", event))
 	}
 	facility := h.Value(4, 1)
 	ods, ok := im.Config.Facilities[facility]

@@ -33,6 +33,9 @@ func (a *apply) run(ctx context.Context) Result {
 	if pid == nil {
 		return Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
 	}
+	if a.event == "A40" {
+		return a.merge(ctx, pid)
+	}
 	nhs, status, hosp, herr := a.identifiers(pid)
 	if herr != nil {
 		return Result{Code: hl7v2.AE, Err: herr}
@@ -96,22 +99,9 @@ var nhsType = map[string]bool{"NH": true, "NHS": true}
 // NH) with its verification status (PID-3.9 … or PID-32 as ITK sends it), and
 // the hospital number (type PI or MR, or the first other identifier).
 func (a *apply) identifiers(pid *hl7v2.Segment) (nhs, status, hosp string, _ *hl7v2.Error) {
-	for r := 0; r < pid.Reps(3); r++ {
-		v, auth, typ := pid.Get(3, r, 1, 1), strings.ToUpper(pid.Get(3, r, 4, 1)), strings.ToUpper(pid.Get(3, r, 5, 1))
-		switch {
-		case v == "":
-		case nhsType[typ] || auth == "NHS":
-			v = strings.ReplaceAll(v, " ", "")
-			if ok, why := mapping.ValidNHSNumber(v); !ok {
-				return "", "", "", fail("PID", 3, hl7v2.CodeDataType, "NHS number %q: %s", v, why)
-			}
-			nhs = v
-		case hosp == "" || typ == "PI" || typ == "MR":
-			hosp = v
-		}
-	}
-	if nhs == "" && hosp == "" {
-		return "", "", "", fail("PID", 3, hl7v2.CodeRequiredMissing, "no patient identifier (neither an NHS number nor a hospital number)")
+	nhs, hosp, err := identifiersAt(pid, 3)
+	if err != nil {
+		return "", "", "", err
 	}
 	status = pid.Value(32, 1)
 	if status != "" && !verificationCode.MatchString(status) {
@@ -120,25 +110,35 @@ func (a *apply) identifiers(pid *hl7v2.Segment) (nhs, status, hosp string, _ *hl
 	return nhs, status, hosp, nil
 }
 
+// identifiersAt reads a patient identifier list (PID-3, MRG-1): the NHS
+// number and the hospital number.
+func identifiersAt(seg *hl7v2.Segment, field int) (nhs, hosp string, _ *hl7v2.Error) {
+	for r := 0; r < seg.Reps(field); r++ {
+		v, auth, typ := seg.Get(field, r, 1, 1), strings.ToUpper(seg.Get(field, r, 4, 1)), strings.ToUpper(seg.Get(field, r, 5, 1))
+		switch {
+		case v == "":
+		case nhsType[typ] || auth == "NHS":
+			v = strings.ReplaceAll(v, " ", "")
+			if ok, why := mapping.ValidNHSNumber(v); !ok {
+				return "", "", fail(seg.Name, field, hl7v2.CodeDataType, "NHS number %q: %s", v, why)
+			}
+			nhs = v
+		case hosp == "" || typ == "PI" || typ == "MR":
+			hosp = v
+		}
+	}
+	if nhs == "" && hosp == "" {
+		return "", "", fail(seg.Name, field, hl7v2.CodeRequiredMissing, "no patient identifier (neither an NHS number nor a hospital number)")
+	}
+	return nhs, hosp, nil
+}
+
 // findPatient finds the Patient by NHS number, then by hospital number; two
 // different people is an error (held: the trust must merge them first).
 func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error {
-	found := map[string]mapping.Current{}
-	for _, q := range []identifier{{mapping.NHSNumberSystem, nhs}, {a.im.system(hospitalNumberPath + a.ods), hosp}} {
-		if q.Value == "" {
-			continue
-		}
-		// The people the feed has written about (acute-adt), and those the
-		// trust referred (acute-trust): each search policed as that role.
-		for _, d := range []mapping.Door{a.door, a.referrals} {
-			cs, err := d.Search(ctx, "Patient", "identifier="+q.System+"|"+q.Value)
-			if err != nil {
-				return describe(err)
-			}
-			for _, c := range cs {
-				found[c.ID] = c
-			}
-		}
+	found, err := a.candidates(ctx, nhs, hosp)
+	if err != nil {
+		return err
 	}
 	switch len(found) {
 	case 0:
@@ -154,6 +154,29 @@ func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error 
 		return fail("PID", 3, hl7v2.CodeUnknownKey, "the NHS number and the hospital number name %d different Patients: merge them first", len(found))
 	}
 	return nil
+}
+
+// candidates are the Patients the NHS number or the hospital number name,
+// among those the trust may see.
+func (a *apply) candidates(ctx context.Context, nhs, hosp string) (map[string]mapping.Current, *hl7v2.Error) {
+	found := map[string]mapping.Current{}
+	for _, q := range []identifier{{mapping.NHSNumberSystem, nhs}, {a.im.system(hospitalNumberPath + a.ods), hosp}} {
+		if q.Value == "" {
+			continue
+		}
+		// The people the feed has written about (acute-adt), and those the
+		// trust referred (acute-trust): each search policed as that role.
+		for _, d := range []mapping.Door{a.door, a.referrals} {
+			cs, err := d.Search(ctx, "Patient", "identifier="+q.System+"|"+q.Value)
+			if err != nil {
+				return nil, describe(err)
+			}
+			for _, c := range cs {
+				found[c.ID] = c
+			}
+		}
+	}
+	return found, nil
 }
 
 var genders = map[string]string{"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
@@ -266,7 +289,7 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 				return fail("PV1", 19, hl7v2.CodeUnknownKey, "visit number %s belongs to another Patient", visit)
 			}
 		}
-	case a.event == "A11" || a.event == "A13":
+	case a.event == "A11" || a.event == "A12" || a.event == "A13":
 		return fail("PV1", 19, hl7v2.CodeUnknownKey, "no Encounter has visit number %s: nothing to cancel", visit)
 	default:
 		a.encntr = &mapping.State{Type: "Encounter", FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + sys + "|" + visit,
@@ -303,7 +326,9 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		period["start"] = t
 	}
 	switch a.event {
-	case "A01", "A02", "A04":
+	case "A01", "A02", "A04", "A12":
+		// A12 (cancel transfer) sends in PV1-3 the location the patient is
+		// back in: a new version, like the transfer it undoes.
 		e["status"] = "in-progress"
 	case "A05":
 		if a.encntr.ID == "" || e["status"] == "planned" {

@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"crs/audit"
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/fhir/search"
+	"crs/fhir/store"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
 	"crs/profiles"
@@ -24,6 +26,7 @@ type Env struct {
 	Engine   *engine.Engine
 	Profiles *profiles.Set
 	Admin    *auth.Principal
+	Store    store.Store // the SQLite store under the engine (for the audit chain)
 }
 
 // New starts an Env and stores the transaction Bundle in the file fixtures
@@ -61,7 +64,7 @@ func New(t testing.TB, fixtures string) *Env {
 	if err := eng.InstallConformance(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{Engine: eng, Profiles: prof, Admin: Principal("admin", "", "")}
+	e := &Env{Engine: eng, Profiles: prof, Admin: Principal("admin", "", ""), Store: st}
 	data, err := os.ReadFile(fixtures)
 	if err != nil {
 		t.Fatal(err)
@@ -120,4 +123,27 @@ func (e *Env) Versions(t testing.TB, rt string) int {
 func JSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// VerifyAudit checks the hash chain of the AuditEvents (as crs audit verify
+// does) and returns their bodies, oldest first.
+func (e *Env) VerifyAudit(t testing.TB) []string {
+	t.Helper()
+	res, err := e.Store.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := len(res.Versions)
+	var bodies []string
+	if _, err := audit.VerifyChain(func() (string, []byte, bool, error) {
+		if i == 0 {
+			return "", nil, false, nil
+		}
+		i-- // History is newest first
+		bodies = append(bodies, string(res.Versions[i].Body))
+		return res.Versions[i].ID, res.Versions[i].Body, true, nil
+	}); err != nil {
+		t.Fatalf("audit chain: %v", err)
+	}
+	return bodies
 }
