@@ -3,6 +3,7 @@ package adt
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -157,26 +158,33 @@ func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error 
 }
 
 // candidates are the Patients the NHS number or the hospital number name,
-// among those the trust may see.
+// among those the trust may see: one search (both identifiers, OR) per role.
 func (a *apply) candidates(ctx context.Context, nhs, hosp string) (map[string]mapping.Current, *hl7v2.Error) {
-	found := map[string]mapping.Current{}
+	var ids []string
 	for _, q := range []identifier{{mapping.NHSNumberSystem, nhs}, {a.im.system(hospitalNumberPath + a.ods), hosp}} {
-		if q.Value == "" {
-			continue
+		if q.Value != "" {
+			ids = append(ids, escapeValue(q.System)+"|"+escapeValue(q.Value))
 		}
-		// The people the feed has written about (acute-adt), and those the
-		// trust referred (acute-trust): each search policed as that role.
-		for _, d := range []mapping.Door{a.door, a.referrals} {
-			cs, err := d.Search(ctx, "Patient", "identifier="+q.System+"|"+q.Value)
-			if err != nil {
-				return nil, describe(err)
-			}
-			for _, c := range cs {
-				found[c.ID] = c
-			}
+	}
+	found := map[string]mapping.Current{}
+	// The people the feed has written about (acute-adt), and those the trust
+	// referred (acute-trust): each search policed as that role.
+	for _, d := range []mapping.Door{a.door, a.referrals} {
+		cs, err := d.Search(ctx, "Patient", "identifier="+url.QueryEscape(strings.Join(ids, ",")))
+		if err != nil {
+			return nil, describe(err)
+		}
+		for _, c := range cs {
+			found[c.ID] = c
 		}
 	}
 	return found, nil
+}
+
+// escapeValue escapes a search value's own commas, bars and backslashes (the
+// FHIR search escapes), so that it is one value of an OR list.
+func escapeValue(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`).Replace(v)
 }
 
 var genders = map[string]string{"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}

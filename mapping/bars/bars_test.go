@@ -19,7 +19,7 @@ func trust() *auth.Principal {
 	return &auth.Principal{ClientID: "bars-RR8", Org: "RR8", Roles: []string{"acute-adt", "acute-trust"}, Scopes: auth.ParseScopes("system/*.cruds")}
 }
 
-func newReceiver(t *testing.T) (*Receiver, *mappingtest.Env) {
+func newReceiver(t testing.TB) (*Receiver, *mappingtest.Env) {
 	t.Helper()
 	env := mappingtest.New(t, "testdata/fixtures.json")
 	return &Receiver{Engine: env.Engine, Base: profiles.DefaultCanonicalBase}, env
@@ -204,4 +204,39 @@ func TestOtherCaller(t *testing.T) {
 	if err := json.Unmarshal([]byte(mappingtest.JSON(rep.Bundle)), &b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzProcess feeds arbitrary bodies to the receiver: every one is answered
+// with a response message or a client error — never a panic, never an
+// internal error — and a refused message stores nothing.
+func FuzzProcess(f *testing.F) {
+	for _, name := range []string{"new.json", "update.json", "bad-event.json", "bad-profile.json"} {
+		data, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"resourceType":"Bundle","type":"message","entry":[{"resource":{"resourceType":"MessageHeader","id":"x","eventCoding":{"system":"https://fhir.nhs.uk/CodeSystem/message-events-bars","code":"servicerequest-request"},"reason":{"coding":[{"system":"https://fhir.nhs.uk/CodeSystem/message-reason-bars","code":"new"}]},"focus":[{"reference":"ServiceRequest/1"}]}},{"resource":{"resourceType":"ServiceRequest","id":"1"}}]}`))
+	r, env := newReceiver(f)
+	ctx := auth.WithPrincipal(context.Background(), trust())
+	f.Fuzz(func(t *testing.T, body []byte) {
+		before := env.Versions(t, "ServiceRequest")
+		rep, err := r.Process(ctx, body)
+		if err != nil {
+			if fhir.KindOf(err) == fhir.Internal {
+				t.Fatalf("internal error: %v", err)
+			}
+			return
+		}
+		if rep.Bundle == nil || (rep.Code == OK) != (rep.Err == nil) {
+			t.Fatalf("reply %d %s %v", rep.Status, rep.Code, rep.Err)
+		}
+		if rep.Err != nil && fhir.KindOf(rep.Err) == fhir.Internal {
+			t.Fatalf("internal error: %v", rep.Err)
+		}
+		if rep.Err != nil && env.Versions(t, "ServiceRequest") != before {
+			t.Fatalf("a refused message stored a referral")
+		}
+	})
 }

@@ -33,7 +33,14 @@ type Env struct {
 // (as an administrator).
 func New(t testing.TB, fixtures string) *Env {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	return NewWith(t, fixtures, sqlite.Options{NoSync: true})
+}
+
+// NewWith is New on a SQLite store opened with opt (e.g. with fsync, for a
+// benchmark of durable writes).
+func NewWith(t testing.TB, fixtures string, opt sqlite.Options) *Env {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,41 +266,6 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// BenchmarkADTOverMLLP sends A01s (a new person and admission each) over one
-// connection and waits for each ACK: stored through the engine
-// (SQLite without fsync as mappingtest opens it, strict profiles, policy,
-// audit) before the ACK (messages/s).
-func BenchmarkADTOverMLLP(b *testing.B) {
-	env := mappingtest.New(b, "../adt/testdata/fixtures.json")
-	im := &adt.Importer{Engine: env.Engine, Config: adt.Config{Facilities: map[string]string{"RR801": "RR8"}, Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := &Server{Handler: func(ctx context.Context, msg []byte) []byte { ack, _ := im.Process(ctx, msg); return ack }}
-	go s.Serve(ln)
-	defer s.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	r := bufio.NewReader(c)
-	tmpl := "MSH|^~\\&|PAS|RR801|CRS|CRS|20261129101500||ADT^A01|B%d|P|2.4\rEVN|A01|20261129101500\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD 7||||||||||||||||V%d\r"
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		msg := fmt.Sprintf(tmpl, i, nhsNumber(i), i, i)
-		if err := WriteFrame(c, []byte(msg)); err != nil {
-			b.Fatal(err)
-		}
-		ack, err := ReadFrame(r, DefaultMaxMessage, nil)
-		if err != nil || !bytes.Contains(ack, []byte("MSA|AA|")) {
-			b.Fatalf("ACK %q %v", ack, err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-}
-
 // nhsNumber is a valid test NHS number (999 prefix) for i.
 func nhsNumber(i int) string {
 	for n := i; ; n++ {

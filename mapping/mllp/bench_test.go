@@ -1,0 +1,167 @@
+package mllp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/search"
+	"crs/fhir/store"
+	"crs/fhir/store/sqlite"
+	"crs/mapping/adt"
+	"crs/mapping/mappingtest"
+	"crs/profiles"
+)
+
+// a01 is the benchmarks' message: a new person and admission each.
+const a01 = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261129101500||ADT^A01|B%d|P|2.4\rEVN|A01|20261129101500\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD 7||||||||||||||||V%d\r"
+
+// BenchmarkADTOverMLLP sends A01s over one connection and waits for each ACK:
+// stored through the engine (strict profiles, policy, audit) before the ACK,
+// on SQLite without fsync (synchronous=NORMAL) as mappingtest opens it.
+func BenchmarkADTOverMLLP(b *testing.B) { benchMLLP(b, 1, sqlite.Options{NoSync: true}) }
+
+// BenchmarkADTOverMLLP8: the same over 8 connections at once.
+func BenchmarkADTOverMLLP8(b *testing.B) { benchMLLP(b, 8, sqlite.Options{NoSync: true}) }
+
+// BenchmarkADTOverMLLPDurable: one connection, each message's commit synced
+// (synchronous=FULL, as crs serve runs) before its ACK.
+func BenchmarkADTOverMLLPDurable(b *testing.B) { benchMLLP(b, 1, sqlite.Options{}) }
+
+// BenchmarkADTOverMLLP8Durable: 8 connections, synced commits (the SQLite
+// writer groups the commits of concurrent messages).
+func BenchmarkADTOverMLLP8Durable(b *testing.B) { benchMLLP(b, 8, sqlite.Options{}) }
+
+func benchMLLP(b *testing.B, conns int, opt sqlite.Options) {
+	env := mappingtest.NewWith(b, "../adt/testdata/fixtures.json", opt)
+	im := &adt.Importer{Engine: env.Engine, Config: adt.Config{Facilities: map[string]string{"RR801": "RR8"}, Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Server{Handler: func(ctx context.Context, msg []byte) []byte { ack, _ := im.Process(ctx, msg); return ack }}
+	go s.Serve(ln)
+	defer s.Close()
+	clients := make([]net.Conn, conns)
+	for c := range clients {
+		if clients[c], err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			b.Fatal(err)
+		}
+		defer clients[c].Close()
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for c := range clients {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			r := bufio.NewReader(clients[c])
+			for i := c; i < b.N; i += conns {
+				if err := WriteFrame(clients[c], []byte(fmt.Sprintf(a01, i, nhsNumber(i), i, i))); err != nil {
+					errs <- err
+					return
+				}
+				ack, err := ReadFrame(r, DefaultMaxMessage, nil)
+				if err != nil || !bytes.Contains(ack, []byte("MSA|AA|")) {
+					errs <- fmt.Errorf("ACK %q %v", ack, err)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkRawStoreWrite is the baseline: what an A01 stores (a Patient, an
+// Encounter, a Provenance, an AuditEvent), written straight to the store in
+// one transaction per message with its index values, no engine, on one
+// goroutine and without fsync as BenchmarkADTOverMLLP.
+func BenchmarkRawStoreWrite(b *testing.B) { benchRaw(b, 1, sqlite.Options{NoSync: true}) }
+
+// BenchmarkRawStoreWrite8: the same from 8 goroutines.
+func BenchmarkRawStoreWrite8(b *testing.B) { benchRaw(b, 8, sqlite.Options{NoSync: true}) }
+
+// BenchmarkRawStoreWriteDurable: one goroutine, synced commits.
+func BenchmarkRawStoreWriteDurable(b *testing.B) { benchRaw(b, 1, sqlite.Options{}) }
+
+// BenchmarkRawStoreWrite8Durable: 8 goroutines, synced (grouped) commits.
+func BenchmarkRawStoreWrite8Durable(b *testing.B) { benchRaw(b, 8, sqlite.Options{}) }
+
+func benchRaw(b *testing.B, workers int, opt sqlite.Options) {
+	st, err := sqlite.Open(b.TempDir()+"/crs.db", opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	params, err := search.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	version := func(rt, id string, obj fhir.Object) (store.Version, []fhir.IndexValue) {
+		obj["id"] = id
+		obj["meta"] = map[string]any{"versionId": "1", "lastUpdated": time.Now().UTC().Format(time.RFC3339Nano)}
+		index, err := params.Extract(rt, obj)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := fhir.Marshal(obj)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return store.Version{Type: rt, ID: id, VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: body}, index
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < b.N; i += workers {
+				p := fmt.Sprint("p", i)
+				err := st.Write(context.Background(), func(tx store.Tx) error {
+					for _, r := range []struct {
+						rt, id string
+						obj    fhir.Object
+					}{
+						{"Patient", p, fhir.Object{"resourceType": "Patient", "identifier": []any{map[string]any{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhsNumber(i)},
+							map[string]any{"system": profiles.DefaultCanonicalBase + "/Id/hospital-number/RR8", "value": fmt.Sprint("H", i)}},
+							"name": []any{map[string]any{"use": "official", "family": "SMITH", "given": []any{"JOHN"}}}, "gender": "male", "birthDate": "1945-03-12"}},
+						{"Encounter", fmt.Sprint("e", i), fhir.Object{"resourceType": "Encounter", "status": "in-progress", "identifier": []any{map[string]any{"system": profiles.DefaultCanonicalBase + "/Id/hospital-visit-number/RR8", "value": fmt.Sprint("V", i)}},
+							"class": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}, "subject": map[string]any{"reference": "Patient/" + p},
+							"serviceProvider": map[string]any{"reference": "Organization/trust"}, "location": []any{map[string]any{"location": map[string]any{"display": "WARD 7"}}}, "period": map[string]any{"start": "2026-11-29T10:15:00Z"}}},
+						{"Provenance", fmt.Sprint("v", i), fhir.Object{"resourceType": "Provenance", "target": []any{map[string]any{"reference": "Patient/" + p}, map[string]any{"reference": fmt.Sprint("Encounter/e", i)}},
+							"recorded": "2026-11-29T10:15:00Z", "agent": []any{map[string]any{"who": map[string]any{"reference": "Organization/trust"}}},
+							"entity": []any{map[string]any{"role": "source", "what": map[string]any{"identifier": map[string]any{"system": profiles.DefaultCanonicalBase + "/Id/hl7v2-message/RR8", "value": fmt.Sprint("B", i)}}}}}},
+						{"AuditEvent", fmt.Sprint("a", i), fhir.Object{"resourceType": "AuditEvent", "type": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+							"recorded": "2026-11-29T10:15:00Z", "agent": []any{map[string]any{"requestor": true, "who": map[string]any{"display": "hl7v2-RR8"}}},
+							"source": map[string]any{"observer": map[string]any{"display": "crs"}}, "entity": []any{map[string]any{"what": map[string]any{"reference": "Patient/" + p}}}}},
+					} {
+						v, index := version(r.rt, r.id, r.obj)
+						if err := tx.Put(context.Background(), v, index); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
