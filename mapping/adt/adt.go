@@ -132,20 +132,53 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 	}
 	door := &mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}
 	msgID := identifier{System: im.system(messagePath + ods), Value: m.ControlID()}
-	if dup, err := door.Search(ctx, "Provenance", "entity:identifier="+msgID.System+"|"+msgID.Value); err != nil {
-		return m, Result{Code: hl7v2.AE, Err: fail("", 0, hl7v2.CodeInternal, "%s", mapping.Describe(err))}
-	} else if len(dup) > 0 {
-		return m, Result{Code: hl7v2.AA, Duplicate: true, Note: "duplicate control id: already applied, nothing stored"}
+	// The duplicate check runs while the message's lookups do: its answer is
+	// awaited before anything is written (and before an error is answered).
+	dups := make(chan dupCheck, 1)
+	go func() {
+		found, err := door.Search(ctx, "Provenance", "entity:identifier="+msgID.System+"|"+msgID.Value)
+		dups <- dupCheck{dup: len(found) > 0, err: err}
+	}()
+	a := &apply{im: im, m: m, ods: ods, door: door, event: event, facility: facility, msgID: msgID, dups: dups}
+	res := a.prepare(ctx)
+	if res.Code != hl7v2.AA {
+		if dup, _ := a.duplicate(); dup {
+			res = duplicateResult
+		}
 	}
-	org, err := im.organization(ctx, door, ods)
-	if err != nil {
-		return m, Result{Code: hl7v2.AE, Err: fail("MSH", 4, hl7v2.CodeUnknownKey, "%s", mapping.Describe(err))}
-	}
-	referrals := &mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}
-	referrals.Principal.Roles = []string{"acute-trust"}
-	a := &apply{im: im, m: m, ods: ods, org: org, door: door, referrals: referrals, event: event, facility: facility, msgID: msgID}
-	res := a.run(ctx)
 	return m, res
+}
+
+// dupCheck is the answer of the duplicate control id search.
+type dupCheck struct {
+	dup bool
+	err error
+}
+
+var duplicateResult = Result{Code: hl7v2.AA, Duplicate: true, Note: "duplicate control id: already applied, nothing stored"}
+
+// duplicate waits for the duplicate check (once).
+func (a *apply) duplicate() (bool, *hl7v2.Error) {
+	if !a.dupDone {
+		a.dupAnswer, a.dupDone = <-a.dups, true
+	}
+	if a.dupAnswer.err != nil {
+		return false, fail("", 0, hl7v2.CodeInternal, "%s", mapping.Describe(a.dupAnswer.err))
+	}
+	return a.dupAnswer.dup, nil
+}
+
+// prepare finds the trust's Organization and applies the message.
+func (a *apply) prepare(ctx context.Context) Result {
+	org, err := a.im.organization(ctx, a.door, a.ods)
+	if err != nil {
+		return Result{Code: hl7v2.AE, Err: fail("MSH", 4, hl7v2.CodeUnknownKey, "%s", mapping.Describe(err))}
+	}
+	a.org = org
+	referrals := &mapping.EngineDoor{Engine: a.im.Engine, Principal: Principal(a.ods)}
+	referrals.Principal.Roles = []string{"acute-trust"}
+	a.referrals = referrals
+	return a.run(ctx)
 }
 
 // Principal is the principal a trust's messages are applied as: a backend

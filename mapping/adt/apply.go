@@ -25,6 +25,10 @@ type apply struct {
 	referrals       mapping.Door // as the trust's referrer role only (acute-trust)
 	msgID           identifier
 	patient, encntr *mapping.State
+
+	dups      <-chan dupCheck // the duplicate control id check, running
+	dupDone   bool
+	dupAnswer dupCheck
 }
 
 type identifier struct{ System, Value string }
@@ -76,6 +80,11 @@ func (a *apply) run(ctx context.Context) Result {
 	// person it has not written about before (the acute-adt Patient rule).
 	entries = append([]mapping.Entry{{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
 		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)}}, entries...)
+	if dup, herr := a.duplicate(); herr != nil {
+		return Result{Code: hl7v2.AE, Err: herr}
+	} else if dup {
+		return duplicateResult
+	}
 	res, err := a.door.Transaction(ctx, entries)
 	if err != nil {
 		return Result{Code: hl7v2.AE, Err: describe(err)}
@@ -159,26 +168,72 @@ func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error 
 
 // candidates are the Patients the NHS number or the hospital number name,
 // among those the trust may see: one search (both identifiers, OR) per role.
+// A Patient merged into another (link replaced-by) stands for the survivor.
 func (a *apply) candidates(ctx context.Context, nhs, hosp string) (map[string]mapping.Current, *hl7v2.Error) {
+	hospSystem := a.im.system(hospitalNumberPath + a.ods)
 	var ids []string
-	for _, q := range []identifier{{mapping.NHSNumberSystem, nhs}, {a.im.system(hospitalNumberPath + a.ods), hosp}} {
+	for _, q := range []identifier{{mapping.NHSNumberSystem, nhs}, {hospSystem, hosp}} {
 		if q.Value != "" {
 			ids = append(ids, escapeValue(q.System)+"|"+escapeValue(q.Value))
 		}
 	}
 	found := map[string]mapping.Current{}
+	survivors := map[string]bool{}
 	// The people the feed has written about (acute-adt), and those the trust
-	// referred (acute-trust): each search policed as that role.
-	for _, d := range []mapping.Door{a.door, a.referrals} {
+	// referred (acute-trust): each search policed as that role. When the
+	// feed's search finds one person holding every identifier sent, the
+	// second cannot name another (one active Patient per NHS number; the
+	// hospital number is the trust's own), and is not run.
+	for i, d := range []mapping.Door{a.door, a.referrals} {
+		if i == 1 && len(found) == 1 && len(survivors) == 0 {
+			var c mapping.Current
+			for _, c = range found {
+			}
+			if (nhs == "" || mapping.HasIdentifier(c.Obj, mapping.NHSNumberSystem, nhs)) && (hosp == "" || mapping.HasIdentifier(c.Obj, hospSystem, hosp)) {
+				break
+			}
+		}
 		cs, err := d.Search(ctx, "Patient", "identifier="+url.QueryEscape(strings.Join(ids, ",")))
 		if err != nil {
 			return nil, describe(err)
 		}
 		for _, c := range cs {
+			if to := replacedBy(c.Obj); to != "" {
+				survivors[to] = true
+				continue
+			}
 			found[c.ID] = c
 		}
 	}
+	for id := range survivors {
+		if _, ok := found[id]; ok {
+			continue
+		}
+		for _, d := range []mapping.Door{a.door, a.referrals} {
+			cs, err := d.Search(ctx, "Patient", "_id="+url.QueryEscape(id))
+			if err != nil {
+				return nil, describe(err)
+			}
+			if len(cs) == 1 && replacedBy(cs[0].Obj) == "" {
+				found[id] = cs[0]
+				break
+			}
+		}
+	}
 	return found, nil
+}
+
+// replacedBy is the id of the Patient a merged Patient was merged into ("" for
+// one not merged).
+func replacedBy(p fhir.Object) string {
+	for _, l := range asList(p["link"]) {
+		lm, _ := l.(map[string]any)
+		o, _ := lm["other"].(map[string]any)
+		if ref, _ := o["reference"].(string); lm["type"] == "replaced-by" && strings.HasPrefix(ref, "Patient/") {
+			return strings.TrimPrefix(ref, "Patient/")
+		}
+	}
+	return ""
 }
 
 // escapeValue escapes a search value's own commas, bars and backslashes (the

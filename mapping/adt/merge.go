@@ -70,6 +70,11 @@ func (a *apply) merge(ctx context.Context, pid *hl7v2.Segment) Result {
 	entries, targets := a.entries(states)
 	entries = append([]mapping.Entry{{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
 		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)}}, entries...)
+	if dup, herr := a.duplicate(); herr != nil {
+		return Result{Code: hl7v2.AE, Err: herr}
+	} else if dup {
+		return duplicateResult
+	}
 	body, err := mapping.TransactionBundle(entries)
 	if err != nil {
 		return Result{Code: hl7v2.AE, Err: describe(err)}

@@ -56,6 +56,10 @@ func TestMerge(t *testing.T) {
 			t.Errorf("no AuditEvent names %s", moved)
 		}
 	}
+	// The merged Patient's hospital number now names the survivor.
+	if r := accepted(t, im, "a08-merged.hl7"); len(r.Written) != 1 || !strings.HasPrefix(r.Written[0], "Patient/bob/") {
+		t.Errorf("an A08 for the merged hospital number wrote %v, want Patient/bob", r.Written)
+	}
 	before := env.Versions(t, "Patient") + env.Versions(t, "RelatedPerson")
 	if _, r := send(t, im, "a40.hl7"); r.Code != hl7v2.AA || !r.Duplicate {
 		t.Errorf("resent A40: %s duplicate %v", r.Code, r.Duplicate)
