@@ -38,7 +38,29 @@ func BenchmarkADTOverMLLPDurable(b *testing.B) { benchMLLP(b, 1, sqlite.Options{
 // writer groups the commits of concurrent messages).
 func BenchmarkADTOverMLLP8Durable(b *testing.B) { benchMLLP(b, 8, sqlite.Options{}) }
 
+// a02 moves the person of a01 i to another ward.
+const a02 = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261130090000||ADT^A02|T%d|P|2.4\rEVN|A02|20261130090000\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD %d||||||||||||||||V%d\r"
+
+// BenchmarkADTOverMLLPKnown: the usual traffic — messages about people
+// already admitted (A02 transfers of people the A01s before the timer
+// admitted), one connection, without fsync.
+func BenchmarkADTOverMLLPKnown(b *testing.B) { benchMLLPKnown(b, 1, sqlite.Options{NoSync: true}) }
+
+// BenchmarkADTOverMLLPKnown8: the same over 8 connections.
+func BenchmarkADTOverMLLPKnown8(b *testing.B) { benchMLLPKnown(b, 8, sqlite.Options{NoSync: true}) }
+
+func benchMLLPKnown(b *testing.B, conns int, opt sqlite.Options) {
+	benchMLLPWith(b, conns, opt, func(i int) string { return fmt.Sprintf(a01, i, nhsNumber(i), i, i) },
+		func(i int) string { return fmt.Sprintf(a02, i, nhsNumber(i), i, i%20, i) })
+}
+
 func benchMLLP(b *testing.B, conns int, opt sqlite.Options) {
+	benchMLLPWith(b, conns, opt, nil, func(i int) string { return fmt.Sprintf(a01, i, nhsNumber(i), i, i) })
+}
+
+// benchMLLPWith sends setup(i) for every i before the timer (when not nil),
+// then timed(i), over conns connections, each message waiting for its ACK.
+func benchMLLPWith(b *testing.B, conns int, opt sqlite.Options, setup, timed func(i int) string) {
 	env := mappingtest.NewWith(b, "../adt/testdata/fixtures.json", opt)
 	im := &adt.Importer{Engine: env.Engine, Config: adt.Config{Facilities: map[string]string{"RR801": "RR8"}, Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,32 +77,41 @@ func benchMLLP(b *testing.B, conns int, opt sqlite.Options) {
 		}
 		defer clients[c].Close()
 	}
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
+	readers := make([]*bufio.Reader, conns)
 	for c := range clients {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			r := bufio.NewReader(clients[c])
-			for i := c; i < b.N; i += conns {
-				if err := WriteFrame(clients[c], []byte(fmt.Sprintf(a01, i, nhsNumber(i), i, i))); err != nil {
-					errs <- err
-					return
-				}
-				ack, err := ReadFrame(r, DefaultMaxMessage, nil)
-				if err != nil || !bytes.Contains(ack, []byte("MSA|AA|")) {
-					errs <- fmt.Errorf("ACK %q %v", ack, err)
-					return
-				}
-			}
-		}(c)
+		readers[c] = bufio.NewReader(clients[c])
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
+	run := func(msg func(i int) string) {
+		var wg sync.WaitGroup
+		errs := make(chan error, conns)
+		for c := range clients {
+			wg.Add(1)
+			go func(c int) {
+				defer wg.Done()
+				for i := c; i < b.N; i += conns {
+					if err := WriteFrame(clients[c], []byte(msg(i))); err != nil {
+						errs <- err
+						return
+					}
+					ack, err := ReadFrame(readers[c], DefaultMaxMessage, nil)
+					if err != nil || !bytes.Contains(ack, []byte("MSA|AA|")) {
+						errs <- fmt.Errorf("ACK %q %v", ack, err)
+						return
+					}
+				}
+			}(c)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
 	}
+	if setup != nil {
+		run(setup)
+	}
+	b.ResetTimer()
+	run(timed)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
