@@ -119,9 +119,15 @@ func TestNewUpdateRevoke(t *testing.T) {
 	ok(t, r, "update.json")
 	sr = one(t, env, "ServiceRequest", referralQuery)
 	has(t, "updated referral", sr, `"code":"double"`, `"valueDateTime":"2026-12-01T12:00:00Z"`, `"versionId":"2"`)
+	ok(t, r, "update-no-encounter-identifier.json")
+	sr = one(t, env, "ServiceRequest", referralQuery)
+	has(t, "updated referral", sr, `key safe`, `"reference":"Encounter/`+enc["id"].(string)+`"`)
+	if n := len(env.Search(t, "Encounter", "subject=Patient/"+pat["id"].(string))); n != 1 {
+		t.Errorf("an update whose Encounter has no identifier made %d Encounters, want the referral's one", n)
+	}
 	ok(t, r, "revoke.json")
 	sr = one(t, env, "ServiceRequest", referralQuery)
-	has(t, "revoked referral", sr, `"status":"revoked"`, `"versionId":"3"`)
+	has(t, "revoked referral", sr, `"status":"revoked"`, `"versionId":"4"`)
 	if n := len(env.Search(t, "Patient", "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919")); n != 1 {
 		t.Errorf("%d Patients", n)
 	}

@@ -3,6 +3,7 @@ package bars
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -89,6 +90,32 @@ func (r *Receiver) entries(ctx context.Context, door mapping.Door, msg *message,
 	}
 	sender := r.organizationRef(msg.senderRef, targets)
 
+	// The referral this message is about: by its identifier.
+	se := msg.entries[referral]
+	sys, val := firstIdentifier(se.res)
+	if sys == "" || val == "" {
+		return nil, nil, "", fhir.Errorf(fhir.Invalid, se.where+".identifier", "the ServiceRequest has no identifier with a system and value: later updates and the cancellation find the referral by it")
+	}
+	found, err := door.Search(ctx, "ServiceRequest", "identifier="+url.QueryEscape(sys+"|"+val))
+	if err != nil {
+		return nil, nil, "", err
+	}
+	// An update's Encounter without an identifier is the one the referral
+	// already names (not a new one at each update).
+	reuse := map[int]string{} // message entry → the stored Encounter's reference
+	if msg.reason == "update" && len(found) == 1 {
+		if ref, _ := asMap(found[0].Obj["encounter"])["reference"].(string); ref != "" {
+			for _, i := range encounters {
+				if _, v := firstIdentifier(msg.entries[i].res); v == "" {
+					reuse[i] = ref
+					for _, k := range keys(i) {
+						targets[k] = target{ref: ref}
+					}
+				}
+			}
+		}
+	}
+
 	// The Patient: found by NHS number (so a person already on the record,
 	// e.g. from the trust's ADT feed, is not duplicated), else created.
 	pe := msg.entries[patient]
@@ -104,10 +131,14 @@ func (r *Receiver) entries(ctx context.Context, door mapping.Door, msg *message,
 	writes := []mapping.Entry{{FullURL: urn[patient], Method: "POST", URL: "Patient", IfNoneExist: "identifier=" + mapping.NHSNumberSystem + "|" + nhs, Resource: pat}}
 	provTargets := []string{urn[patient]}
 	for _, i := range encounters {
+		if ref, ok := reuse[i]; ok {
+			provTargets = append(provTargets, ref)
+			continue
+		}
 		enc := r.content(msg.entries[i].res, encounterProfile, targets)
 		w := mapping.Entry{FullURL: urn[i], Method: "POST", URL: "Encounter", Resource: enc}
 		if sys, val := firstIdentifier(enc); val != "" {
-			w.IfNoneExist = "identifier=" + sys + "|" + val
+			w.IfNoneExist = "identifier=" + url.QueryEscape(sys+"|"+val)
 		}
 		writes = append(writes, w)
 		src = append(src, i)
@@ -115,29 +146,24 @@ func (r *Receiver) entries(ctx context.Context, door mapping.Door, msg *message,
 	}
 
 	// The referral: the CRS Referral, derived where the sender's differs.
-	se := msg.entries[referral]
 	sr := r.content(se.res, referralProfile, targets)
-	sys, val := firstIdentifier(sr)
-	if sys == "" || val == "" {
-		return nil, nil, "", fhir.Errorf(fhir.Invalid, se.where+".identifier", "the ServiceRequest has no identifier with a system and value: later updates and the cancellation find the referral by it")
-	}
 	sr["intent"] = "plan"
 	addCareSetting(sr)
 	if err := r.requester(sr, se, targets, sender); err != nil {
 		return nil, nil, "", err
 	}
 	if sr["encounter"] == nil && len(encounters) == 1 {
-		sr["encounter"] = map[string]any{"reference": urn[encounters[0]]}
-	}
-	found, err := door.Search(ctx, "ServiceRequest", "identifier="+sys+"|"+val)
-	if err != nil {
-		return nil, nil, "", err
+		ref, ok := reuse[encounters[0]]
+		if !ok {
+			ref = urn[encounters[0]]
+		}
+		sr["encounter"] = map[string]any{"reference": ref}
 	}
 	switch {
 	case msg.reason == "new" && len(found) > 0:
 		return nil, nil, "", fhir.Errorf(fhir.Conflict, se.where+".identifier", "a referral with identifier %s|%s was received before: send changes and cancellations with reason update", sys, val)
 	case msg.reason == "new":
-		writes = append(writes, mapping.Entry{FullURL: urn[referral], Method: "POST", URL: "ServiceRequest", IfNoneExist: "identifier=" + sys + "|" + val, Resource: sr})
+		writes = append(writes, mapping.Entry{FullURL: urn[referral], Method: "POST", URL: "ServiceRequest", IfNoneExist: "identifier=" + url.QueryEscape(sys+"|"+val), Resource: sr})
 		focus = urn[referral]
 	case len(found) == 0:
 		return nil, nil, "", fhir.Errorf(fhir.NotFound, se.where+".identifier", "no referral with identifier %s|%s: send it first with reason new", sys, val)
