@@ -31,6 +31,11 @@ func (e *Engine) MergePatients(ctx context.Context, body []byte, from, to string
 	if !fhir.ValidID(from) || !fhir.ValidID(to) || from == to {
 		return nil, fhir.Errorf(fhir.Invalid, "", "a merge names two different Patients by id: %q into %q", from, to)
 	}
+	if b, err := fhir.Parse(body, e.limits); err != nil {
+		return nil, err
+	} else if b["type"] != "transaction" {
+		return nil, fhir.Errorf(fhir.Invalid, "Bundle.type", "a merge is one transaction Bundle, not %v", b["type"])
+	}
 	return e.Bundle(context.WithValue(ctx, mergeKey{}, &patientMerge{from: from, to: to}), body, opt)
 }
 

@@ -36,6 +36,13 @@ func TestMergePatients(t *testing.T) {
 	if r, _ := eng.Read(ctx, "RelatedPerson", "r"); r.VersionID != 1 {
 		t.Fatalf("the refused merge moved a reference")
 	}
+	batch := strings.Replace(notMerged, `"transaction"`, `"batch"`, 1)
+	if _, err := eng.MergePatients(ctx, []byte(batch), "b", "a", engine.SearchOptions{}); fhir.KindOf(err) != fhir.Invalid {
+		t.Errorf("a batch: %v, want invalid", err)
+	}
+	if p, _ := eng.Read(ctx, "Patient", "b"); p.VersionID != 1 {
+		t.Errorf("a refused merge wrote Patient/b")
+	}
 	if _, err := eng.MergePatients(ctx, []byte(notMerged), "b", "b", engine.SearchOptions{}); fhir.KindOf(err) != fhir.Invalid {
 		t.Errorf("a merge into itself: %v", err)
 	}
