@@ -65,12 +65,14 @@ type Journal struct {
 }
 
 // Entry is one AuditEvent in the journal: its id, when it was recorded, and
-// its canonical content (the event without id, meta and chain extension, as
-// Canonical gives it), which is what its chain hash covers.
+// what it says — the Record it was made from (NewEntry), or its canonical
+// content (the event without id, meta and chain extension, as Canonical gives
+// it; lines of earlier versions carry this). Event renders either.
 type Entry struct {
-	ID        string          `json:"id"`
-	Recorded  time.Time       `json:"t"`
-	Canonical json.RawMessage `json:"c"`
+	ID        string
+	Recorded  time.Time
+	Canonical json.RawMessage
+	record    *entryRecord
 }
 
 type journalWrite struct {
@@ -210,16 +212,20 @@ func parseLine(line []byte) (Entry, uint64, bool) {
 	if err != nil {
 		return Entry{}, 0, false
 	}
-	var e Entry
-	if err := json.Unmarshal(line[26:len(line)-1], &e); err != nil || e.ID == "" {
+	var l entryLine
+	if err := json.Unmarshal(line[26:len(line)-1], &l); err != nil || l.ID == "" || (l.Record == nil && len(l.Canonical) == 0) {
 		return Entry{}, 0, false
 	}
-	return e, seq, true
+	return Entry{ID: l.ID, Recorded: l.Recorded, Canonical: l.Canonical, record: l.Record}, seq, true
 }
 
 // encodeEntry is the JSON of an entry, as its line carries it.
 func encodeEntry(e Entry) ([]byte, error) {
-	body, err := json.Marshal(e)
+	l := entryLine{ID: e.ID, Recorded: e.Recorded, Record: e.record}
+	if e.record == nil {
+		l.Canonical = e.Canonical
+	}
+	body, err := json.Marshal(l)
 	if err != nil {
 		return nil, err
 	}

@@ -129,24 +129,30 @@ func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedA
 	return e.prepared(ev, entry)
 }
 
-// auditEntry renders rec, with who asked from where, as an AuditEvent's
-// canonical content under a new id: what the journal keeps.
-func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) (audit.Entry, error) {
-	_, entry, err := e.auditEvent(ctx, rec)
-	return entry, err
+// auditEntry is rec, with who asked from where, as a journal entry under a
+// new id: a compact record, rendered as an AuditEvent only when it is
+// materialised.
+func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) audit.Entry {
+	return audit.NewEntry(newID(), e.completeRecord(ctx, rec))
 }
 
-// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
-// as a journal entry.
-func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
+// completeRecord adds to rec who asked, from where, of which server and when.
+func (e *Engine) completeRecord(ctx context.Context, rec audit.Record) audit.Record {
 	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
 		rec.Peer, rec.Forwarded = st.req.Peer, st.req.Forwarded
 	}
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
-	now := e.now()
-	rec.Recorded = now
+	rec.Recorded = e.now()
+	return rec
+}
+
+// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
+// as a journal entry.
+func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
+	rec = e.completeRecord(ctx, rec)
+	now := rec.Recorded
 	ev := audit.Event(rec)
 	canonical, err := audit.Canonical(ev)
 	if err != nil {
@@ -158,10 +164,11 @@ func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object,
 // prepareEntry makes an AuditEvent resource of a journal entry, ready to be
 // linked and stored.
 func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
-	ev, err := fhir.Parse(entry.Canonical, fhir.Limits{})
+	ev, canonical, err := entry.Event()
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
+	entry.Canonical = canonical
 	return e.prepared(ev, entry)
 }
 
@@ -231,11 +238,7 @@ func (e *Engine) Audit(ctx context.Context, rec audit.Record) error {
 		return nil
 	}
 	if e.journal != nil {
-		entry, err := e.auditEntry(ctx, rec)
-		if err != nil {
-			return err
-		}
-		if err := e.journal.Append(entry); err != nil {
+		if err := e.journal.Append(e.auditEntry(ctx, rec)); err != nil {
 			return fhir.Errorf(fhir.Unavailable, "", "the AuditEvent could not be made durable: %v", err)
 		}
 		return nil
