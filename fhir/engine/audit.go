@@ -211,12 +211,30 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 
 // auditInTx records a write's AuditEvent in the transaction that writes.
 func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec audit.Record) error {
-	if !e.audit {
-		return nil
-	}
-	p, err := e.prepareAudit(ctx, rec)
+	p, err := e.prepareWriteAudit(ctx, rec)
 	if err != nil {
 		return err
+	}
+	return e.preparedInTx(ctx, tx, p)
+}
+
+// prepareWriteAudit renders and indexes a write's AuditEvent ahead of its
+// transaction, so that the store's writer only links and stores it
+// (preparedInTx). It is nil when the engine does not audit.
+func (e *Engine) prepareWriteAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
+	if !e.audit {
+		return nil, nil
+	}
+	return e.prepareAudit(ctx, rec)
+}
+
+// preparedInTx stores a write's AuditEvent made by prepareWriteAudit in the
+// transaction that writes. A transaction run again (the store's batch was
+// retried without a failed neighbour) stores the same event again: its
+// chain link is set anew each time.
+func (e *Engine) preparedInTx(ctx context.Context, tx store.Tx, p *preparedAudit) error {
+	if p == nil {
+		return nil
 	}
 	if err := e.appendAudit(ctx, tx, p); err != nil {
 		return err
