@@ -71,21 +71,33 @@ const (
 // Event renders a record as an AuditEvent in the shape of IHE Basic Audit Log Patterns
 // (RESTful activity), without its chain extension.
 func Event(r Record) fhir.Object {
-	outcome, desc := "0", ""
-	if r.Outcome != nil {
-		outcome = "4" // a failure the client caused
-		if r.Outcome.Kind.Status() >= 500 {
-			outcome = "8"
-		}
-		var msgs []string
-		for _, is := range r.Outcome.Issues {
-			msgs = append(msgs, is.Diagnostics)
-		}
-		desc = strings.Join(msgs, "; ")
-		if desc == "" {
-			desc = r.Outcome.Kind.String()
-		}
+	outcome, desc := outcomeOf(r.Outcome)
+	return event(r, outcome, desc)
+}
+
+// outcomeOf is an AuditEvent's outcome code and description for an
+// interaction's error (nil: success).
+func outcomeOf(fe *fhir.Error) (outcome, desc string) {
+	if fe == nil {
+		return "0", ""
 	}
+	outcome = "4" // a failure the client caused
+	if fe.Kind.Status() >= 500 {
+		outcome = "8"
+	}
+	var msgs []string
+	for _, is := range fe.Issues {
+		msgs = append(msgs, is.Diagnostics)
+	}
+	desc = strings.Join(msgs, "; ")
+	if desc == "" {
+		desc = fe.Kind.String()
+	}
+	return outcome, desc
+}
+
+// event renders r with its outcome code and description (r.Outcome is not read).
+func event(r Record, outcome, desc string) fhir.Object {
 	ev := fhir.Object{
 		"resourceType": "AuditEvent",
 		"type":         map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "Restful Operation"},

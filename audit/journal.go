@@ -55,15 +55,24 @@ type Journal struct {
 	off         int64     // where the next line goes
 	lastDurable time.Time // when entries last became durable
 	seq         uint64    // the sequence of the next line
+	// size is how far the file is preallocated (zero-filled and fsynced).
+	// Before the lines reach it, extend adds another journalSize behind it in
+	// the background (extending): a line written past it would grow the file,
+	// and every fdatasync would then commit the file's new size as well.
+	size      int64
+	extending bool
+	extended  *sync.Cond // signalled when an extension ends
 }
 
 // Entry is one AuditEvent in the journal: its id, when it was recorded, and
-// its canonical content (the event without id, meta and chain extension, as
-// Canonical gives it), which is what its chain hash covers.
+// what it says — the Record it was made from (NewEntry), or its canonical
+// content (the event without id, meta and chain extension, as Canonical gives
+// it; lines of earlier versions carry this). Event renders either.
 type Entry struct {
-	ID        string          `json:"id"`
-	Recorded  time.Time       `json:"t"`
-	Canonical json.RawMessage `json:"c"`
+	ID        string
+	Recorded  time.Time
+	Canonical json.RawMessage
+	record    *entryRecord
 }
 
 type journalWrite struct {
@@ -94,7 +103,8 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 		f.Close()
 		return nil, 0, err
 	}
-	if err := preallocate(f, journalSize); err != nil {
+	size, err := preallocate(f, 0, journalSize)
+	if err != nil {
 		f.Close()
 		return nil, 0, err
 	}
@@ -105,7 +115,8 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 	if len(entries) == 0 {
 		seq = uint64(time.Now().UnixNano())
 	}
-	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq}
+	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq, size: size}
+	j.extended = sync.NewCond(&j.mu)
 	if len(entries) > 0 {
 		j.durable <- struct{}{}
 	}
@@ -115,27 +126,50 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 // DefaultJournalMax is the default bound of entries waiting in a journal.
 const DefaultJournalMax = 65536
 
-// journalSize is the size the journal file is preallocated to; past it (many
-// entries not yet materialised) the file grows.
-const journalSize = 16 << 20
+// journalSize is the size the journal file is preallocated to at first, and
+// the step by which it is extended ahead of the lines while many entries wait
+// for their materialisation (a variable so that tests can make it small).
+var journalSize int64 = 16 << 20
 
-// preallocate zero-fills f up to size, so that lines are written in place.
-func preallocate(f *os.File, size int64) error {
+// journalAhead is how far before the preallocated end the next extension
+// starts: far enough that the lines never catch it up.
+func journalAhead() int64 { return journalSize / 4 }
+
+// preallocate zero-fills f from from (or its end, if further) up to size
+// bytes more than from, and fsyncs it, so that lines are written in place. It
+// returns the size the file has then.
+func preallocate(f *os.File, from, size int64) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if fi.Size() >= size {
-		return nil
+	end := from + size
+	if fi.Size() >= end {
+		return fi.Size(), nil
 	}
-	zeros := make([]byte, 1<<20)
-	for off := fi.Size(); off < size; off += int64(len(zeros)) {
-		n := min(int64(len(zeros)), size-off)
+	zeros := make([]byte, min(1<<20, size))
+	for off := max(from, fi.Size()); off < end; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), end-off)
 		if _, err := f.WriteAt(zeros[:n], off); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return f.Sync()
+	return end, syncData(f)
+}
+
+// extend preallocates another journalSize behind the file's end, in the
+// background of the flushes: they write below the end meanwhile (or wait, if
+// they would pass it). A failure leaves the file as it was: lines past its end
+// then grow it, as any append would.
+func (j *Journal) extend(f *os.File, from int64) {
+	size, err := preallocate(f, from, journalSize)
+	j.mu.Lock()
+	if err == nil && size > j.size {
+		j.size = size
+	}
+	j.extending = false
+	j.extended.Broadcast()
+	j.mu.Unlock()
 }
 
 // readJournal reads the good lines of a journal from its start: the entries,
@@ -178,16 +212,20 @@ func parseLine(line []byte) (Entry, uint64, bool) {
 	if err != nil {
 		return Entry{}, 0, false
 	}
-	var e Entry
-	if err := json.Unmarshal(line[26:len(line)-1], &e); err != nil || e.ID == "" {
+	var l entryLine
+	if err := json.Unmarshal(line[26:len(line)-1], &l); err != nil || l.ID == "" || (l.Record == nil && len(l.Canonical) == 0) {
 		return Entry{}, 0, false
 	}
-	return e, seq, true
+	return Entry{ID: l.ID, Recorded: l.Recorded, Canonical: l.Canonical, record: l.Record}, seq, true
 }
 
 // encodeEntry is the JSON of an entry, as its line carries it.
 func encodeEntry(e Entry) ([]byte, error) {
-	body, err := json.Marshal(e)
+	l := entryLine{ID: e.ID, Recorded: e.Recorded, Record: e.record}
+	if e.record == nil {
+		l.Canonical = e.Canonical
+	}
+	body, err := json.Marshal(l)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +234,19 @@ func encodeEntry(e Entry) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// linesSize is how many bytes the lines of ws take in the file.
+func linesSize(ws []*journalWrite) int64 {
+	var n int64
+	for _, w := range ws {
+		n += int64(len(w.line)) + lineOverhead
+	}
+	return n
+}
+
+// lineOverhead is what a line adds to its JSON: checksum, sequence, two
+// spaces and the newline.
+const lineOverhead = 8 + 1 + 16 + 1 + 1
 
 // appendLine appends the line of an entry's JSON with its sequence to buf.
 func appendLine(buf []byte, seq uint64, body []byte) []byte {
@@ -252,6 +303,11 @@ func (j *Journal) flush() {
 	var buf []byte
 	for {
 		j.mu.Lock()
+		// Lines are written inside the preallocated part: an extension under
+		// way (zero-filling past the end) is waited for, not overtaken.
+		for j.extending && len(j.pending) > 0 && j.failed == nil && j.off+linesSize(j.pending) > j.size {
+			j.extended.Wait()
+		}
 		batch := j.pending
 		j.pending = nil
 		if len(batch) == 0 || j.failed != nil {
@@ -267,6 +323,10 @@ func (j *Journal) flush() {
 		for i, w := range batch {
 			w.seq = j.seq + uint64(i)
 			buf = appendLine(buf, w.seq, w.line)
+		}
+		if !j.extending && !j.closed && j.off+int64(len(buf)) > j.size-journalAhead() {
+			j.extending = true
+			go j.extend(j.f, max(j.size, j.off+int64(len(buf))))
 		}
 		if _, err := j.f.WriteAt(buf, j.off); err != nil {
 			j.failed = err
@@ -397,7 +457,7 @@ func (j *Journal) Depth() int {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.syncing > 0 { // let the fsyncs under way finish and answer their callers
+	for j.syncing > 0 || j.extending { // let the fsyncs under way finish and answer their callers
 		j.mu.Unlock()
 		time.Sleep(time.Millisecond)
 		j.mu.Lock()

@@ -51,6 +51,12 @@ readon=$(median BenchmarkReadAuth/on reads/s </tmp/crs-bench-auth.txt)
 echo "== audit: reads and creates by the engine, 8 goroutines, durable SQLite, unaudited vs audited in the same run, $COUNT runs"
 go test -run '^$' -bench 'BenchmarkAudited(Read|Create)$' -benchtime 2s -count "$COUNT" ./fhir/engine/ | tee /tmp/crs-bench-audit.txt
 go test -run '^$' -bench 'BenchmarkJournalAppend$' -benchtime 2s -count "$COUNT" ./audit/ | tee -a /tmp/crs-bench-audit.txt
+echo "== audit over HTTP: reads, creates and acute-referral transactions at c=8, audited vs the audit trail off, same run, $COUNT runs"
+go test -run '^$' -bench 'BenchmarkHTTPAudit$' -benchtime 3s -count "$COUNT" ./cmd/crs/ | tee /tmp/crs-bench-httpaudit.txt
+for m in read create transaction; do
+  eval "h_${m}_u=\$(median BenchmarkHTTPAudit/$m/unaudited req/s </tmp/crs-bench-httpaudit.txt)"
+  eval "h_${m}_a=\$(median BenchmarkHTTPAudit/$m/audited req/s </tmp/crs-bench-httpaudit.txt)"
+done
 rdu=$(median BenchmarkAuditedRead/unaudited reads/s </tmp/crs-bench-audit.txt)
 rds=$(median BenchmarkAuditedRead/store reads/s </tmp/crs-bench-audit.txt)
 rdj=$(median BenchmarkAuditedRead/journal reads/s </tmp/crs-bench-audit.txt)
@@ -87,6 +93,9 @@ printf 'engine reads, audit via store:  %8s reads/s  (%.2fx unaudited)\n' "$rds"
 printf 'engine creates, unaudited:      %8s creates/s  (baseline)\n' "$cru"
 printf 'engine creates, audited in tx:  %8s creates/s  (%.2fx unaudited)\n' "$cra" "$(echo "$cra $cru" | awk '{print $1/$2}')"
 printf 'audit journal appends, c=8:     %8s appends/s  (each durable before it returns)\n' "$jap"
+printf 'HTTP reads, c=8, audited:       %8s req/s  [>= 12000]  (%.2fx unaudited, %s req/s)  [>= 0.85x]\n' "$h_read_a" "$(echo "$h_read_a $h_read_u" | awk '{print $1/$2}')" "$h_read_u"
+printf 'HTTP creates, c=8, audited:     %8s req/s  [>= 4750]  (%.2fx unaudited, %s req/s)\n' "$h_create_a" "$(echo "$h_create_a $h_create_u" | awk '{print $1/$2}')" "$h_create_u"
+printf 'HTTP acute tx, c=8, audited:    %8s req/s  [>= 1500]  (%.2fx unaudited, %s req/s)\n' "$h_transaction_a" "$(echo "$h_transaction_a $h_transaction_u" | awk '{print $1/$2}')" "$h_transaction_u"
 
 echo
 echo "== pathway queries on a synthetic region (p50/p95 over 200 runs each), and acute-referral transactions"

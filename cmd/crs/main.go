@@ -160,6 +160,10 @@ type Config struct {
 	MLLPAddr                string
 	HL7v2Facilities         string // FACILITY=ODS,… accepted sending facilities (MSH-4)
 	HL7v2DischargeReadyDate string // the A03 field holding the Discharge Ready Date (PV2-9)
+
+	// unaudited turns the audit trail off: for the same-run baseline of
+	// BenchmarkHTTPAudit only (no flag sets it; crs serve always audits).
+	unaudited bool
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -466,7 +470,7 @@ func (m *Main) start(ctx context.Context) error {
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
 		Params: params, Profiles: withMeasures, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
-		Access: access, Audit: true, AuditJournal: journal, QueryLimits: m.Config.QueryLimits, MaxConditionalDelete: m.Config.MaxConditionalDelete,
+		Access: access, Audit: !m.Config.unaudited, AuditJournal: journal, QueryLimits: m.Config.QueryLimits, MaxConditionalDelete: m.Config.MaxConditionalDelete,
 		QueryTimeout: m.Config.QueryTimeout, ExplainPlans: m.Config.QueryPlans,
 	})
 	m.engine = eng

@@ -129,24 +129,30 @@ func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedA
 	return e.prepared(ev, entry)
 }
 
-// auditEntry renders rec, with who asked from where, as an AuditEvent's
-// canonical content under a new id: what the journal keeps.
-func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) (audit.Entry, error) {
-	_, entry, err := e.auditEvent(ctx, rec)
-	return entry, err
+// auditEntry is rec, with who asked from where, as a journal entry under a
+// new id: a compact record, rendered as an AuditEvent only when it is
+// materialised.
+func (e *Engine) auditEntry(ctx context.Context, rec audit.Record) audit.Entry {
+	return audit.NewEntry(newID(), e.completeRecord(ctx, rec))
 }
 
-// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
-// as a journal entry.
-func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
+// completeRecord adds to rec who asked, from where, of which server and when.
+func (e *Engine) completeRecord(ctx context.Context, rec audit.Record) audit.Record {
 	st, _ := ctx.Value(requestKey{}).(*requestState)
 	if st != nil {
 		rec.RequestID, rec.Remote = st.req.ID, st.req.Remote
 		rec.Peer, rec.Forwarded = st.req.Peer, st.req.Forwarded
 	}
 	rec.Server, rec.Who = e.base, auth.PrincipalFrom(ctx)
-	now := e.now()
-	rec.Recorded = now
+	rec.Recorded = e.now()
+	return rec
+}
+
+// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
+// as a journal entry.
+func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
+	rec = e.completeRecord(ctx, rec)
+	now := rec.Recorded
 	ev := audit.Event(rec)
 	canonical, err := audit.Canonical(ev)
 	if err != nil {
@@ -158,10 +164,11 @@ func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object,
 // prepareEntry makes an AuditEvent resource of a journal entry, ready to be
 // linked and stored.
 func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
-	ev, err := fhir.Parse(entry.Canonical, fhir.Limits{})
+	ev, canonical, err := entry.Event()
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
+	entry.Canonical = canonical
 	return e.prepared(ev, entry)
 }
 
@@ -204,12 +211,30 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 
 // auditInTx records a write's AuditEvent in the transaction that writes.
 func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec audit.Record) error {
-	if !e.audit {
-		return nil
-	}
-	p, err := e.prepareAudit(ctx, rec)
+	p, err := e.prepareWriteAudit(ctx, rec)
 	if err != nil {
 		return err
+	}
+	return e.preparedInTx(ctx, tx, p)
+}
+
+// prepareWriteAudit renders and indexes a write's AuditEvent ahead of its
+// transaction, so that the store's writer only links and stores it
+// (preparedInTx). It is nil when the engine does not audit.
+func (e *Engine) prepareWriteAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
+	if !e.audit {
+		return nil, nil
+	}
+	return e.prepareAudit(ctx, rec)
+}
+
+// preparedInTx stores a write's AuditEvent made by prepareWriteAudit in the
+// transaction that writes. A transaction run again (the store's batch was
+// retried without a failed neighbour) stores the same event again: its
+// chain link is set anew each time.
+func (e *Engine) preparedInTx(ctx context.Context, tx store.Tx, p *preparedAudit) error {
+	if p == nil {
+		return nil
 	}
 	if err := e.appendAudit(ctx, tx, p); err != nil {
 		return err
@@ -231,11 +256,7 @@ func (e *Engine) Audit(ctx context.Context, rec audit.Record) error {
 		return nil
 	}
 	if e.journal != nil {
-		entry, err := e.auditEntry(ctx, rec)
-		if err != nil {
-			return err
-		}
-		if err := e.journal.Append(entry); err != nil {
+		if err := e.journal.Append(e.auditEntry(ctx, rec)); err != nil {
 			return fhir.Errorf(fhir.Unavailable, "", "the AuditEvent could not be made durable: %v", err)
 		}
 		return nil

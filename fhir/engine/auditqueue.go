@@ -104,8 +104,10 @@ func (e *Engine) AuditQueueDepth() int {
 	return e.auditQ.depth()
 }
 
-// materialiseBatch is how many journal entries one store transaction stores.
-const materialiseBatch = 1000
+// materialiseBatch is how many journal entries one store transaction stores:
+// enough to share a commit among many, few enough that interactions coming
+// back after a quiet moment wait for at most one such commit.
+const materialiseBatch = 500
 
 // materialiseIdle is how long the journal must have been quiet before its
 // entries are materialised while the backlog is below a quarter of the
@@ -145,8 +147,16 @@ func (e *Engine) materialise() {
 			case <-time.After(materialiseIdle):
 			}
 		}
-		failed := false
+		failed, yielded := false, false
 		for {
+			// Between batches, interactions that came back get the disk and
+			// the writer (unless the backlog is large, or someone waits).
+			if waiters == nil && !stopping {
+				if busy, backlog := e.journal.Busy(materialiseIdle); busy && backlog < e.journal.Max()/4 {
+					yielded = true
+					break
+				}
+			}
 			batch := e.journal.Take(materialiseBatch)
 			if len(batch) == 0 {
 				break
@@ -172,7 +182,10 @@ func (e *Engine) materialise() {
 				stopping = true
 			case <-time.After(100 * time.Millisecond):
 			}
-			// Try again even without a new entry.
+		}
+		if failed || yielded {
+			// Come back to what is left even without a new entry (after a
+			// yield, once the journal is quiet again).
 			select {
 			case e.journal.Kick() <- struct{}{}:
 			default:

@@ -288,6 +288,12 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		return Result{}, err
 	}
 	res := Result{Version: v, Created: true, Issues: chk.issues}
+	// The AuditEvent of the create is rendered and indexed here, outside the
+	// store's one writer; inside, it is only linked and stored.
+	pre, err := e.prepareWriteAudit(ctx, writeRecord("create", "C", v))
+	if err != nil {
+		return Result{}, err
+	}
 	err = e.store.Write(ctx, func(tx store.Tx) error {
 		if ifNoneExist != "" {
 			found, err := e.conditional(ctx, tx, rt, ifNoneExist, "If-None-Exist")
@@ -310,7 +316,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		if err := e.mayWrite(ctx, tx, rt, id, fhir.PermCreate); err != nil {
 			return err
 		}
-		return e.auditInTx(ctx, tx, writeRecord("create", "C", v))
+		return e.preparedInTx(ctx, tx, pre)
 	})
 	if err != nil {
 		return Result{}, fhir.WithOp("create", err)

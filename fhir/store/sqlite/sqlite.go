@@ -548,7 +548,7 @@ func (t *txn) Read(ctx context.Context, typ, id string) (store.Version, error) {
 
 // Search searches as this transaction sees the store.
 func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	if err := t.flush(ctx); err != nil {
+	if err := t.flushFor(ctx, q); err != nil {
 		return nil, err
 	}
 	return search(ctx, t.conn, q, sampleLimit)
@@ -695,20 +695,8 @@ func (t *txn) flush(ctx context.Context) error {
 	for _, table := range indexTables {
 		all := t.pending[table]
 		delete(t.pending, table)
-		for len(all) > 0 {
-			n := min(len(all), maxRowsPerInsert)
-			st, err := t.stmts.insertRows(ctx, table, n)
-			if err != nil {
-				return fhir.InternalError("index", err)
-			}
-			args := make([]any, 0, n*indexColumns[table])
-			for _, r := range all[:n] {
-				args = append(args, r...)
-			}
-			if _, err := st.ExecContext(ctx, args...); err != nil {
-				return fhir.InternalError("index", err)
-			}
-			all = all[n:]
+		if err := t.insertRows(ctx, table, all); err != nil {
+			return err
 		}
 	}
 	return nil

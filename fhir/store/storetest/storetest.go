@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SearchLarge", testSearchLarge},
 		{"SearchReindex", testSearchReindex},
 		{"ReindexInTransaction", testReindexInTransaction},
+		{"SearchInTransaction", testSearchInTransaction},
 		{"ConcurrentFailures", testConcurrentFailures},
 		{"SearchChain", testSearchChain},
 		{"SearchHas", testSearchHas},
