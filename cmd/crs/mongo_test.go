@@ -17,7 +17,7 @@ import (
 // search, readiness and the audit trail.
 func TestServeOnMongoDB(t *testing.T) {
 	m := &Main{
-		Config: Config{Addr: "127.0.0.1:0", Store: mongotest.URI(t), MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100, ProfileEnforcement: "declared"},
+		Config: Config{Addr: "127.0.0.1:0", Store: mongotest.URI(t), MaxBodyBytes: 1 << 20, MaxDepth: 64, DefaultCount: 20, MaxCount: 100, ProfileEnforcement: "declared", QueryTimeout: -1},
 		Log:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	}
 	if err := m.Start(context.Background()); err != nil {
