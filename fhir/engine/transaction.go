@@ -35,6 +35,9 @@ type bundleEntry struct {
 	checked  checked     // what validation found (POST, PUT, PATCH)
 	patched  fhir.Object // the result of a PATCH entry
 	deleted  []string    // the ids a conditional DELETE deleted, for the audit record
+	// inCreateBounds: checkCreates found the created resource within the
+	// caller's create bounds (createcheck.go).
+	inCreateBounds bool
 
 	response BundleEntry // filled in when processed
 }
@@ -54,7 +57,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 	if obj == nil || be.response.Response == nil {
 		return nil
 	}
-	if be.method == "POST" {
+	if be.method == "POST" && !be.inCreateBounds {
 		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate); err != nil {
 			return be.entryError(err)
 		}
@@ -361,6 +364,9 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		}
 		// References are checked once everything is written, so that entries
 		// may refer to each other in any order.
+		if err := e.checkCreates(ctx, tx, sorted); err != nil {
+			return err
+		}
 		for _, be := range sorted {
 			if err := e.finishEntry(ctx, tx, be); err != nil {
 				return err
