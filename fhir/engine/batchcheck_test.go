@@ -101,3 +101,63 @@ func TestBatchedNHSNumberChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchedConditionalCreates: the conditions of a transaction's
+// conditional creates keyed on one identifier are searched together
+// (condcreate_batch.go); each entry still gets its own answer: 200 with the
+// record its condition finds, 201 for the ones that find none, and a
+// condition matching two records is still 412.
+func TestBatchedConditionalCreates(t *testing.T) {
+	st, v := openStore(t)
+	e := engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir"})
+	ctx := context.Background()
+	const sys = "https://example.org/Id/visit"
+	enc := func(id string) string {
+		return `{"resourceType":"Encounter","status":"finished","class":{"code":"HH"},"identifier":[{"system":"` + sys + `","value":"` + id + `"}]}`
+	}
+	bundle := func(ids ...string) []byte {
+		var entries []string
+		for _, id := range ids {
+			entries = append(entries, `{"resource":`+enc(id)+`,"request":{"method":"POST","url":"Encounter","ifNoneExist":"identifier=`+sys+`|`+id+`"}}`)
+		}
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	var first []string
+	for i := 0; i < 120; i++ {
+		first = append(first, fmt.Sprintf("v%d", i))
+	}
+	b, err := e.Bundle(ctx, bundle(first...), engine.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, en := range b.Entry {
+		if en.Response.Status != "201 Created" {
+			t.Fatalf("entry %d of new visits: %s, want 201", i, en.Response.Status)
+		}
+	}
+	// v5 and v110 exist (one in each chunk); the others are new.
+	b, err = e.Bundle(ctx, bundle("n1", "v5", "n2", "n3", "v110", "n4"), engine.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"201 Created", "200 OK", "201 Created", "201 Created", "200 OK", "201 Created"}
+	for i, en := range b.Entry {
+		if en.Response.Status != want[i] {
+			t.Errorf("entry %d: %s, want %s", i, en.Response.Status, want[i])
+		}
+	}
+	res, err := st.Search(ctx, &fhir.Query{Type: "Encounter", Count: 1, Total: fhir.TotalAccurate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Total != 124 {
+		t.Errorf("%d Encounters stored, want 124", res.Total)
+	}
+	// Two records with one key: the condition is ambiguous.
+	if _, err := e.Create(ctx, "Encounter", []byte(enc("v7")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Bundle(ctx, bundle("n9", "v7"), engine.SearchOptions{}); fhir.KindOf(err) != fhir.TooManyMatches {
+		t.Errorf("an ambiguous condition among others: %v, want 412", err)
+	}
+}

@@ -38,6 +38,9 @@ type bundleEntry struct {
 	// inCreateBounds: checkCreates found the created resource within the
 	// caller's create bounds (createcheck.go).
 	inCreateBounds bool
+	// noMatch: preResolveCreates found that the ifNoneExist condition matches
+	// nothing (condcreate_batch.go).
+	noMatch bool
 
 	response BundleEntry // filled in when processed
 }
@@ -344,6 +347,9 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		// Conditional creates and conditional updates pick their targets first, so
 		// that references to them resolve to the resource actually used.
+		if err := e.preResolveCreates(ctx, tx, sorted); err != nil {
+			return err
+		}
 		for _, be := range sorted {
 			if err := e.resolveTarget(ctx, tx, be, ids, opt); err != nil {
 				return be.entryError(err)
@@ -390,7 +396,7 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 // entry is mapped to the resource it ends up naming.
 func (e *Engine) resolveTarget(ctx context.Context, tx store.Tx, be *bundleEntry, ids map[string]string, opt SearchOptions) error {
 	switch {
-	case be.method == "POST" && be.ifNone != "":
+	case be.method == "POST" && be.ifNone != "" && !be.noMatch:
 		found, err := e.conditional(ctx, tx, be.rt, be.ifNone, "ifNoneExist")
 		if err != nil {
 			return err
