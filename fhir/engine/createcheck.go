@@ -77,3 +77,28 @@ func (e *Engine) checkCreates(ctx context.Context, tx store.Tx, entries []*bundl
 	}
 	return nil
 }
+
+// resolvedTx remembers, while a transaction checks its entries' references
+// after every entry is written, the reads that found a record: a batch of
+// visits refers to the same Patient, episode and provider hundreds of times,
+// and nothing is written between those checks.
+type resolvedTx struct {
+	store.Tx
+	found map[string]store.Version
+}
+
+// Read implements store.Reader, remembering what it found.
+func (t *resolvedTx) Read(ctx context.Context, typ, id string) (store.Version, error) {
+	k := typ + "/" + id
+	if v, ok := t.found[k]; ok {
+		return v, nil
+	}
+	v, err := t.Tx.Read(ctx, typ, id)
+	if err == nil {
+		if t.found == nil {
+			t.found = map[string]store.Version{}
+		}
+		t.found[k] = v
+	}
+	return v, err
+}

@@ -373,8 +373,9 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		if err := e.checkCreates(ctx, tx, sorted); err != nil {
 			return err
 		}
+		rtx := &resolvedTx{Tx: tx} // nothing is written while the entries are finished
 		for _, be := range sorted {
-			if err := e.finishEntry(ctx, tx, be); err != nil {
+			if err := e.finishEntry(ctx, rtx, be); err != nil {
 				return err
 			}
 		}
