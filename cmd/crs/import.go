@@ -213,10 +213,8 @@ func importCommand(args []string, stdout, stderr io.Writer) error {
 	// Rows held for review that a person has since resolved go first.
 	resolveRun := &mapping.Run{ID: runID, Source: cfg.Source, File: "held-for-review Tasks", Org: org, ODS: cfg.Org, Time: time.Now(),
 		Base: prof.CanonicalBase(), Profiles: prof}
-	if cfg.Source == "cld" {
-		if err := cld.Resolve(ctx, door, resolveRun, cld.Options{LACode: cfg.LACode, DryRun: cfg.DryRun}, rep); err != nil {
-			return err
-		}
+	if err := resolveHeld(ctx, door, resolveRun, cfg, rep); err != nil {
+		return err
 	}
 	for _, name := range cfg.Files {
 		run := &mapping.Run{ID: runID, Source: cfg.Source, File: filepath.Base(name), Org: org, ODS: cfg.Org, Time: time.Now(),
@@ -289,6 +287,31 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // runSource imports one file of cfg.Source read from r.
+// resolveHeld re-processes the source's rows held for review that a person
+// has resolved since (completed Tasks naming the Patient), before the files.
+func resolveHeld(ctx context.Context, door mapping.Door, run *mapping.Run, cfg importConfig, rep *mapping.Report) error {
+	switch cfg.Source {
+	case "visits":
+		var data []byte
+		if cfg.Columns != "" {
+			var err error
+			if data, err = os.ReadFile(cfg.Columns); err != nil {
+				return err
+			}
+		}
+		cols, err := visits.ParseColumnMap(data)
+		if err != nil {
+			return err
+		}
+		return visits.Resolve(ctx, door, run, visits.Options{Columns: cols, BatchRows: cfg.Batch, DryRun: cfg.DryRun}, rep)
+	case "therapy":
+		return therapy.Resolve(ctx, door, run, therapy.Options{BatchRows: cfg.Batch, DryRun: cfg.DryRun}, rep)
+	case "careplans":
+		return careplans.Resolve(ctx, door, run, careplans.Options{DryRun: cfg.DryRun}, rep)
+	}
+	return cld.Resolve(ctx, door, run, cld.Options{LACode: cfg.LACode, BatchRows: cfg.Batch, DryRun: cfg.DryRun}, rep)
+}
+
 func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg importConfig, r io.Reader, rep *mapping.Report, progress func(int)) error {
 	var err error
 	switch cfg.Source {
@@ -362,10 +385,8 @@ func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
 		rep := mapping.NewReport(&report)
 		run := &mapping.Run{ID: fhir.NewUUID(), Source: source, File: "$import-" + source + " " + time.Now().UTC().Format(time.RFC3339), Org: org, ODS: cfg.Org,
 			Time: time.Now(), Base: prof.CanonicalBase(), Profiles: prof}
-		if source == "cld" {
-			if err := cld.Resolve(ctx, door, run, cld.Options{LACode: cfg.LACode, DryRun: cfg.DryRun}, rep); err != nil {
-				return nil, err
-			}
+		if err := resolveHeld(ctx, door, run, cfg, rep); err != nil {
+			return nil, err
 		}
 		if err := runSource(ctx, door, run, cfg, body, rep, nil); err != nil {
 			if fe, ok := err.(*fhir.Error); ok {

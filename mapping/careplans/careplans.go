@@ -63,7 +63,7 @@ type goal struct {
 type plan struct {
 	id        string
 	lines     []mapping.SourceRow
-	raw       []string
+	raw       [][]string // the plan's rows, as read
 	person    mapping.Person
 	start     string
 	end       string
@@ -157,9 +157,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 			cur = &plan{id: id, goalIndex: map[string]*goal{}}
 		}
 		cur.lines = append(cur.lines, mapping.SourceRow{Line: rec.Line, Ref: id})
-		if cur.raw == nil {
-			cur.raw = rec.Raw
-		}
+		cur.raw = append(cur.raw, rec.Raw)
 		if bad == nil {
 			if rerr := im.add(cur, rec); rerr != nil {
 				bad = rerr
@@ -266,7 +264,7 @@ func (im *importer) store(ctx context.Context, p *plan) error {
 	}
 	match := m.Match(p.person)
 	if match.Problem != "" {
-		h := mapping.Held{Line: p.lines[0].Line, Problem: match.Problem, Row: p.raw, Header: im.header, Candidates: match.Candidates}
+		h := mapping.Held{Line: p.lines[0].Line, Problem: match.Problem, Row: p.raw[0], More: p.raw[1:], Header: im.header, Candidates: match.Candidates}
 		return mapping.Commit(ctx, im.door, []mapping.Group{im.run.HeldGroup(h)}, im.opt.DryRun, im.rep)
 	}
 	pid := match.PatientID
