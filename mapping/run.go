@@ -91,7 +91,12 @@ func (r *Run) Provenance(target string, rows []SourceRow, created bool) fhir.Obj
 			Who:  *r.orgRef(),
 		}},
 	}
+	seen := map[SourceRow]bool{}
 	for _, row := range rows {
+		if seen[row] {
+			continue // several records of one line (a JSON care plan's actions)
+		}
+		seen[row] = true
 		display := fmt.Sprintf("%s file %s line %d", r.Source, r.File, row.Line)
 		if row.Ref != "" {
 			display += ", record " + row.Ref

@@ -334,7 +334,7 @@ func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg imp
 	case "careplans":
 		opt := careplans.Options{DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
 		if cfg.FHIR {
-			err = careplans.ImportFHIR(ctx, door, run, r, opt, rep)
+			err = careplans.ImportJSON(ctx, door, run, r, opt, rep)
 		} else {
 			err = careplans.Import(ctx, door, run, r, opt, rep)
 		}
@@ -359,7 +359,7 @@ func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
 		cfg := importConfig{Source: source, LACode: q.Get("la-code"), Encoding: q.Get("encoding"), DryRun: q.Get("dry-run") == "true", Org: q.Get("org"),
 			FHIR: mediaType != "text/csv"}
 		if cfg.FHIR && source != "careplans" {
-			return nil, fhir.Errorf(fhir.UnsupportedMedia, "", "$import-%s takes text/csv; only $import-careplans also takes FHIR (application/fhir+json)", source)
+			return nil, fhir.Errorf(fhir.UnsupportedMedia, "", "$import-%s takes text/csv; only $import-careplans also takes JSON (a FHIR CarePlan or Bundle, or care plans as the README describes)", source)
 		}
 		if cfg.Encoding == "" {
 			cfg.Encoding = string(mapping.UTF8)
