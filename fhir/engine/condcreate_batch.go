@@ -66,16 +66,17 @@ func (e *Engine) preResolveCreates(ctx context.Context, tx store.Tx, entries []*
 			p.Values = g.values[start:end]
 			q := &fhir.Query{Type: g.rt, Count: 1, Total: fhir.TotalNone, Params: []fhir.Param{p}}
 			if err := e.restrict(ctx, q, fhir.PermSearch); err != nil {
-				return chunk[0].entryError(err)
+				break // resolveTarget refuses the first entry it asks, as before
 			}
 			qctx, cancel := e.queryContext(ctx)
 			res, err := tx.Search(qctx, q)
-			if err != nil {
-				err = e.tooCostly(ctx, qctx, err)
-				cancel()
-				return chunk[0].entryError(err)
-			}
 			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				continue // resolveTarget asks each, and reports what fails
+			}
 			if len(res.Matches) > 0 {
 				continue // some condition matches: resolveTarget asks each
 			}
