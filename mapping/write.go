@@ -56,8 +56,9 @@ func NewState(c Current, typ string) *State {
 	return &State{Type: typ, ID: c.ID, Version: c.Version, Old: old, Obj: c.Obj}
 }
 
-// SearchChunk bounds the values of one OR-list search.
-const SearchChunk = 40
+// SearchChunk bounds the values of one OR-list search (a batch's
+// identifiers: fewer searches, each counted and audited once).
+const SearchChunk = 100
 
 // OrList is a token OR-list of system|value pairs, escaped for a query string.
 func OrList(system string, values []string) string {
