@@ -11,8 +11,13 @@ import (
 )
 
 // Resolved is the businessStatus text of a held-for-review Task whose row has
-// been imported again after a person resolved it.
+// been imported again after a person resolved it, and the code of the tag
+// (system TaskStatePath under the canonical base) it then carries.
 const Resolved = "re-imported"
+
+// TaskStatePath is the system of the tag that marks a held-for-review Task
+// re-imported.
+const TaskStatePath = "/CodeSystem/crs-task-state"
 
 // HeldSource is what ResolveHeld needs of one importer: how its rows name a
 // person, and how to import a held row again.
@@ -36,8 +41,11 @@ type HeldSource struct {
 // A Task completed without a Patient, or naming one whose NHS number differs
 // from the row's, is reported and left alone.
 func ResolveHeld(ctx context.Context, door Door, run *Run, src HeldSource, dryRun bool, rep *Report) error {
+	// Tasks re-imported already carry the tag: they are not found again, so
+	// however many accumulate, the unprocessed ones fit in a page.
 	q := "code=" + url.QueryEscape(run.System(TaskTypePath)+"|"+IdentityReview) +
-		"&status=completed&requester=Organization/" + run.Org.ID + "&_count=500"
+		"&status=completed&requester=Organization/" + run.Org.ID +
+		"&_tag:not=" + url.QueryEscape(run.System(TaskStatePath)+"|"+Resolved) + "&_count=500"
 	tasks, err := door.Search(ctx, "Task", q)
 	if err != nil {
 		return fmt.Errorf("find resolved Tasks: %w", err)
@@ -146,6 +154,13 @@ func resolveTask(ctx context.Context, door Door, run *Run, src HeldSource, dryRu
 	done := task.Obj
 	done["id"] = task.ID
 	done["businessStatus"] = map[string]any{"text": Resolved + ": linked to Patient/" + pid + " by run " + run.ID}
+	meta, _ := done["meta"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		done["meta"] = meta
+	}
+	tags, _ := meta["tag"].([]any)
+	meta["tag"] = append(tags, map[string]any{"system": run.System(TaskStatePath), "code": Resolved, "display": "Re-imported"})
 	entries := []Entry{{Method: "PUT", URL: "Task/" + task.ID, IfMatch: task.Version, Resource: done}}
 	if pat.Changed() {
 		pat.Obj["id"] = pat.ID

@@ -61,6 +61,11 @@ func TestResolveHeldVisit(t *testing.T) {
 	if len(e.ResolvedTasks(t)) != 1 {
 		t.Fatal("the Task is not marked re-imported")
 	}
+	// The tag keeps it out of the next run's search, however many accumulate.
+	const tag = "https://community-recovery.example.org/fhir/CodeSystem/crs-task-state|re-imported"
+	if n, m := len(e.Search(t, "Task", "status=completed&_tag="+tag)), len(e.Search(t, "Task", "status=completed&_tag:not="+tag)); n != 1 || m != 0 {
+		t.Fatalf("tagged re-imported: %d, untagged completed: %d; want 1 and 0", n, m)
+	}
 	rep = mapping.NewReport(nil)
 	if err := visits.Resolve(context.Background(), door, run, visits.Options{}, rep); err != nil || rep.Rows != 0 {
 		t.Fatalf("second resolve: %v %v", err, rep.Summary)
