@@ -39,11 +39,15 @@ Sources:
   visits     a care provider's call monitoring / rostering export (CSV; --columns
              maps another system's column names)
   therapy    a therapy service's screening outcomes and goals (CSV)
-  careplans  a care provider's care plans (PRSB Personalised Care and Support Plan, CSV)
+  careplans  a care provider's care plans (PRSB Personalised Care and Support Plan: CSV,
+             or a .json file: plans laid out as the PCSP, or the system's own FHIR
+             CarePlan or Bundle)
   hl7v2      an acute trust's HL7 v2 ADT messages (crs import hl7v2 -h)
 
 The import goes through the engine as the importing organisation (--org, --role,
---la), so the access policy and the audit trail apply as to any client.
+--la), so the access policy and the audit trail apply as to any client. Rows held
+for review whose Task a person has since completed (naming the Patient) are
+imported again first.
 
 Flags:
 `
@@ -68,7 +72,7 @@ type importConfig struct {
 	KeyFile       string
 	KeyID         string
 	Scope         string
-	FHIR          bool // careplans: the file is FHIR (a CarePlan or a Bundle), not CSV
+	FHIR          bool // careplans: the file is JSON (FHIR, or plans laid out as the PCSP), not CSV
 	Files         []string
 }
 
