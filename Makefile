@@ -81,7 +81,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCLD -fuzztime $(FUZZTIME) ./mapping/cld/
 	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
 	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/
-	$(GO) test -run '^$$' -fuzz FuzzCarePlans -fuzztime $(FUZZTIME) ./mapping/careplans/
+	$(GO) test -run '^$$' -fuzz '^FuzzCarePlans$$' -fuzztime $(FUZZTIME) ./mapping/careplans/
+	$(GO) test -run '^$$' -fuzz '^FuzzCarePlansJSON$$' -fuzztime $(FUZZTIME) ./mapping/careplans/
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime $(FUZZTIME) ./measures/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./mapping/hl7v2/
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME) ./mapping/mllp/

@@ -111,7 +111,10 @@ func outcomeError(status int, data []byte) error {
 
 // Search implements Door.
 func (d *HTTPDoor) Search(ctx context.Context, rt, query string) ([]Current, error) {
-	data, err := d.do(ctx, http.MethodGet, strings.TrimRight(d.Base, "/")+"/"+rt+"?"+query, nil, nil)
+	// POST _search: an OR-list of a batch's identifiers is longer than some
+	// proxies let a URL be.
+	data, err := d.do(ctx, http.MethodPost, strings.TrimRight(d.Base, "/")+"/"+rt+"/_search", []byte(query),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,12 @@ func (r *Run) Provenance(target string, rows []SourceRow, created bool) fhir.Obj
 			Who:  *r.orgRef(),
 		}},
 	}
+	seen := map[SourceRow]bool{}
 	for _, row := range rows {
+		if seen[row] {
+			continue // several records of one line (a JSON care plan's actions)
+		}
+		seen[row] = true
 		display := fmt.Sprintf("%s file %s line %d", r.Source, r.File, row.Line)
 		if row.Ref != "" {
 			display += ", record " + row.Ref
@@ -127,7 +132,8 @@ func toObject(v any) fhir.Object {
 type Held struct {
 	Line       int
 	Problem    string
-	Row        []string // the row's fields, as read
+	Row        []string   // the row's fields, as read
+	More       [][]string // the record's further rows (a care plan's), if any
 	Header     []string
 	Candidates []string // Patient/id
 }
@@ -138,7 +144,11 @@ type Held struct {
 // candidate Patients as focus/for. Its identifier is a hash of the source and
 // the row, so that importing the same row again finds the same Task.
 func (r *Run) HeldTask(h Held) (fhir.Object, string) {
-	sum := sha256.Sum256([]byte(r.Source + "\x00" + r.ODS + "\x00" + strings.Join(h.Row, "\x1f")))
+	rows := strings.Join(h.Row, "\x1f")
+	for _, more := range h.More {
+		rows += "\x1e" + strings.Join(more, "\x1f")
+	}
+	sum := sha256.Sum256([]byte(r.Source + "\x00" + r.ODS + "\x00" + rows))
 	key := hex.EncodeToString(sum[:16])
 	idSystem := r.System("/Id/held-row")
 	t := fm.Task{
@@ -163,6 +173,9 @@ func (r *Run) HeldTask(h Held) (fhir.Object, string) {
 	w := csv.NewWriter(&row)
 	_ = w.Write(h.Header)
 	_ = w.Write(h.Row)
+	for _, more := range h.More {
+		_ = w.Write(more)
+	}
 	w.Flush()
 	input := []any{
 		taskInput("source-row", map[string]any{"valueString": row.String()}),

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"crs/fhir"
+	"crs/fhir/engine"
 )
 
 // State is a resource as stored (old, nil when new) and as it is to be.
@@ -55,8 +56,9 @@ func NewState(c Current, typ string) *State {
 	return &State{Type: typ, ID: c.ID, Version: c.Version, Old: old, Obj: c.Obj}
 }
 
-// SearchChunk bounds the values of one OR-list search.
-const SearchChunk = 40
+// SearchChunk bounds the values of one OR-list search (a batch's
+// identifiers: fewer searches, each counted and audited once).
+const SearchChunk = 100
 
 // OrList is a token OR-list of system|value pairs, escaped for a query string.
 func OrList(system string, values []string) string {
@@ -129,9 +131,28 @@ type Group struct {
 	Same    int // resources its rows named that need no change
 }
 
-// Commit writes the groups in one transaction; when that fails, each Group on
-// its own, so that one person's problem rejects only that person's rows.
+// Commit writes the groups in as few transactions as the engine's Bundle
+// limit allows (engine.MaxBundleEntries, a Group never split); when one fails,
+// each of its Groups on its own, so that one person's problem rejects only
+// that person's rows.
 func Commit(ctx context.Context, door Door, groups []Group, dryRun bool, rep *Report) error {
+	for len(groups) > 0 {
+		n, entries := 0, 0
+		for n < len(groups) && (n == 0 || entries+len(groups[n].Entries) <= engine.MaxBundleEntries) {
+			entries += len(groups[n].Entries)
+			n++
+		}
+		if err := commitOne(ctx, door, groups[:n], dryRun, rep); err != nil {
+			return err
+		}
+		groups = groups[n:]
+	}
+	return nil
+}
+
+// commitOne writes the groups in one transaction; when that fails, each Group
+// on its own.
+func commitOne(ctx context.Context, door Door, groups []Group, dryRun bool, rep *Report) error {
 	for i := range groups {
 		if len(groups[i].Kinds) == 0 {
 			for range groups[i].Entries {

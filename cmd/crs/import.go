@@ -39,11 +39,15 @@ Sources:
   visits     a care provider's call monitoring / rostering export (CSV; --columns
              maps another system's column names)
   therapy    a therapy service's screening outcomes and goals (CSV)
-  careplans  a care provider's care plans (PRSB Personalised Care and Support Plan, CSV)
+  careplans  a care provider's care plans (PRSB Personalised Care and Support Plan: CSV,
+             or a .json file: plans laid out as the PCSP, or the system's own FHIR
+             CarePlan or Bundle)
   hl7v2      an acute trust's HL7 v2 ADT messages (crs import hl7v2 -h)
 
 The import goes through the engine as the importing organisation (--org, --role,
---la), so the access policy and the audit trail apply as to any client.
+--la), so the access policy and the audit trail apply as to any client. Rows held
+for review whose Task a person has since completed (naming the Patient) are
+imported again first.
 
 Flags:
 `
@@ -68,7 +72,7 @@ type importConfig struct {
 	KeyFile       string
 	KeyID         string
 	Scope         string
-	FHIR          bool // careplans: the file is FHIR (a CarePlan or a Bundle), not CSV
+	FHIR          bool // careplans: the file is JSON (FHIR, or plans laid out as the PCSP), not CSV
 	Files         []string
 }
 
@@ -213,10 +217,8 @@ func importCommand(args []string, stdout, stderr io.Writer) error {
 	// Rows held for review that a person has since resolved go first.
 	resolveRun := &mapping.Run{ID: runID, Source: cfg.Source, File: "held-for-review Tasks", Org: org, ODS: cfg.Org, Time: time.Now(),
 		Base: prof.CanonicalBase(), Profiles: prof}
-	if cfg.Source == "cld" {
-		if err := cld.Resolve(ctx, door, resolveRun, cld.Options{LACode: cfg.LACode, DryRun: cfg.DryRun}, rep); err != nil {
-			return err
-		}
+	if err := resolveHeld(ctx, door, resolveRun, cfg, rep); err != nil {
+		return err
 	}
 	for _, name := range cfg.Files {
 		run := &mapping.Run{ID: runID, Source: cfg.Source, File: filepath.Base(name), Org: org, ODS: cfg.Org, Time: time.Now(),
@@ -289,6 +291,31 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // runSource imports one file of cfg.Source read from r.
+// resolveHeld re-processes the source's rows held for review that a person
+// has resolved since (completed Tasks naming the Patient), before the files.
+func resolveHeld(ctx context.Context, door mapping.Door, run *mapping.Run, cfg importConfig, rep *mapping.Report) error {
+	switch cfg.Source {
+	case "visits":
+		var data []byte
+		if cfg.Columns != "" {
+			var err error
+			if data, err = os.ReadFile(cfg.Columns); err != nil {
+				return err
+			}
+		}
+		cols, err := visits.ParseColumnMap(data)
+		if err != nil {
+			return err
+		}
+		return visits.Resolve(ctx, door, run, visits.Options{Columns: cols, BatchRows: cfg.Batch, DryRun: cfg.DryRun}, rep)
+	case "therapy":
+		return therapy.Resolve(ctx, door, run, therapy.Options{BatchRows: cfg.Batch, DryRun: cfg.DryRun}, rep)
+	case "careplans":
+		return careplans.Resolve(ctx, door, run, careplans.Options{DryRun: cfg.DryRun}, rep)
+	}
+	return cld.Resolve(ctx, door, run, cld.Options{LACode: cfg.LACode, BatchRows: cfg.Batch, DryRun: cfg.DryRun}, rep)
+}
+
 func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg importConfig, r io.Reader, rep *mapping.Report, progress func(int)) error {
 	var err error
 	switch cfg.Source {
@@ -311,7 +338,7 @@ func runSource(ctx context.Context, door mapping.Door, run *mapping.Run, cfg imp
 	case "careplans":
 		opt := careplans.Options{DryRun: cfg.DryRun, Encoding: mapping.Encoding(cfg.Encoding), Progress: progress}
 		if cfg.FHIR {
-			err = careplans.ImportFHIR(ctx, door, run, r, opt, rep)
+			err = careplans.ImportJSON(ctx, door, run, r, opt, rep)
 		} else {
 			err = careplans.Import(ctx, door, run, r, opt, rep)
 		}
@@ -336,7 +363,7 @@ func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
 		cfg := importConfig{Source: source, LACode: q.Get("la-code"), Encoding: q.Get("encoding"), DryRun: q.Get("dry-run") == "true", Org: q.Get("org"),
 			FHIR: mediaType != "text/csv"}
 		if cfg.FHIR && source != "careplans" {
-			return nil, fhir.Errorf(fhir.UnsupportedMedia, "", "$import-%s takes text/csv; only $import-careplans also takes FHIR (application/fhir+json)", source)
+			return nil, fhir.Errorf(fhir.UnsupportedMedia, "", "$import-%s takes text/csv; only $import-careplans also takes JSON (a FHIR CarePlan or Bundle, or care plans as the README describes)", source)
 		}
 		if cfg.Encoding == "" {
 			cfg.Encoding = string(mapping.UTF8)
@@ -362,10 +389,8 @@ func importFunc(eng *engine.Engine, prof *profiles.Set) server.ImportFunc {
 		rep := mapping.NewReport(&report)
 		run := &mapping.Run{ID: fhir.NewUUID(), Source: source, File: "$import-" + source + " " + time.Now().UTC().Format(time.RFC3339), Org: org, ODS: cfg.Org,
 			Time: time.Now(), Base: prof.CanonicalBase(), Profiles: prof}
-		if source == "cld" {
-			if err := cld.Resolve(ctx, door, run, cld.Options{LACode: cfg.LACode, DryRun: cfg.DryRun}, rep); err != nil {
-				return nil, err
-			}
+		if err := resolveHeld(ctx, door, run, cfg, rep); err != nil {
+			return nil, err
 		}
 		if err := runSource(ctx, door, run, cfg, body, rep, nil); err != nil {
 			if fe, ok := err.(*fhir.Error); ok {

@@ -35,6 +35,12 @@ type bundleEntry struct {
 	checked  checked     // what validation found (POST, PUT, PATCH)
 	patched  fhir.Object // the result of a PATCH entry
 	deleted  []string    // the ids a conditional DELETE deleted, for the audit record
+	// inCreateBounds: checkCreates found the created resource within the
+	// caller's create bounds (createcheck.go).
+	inCreateBounds bool
+	// noMatch: preResolveCreates found that the ifNoneExist condition matches
+	// nothing (condcreate_batch.go).
+	noMatch bool
 
 	response BundleEntry // filled in when processed
 }
@@ -54,7 +60,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 	if obj == nil || be.response.Response == nil {
 		return nil
 	}
-	if be.method == "POST" {
+	if be.method == "POST" && !be.inCreateBounds {
 		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate); err != nil {
 			return be.entryError(err)
 		}
@@ -341,6 +347,9 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 	err := e.store.Write(ctx, func(tx store.Tx) error {
 		// Conditional creates and conditional updates pick their targets first, so
 		// that references to them resolve to the resource actually used.
+		if err := e.preResolveCreates(ctx, tx, sorted); err != nil {
+			return err
+		}
 		for _, be := range sorted {
 			if err := e.resolveTarget(ctx, tx, be, ids, opt); err != nil {
 				return be.entryError(err)
@@ -361,8 +370,12 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 		}
 		// References are checked once everything is written, so that entries
 		// may refer to each other in any order.
+		if err := e.checkCreates(ctx, tx, sorted); err != nil {
+			return err
+		}
+		rtx := &resolvedTx{Tx: tx} // nothing is written while the entries are finished
 		for _, be := range sorted {
-			if err := e.finishEntry(ctx, tx, be); err != nil {
+			if err := e.finishEntry(ctx, rtx, be); err != nil {
 				return err
 			}
 		}
@@ -387,7 +400,7 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 // entry is mapped to the resource it ends up naming.
 func (e *Engine) resolveTarget(ctx context.Context, tx store.Tx, be *bundleEntry, ids map[string]string, opt SearchOptions) error {
 	switch {
-	case be.method == "POST" && be.ifNone != "":
+	case be.method == "POST" && be.ifNone != "" && !be.noMatch:
 		found, err := e.conditional(ctx, tx, be.rt, be.ifNone, "ifNoneExist")
 		if err != nil {
 			return err

@@ -63,7 +63,7 @@ type goal struct {
 type plan struct {
 	id        string
 	lines     []mapping.SourceRow
-	raw       []string
+	raw       [][]string // the plan's rows, as read
 	person    mapping.Person
 	start     string
 	end       string
@@ -82,6 +82,17 @@ type importer struct {
 	rep    *mapping.Report
 	header []string
 	seen   mapping.Seen
+	// fields names the columns as the file does (a JSON file: its members);
+	// nil: the CSV columns.
+	fields map[string]string
+}
+
+// f is how the file names column c, for the report.
+func (im *importer) f(c string) string {
+	if name, ok := im.fields[c]; ok {
+		return name
+	}
+	return c
 }
 
 func (im *importer) clientSystem() string  { return im.run.System("/Id/provider-client/" + im.run.ODS) }
@@ -98,6 +109,13 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 		return err
 	}
 	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header}
+	return im.plans(ctx, cr.Next)
+}
+
+// plans gathers the records next reads (io.EOF ends them) into plans and
+// stores each: a CSV file's rows, or a JSON file's plans as rows.
+func (im *importer) plans(ctx context.Context, next func() (mapping.Record, error)) error {
+	rep, opt := im.rep, im.opt
 	var cur *plan
 	var bad error
 	finish := func() error {
@@ -109,7 +127,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 		if perr != nil {
 			for _, l := range p.lines {
 				if re, ok := perr.(*mapping.RowError); !ok || re.Line != l.Line {
-					rep.Add(l.Line, "Plan_ID", "rejected", fmt.Sprintf("plan %q is not stored: %v", p.id, perr))
+					rep.Add(l.Line, im.f("Plan_ID"), "rejected", fmt.Sprintf("plan %q is not stored: %v", p.id, perr))
 				}
 			}
 			if re, ok := perr.(*mapping.RowError); ok {
@@ -124,7 +142,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 		return err
 	}
 	for {
-		rec, err := cr.Next()
+		rec, err := next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -143,7 +161,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 		rep.Rows++
 		id := rec.Get("Plan_ID")
 		if id == "" {
-			rep.Reject(&mapping.RowError{Line: rec.Line, Field: "Plan_ID", Reason: "the row names no plan"})
+			rep.Reject(&mapping.RowError{Line: rec.Line, Field: im.f("Plan_ID"), Reason: "the row names no plan"})
 			continue
 		}
 		if cur == nil || cur.id != id {
@@ -151,15 +169,13 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 				return err
 			}
 			if first, dup := im.seen.Add(id, rec.Line); dup {
-				rep.Reject(&mapping.RowError{Line: rec.Line, Field: "Plan_ID", Reason: fmt.Sprintf("plan %q already ended on an earlier line (it began on line %d): a plan's rows must be together", id, first)})
+				rep.Reject(&mapping.RowError{Line: rec.Line, Field: im.f("Plan_ID"), Reason: fmt.Sprintf("plan %q already ended on an earlier line (it began on line %d): a plan's rows must be together", id, first)})
 				continue
 			}
 			cur = &plan{id: id, goalIndex: map[string]*goal{}}
 		}
 		cur.lines = append(cur.lines, mapping.SourceRow{Line: rec.Line, Ref: id})
-		if cur.raw == nil {
-			cur.raw = rec.Raw
-		}
+		cur.raw = append(cur.raw, rec.Raw)
 		if bad == nil {
 			if rerr := im.add(cur, rec); rerr != nil {
 				bad = rerr
@@ -173,7 +189,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 func (im *importer) add(p *plan, rec mapping.Record) *mapping.RowError {
 	line := rec.Line
 	bad := func(field, format string, args ...any) *mapping.RowError {
-		return &mapping.RowError{Line: line, Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &mapping.RowError{Line: line, Field: im.f(field), Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(p.lines) == 1 {
 		p.person.Local = rec.Get("Client_Reference")
@@ -196,7 +212,7 @@ func (im *importer) add(p *plan, rec mapping.Record) *mapping.RowError {
 		if st == "" {
 			st = "active"
 		}
-		c, found, rerr := im.run.Translate(line, "Plan_Status", im.cm("careplan-status"), st)
+		c, found, rerr := im.run.Translate(line, im.f("Plan_Status"), im.cm("careplan-status"), st)
 		if rerr != nil {
 			return rerr
 		}
@@ -209,7 +225,7 @@ func (im *importer) add(p *plan, rec mapping.Record) *mapping.RowError {
 			return bad("Calls_Per_Day", "%q is not a number of calls a day (0 to 12)", rec.Get("Calls_Per_Day"))
 		}
 		p.calls = n
-		c, found, rerr = im.run.Translate(line, "Carers_Per_Call", im.cm("careplan-carers-per-call"), rec.Get("Carers_Per_Call"))
+		c, found, rerr = im.run.Translate(line, im.f("Carers_Per_Call"), im.cm("careplan-carers-per-call"), rec.Get("Carers_Per_Call"))
 		if rerr != nil {
 			return rerr
 		}
@@ -238,7 +254,7 @@ func (im *importer) add(p *plan, rec mapping.Record) *mapping.RowError {
 		if st == "" {
 			st = "not started"
 		}
-		c, found, rerr := im.run.Translate(line, "Action_Status", im.cm("careplan-action-status"), st)
+		c, found, rerr := im.run.Translate(line, im.f("Action_Status"), im.cm("careplan-action-status"), st)
 		if rerr != nil {
 			return rerr
 		}
@@ -266,13 +282,13 @@ func (im *importer) store(ctx context.Context, p *plan) error {
 	}
 	match := m.Match(p.person)
 	if match.Problem != "" {
-		h := mapping.Held{Line: p.lines[0].Line, Problem: match.Problem, Row: p.raw, Header: im.header, Candidates: match.Candidates}
+		h := mapping.Held{Line: p.lines[0].Line, Problem: match.Problem, Row: p.raw[0], More: p.raw[1:], Header: im.header, Candidates: match.Candidates}
 		return mapping.Commit(ctx, im.door, []mapping.Group{im.run.HeldGroup(h)}, im.opt.DryRun, im.rep)
 	}
 	pid := match.PatientID
 	reject := func(reason string) error {
 		for _, l := range p.lines {
-			im.rep.Add(l.Line, "Plan_Start", "rejected", reason)
+			im.rep.Add(l.Line, im.f("Plan_Start"), "rejected", reason)
 		}
 		return nil
 	}

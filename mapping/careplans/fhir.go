@@ -102,7 +102,7 @@ func (im *importer) fromFHIR(n int, obj fhir.Object) (*plan, *mapping.RowError) 
 	if err := dec.Decode(&cp); err != nil {
 		return nil, bad("CarePlan", "cannot be read as an R4 CarePlan: %v", err)
 	}
-	p := &plan{goalIndex: map[string]*goal{}, raw: []string{string(raw)}}
+	p := &plan{goalIndex: map[string]*goal{}, raw: [][]string{{string(raw)}}}
 	for _, id := range cp.Identifier {
 		if id.Value != nil {
 			p.id = *id.Value

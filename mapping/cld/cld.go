@@ -65,7 +65,8 @@ type row struct {
 	service   *fm.Coding // the pathway service of a Service event; nil: not the pathway's
 	exit      *fm.Coding // the exit route of a Review event
 	cqc       string
-	calls     string
+	calls     int    // planned care calls a week of a Service event; -1: none (or not in calls)
+	unitsNote string // why Planned_units_per_week gives no calls a day, reported as a warning
 }
 
 // Import reads a CLD file from r and brings its rows into the shared record
@@ -115,7 +116,7 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 	bad := func(field, format string, args ...any) *mapping.RowError {
 		return &mapping.RowError{Line: line, Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	rw := &row{rec: rec}
+	rw := &row{rec: rec, calls: -1}
 	if la := rec.Get("LA_Code"); !strings.EqualFold(la, im.opt.LACode) {
 		return nil, bad("LA_Code", "the row is for local authority %q, not this council's %s", la, im.opt.LACode)
 	}
@@ -196,7 +197,9 @@ func (im *importer) parse(rec mapping.Record) (*row, *mapping.RowError) {
 				return nil, bad("Provider_CQC_Location_ID", "a short-term service event needs the provider's CQC location")
 			}
 		}
-		rw.calls = rec.Get("Planned_units_per_week")
+		if rerr := im.plannedCalls(rw, rec); rerr != nil {
+			return nil, rerr
+		}
 	case "review":
 		if out := rec.Get("Event_Outcome"); out != "" {
 			c, found, rerr := im.run.Translate(line, "Event_Outcome", im.cm("cld-review-outcome"), out)

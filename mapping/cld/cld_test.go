@@ -85,7 +85,8 @@ func TestSampleImportsTwiceIdempotently(t *testing.T) {
 		t.Fatalf("Alice: %v", alice)
 	}
 	eps := e.Search(t, "EpisodeOfCare", "patient=Patient/alice")
-	if len(eps) != 1 || eps[0]["status"] != "finished" || !strings.Contains(mappingtest.JSON(eps[0]), `"code":"independent"`) || !strings.Contains(mappingtest.JSON(eps[0]), `"code":"rugby"`) {
+	if len(eps) != 1 || eps[0]["status"] != "finished" || !strings.Contains(mappingtest.JSON(eps[0]), `"code":"independent"`) || !strings.Contains(mappingtest.JSON(eps[0]), `"code":"rugby"`) ||
+		!strings.Contains(mappingtest.JSON(eps[0]), `Extension-CRS-CallsPerDay","valueInteger":4`) {
 		t.Fatalf("episode: %v", eps)
 	}
 	// Every imported resource has its Provenance, naming the file and line.

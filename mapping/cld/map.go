@@ -79,6 +79,7 @@ func (im *importer) mapRow(ctx context.Context, p *person, rw *row) ([]*mapping.
 		if rerr != nil {
 			return nil, "", rerr
 		}
+		im.setCallsPerDay(ep, rw)
 		return []*mapping.State{ep}, "", nil
 	case "review":
 		if rw.exit == nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"crs/audit"
@@ -153,4 +154,37 @@ func (e *Env) VerifyAudit(t testing.TB) []string {
 		t.Fatalf("audit chain: %v", err)
 	}
 	return bodies
+}
+
+// CompleteHeld does what a person resolving a held row does: as the
+// importing organisation p, it completes each requested identity-review Task
+// whose source row contains row, with an output naming Patient/patient. It
+// returns how many it completed.
+func (e *Env) CompleteHeld(t testing.TB, p *auth.Principal, row, patient string) int {
+	t.Helper()
+	n := 0
+	for _, task := range e.Search(t, "Task", "status=requested") {
+		if !strings.Contains(JSON(task["input"]), row) {
+			continue
+		}
+		task["status"] = "completed"
+		task["output"] = []any{map[string]any{"type": map[string]any{"text": "patient"}, "valueReference": map[string]any{"reference": "Patient/" + patient}}}
+		if _, err := e.Engine.Update(auth.WithPrincipal(context.Background(), p), "Task", task["id"].(string), []byte(JSON(task)), 0); err != nil {
+			t.Fatalf("complete Task/%s: %v", task["id"], err)
+		}
+		n++
+	}
+	return n
+}
+
+// ResolvedTasks returns the Tasks marked re-imported.
+func (e *Env) ResolvedTasks(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, task := range e.Search(t, "Task", "status=completed") {
+		if strings.Contains(JSON(task["businessStatus"]), `"re-imported: linked to Patient/`) {
+			out = append(out, task)
+		}
+	}
+	return out
 }

@@ -125,6 +125,16 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 			return err
 		}
 	}
+	cr, err := mapping.NewCSVReader(r, opt.Encoding, columnNames(cols))
+	if err != nil {
+		return err
+	}
+	im := &importer{door: door, run: run, opt: opt, rep: rep, cols: cols, header: cr.Header}
+	return mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
+}
+
+// columnNames are the columns a column map names, required and optional.
+func columnNames(cols ColumnMap) mapping.Columns {
 	names := mapping.Columns{}
 	for _, f := range requiredFields {
 		names.Required = append(names.Required, cols[f])
@@ -132,12 +142,7 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 	for _, f := range optionalFields {
 		names.Optional = append(names.Optional, cols[f])
 	}
-	cr, err := mapping.NewCSVReader(r, opt.Encoding, names)
-	if err != nil {
-		return err
-	}
-	im := &importer{door: door, run: run, opt: opt, rep: rep, cols: cols, header: cr.Header}
-	return mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
+	return names
 }
 
 func (im *importer) get(rec mapping.Record, field string) string { return rec.Get(im.cols[field]) }
