@@ -59,6 +59,8 @@ type Config struct {
 	Measures Measures
 	// Export runs Bulk Data $export (kick-off, status, files); nil: not served.
 	Export Exporter
+	// Subscriptions answers Subscription $status and $events; nil: not served.
+	Subscriptions Subscriptions
 }
 
 // Server is the HTTP handler of crs.
@@ -77,13 +79,16 @@ type Server struct {
 	corsOrigins     []string
 	logQueryValues  bool
 	measures        Measures
+
+	subscriptions Subscriptions
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export,
+		subscriptions: cfg.Subscriptions}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
