@@ -21,6 +21,9 @@ import (
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/fhir/search"
+	"crs/fhir/store"
+	"crs/fhir/store/mongo"
+	"crs/fhir/store/mongo/mongotest"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
 	"crs/mapping"
@@ -56,6 +59,12 @@ func newEnv(t testing.TB, cfg subscriptions.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newEnvOn(t, cfg, st, engine.EnforceStrict)
+}
+
+// newEnvOn is newEnv on the store st.
+func newEnvOn(t testing.TB, cfg subscriptions.Config, st store.Store, enf engine.Enforcement) *env {
+	t.Helper()
 	v, err := validate.New()
 	if err != nil {
 		t.Fatal(err)
@@ -88,10 +97,12 @@ func newEnv(t testing.TB, cfg subscriptions.Config) *env {
 		t.Fatal(err)
 	}
 	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
-		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true, Outbox: mgr})
+		Profiles: prof, Enforcement: enf, Access: policy, Audit: true, Outbox: mgr})
 	ctx := context.Background()
-	if err := eng.InstallConformance(ctx); err != nil {
-		t.Fatal(err)
+	if enf == engine.EnforceStrict {
+		if err := eng.InstallConformance(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e := &env{eng: eng, subs: mgr, prof: prof, admin: principal("admin", ""), provider: principal("care-provider", "VN1A2"), other: principal("care-provider", "VN2B3")}
 	data, err := os.ReadFile("testdata/fixtures.json")
@@ -270,15 +281,15 @@ func (r *receiver) count(typ string) int {
 	return n
 }
 
-// waitFor polls cond for up to 15 s.
+// waitFor polls cond for up to 30 s, less and less often.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
+	deadline := time.Now().Add(30 * time.Second)
+	for pause := 5 * time.Millisecond; !cond(); pause = min(2*pause, 200*time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pause) // $status is audited: polling writes AuditEvents
 	}
 }
 
@@ -609,5 +620,44 @@ func TestTopicsWithPreviousState(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := rcv.events(t); fmt.Sprint(got) != "[ServiceRequest/alice-ref]" {
 		t.Fatalf("referral-received events %v", got)
+	}
+}
+
+// TestOnFerretDB: the outbox is store-agnostic: on the MongoDB backend
+// (FerretDB in-process, as an administrator) changes through the API and inside a transaction are
+// numbered in order, delivered and listed by $events.
+func TestOnFerretDB(t *testing.T) {
+	st, err := mongo.Open(context.Background(), mongotest.URI(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	e := newEnvOn(t, subscriptions.Config{AllowLoopback: true}, st, engine.EnforceDeclared)
+	t.Logf("env %v", time.Since(t0))
+	e.seedPlan(t)
+	rcv := newReceiver(t)
+	id := e.subscribe(t, e.admin, subscriptionJSON("", "careplan-changed", rcv.URL, "", nil))
+	waitFor(t, "status active", func() bool { s, _ := e.status(t, e.admin, id); return s == "active" })
+	t.Logf("active %v", time.Since(t0))
+	ctx := e.as(e.admin) // the provider's chained access rules are slow to evaluate on FerretDB
+	for i := 1; i <= 2; i++ {
+		if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":%s,"request":{"method":"PUT","url":"CarePlan/cp-alice"}}]}`,
+		carePlan("cp-alice", "alice", "alice-ref", "change 3"))
+	if _, err := e.eng.Bundle(ctx, []byte(tx), engine.SearchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("written %v", time.Since(t0))
+	waitFor(t, "three events", func() bool { return len(rcv.events(t)) == 3 })
+	t.Logf("delivered %v", time.Since(t0))
+	b, err := e.subs.Events(ctx, id, url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := parseNotification(b); err != nil || fmt.Sprint(n.Numbers) != "[1 2 3]" {
+		t.Fatalf("$events: %+v %v", n, err)
 	}
 }
