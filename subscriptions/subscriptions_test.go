@@ -284,7 +284,13 @@ func (r *receiver) count(typ string) int {
 // waitFor polls cond for up to 30 s, less and less often.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, 30*time.Second, what, cond)
+}
+
+// waitWithin polls cond for up to d, less and less often.
+func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for pause := 5 * time.Millisecond; !cond(); pause = min(2*pause, 200*time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -659,5 +665,59 @@ func TestOnFerretDB(t *testing.T) {
 	}
 	if n, err := parseNotification(b); err != nil || fmt.Sprint(n.Numbers) != "[1 2 3]" {
 		t.Fatalf("$events: %+v %v", n, err)
+	}
+}
+
+// TestEpisodeFinishedAndGoals: episode-finished fires once, when the
+// episode becomes finished, not on changes before or after; goal-changed
+// fires on a Goal written for the subscriber's person.
+func TestEpisodeFinishedAndGoals(t *testing.T) {
+	e := newEnv(t, subscriptions.Config{AllowLoopback: true})
+	episodes, goals := newReceiver(t), newReceiver(t)
+	epID := e.subscribe(t, e.provider, subscriptionJSON("VN1A2", "episode-finished", episodes.URL, "", nil))
+	goalID := e.subscribe(t, e.provider, subscriptionJSON("VN1A2", "goal-changed", goals.URL, "", nil, "Goal?subject=Patient/alice"))
+	waitFor(t, "both active", func() bool {
+		s1, _ := e.status(t, e.provider, epID)
+		s2, _ := e.status(t, e.provider, goalID)
+		return s1 == "active" && s2 == "active"
+	})
+	admin := e.as(e.admin)
+	goal := `{"resourceType":"Goal","id":"goal-alice","lifecycleStatus":"active","description":{"text":"I want to make my own cup of tea"},
+"subject":{"reference":"Patient/alice"},"expressedBy":{"reference":"Patient/alice"},"target":[{"dueDate":"2026-12-15"}]}`
+	if _, err := e.eng.Update(admin, "Goal", "goal-alice", []byte(goal), 0); err != nil {
+		t.Fatal(err)
+	}
+	ep, err := e.eng.Read(admin, "EpisodeOfCare", "alice-ep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(ep.Body, &obj); err != nil {
+		t.Fatal(err)
+	}
+	write := func(mutate func()) {
+		t.Helper()
+		mutate()
+		b, _ := json.Marshal(obj)
+		if _, err := e.eng.Update(admin, "EpisodeOfCare", "alice-ep", b, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func() { obj["period"] = map[string]any{"start": "2026-11-20"} }) // still active
+	write(func() {
+		obj["status"] = "finished"
+		obj["period"] = map[string]any{"start": "2026-11-20", "end": "2026-12-20"}
+		obj["extension"] = append(obj["extension"].([]any), map[string]any{"url": "https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-ExitRoute",
+			"valueCoding": map[string]any{"system": "https://community-recovery.example.org/fhir/CodeSystem/crs-exit-route", "code": "independent"}})
+	})
+	write(func() { obj["period"] = map[string]any{"start": "2026-11-20", "end": "2026-12-21"} }) // still finished
+	waitFor(t, "the goal event", func() bool { return len(goals.events(t)) == 1 })
+	waitFor(t, "the episode event", func() bool { return len(episodes.events(t)) >= 1 })
+	time.Sleep(200 * time.Millisecond)
+	if got := episodes.events(t); fmt.Sprint(got) != "[EpisodeOfCare/alice-ep]" {
+		t.Fatalf("episode-finished events %v", got)
+	}
+	if got := goals.events(t); fmt.Sprint(got) != "[Goal/goal-alice]" {
+		t.Fatalf("goal-changed events %v", got)
 	}
 }
