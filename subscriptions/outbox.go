@@ -58,7 +58,7 @@ func (m *Manager) Watches(rt string) bool {
 
 // Before implements engine.Outbox: whether the resource existed, and the
 // previous-state tests of the subscriptions whose topic has one.
-func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Version) (any, error) {
+func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Version, index []fhir.IndexValue) (any, error) {
 	b := &before{}
 	cur, err := tx.Read(ctx, v.Type, v.ID)
 	switch {
@@ -77,10 +77,10 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 		}
 		return b, nil
 	}
-	if !b.existed {
+	if !b.existed || v.Deleted {
 		return b, nil
 	}
-	for _, s := range m.candidates(v.Type, nil) {
+	for _, s := range m.candidates(v.Type, index) {
 		t := s.spec.Topic
 		if t.Previous == "" {
 			continue
@@ -99,7 +99,7 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 
 // candidates returns the subscriptions a write of rt with these search
 // values may concern: those whose reference filter one of the values meets,
-// and those without one (index nil: all of them).
+// and those without one.
 func (m *Manager) candidates(rt string, index []fhir.IndexValue) []*sub {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -110,14 +110,6 @@ func (m *Manager) candidates(rt string, index []fhir.IndexValue) []*sub {
 	out := make([]*sub, 0, len(ts.open))
 	for _, s := range ts.open {
 		out = append(out, s)
-	}
-	if index == nil {
-		for _, set := range ts.byRef {
-			for _, s := range set {
-				out = append(out, s)
-			}
-		}
-		return out
 	}
 	seen := map[string]bool{}
 	for _, iv := range index {

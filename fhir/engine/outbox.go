@@ -18,10 +18,10 @@ type Outbox interface {
 	// Watches reports whether writes of resource type rt may cause events;
 	// the outbox sees no other writes.
 	Watches(rt string) bool
-	// Before is called in tx just before v is put, with tx as it was before
-	// (so the previous state can be judged); what it returns is handed to
-	// Record with the write.
-	Before(ctx context.Context, tx OutboxTx, v store.Version) (any, error)
+	// Before is called in tx just before v (with its search values index)
+	// is put, with tx as it was before (so the previous state can be
+	// judged); what it returns is handed to Record with the write.
+	Before(ctx context.Context, tx OutboxTx, v store.Version, index []fhir.IndexValue) (any, error)
 	// Record is called at the end of the transaction with its watched
 	// writes, in order; an error fails the transaction. What it returns is
 	// handed to Committed once the transaction is durable.
@@ -154,7 +154,7 @@ func (t *outboxTx) Put(ctx context.Context, v store.Version, index []fhir.IndexV
 	if !t.s.outbox.Watches(v.Type) {
 		return t.Tx.Put(ctx, v, index)
 	}
-	before, err := t.s.outbox.Before(ctx, OutboxTx{e: t.s.e, tx: t.Tx}, v)
+	before, err := t.s.outbox.Before(ctx, OutboxTx{e: t.s.e, tx: t.Tx}, v, index)
 	if err != nil {
 		return err
 	}
