@@ -132,8 +132,24 @@ var system = &auth.Principal{Subject: "crs-subscriptions", ClientID: "crs-subscr
 // Start attaches the engine, loads the subscriptions in force and starts
 // delivering. Close stops it.
 func (m *Manager) Start(ctx context.Context, eng Engine) error {
-	m.eng = eng
+	if err := m.Load(ctx, eng); err != nil {
+		return err
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.mu.Lock()
+	m.started = true
+	for _, s := range m.subs {
+		m.spawn(s)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Load attaches the engine and loads the subscriptions in force, without
+// delivering: a process that only writes (crs import) records the events its
+// writes cause, and the server delivers them when it next runs.
+func (m *Manager) Load(ctx context.Context, eng Engine) error {
+	m.eng = eng
 	params := []fhir.RawParam{{Name: "status", Value: "requested,active,error"}}
 	err := eng.OutboxScan(ctx, "Subscription", params, func(v store.Version) error {
 		obj, err := fhir.Parse(v.Body, fhir.DefaultLimits)
@@ -155,16 +171,7 @@ func (m *Manager) Start(ctx context.Context, eng Engine) error {
 		m.mu.Unlock()
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.started = true
-	for _, s := range m.subs {
-		m.spawn(s)
-	}
-	m.mu.Unlock()
-	return nil
+	return err
 }
 
 // Close stops delivery and waits for the delivery goroutines.

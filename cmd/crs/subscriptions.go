@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
+	"crs/fhir/engine"
 	"crs/subscriptions"
 )
 
@@ -35,4 +37,22 @@ func newSubscriptions(cfg Config) (*subscriptions.Manager, error) {
 		return nil, err
 	}
 	return subscriptions.New(subscriptions.Config{Hosts: hosts, AllowLoopback: cfg.OIDCIssuer == ""})
+}
+
+// recordEvents gives a writing command's engine (crs import) the
+// subscriptions' outbox without delivery, so that what it writes records the
+// events it causes; the server delivers them. It returns the engine made with
+// cfg and the outbox.
+func recordEvents(ctx context.Context, cfg engine.Config) (*engine.Engine, error) {
+	subs, err := subscriptions.New(subscriptions.Config{})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Outbox = subs
+	eng := engine.New(cfg)
+	if err := subs.Load(ctx, eng); err != nil {
+		eng.Close()
+		return nil, fmt.Errorf("load the subscriptions: %w", err)
+	}
+	return eng, nil
 }

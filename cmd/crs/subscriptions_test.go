@@ -166,6 +166,18 @@ func TestSubscriptionOverHTTP(t *testing.T) {
 	if code, _ := getJSON(t, base+"/Subscription/"+created.ID+"/$events?eventsSinceNumber=-1"); code != 400 {
 		t.Fatalf("$events with a negative number: %d", code)
 	}
+
+	// crs import, run while the server is stopped, records the events of the
+	// plans it writes; the server delivers them when it starts again.
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run([]string{"import", "careplans", "--store", "sqlite:" + db, "--org", "VN1A2", "../../subscriptions/testdata/careplans-sample.csv"}, &out, &errOut); err != nil {
+		t.Fatalf("crs import careplans: %v\n%s", err, errOut.String())
+	}
+	m, base = start()
+	waitUntil(t, "event 3, the imported plan", func() bool { return h.got(`"event-number","valueString":"3"`) == 1 })
 }
 
 func mustJSON(v any) string {
