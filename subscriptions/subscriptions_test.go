@@ -448,6 +448,16 @@ func TestPlanChangesNotify(t *testing.T) {
 	if _, err := e.subs.Status(e.as(e.other), id); err == nil {
 		t.Fatal("VN2B3 read VN1A2's subscription status")
 	}
+	// The outbox's records are not resources: system history leaves them out.
+	h, err := e.eng.History(e.as(e.admin), "", "", []fhir.RawParam{{Name: "_count", Value: "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range h.Entry {
+		if strings.Contains(ent.FullURL, "/Crs") {
+			t.Fatalf("system history shows %s", ent.FullURL)
+		}
+	}
 }
 
 // TestBadSubscriptions: each mistake is refused with a 4xx saying where.

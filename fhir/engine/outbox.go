@@ -215,3 +215,7 @@ func (e *Engine) OutboxScan(ctx context.Context, rt string, params []fhir.RawPar
 		q.Cursor = res.Next
 	}
 }
+
+// isOutboxRecord reports whether typ is one of the outbox's own record
+// types, which system history leaves out.
+func isOutboxRecord(typ string) bool { return strings.HasPrefix(typ, OutboxPrefix) }
