@@ -41,6 +41,7 @@ var servedTypes = map[string][]Interaction{
 	"Task":                writable,
 	"Measure":             readOnly,
 	"Group":               writable,
+	"Subscription":        writable,
 	"AuditEvent":          readOnly,
 	"StructureDefinition": readOnly,
 	"ValueSet":            readOnly,

@@ -54,6 +54,9 @@ func (s *Server) routeOf(c *gin.Context) route {
 	if out, ok := s.exportRoute(c, seg, m); ok {
 		return out
 	}
+	if out, ok := s.subscriptionRoute(c, seg, m); ok {
+		return out
+	}
 	switch {
 	case len(seg) == 0 && m == http.MethodPost:
 		return r("transaction", "E", func() reply { return s.system(c) })

@@ -62,6 +62,9 @@ type Config struct {
 	// Messages answers POST /fhir/$process-message (BaRS referrals); nil: not
 	// served.
 	Messages Messages
+
+	// Subscriptions answers Subscription $status and $events; nil: not served.
+	Subscriptions Subscriptions
 }
 
 // Server is the HTTP handler of crs.
@@ -81,13 +84,15 @@ type Server struct {
 	logQueryValues  bool
 	measures        Measures
 	messages        Messages
+	subscriptions   Subscriptions
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export, messages: cfg.Messages}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export,
+		subscriptions: cfg.Subscriptions, messages: cfg.Messages}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}

@@ -190,8 +190,11 @@ func importCommand(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "urn:crs-import", Params: params, Profiles: prof,
+		eng, err := recordEvents(ctx, engine.Config{Store: st, Validator: v, Elements: v, Base: "urn:crs-import", Params: params, Profiles: prof,
 			Enforcement: engine.Enforcement(cfg.Enforcement), Access: policy, Audit: true})
+		if err != nil {
+			return err
+		}
 		if err := eng.InstallConformance(ctx); err != nil {
 			return fmt.Errorf("install the pathway's conformance resources: %w", err)
 		}

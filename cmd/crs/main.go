@@ -40,6 +40,7 @@ import (
 	"crs/metrics"
 	"crs/profiles"
 	"crs/server"
+	"crs/subscriptions"
 )
 
 // version is the software version reported in the CapabilityStatement.
@@ -159,6 +160,7 @@ type Config struct {
 	// MLLPAddr, when set, serves HL7 v2 ADT over MLLP there (off by default).
 	MLLPAddr                string
 	HL7v2Facilities         string // FACILITY=ODS,… accepted sending facilities (MSH-4)
+	SubscriptionHosts       string // ODS=host1,host2;… endpoint hosts per organisation for Subscriptions
 	HL7v2DischargeReadyDate string // the A03 field holding the Discharge Ready Date (PV2-9)
 
 	// unaudited turns the audit trail off: for the same-run baseline of
@@ -229,6 +231,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.ExportExpiry, "export-expiry", ev.duration("CRS_EXPORT_EXPIRY", export.DefaultExpiry), "how long a finished $export's files are kept, e.g. 30m or 2h (CRS_EXPORT_EXPIRY)")
 	fs.IntVar(&cfg.ExportMaxFileBytes, "export-max-file-bytes", envInt("CRS_EXPORT_MAX_FILE_BYTES", export.DefaultMaxFileBytes), "size at which an $export NDJSON file is split (CRS_EXPORT_MAX_FILE_BYTES)")
 	fs.StringVar(&cfg.MLLPAddr, "mllp-addr", env("CRS_MLLP_ADDR", ""), "serve HL7 v2 ADT over MLLP on this address, e.g. 127.0.0.1:2575; default off (CRS_MLLP_ADDR)")
+	fs.StringVar(&cfg.SubscriptionHosts, "subscription-hosts", env("CRS_SUBSCRIPTION_HOSTS", ""), "endpoint hosts each organisation's Subscriptions may deliver to: ODS=host1,host2;ODS2=host3 (CRS_SUBSCRIPTION_HOSTS); loopback is allowed only in development mode")
 	fs.StringVar(&cfg.HL7v2Facilities, "hl7v2-facilities", env("CRS_HL7V2_FACILITIES", ""), "--mllp-addr: sending facilities (MSH-4) accepted, with their trust's ODS code: FACILITY=ODS,… (CRS_HL7V2_FACILITIES)")
 	fs.StringVar(&cfg.HL7v2DischargeReadyDate, "hl7v2-discharge-ready-date", env("CRS_HL7V2_DISCHARGE_READY_DATE", "PV2-9"), "--mllp-addr: the A03 field holding the Discharge Ready Date, e.g. PV2-9 or ZU1-5 (CRS_HL7V2_DISCHARGE_READY_DATE)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
@@ -344,6 +347,7 @@ type Main struct {
 	journal  *audit.Journal
 	engine   *engine.Engine
 	exports  *export.Manager
+	subs     *subscriptions.Manager
 	lock     *storeLock
 	http     *http.Server
 	listener net.Listener
@@ -465,8 +469,18 @@ func (m *Main) start(ctx context.Context) error {
 		return err
 	}
 	m.journal = journal
+	subs, err := newSubscriptions(m.Config)
+	if err != nil {
+		ln.Close()
+		if journal != nil {
+			journal.Close()
+		}
+		st.Close()
+		return err
+	}
 	eng := engine.New(engine.Config{
-		Store: st, Validator: v, Elements: v, Base: base,
+		Outbox: subs,
+		Store:  st, Validator: v, Elements: v, Base: base,
 		Limits:       fhir.Limits{MaxBytes: m.Config.MaxBodyBytes, MaxDepth: m.Config.MaxDepth},
 		DefaultCount: m.Config.DefaultCount, MaxCount: m.Config.MaxCount, TotalLimit: m.Config.TotalLimit, AuditQueue: m.Config.AuditQueue,
 		Params: params, Profiles: withMeasures, Enforcement: engine.Enforcement(m.Config.ProfileEnforcement),
@@ -484,6 +498,16 @@ func (m *Main) start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("install the pathway's conformance resources: %w", err)
 	}
+	if err := subs.Start(ctx, eng); err != nil {
+		ln.Close()
+		eng.Close()
+		if journal != nil {
+			journal.Close()
+		}
+		st.Close()
+		return fmt.Errorf("start the subscriptions: %w", err)
+	}
+	m.subs = subs
 	if err := m.startMLLP(eng, prof); err != nil {
 		ln.Close()
 		eng.Close()
@@ -546,7 +570,7 @@ func (m *Main) start(ctx context.Context) error {
 		Metrics: met, MetricsHandler: metricsOnMain,
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
-		Import: importFunc(eng, prof), Measures: svc, Export: exports,
+		Import: importFunc(eng, prof), Measures: svc, Export: exports, Subscriptions: subs,
 		Messages: &bars.Receiver{Engine: eng, Base: prof.CanonicalBase()},
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -583,6 +607,9 @@ func (m *Main) Close() error {
 		m.exports.Close() // running jobs stop here and resume at the next start
 	}
 	errs = append(errs, m.closeMLLP())
+	if m.subs != nil {
+		errs = append(errs, m.subs.Close()) // undelivered events stay in the outbox for the next start
+	}
 	if m.engine != nil {
 		errs = append(errs, m.engine.Close())
 	}

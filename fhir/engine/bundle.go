@@ -315,6 +315,9 @@ func (e *Engine) History(ctx context.Context, rt, id string, params []fhir.RawPa
 		b.Link = append(b.Link, BundleLink{Relation: "next", URL: linkURL(path, formatRaw(keep, res.Next))})
 	}
 	for _, v := range res.Versions {
+		if isOutboxRecord(v.Type) { // the subscriptions' bookkeeping is not a resource (outbox.go)
+			continue
+		}
 		entry := BundleEntry{
 			FullURL: e.base + "/" + v.Type + "/" + v.ID,
 			Request: &EntryRequest{Method: v.Method, URL: v.Type + "/" + v.ID},

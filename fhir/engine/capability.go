@@ -84,6 +84,9 @@ func (e *Engine) CapabilityStatement(sw Software) map[string]any {
 		if rt == "ConceptMap" && e.profiles != nil {
 			ops = append(ops, map[string]any{"name": "translate", "definition": "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate"})
 		}
+		if rt == "Subscription" {
+			ops, r = subscriptionCapability(e.outbox, ops, r)
+		}
 		if ops != nil {
 			r["operation"] = ops
 		}

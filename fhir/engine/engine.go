@@ -67,6 +67,9 @@ type Config struct {
 	// page in Bundle.Plan (the X-Query-Plan header): a debugging aid, off by
 	// default since its row counts are counted before access rules.
 	ExplainPlans bool
+	// Outbox, when set, records the events each write transaction causes
+	// inside it (outbox.go; the subscriptions' outbox).
+	Outbox Outbox
 }
 
 // DefaultTotalLimit is how many matches a search counts for Bundle.total when
@@ -102,6 +105,7 @@ type Engine struct {
 	queryLimits  search.Limits
 	// maxCondDelete is how many resources one conditional delete may delete.
 	maxCondDelete int
+	outbox        Outbox // nil: no subscriptions (outbox.go)
 }
 
 // New returns an Engine for cfg.
@@ -157,6 +161,10 @@ func New(cfg Config) *Engine {
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.store != nil && cfg.Outbox != nil {
+		e.outbox = cfg.Outbox
+		e.store = &outboxStore{Store: e.store, e: e, outbox: cfg.Outbox} // outbox.go: events in the write's transaction
 	}
 	if e.store != nil {
 		e.store = &integrityStore{Store: e.store, e: e} // integrity.go: checks at the end of every write

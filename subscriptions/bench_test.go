@@ -1,0 +1,168 @@
+package subscriptions_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/subscriptions"
+)
+
+// okReceiver answers 200 at once and counts what it was sent.
+type okReceiver struct {
+	*httptest.Server
+	handshakes atomic.Int64
+	mu         sync.Mutex
+	latencies  []time.Duration // per event: arrival - the write's lastUpdated
+}
+
+func newOKReceiver(b *testing.B) *okReceiver {
+	r := &okReceiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		now := time.Now()
+		var bundle struct {
+			Entry []struct {
+				Resource struct {
+					Parameter []struct {
+						Name      string `json:"name"`
+						ValueCode string `json:"valueCode"`
+						Part      []struct {
+							Name         string `json:"name"`
+							ValueInstant string `json:"valueInstant"`
+						} `json:"part"`
+					} `json:"parameter"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if json.Unmarshal(body, &bundle) == nil && len(bundle.Entry) > 0 {
+			for _, p := range bundle.Entry[0].Resource.Parameter {
+				if p.Name == "type" && p.ValueCode == "handshake" {
+					r.handshakes.Add(1)
+				}
+				if p.Name != "notification-event" {
+					continue
+				}
+				for _, part := range p.Part {
+					if part.Name == "timestamp" {
+						at, err := time.Parse(time.RFC3339Nano, part.ValueInstant)
+						if err == nil {
+							r.mu.Lock()
+							r.latencies = append(r.latencies, now.Sub(at))
+							r.mu.Unlock()
+						}
+					}
+				}
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	b.Cleanup(r.Close)
+	return r
+}
+
+// BenchmarkWriteWithSubscriptions: the cost of a CarePlan update (strict
+// profiles, access policy, audit, SQLite without fsync) with no
+// subscription, and with 10,000 (CRS_BENCH_SUBSCRIPTIONS) active careplan-changed subscriptions each
+// filtered on another person (a DSCR per person) that the write does not
+// concern: the outbox finds the candidates by the written resource's
+// references, so their number does not matter. Report the ratio of the two.
+func BenchmarkWriteWithSubscriptions(b *testing.B) {
+	many := 10000
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SUBSCRIPTIONS")); err == nil && v > 0 {
+		many = v
+	}
+	for _, n := range []int{0, many} {
+		b.Run(fmt.Sprintf("subscriptions=%d", n), func(b *testing.B) {
+			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
+			e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
+			e.seedPlan(b)
+			rcv := newOKReceiver(b)
+			ctx := e.as(e.admin)
+			for i := 0; i < n; i += 500 { // 500 per transaction
+				var entries []string
+				for k := i; k < min(n, i+500); k++ {
+					body := subscriptionJSON("", "careplan-changed", rcv.URL, "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
+					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"Subscription"}}`)
+				}
+				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
+				if _, err := e.eng.Bundle(ctx, []byte(tx), engine.SearchOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			waitWithin(b, 20*time.Minute, "every subscription active", func() bool {
+				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: "active"}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
+				return err == nil && bundle.Total != nil && *bundle.Total == n
+			})
+			// the setup's AuditEvents (handshakes, status changes) are written first
+			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+			time.Sleep(time.Second)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkNotificationLatency: one healthy rest-hook receiver subscribed
+// to careplan-changed while writers update plans as fast as they can (or at
+// CRS_BENCH_RATE writes/s): the time from a write's lastUpdated to the
+// notification's arrival, p50 and p95, and the write rate achieved.
+func BenchmarkNotificationLatency(b *testing.B) {
+	e := newEnv(b, subscriptions.Config{AllowLoopback: true})
+	e.seedPlan(b)
+	rcv := newOKReceiver(b)
+	ctx := e.as(e.admin)
+	id := e.subscribe(b, e.admin, subscriptionJSON("", "careplan-changed", rcv.URL, "", nil))
+	waitFor(b, "active", func() bool { s, _ := e.status(b, e.admin, id); return s == "active" })
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	waitFor(b, "every event", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return len(rcv.latencies) >= b.N
+	})
+	b.StopTimer()
+	rcv.mu.Lock()
+	lat := append([]time.Duration(nil), rcv.latencies...)
+	rcv.mu.Unlock()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*95/100].Milliseconds()), "p95-ms")
+}

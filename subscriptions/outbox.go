@@ -1,0 +1,340 @@
+package subscriptions
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"crs/auth"
+	"crs/fhir"
+	"crs/fhir/engine"
+	"crs/fhir/store"
+)
+
+var _ engine.Outbox = (*Manager)(nil)
+
+// event is one recorded event of a subscription: version n of
+// CrsSubscriptionEvent/{subscription} is event number n.
+type event struct {
+	Topic       string    `json:"topic"`
+	Focus       string    `json:"focus"`       // Type/id
+	Version     int       `json:"version"`     // the focus's version the event is about
+	Interaction string    `json:"interaction"` // create or update
+	Time        time.Time `json:"time"`
+}
+
+// before is what Before learnt of a write before it was put.
+type before struct {
+	existed bool            // a live version existed
+	status  string          // a Subscription's status before
+	prev    map[string]bool // subscription id → the previous-state test passed
+}
+
+// batch is what a transaction recorded: subscription changes to apply and
+// subscriptions to wake once it is durable.
+type batch struct {
+	changes []change
+	wake    map[string]bool
+}
+
+type change struct {
+	id    string
+	spec  *spec // nil: deleted
+	owner *auth.Principal
+}
+
+// Watches implements engine.Outbox: Subscriptions, and the types a
+// subscription's topic is triggered by.
+func (m *Manager) Watches(rt string) bool {
+	if rt == "Subscription" {
+		return true
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ts := m.byType[rt]
+	return ts != nil && (len(ts.open) > 0 || len(ts.byRef) > 0)
+}
+
+// Before implements engine.Outbox: whether the resource existed, and the
+// previous-state tests of the subscriptions whose topic has one.
+func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Version, index []fhir.IndexValue) (any, error) {
+	b := &before{}
+	cur, err := tx.Read(ctx, v.Type, v.ID)
+	switch {
+	case err == nil:
+		b.existed = !cur.Deleted
+	case fhir.KindOf(err) != fhir.NotFound:
+		return nil, err
+	}
+	if v.Type == "Subscription" {
+		if b.existed {
+			var old struct {
+				Status string `json:"status"`
+			}
+			_ = json.Unmarshal(cur.Body, &old)
+			b.status = old.Status
+		}
+		return b, nil
+	}
+	if !b.existed || v.Deleted {
+		return b, nil
+	}
+	for _, s := range m.candidates(v.Type, index) {
+		t := s.spec.Topic
+		if t.Previous == "" {
+			continue
+		}
+		ok, err := tx.Matches(auth.WithPrincipal(ctx, s.owner), v.Type, v.ID, criteria(t.Previous, s.owner))
+		if err != nil {
+			return nil, err
+		}
+		if b.prev == nil {
+			b.prev = map[string]bool{}
+		}
+		b.prev[s.spec.ID] = ok
+	}
+	return b, nil
+}
+
+// candidates returns the subscriptions a write of rt with these search
+// values may concern: those whose reference filter one of the values meets,
+// and those without one.
+func (m *Manager) candidates(rt string, index []fhir.IndexValue) []*sub {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ts := m.byType[rt]
+	if ts == nil {
+		return nil
+	}
+	out := make([]*sub, 0, len(ts.open))
+	for _, s := range ts.open {
+		out = append(out, s)
+	}
+	seen := map[string]bool{}
+	for _, iv := range index {
+		if iv.RefType == "" {
+			continue
+		}
+		k := iv.Param + "|" + iv.RefType + "/" + iv.RefID
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		for _, s := range ts.byRef[k] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// criteria parses a topic's query, with {org} the owner's organisation.
+func criteria(q string, owner *auth.Principal) []fhir.RawParam {
+	org := ""
+	if owner != nil {
+		org = owner.Org
+	}
+	raw, err := engine.ParseQueryString(strings.ReplaceAll(q, "{org}", org))
+	if err != nil {
+		return []fhir.RawParam{{Name: "_id", Value: "!"}} // a topic the tests load cannot have this
+	}
+	return raw
+}
+
+// Record implements engine.Outbox: a Subscription written is checked and its
+// owner noted; a write that triggers a subscription's topic, passes its
+// filters and may be read by its owner becomes that subscription's next
+// event.
+func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engine.OutboxWrite) (any, error) {
+	var out batch
+	for _, w := range writes {
+		b, _ := w.Before.(*before)
+		if b == nil {
+			b = &before{}
+		}
+		if w.Version.Type == "Subscription" {
+			c, err := m.recordSubscription(ctx, tx, w.Version, b)
+			if err != nil {
+				return nil, err
+			}
+			out.changes = append(out.changes, c)
+			continue
+		}
+		if w.Version.Deleted {
+			continue
+		}
+		for _, s := range m.candidates(w.Version.Type, w.Index) {
+			ok, err := m.triggers(ctx, tx, s, w.Version, b)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			if err := m.addEvent(ctx, tx, s.spec, w.Version, b.existed); err != nil {
+				return nil, err
+			}
+			if out.wake == nil {
+				out.wake = map[string]bool{}
+			}
+			out.wake[s.spec.ID] = true
+		}
+	}
+	if len(out.changes) == 0 && len(out.wake) == 0 {
+		return nil, nil
+	}
+	return &out, nil
+}
+
+// triggers reports whether the write v is an event of subscription s.
+func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v store.Version, b *before) (bool, error) {
+	sp := s.spec
+	if sp.Status != "active" && sp.Status != "error" {
+		return false, nil
+	}
+	t := sp.Topic
+	if (b.existed && !t.Update) || (!b.existed && !t.Create) {
+		return false, nil
+	}
+	octx := auth.WithPrincipal(ctx, s.owner)
+	params := append([]fhir.RawParam(nil), sp.Filter...)
+	if t.Current != "" && (t.Previous == "" || t.Both) {
+		params = append(params, criteria(t.Current, s.owner)...)
+	}
+	current, err := tx.Matches(octx, v.Type, v.ID, params)
+	if err != nil || t.Previous == "" {
+		return current, err
+	}
+	prev := t.ForNew
+	if b.existed {
+		prev = b.prev[sp.ID] != t.Negate
+	}
+	if t.Both {
+		return prev && current, nil
+	}
+	if current && t.Current != "" {
+		ok, err := tx.Matches(octx, v.Type, v.ID, append(params, criteria(t.Current, s.owner)...))
+		if err != nil {
+			return false, err
+		}
+		return prev || ok, nil
+	}
+	return current && prev, nil
+}
+
+// addEvent records the next event of subscription sp.
+func (m *Manager) addEvent(ctx context.Context, tx engine.OutboxTx, sp *spec, v store.Version, existed bool) error {
+	next := 1
+	cur, err := tx.Read(ctx, eventType, sp.ID)
+	switch {
+	case err == nil:
+		next = cur.VersionID + 1
+	case fhir.KindOf(err) != fhir.NotFound:
+		return err
+	}
+	ev := event{Topic: sp.Topic.URL, Focus: v.Type + "/" + v.ID, Version: v.VersionID, Interaction: "create", Time: v.LastUpdated}
+	if existed {
+		ev.Interaction = "update"
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fhir.InternalError("subscription event", err)
+	}
+	return tx.Put(ctx, store.Version{Type: eventType, ID: sp.ID, VersionID: next, LastUpdated: v.LastUpdated, Method: "PUT", Body: body})
+}
+
+// recordSubscription checks a Subscription as written and notes its owner
+// (the organisation that created it) beside it.
+func (m *Manager) recordSubscription(ctx context.Context, tx engine.OutboxTx, v store.Version, b *before) (change, error) {
+	if v.Deleted {
+		return change{id: v.ID}, nil
+	}
+	obj, err := fhir.Parse(v.Body, fhir.DefaultLimits)
+	if err != nil {
+		return change{}, err
+	}
+	sp, err := parseSpec(obj, m.topics, m.eng.ParseFilter)
+	if err != nil {
+		return change{}, err
+	}
+	caller := auth.PrincipalFrom(ctx)
+	st, found := state{}, false
+	if cur, err := tx.Read(ctx, stateType, v.ID); err == nil {
+		if err := json.Unmarshal(cur.Body, &st); err != nil {
+			return change{}, fhir.InternalError("subscription state", err)
+		}
+		found = st.Owner != nil
+	} else if fhir.KindOf(err) != fhir.NotFound {
+		return change{}, err
+	}
+	if caller != system {
+		switch {
+		case sp.Status == b.status && b.status != "":
+		case sp.Status == "requested" || sp.Status == "off":
+		default:
+			return change{}, fhir.Errorf(fhir.Invalid, "Subscription.status", "a client sets status requested (or off); the server sets active and error")
+		}
+		if found && st.Owner.Org != "" && (caller == nil || caller.Org != st.Owner.Org) && !isAdmin(caller) {
+			return change{}, fhir.Errorf(fhir.Forbidden, "", "Subscription/%s is not one this caller may update", v.ID)
+		}
+	}
+	if !found {
+		st = state{Owner: ownerOf(caller)}
+	}
+	if err := m.allowed(sp, st.Owner); err != nil {
+		return change{}, err
+	}
+	if !found || (caller != system && sp.Status == "requested" && b.status != "requested") {
+		st.Failures = 0
+		if err := putState(ctx, tx, v.ID, st, v.LastUpdated); err != nil {
+			return change{}, err
+		}
+	}
+	return change{id: v.ID, spec: sp, owner: st.Owner}, nil
+}
+
+// ownerOf is the principal a subscription's events are judged and delivered
+// as: the creator's identity and roles, without the token's scopes and id.
+func ownerOf(p *auth.Principal) *auth.Principal {
+	if p == nil {
+		return &auth.Principal{Anonymous: true}
+	}
+	cp := *p
+	cp.JTI = ""
+	return &cp
+}
+
+func isAdmin(p *auth.Principal) bool {
+	if p == nil {
+		return false
+	}
+	for _, r := range p.Roles {
+		if r == "admin" {
+			return true
+		}
+	}
+	return false
+}
+
+// Committed implements engine.Outbox: serve the subscriptions written and
+// wake those with new events.
+func (m *Manager) Committed(recorded any) {
+	b, _ := recorded.(*batch)
+	if b == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range b.changes {
+		if c.spec == nil {
+			m.drop(c.id)
+			continue
+		}
+		m.put(c.spec, c.owner)
+	}
+	for id := range b.wake {
+		if s, ok := m.subs[id]; ok {
+			s.poke()
+		}
+	}
+}
