@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"crs/audit"
+	"crs/auth"
+	"crs/auth/signin"
 	"crs/fhir"
 )
 
@@ -98,7 +100,7 @@ func (p *pages) audit(w http.ResponseWriter, r *http.Request, interaction string
 		rec.Outcome = fhir.AsError(err)
 	}
 	if aerr := p.s.eng.Audit(r.Context(), rec); aerr != nil {
-		p.render(w, http.StatusServiceUnavailable, "error.html", map[string]any{"Title": "Not recorded", "Message": "The request could not be recorded in the audit trail, so it is not answered. Try again shortly."})
+		p.render(w, r, http.StatusServiceUnavailable, "error.html", map[string]any{"Title": "Not recorded", "Message": "The request could not be recorded in the audit trail, so it is not answered. Try again shortly."})
 		return false
 	}
 	return true
@@ -124,10 +126,15 @@ func (p *pages) fail(w http.ResponseWriter, r *http.Request, err error, entities
 		title = "The server could not answer"
 		msg = "Something went wrong on the server; it has been logged. Try again, and tell the service desk if it keeps happening."
 	}
-	p.render(w, e.Kind.Status(), "error.html", map[string]any{"Title": title, "Message": msg})
+	p.render(w, r, e.Kind.Status(), "error.html", map[string]any{"Title": title, "Message": msg})
 }
 
-func (p *pages) render(w http.ResponseWriter, status int, name string, data any) {
+func (p *pages) render(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
+	if signin.InSession(r.Context()) {
+		if who := auth.PrincipalFrom(r.Context()); who != nil {
+			data["User"] = who.Subject
+		}
+	}
 	var buf bytes.Buffer
 	if err := p.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
 		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
@@ -245,7 +252,7 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	if !p.audit(w, r, "search-type", []string{"EpisodeOfCare"}, nil) {
 		return
 	}
-	p.render(w, http.StatusOK, "caseload.html", map[string]any{
+	p.render(w, r, http.StatusOK, "caseload.html", map[string]any{
 		"Title": "MDT caseload — " + place, "Place": place, "Localities": locs, "Providers": provOpts, "Sel": sel,
 		"Rows": cl.Rows, "Flags": flagCounts, "OrgNames": cl.OrgNames, "Now": now,
 		"ChartURL": "/mdt/charts.svg" + sel.query(),
@@ -265,7 +272,7 @@ func (p *pages) timeline(w http.ResponseWriter, r *http.Request, id string) {
 	if !p.audit(w, r, "read", []string{"ServiceRequest/" + id, "Patient/" + tl.Referral.Patient}, nil) {
 		return
 	}
-	p.render(w, http.StatusOK, "timeline.html", map[string]any{"Title": "Episode timeline — " + tl.Name, "T": tl, "Back": r.Referer()})
+	p.render(w, r, http.StatusOK, "timeline.html", map[string]any{"Title": "Episode timeline — " + tl.Name, "T": tl, "Back": r.Referer()})
 }
 
 // exitShort are the exit routes' labels under the chart's bars.
@@ -417,7 +424,14 @@ func (p *pages) csv(w http.ResponseWriter, r *http.Request) {
 }
 
 // Unauthenticated renders the page shown when the server needs a signed-in
-// caller and the request has none.
-func (s *Service) Unauthenticated(w http.ResponseWriter, r *http.Request, why string) {
-	s.page.render(w, http.StatusUnauthorized, "error.html", map[string]any{"Title": "Sign-in needed", "Message": why})
+// caller and the request has none; signIn is where to sign in ("": nowhere).
+func (s *Service) Unauthenticated(w http.ResponseWriter, r *http.Request, why, signIn string) {
+	s.page.render(w, r, http.StatusUnauthorized, "error.html", map[string]any{"Title": "Sign-in needed", "Message": why, "SignIn": signIn})
+}
+
+// SignedOut renders the page shown after signing out; provider is the
+// identity provider's sign-out address ("": none).
+func (s *Service) SignedOut(w http.ResponseWriter, r *http.Request, provider string) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.page.render(w, r, http.StatusOK, "signedout.html", map[string]any{"Title": "Signed out", "Provider": provider})
 }

@@ -59,6 +59,10 @@ type Config struct {
 	Measures Measures
 	// Export runs Bulk Data $export (kick-off, status, files); nil: not served.
 	Export Exporter
+	// SignIn signs people in to the MDT pages through the OpenID provider
+	// (implemented by *signin.SignIn); nil: the pages take bearer tokens only
+	// (or are open in development mode).
+	SignIn PageSignIn
 }
 
 // Server is the HTTP handler of crs.
@@ -77,13 +81,14 @@ type Server struct {
 	corsOrigins     []string
 	logQueryValues  bool
 	measures        Measures
+	signin          PageSignIn
 }
 
 // New returns the HTTP handler for cfg.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
-		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export}
+		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export, signin: cfg.SignIn}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -115,6 +120,7 @@ func New(cfg Config) *Server {
 	if s.measures != nil {
 		r.GET("/", s.page)
 		r.GET("/mdt/*path", s.page)
+		r.POST("/mdt/signout", s.page)
 	}
 	r.NoRoute(s.wrap(func(c *gin.Context) route {
 		return route{interaction: "operation", action: "E", handle: func() reply {

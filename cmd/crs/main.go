@@ -159,6 +159,9 @@ type Config struct {
 	MLLPAddr                string
 	HL7v2Facilities         string // FACILITY=ODS,… accepted sending facilities (MSH-4)
 	HL7v2DischargeReadyDate string // the A03 field holding the Discharge Ready Date (PV2-9)
+
+	// SignIn is the browser sign-in of the MDT pages (--oidc-client-id …).
+	SignIn SignInConfig
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -228,6 +231,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.HL7v2DischargeReadyDate, "hl7v2-discharge-ready-date", env("CRS_HL7V2_DISCHARGE_READY_DATE", "PV2-9"), "--mllp-addr: the A03 field holding the Discharge Ready Date, e.g. PV2-9 or ZU1-5 (CRS_HL7V2_DISCHARGE_READY_DATE)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	fs.BoolVar(&cfg.DemoIfEmpty, "demo-if-empty", ev.bool("CRS_DEMO_IF_EMPTY", false), "load the synthetic demo region first when the store holds no pathway data (CRS_DEMO_IF_EMPTY=true)")
+	signInFlags(fs, &cfg.SignIn, &ev)
 	if ev.err != nil {
 		return cfg, ev.err
 	}
@@ -235,6 +239,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		return cfg, err
 	}
 	if err := checkEdge(cfg); err != nil {
+		return cfg, err
+	}
+	if err := checkSignIn(cfg); err != nil {
 		return cfg, err
 	}
 	if cfg.ExportExpiry <= 0 {
@@ -426,6 +433,7 @@ func (m *Main) start(ctx context.Context) error {
 	}
 	var verifier server.TokenVerifier
 	var access engine.Access
+	var pageSignIns server.PageSignIn
 	if m.Config.OIDCIssuer != "" {
 		aud := m.Config.OIDCAudience
 		if aud == "" {
@@ -444,6 +452,11 @@ func (m *Main) start(ctx context.Context) error {
 			return err
 		}
 		verifier, access = v, policy
+		if pageSignIns, err = pageSignIn(ctx, m.Config.SignIn, m.Config.OIDCIssuer, base, v); err != nil {
+			ln.Close()
+			st.Close()
+			return err
+		}
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
@@ -541,7 +554,7 @@ func (m *Main) start(ctx context.Context) error {
 		Metrics: met, MetricsHandler: metricsOnMain,
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
-		Import: importFunc(eng, prof), Measures: svc, Export: exports,
+		Import: importFunc(eng, prof), Measures: svc, Export: exports, SignIn: pageSignIns,
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	m.done = make(chan error, 1)
