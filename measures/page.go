@@ -224,7 +224,11 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(provOpts, func(i, j int) bool { return provOpts[i].Name < provOpts[j].Name })
 	flags := map[string]int{}
+	waiting := 0
 	for _, row := range cl.Rows {
+		if row.Waiting {
+			waiting++
+		}
 		for _, f := range row.Flags {
 			flags[f.Code]++
 		}
@@ -233,7 +237,7 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 		Flag  Flag
 		Count int
 	}
-	for _, f := range []Flag{FlagPastSixWeeks, FlagLateStart, FlagLateAssessment, FlagMissedVisits, FlagIdentityReview} {
+	for _, f := range []Flag{FlagPastSixWeeks, FlagLateStart, FlagNoStart3Days, FlagLateAssessment, FlagMissedVisits, FlagIdentityReview} {
 		flagCounts = append(flagCounts, struct {
 			Flag  Flag
 			Count int
@@ -254,7 +258,7 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	}
 	p.render(w, r, http.StatusOK, "caseload.html", map[string]any{
 		"Title": "MDT caseload — " + place, "Place": place, "Localities": locs, "Providers": provOpts, "Sel": sel,
-		"Rows": cl.Rows, "Flags": flagCounts, "OrgNames": cl.OrgNames, "Now": now,
+		"Rows": cl.Rows, "Waiting": waiting, "Flags": flagCounts, "OrgNames": cl.OrgNames, "Now": now,
 		"ChartURL": "/mdt/charts.svg" + sel.query(),
 		"CSVURL":   "/mdt/measures.csv?periodStart=" + start + "&periodEnd=" + end, "PeriodStart": start, "PeriodEnd": end,
 	})
