@@ -32,18 +32,18 @@ type GoalStatus struct {
 
 // Row is one person on the caseload.
 type Row struct {
-	Referral   *Referral
-	Name, NHS  string
-	Day        int // day of the episode, 1 on the day care started; 0 while waiting
+	Referral  *Referral
+	Name, NHS string
+	Day       int // day of the episode, 1 on the day care started; 0 while waiting
 	// Waiting is a referral accepted whose care has not started (no
 	// EpisodeOfCare yet), waiting since it was made (ServiceRequest.authoredOn).
 	Waiting      bool
 	WaitingSince time.Time
 	WaitingFor   string // how long, e.g. "2 d 5 h"
-	Therapy    string
-	Goals      []GoalStatus
-	Flags      []Flag
-	NextReview time.Time
+	Therapy      string
+	Goals        []GoalStatus
+	Flags        []Flag
+	NextReview   time.Time
 }
 
 // Caseload is everyone on the pathway in a locality (or all), with flags.

@@ -47,7 +47,7 @@ func plantWaiting(t *testing.T, eng *engine.Engine, n, provider int, locality st
 func TestWaitingPeople(t *testing.T) {
 	eng := newEngine(t, true)
 	loadDemo(t, eng, 40)
-	long := plantWaiting(t, eng, 9201, 6, "rugby", testNow.Add(-4*day-5*time.Hour))        // Greenway, Rugby
+	long := plantWaiting(t, eng, 9201, 6, "rugby", testNow.Add(-4*day-5*time.Hour))         // Greenway, Rugby
 	fresh := plantWaiting(t, eng, 9202, 3, "south-warwickshire", testNow.Add(-5*time.Hour)) // Dove, South Warwickshire
 	cs := NewCaseloads(eng, "", func() time.Time { return testNow })
 
