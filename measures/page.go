@@ -14,6 +14,7 @@ import (
 	"crs/auth"
 	"crs/auth/signin"
 	"crs/fhir"
+	"crs/fhir/engine"
 )
 
 //go:embed templates/*.html assets/*
@@ -89,13 +90,16 @@ func (p *pages) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// audit records the page request; false means it could not be recorded and
-// nothing may be answered.
+// audit records a page request that failed before the engine saw it (a bad
+// parameter, no such page, a method not allowed); false means it could not
+// be recorded and nothing may be answered. A page view is audited by the
+// engine, one AuditEvent per call it makes (each search a BALP query event
+// with its query), so the page records nothing of its own beside them.
 func (p *pages) audit(w http.ResponseWriter, r *http.Request, interaction string, entities []string, err error) bool {
-	rec := audit.Record{Interaction: interaction, Action: "E", Query: r.URL.RawQuery, Entities: entities}
-	if interaction == "read" {
-		rec.Action = "R"
+	if engine.Audited(r.Context()) {
+		return true
 	}
+	rec := audit.Record{Interaction: interaction, Action: "E", Query: r.URL.RawQuery, Entities: entities}
 	if err != nil {
 		rec.Outcome = fhir.AsError(err)
 	}
@@ -253,9 +257,6 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	now := p.s.now()
 	end := now.UTC().Format("2006-01-02")
 	start := now.UTC().AddDate(0, -6, 0).Format("2006-01-02")
-	if !p.audit(w, r, "search-type", []string{"EpisodeOfCare"}, nil) {
-		return
-	}
 	p.render(w, r, http.StatusOK, "caseload.html", map[string]any{
 		"Title": "MDT caseload — " + place, "Place": place, "Localities": locs, "Providers": provOpts, "Sel": sel,
 		"Rows": cl.Rows, "Waiting": waiting, "Flags": flagCounts, "OrgNames": cl.OrgNames, "Now": now,
@@ -271,9 +272,6 @@ func (p *pages) timeline(w http.ResponseWriter, r *http.Request, id string) {
 			err = fhir.Errorf(fhir.NotFound, "", "There is no referral %q that you can see.", id)
 		}
 		p.fail(w, r, err, nil)
-		return
-	}
-	if !p.audit(w, r, "read", []string{"ServiceRequest/" + id, "Patient/" + tl.Referral.Patient}, nil) {
 		return
 	}
 	p.render(w, r, http.StatusOK, "timeline.html", map[string]any{"Title": "Episode timeline — " + tl.Name, "T": tl, "Back": r.Referer()})
@@ -366,9 +364,6 @@ func (p *pages) charts(w http.ResponseWriter, r *http.Request) {
 		{Title: "Started within 3 days, by locality (26 weeks)", Bars: perLocality("crs-care-start-3-days"), Percent: true, Target: 0.53, TLabel: "53%", Wide: true},
 		{Title: "Started within 24 h, by locality (26 weeks)", Bars: perLocality("crs-care-start-24h"), Percent: true, Wide: true},
 	}
-	if !p.audit(w, r, "operation", []string{"Measure/crs-care-start-24h", "Measure/crs-care-start-3-days", "Measure/crs-care-calls", "Measure/crs-exit-routes"}, nil) {
-		return
-	}
 	w.Header().Set("Content-Type", "image/svg+xml")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(svgPanels("Pathway measures for "+place+", weeks from "+weeks[0], panels)))
@@ -413,13 +408,6 @@ func (p *pages) csv(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	if err := WriteCSV(&buf, ids, res); err != nil {
 		p.fail(w, r, fhir.InternalError("csv", err), nil)
-		return
-	}
-	var ents []string
-	for _, id := range ids {
-		ents = append(ents, "Measure/"+id)
-	}
-	if !p.audit(w, r, "operation", ents, nil) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
