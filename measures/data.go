@@ -474,8 +474,25 @@ func newReferral(o *xServiceRequest, base string) *Referral {
 // loadWaiting adds the accepted referrals (status active) that have no
 // EpisodeOfCare at all (whatever its locality or state) to reg.
 func loadWaiting(ctx context.Context, s Searcher, base string, f Filter, reg *Region, byID map[string]*Referral) error {
+	params := []fhir.RawParam{{Name: "status", Value: "active"}}
+	switch {
+	case f.Provider != "":
+		params = append(params, fhir.RawParam{Name: "performer", Value: "Organization/" + f.Provider})
+	case f.Locality != "":
+		var provs []string
+		for p := range reg.Providers {
+			if p != "" {
+				provs = append(provs, "Organization/"+p)
+			}
+		}
+		if len(provs) == 0 {
+			return nil
+		}
+		sort.Strings(provs)
+		params = append(params, fhir.RawParam{Name: "performer", Value: strings.Join(provs, ",")})
+	}
 	var waiting []*Referral
-	err := searchInto(ctx, s, "ServiceRequest", []fhir.RawParam{{Name: "status", Value: "active"}}, func(o *xServiceRequest) {
+	err := searchInto(ctx, s, "ServiceRequest", params, func(o *xServiceRequest) {
 		if byID[o.ID] != nil {
 			return
 		}
