@@ -50,11 +50,13 @@ func BenchmarkEvaluateMeasure(b *testing.B) {
 	params := []fhir.RawParam{{Name: "periodStart", Value: "2026-05-29"}, {Name: "periodEnd", Value: "2026-11-29"}}
 	for _, id := range MeasureIDs() {
 		b.Run(fmt.Sprintf("episodes=%d/%s", n, id), func(b *testing.B) {
+			cpu := processCPU()
 			for i := 0; i < b.N; i++ {
 				if _, err := svc.EvaluateMeasure(devCtx(), id, params); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -80,6 +82,8 @@ func BenchmarkCaseloadPage(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("episodes=%d/people=%d", n, len(cl.Rows)), func(b *testing.B) {
+			cpu := processCPU()
+			defer func() { reportCPU(b, cpu) }()
 			for i := 0; i < b.N; i++ {
 				r := httptest.NewRequest(http.MethodGet, "/"+q, nil)
 				r = r.WithContext(auth.WithPrincipal(r.Context(), &auth.Principal{Anonymous: true}))

@@ -22,6 +22,7 @@ var (
 	FlagLateAssessment = Flag{"late-assessment", "No assessment within 2 h"}
 	FlagMissedVisits   = Flag{"missed-visits", "Missed visits"}
 	FlagIdentityReview = Flag{"identity-review", "Identity held for review"}
+	FlagNoStart3Days   = Flag{"no-start-3-days", "Not started within 3 days"}
 )
 
 // GoalStatus is one goal and how it is going.
@@ -31,13 +32,18 @@ type GoalStatus struct {
 
 // Row is one person on the caseload.
 type Row struct {
-	Referral   *Referral
-	Name, NHS  string
-	Day        int // day of the episode, 1 on the day care started
-	Therapy    string
-	Goals      []GoalStatus
-	Flags      []Flag
-	NextReview time.Time
+	Referral  *Referral
+	Name, NHS string
+	Day       int // day of the episode, 1 on the day care started; 0 while waiting
+	// Waiting is a referral accepted whose care has not started (no
+	// EpisodeOfCare yet), waiting since it was made (ServiceRequest.authoredOn).
+	Waiting      bool
+	WaitingSince time.Time
+	WaitingFor   string // how long, e.g. "2 d 5 h"
+	Therapy      string
+	Goals        []GoalStatus
+	Flags        []Flag
+	NextReview   time.Time
 }
 
 // Caseload is everyone on the pathway in a locality (or all), with flags.
@@ -66,10 +72,11 @@ func NewCaseloads(eng Engine, base string, now func() time.Time) *Caseloads {
 	return &Caseloads{eng: eng, base: strings.TrimSuffix(base, "/"), now: now}
 }
 
-// Caseload returns the active episodes that match f, as the caller may see
-// them, ordered by day of episode (longest first).
+// Caseload returns the active episodes that match f, and the people waiting
+// for care to start (Filter.Waiting), as the caller may see them: the waiting
+// first, longest wait first, then the episodes by day (longest first).
 func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
-	f.Active = true
+	f.Active, f.Waiting = true, true
 	reg, err := load(ctx, c.eng, c.base, f, all)
 	if err != nil {
 		return nil, err
@@ -78,6 +85,12 @@ func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 	cl := &Caseload{OrgNames: reg.OrgNames, Region: reg}
 	byPatient := map[string]*Row{}
 	for _, r := range reg.Referrals {
+		if r.Episode == "" && r.Status == "active" {
+			row := waitingRow(r, now)
+			cl.Rows = append(cl.Rows, row)
+			byPatient[r.Patient] = row
+			continue
+		}
 		if r.Episode == "" || r.EpisodeState != "active" {
 			continue
 		}
@@ -135,12 +148,45 @@ func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 		}
 	}
 	sort.SliceStable(cl.Rows, func(i, j int) bool {
+		a, b := cl.Rows[i], cl.Rows[j]
+		if a.Waiting != b.Waiting {
+			return a.Waiting
+		}
+		if a.Waiting && !a.WaitingSince.Equal(b.WaitingSince) {
+			return a.WaitingSince.Before(b.WaitingSince)
+		}
 		if cl.Rows[i].Day != cl.Rows[j].Day {
 			return cl.Rows[i].Day > cl.Rows[j].Day
 		}
 		return cl.Rows[i].Name < cl.Rows[j].Name
 	})
 	return cl, nil
+}
+
+// waitingRow is the row of a referral whose care has not started: flagged
+// when 24 h have passed since the discharge ready date, or 3 days since the
+// referral (the clocks of crs-care-start-24h and crs-care-start-3-days).
+func waitingRow(r *Referral, now time.Time) *Row {
+	row := &Row{Referral: r, Waiting: true, WaitingSince: r.Authored, WaitingFor: waited(now.Sub(r.Authored)), Therapy: therapyText(r), NextReview: r.NextVisit}
+	if !r.DRD.IsZero() && now.Sub(r.DRD) > day {
+		row.Flags = append(row.Flags, FlagLateStart)
+	}
+	if !r.Authored.IsZero() && now.Sub(r.Authored) > 3*day {
+		row.Flags = append(row.Flags, FlagNoStart3Days)
+	}
+	return row
+}
+
+// waited says a wait in days and hours ("2 d 5 h", "7 h").
+func waited(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	days, hours := int(d/day), int(d%day/time.Hour)
+	if days == 0 {
+		return itoa(hours) + " h"
+	}
+	return itoa(days) + " d " + itoa(hours) + " h"
 }
 
 func therapyText(r *Referral) string {

@@ -119,6 +119,11 @@ type Filter struct {
 	Locality string // only episodes in this locality (referrals without an episode are left out)
 	Provider string // only this provider's referrals (Organization id)
 	Active   bool   // only active episodes
+	// Waiting adds the referrals accepted (ServiceRequest status active) that
+	// have no EpisodeOfCare yet: care has not started. They have no locality
+	// of their own until then; with Locality they are kept when their care
+	// provider manages active episodes in that locality.
+	Waiting bool
 }
 
 // Needs say which resources beyond referrals and episodes a load reads: the
@@ -245,7 +250,7 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 		return nil, err
 	}
 	episodic := f.Locality != "" || f.Active || f.Provider != ""
-	if episodic && len(episodes) == 0 {
+	if episodic && len(episodes) == 0 && !f.Waiting {
 		return reg, nil
 	}
 	srParams := []fhir.RawParam{}
@@ -262,6 +267,11 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 		}
 	} else if err := loadReferrals(ctx, s, base, srParams, f, episodes, reg, byID, byEpisode, acute); err != nil {
 		return nil, err
+	}
+	if f.Waiting {
+		if err := loadWaiting(ctx, s, base, f, reg, byID); err != nil {
+			return nil, err
+		}
 	}
 	visitType := base + csVisitType
 	visit := func(o *xEncounter) {
@@ -410,28 +420,7 @@ func loadReferrals(ctx context.Context, s Searcher, base string, params []fhir.R
 		if episodic && !ok {
 			return
 		}
-		r := &Referral{ID: o.ID, Patient: xRefID(o.Subject, "Patient"), Status: o.Status, Calls: -1}
-		r.Authored = instant(o.AuthoredOn)
-		if e := findExt(o.Extension, base+extDischargeReady); e != nil {
-			r.DRD = instant(e.ValueDateTime)
-		}
-		r.Pattern = findExt(o.Extension, base+extCallPattern).coding().Code
-		if scr := findExt(o.Extension, base+extTherapyScreening); scr != nil {
-			for _, x := range scr.Extension {
-				switch x.URL {
-				case "outcome":
-					r.Screening = x.ValueCode
-				case "date":
-					r.Screened = instant(x.ValueDateTime)
-				}
-			}
-		}
-		for _, p := range o.Performer {
-			if id := xRefID(p, "Organization"); id != "" {
-				r.Provider = id
-				break
-			}
-		}
+		r := newReferral(o, base)
 		if enc := xRefID(o.Encounter, "Encounter"); enc != "" {
 			acute[enc] = r
 		}
@@ -452,6 +441,97 @@ func loadReferrals(ctx context.Context, s Searcher, base string, params []fhir.R
 		byID[o.ID] = r
 		reg.Referrals = append(reg.Referrals, r)
 	})
+}
+
+// newReferral reads what the measures know of a referral from its
+// ServiceRequest.
+func newReferral(o *xServiceRequest, base string) *Referral {
+	r := &Referral{ID: o.ID, Patient: xRefID(o.Subject, "Patient"), Status: o.Status, Calls: -1}
+	r.Authored = instant(o.AuthoredOn)
+	if e := findExt(o.Extension, base+extDischargeReady); e != nil {
+		r.DRD = instant(e.ValueDateTime)
+	}
+	r.Pattern = findExt(o.Extension, base+extCallPattern).coding().Code
+	if scr := findExt(o.Extension, base+extTherapyScreening); scr != nil {
+		for _, x := range scr.Extension {
+			switch x.URL {
+			case "outcome":
+				r.Screening = x.ValueCode
+			case "date":
+				r.Screened = instant(x.ValueDateTime)
+			}
+		}
+	}
+	for _, p := range o.Performer {
+		if id := xRefID(p, "Organization"); id != "" {
+			r.Provider = id
+			break
+		}
+	}
+	return r
+}
+
+// loadWaiting adds the accepted referrals (status active) that have no
+// EpisodeOfCare at all (whatever its locality or state) to reg.
+func loadWaiting(ctx context.Context, s Searcher, base string, f Filter, reg *Region, byID map[string]*Referral) error {
+	params := []fhir.RawParam{{Name: "status", Value: "active"}}
+	switch {
+	case f.Provider != "":
+		params = append(params, fhir.RawParam{Name: "performer", Value: "Organization/" + f.Provider})
+	case f.Locality != "":
+		var provs []string
+		for p := range reg.Providers {
+			if p != "" {
+				provs = append(provs, "Organization/"+p)
+			}
+		}
+		if len(provs) == 0 {
+			return nil
+		}
+		sort.Strings(provs)
+		params = append(params, fhir.RawParam{Name: "performer", Value: strings.Join(provs, ",")})
+	}
+	var waiting []*Referral
+	err := searchInto(ctx, s, "ServiceRequest", params, func(o *xServiceRequest) {
+		if byID[o.ID] != nil {
+			return
+		}
+		r := newReferral(o, base)
+		if f.Provider != "" && r.Provider != f.Provider {
+			return
+		}
+		if f.Locality != "" && !reg.Providers[r.Provider] {
+			return
+		}
+		waiting = append(waiting, r)
+	})
+	if err != nil || len(waiting) == 0 {
+		return err
+	}
+	// A referral named by any episode the caller can see has started.
+	started := map[string]bool{}
+	ids := make([]string, 0, len(waiting))
+	for _, r := range waiting {
+		ids = append(ids, "ServiceRequest/"+r.ID)
+	}
+	for _, chunk := range chunks(ids, 100) {
+		err := searchInto(ctx, s, "EpisodeOfCare", []fhir.RawParam{{Name: "incoming-referral", Value: chunk}}, func(o *xEpisode) {
+			for _, ref := range o.ReferralRequest {
+				started[xRefID(ref, "ServiceRequest")] = true
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range waiting {
+		if started[r.ID] {
+			continue
+		}
+		byID[r.ID] = r
+		reg.Referrals = append(reg.Referrals, r)
+	}
+	return nil
 }
 
 // chunks joins ids into OR-lists of at most n.

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"crs/audit"
+	"crs/auth"
+	"crs/auth/signin"
 	"crs/fhir"
+	"crs/fhir/engine"
 )
 
 //go:embed templates/*.html assets/*
@@ -87,18 +90,21 @@ func (p *pages) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// audit records the page request; false means it could not be recorded and
-// nothing may be answered.
+// audit records a page request that failed before the engine saw it (a bad
+// parameter, no such page, a method not allowed); false means it could not
+// be recorded and nothing may be answered. A page view is audited by the
+// engine, one AuditEvent per call it makes (each search a BALP query event
+// with its query), so the page records nothing of its own beside them.
 func (p *pages) audit(w http.ResponseWriter, r *http.Request, interaction string, entities []string, err error) bool {
-	rec := audit.Record{Interaction: interaction, Action: "E", Query: r.URL.RawQuery, Entities: entities}
-	if interaction == "read" {
-		rec.Action = "R"
+	if engine.Audited(r.Context()) {
+		return true
 	}
+	rec := audit.Record{Interaction: interaction, Action: "E", Query: r.URL.RawQuery, Entities: entities}
 	if err != nil {
 		rec.Outcome = fhir.AsError(err)
 	}
 	if aerr := p.s.eng.Audit(r.Context(), rec); aerr != nil {
-		p.render(w, http.StatusServiceUnavailable, "error.html", map[string]any{"Title": "Not recorded", "Message": "The request could not be recorded in the audit trail, so it is not answered. Try again shortly."})
+		p.render(w, r, http.StatusServiceUnavailable, "error.html", map[string]any{"Title": "Not recorded", "Message": "The request could not be recorded in the audit trail, so it is not answered. Try again shortly."})
 		return false
 	}
 	return true
@@ -124,10 +130,15 @@ func (p *pages) fail(w http.ResponseWriter, r *http.Request, err error, entities
 		title = "The server could not answer"
 		msg = "Something went wrong on the server; it has been logged. Try again, and tell the service desk if it keeps happening."
 	}
-	p.render(w, e.Kind.Status(), "error.html", map[string]any{"Title": title, "Message": msg})
+	p.render(w, r, e.Kind.Status(), "error.html", map[string]any{"Title": title, "Message": msg})
 }
 
-func (p *pages) render(w http.ResponseWriter, status int, name string, data any) {
+func (p *pages) render(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
+	if signin.InSession(r.Context()) {
+		if who := auth.PrincipalFrom(r.Context()); who != nil {
+			data["User"] = who.Subject
+		}
+	}
 	var buf bytes.Buffer
 	if err := p.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
 		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
@@ -217,7 +228,11 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(provOpts, func(i, j int) bool { return provOpts[i].Name < provOpts[j].Name })
 	flags := map[string]int{}
+	waiting := 0
 	for _, row := range cl.Rows {
+		if row.Waiting {
+			waiting++
+		}
 		for _, f := range row.Flags {
 			flags[f.Code]++
 		}
@@ -226,7 +241,7 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 		Flag  Flag
 		Count int
 	}
-	for _, f := range []Flag{FlagPastSixWeeks, FlagLateStart, FlagLateAssessment, FlagMissedVisits, FlagIdentityReview} {
+	for _, f := range []Flag{FlagPastSixWeeks, FlagLateStart, FlagNoStart3Days, FlagLateAssessment, FlagMissedVisits, FlagIdentityReview} {
 		flagCounts = append(flagCounts, struct {
 			Flag  Flag
 			Count int
@@ -242,12 +257,9 @@ func (p *pages) caseload(w http.ResponseWriter, r *http.Request) {
 	now := p.s.now()
 	end := now.UTC().Format("2006-01-02")
 	start := now.UTC().AddDate(0, -6, 0).Format("2006-01-02")
-	if !p.audit(w, r, "search-type", []string{"EpisodeOfCare"}, nil) {
-		return
-	}
-	p.render(w, http.StatusOK, "caseload.html", map[string]any{
+	p.render(w, r, http.StatusOK, "caseload.html", map[string]any{
 		"Title": "MDT caseload — " + place, "Place": place, "Localities": locs, "Providers": provOpts, "Sel": sel,
-		"Rows": cl.Rows, "Flags": flagCounts, "OrgNames": cl.OrgNames, "Now": now,
+		"Rows": cl.Rows, "Waiting": waiting, "Flags": flagCounts, "OrgNames": cl.OrgNames, "Now": now,
 		"ChartURL": "/mdt/charts.svg" + sel.query(),
 		"CSVURL":   "/mdt/measures.csv?periodStart=" + start + "&periodEnd=" + end, "PeriodStart": start, "PeriodEnd": end,
 	})
@@ -262,10 +274,7 @@ func (p *pages) timeline(w http.ResponseWriter, r *http.Request, id string) {
 		p.fail(w, r, err, nil)
 		return
 	}
-	if !p.audit(w, r, "read", []string{"ServiceRequest/" + id, "Patient/" + tl.Referral.Patient}, nil) {
-		return
-	}
-	p.render(w, http.StatusOK, "timeline.html", map[string]any{"Title": "Episode timeline — " + tl.Name, "T": tl, "Back": r.Referer()})
+	p.render(w, r, http.StatusOK, "timeline.html", map[string]any{"Title": "Episode timeline — " + tl.Name, "T": tl, "Back": r.Referer()})
 }
 
 // exitShort are the exit routes' labels under the chart's bars.
@@ -355,9 +364,6 @@ func (p *pages) charts(w http.ResponseWriter, r *http.Request) {
 		{Title: "Started within 3 days, by locality (26 weeks)", Bars: perLocality("crs-care-start-3-days"), Percent: true, Target: 0.53, TLabel: "53%", Wide: true},
 		{Title: "Started within 24 h, by locality (26 weeks)", Bars: perLocality("crs-care-start-24h"), Percent: true, Wide: true},
 	}
-	if !p.audit(w, r, "operation", []string{"Measure/crs-care-start-24h", "Measure/crs-care-start-3-days", "Measure/crs-care-calls", "Measure/crs-exit-routes"}, nil) {
-		return
-	}
 	w.Header().Set("Content-Type", "image/svg+xml")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(svgPanels("Pathway measures for "+place+", weeks from "+weeks[0], panels)))
@@ -404,20 +410,20 @@ func (p *pages) csv(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, fhir.InternalError("csv", err), nil)
 		return
 	}
-	var ents []string
-	for _, id := range ids {
-		ents = append(ents, "Measure/"+id)
-	}
-	if !p.audit(w, r, "operation", ents, nil) {
-		return
-	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="crs-measures-`+req.PeriodText[0]+`-`+req.PeriodText[1]+`.csv"`)
 	_, _ = w.Write(buf.Bytes())
 }
 
 // Unauthenticated renders the page shown when the server needs a signed-in
-// caller and the request has none.
-func (s *Service) Unauthenticated(w http.ResponseWriter, r *http.Request, why string) {
-	s.page.render(w, http.StatusUnauthorized, "error.html", map[string]any{"Title": "Sign-in needed", "Message": why})
+// caller and the request has none; signIn is where to sign in ("": nowhere).
+func (s *Service) Unauthenticated(w http.ResponseWriter, r *http.Request, why, signIn string) {
+	s.page.render(w, r, http.StatusUnauthorized, "error.html", map[string]any{"Title": "Sign-in needed", "Message": why, "SignIn": signIn})
+}
+
+// SignedOut renders the page shown after signing out; provider is the
+// identity provider's sign-out address ("": none).
+func (s *Service) SignedOut(w http.ResponseWriter, r *http.Request, provider string) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.page.render(w, r, http.StatusOK, "signedout.html", map[string]any{"Title": "Signed out", "Provider": provider})
 }

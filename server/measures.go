@@ -17,7 +17,8 @@ import (
 type Measures interface {
 	EvaluateMeasure(ctx context.Context, id string, params []fhir.RawParam) (map[string]any, error)
 	ServeHTTP(w http.ResponseWriter, r *http.Request)
-	Unauthenticated(w http.ResponseWriter, r *http.Request, why string)
+	Unauthenticated(w http.ResponseWriter, r *http.Request, why, signIn string)
+	SignedOut(w http.ResponseWriter, r *http.Request, provider string)
 }
 
 // evaluateMeasure answers Measure/{id}/$evaluate-measure: GET with the
@@ -58,16 +59,21 @@ func (s *Server) evaluateMeasure(c *gin.Context, id string) reply {
 }
 
 // page serves the MDT pages: the caller is authenticated as for the API (in
-// development mode, anonymous on loopback) and the measures door does the rest,
-// audit included.
+// development mode, anonymous on loopback), or by the browser sign-in's
+// session when one is configured and the request has no bearer token; the
+// measures door does the rest, audit included.
 func (s *Server) page(c *gin.Context) {
 	ctx := engine.WithRequest(c.Request.Context(), engine.RequestInfo{ID: c.GetString("request_id"), Remote: c.ClientIP()})
+	if s.signin != nil && c.GetHeader("Authorization") == "" {
+		s.signedInPage(c, ctx)
+		return
+	}
 	ctx, err := s.authenticate(c, ctx)
 	if err == nil && s.verifier != nil && c.GetHeader("Authorization") == "" {
 		err = fhir.Errorf(fhir.Unauthorized, "", "sign-in needed")
 	}
 	if err != nil {
-		s.measures.Unauthenticated(c.Writer, c.Request, "This server needs a signed-in user, and signing in to these pages is not available yet: send an Authorization: Bearer header, or use the FHIR API.")
+		s.measures.Unauthenticated(c.Writer, c.Request, "This server needs a signed-in user, and browser sign-in is not configured (--oidc-client-id): send an Authorization: Bearer header, or use the FHIR API.", "")
 		return
 	}
 	s.measures.ServeHTTP(c.Writer, c.Request.WithContext(ctx))

@@ -65,6 +65,11 @@ type Config struct {
 
 	// Subscriptions answers Subscription $status and $events; nil: not served.
 	Subscriptions Subscriptions
+
+	// SignIn signs people in to the MDT pages through the OpenID provider
+	// (implemented by *signin.SignIn); nil: the pages take bearer tokens only
+	// (or are open in development mode).
+	SignIn PageSignIn
 }
 
 // Server is the HTTP handler of crs.
@@ -85,6 +90,7 @@ type Server struct {
 	measures        Measures
 	messages        Messages
 	subscriptions   Subscriptions
+	signin          PageSignIn
 }
 
 // New returns the HTTP handler for cfg.
@@ -92,7 +98,7 @@ func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{engine: cfg.Engine, log: cfg.Logger, maxBody: cfg.MaxBodyBytes, sw: cfg.Software, verifier: cfg.Verifier, metrics: cfg.Metrics,
 		refuseForwarded: cfg.RefuseForwarded, corsOrigins: cfg.CORSOrigins, logQueryValues: cfg.LogQueryValues, importer: cfg.Import, measures: cfg.Measures, exporter: cfg.Export,
-		subscriptions: cfg.Subscriptions, messages: cfg.Messages}
+		subscriptions: cfg.Subscriptions, messages: cfg.Messages, signin: cfg.SignIn}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -124,6 +130,7 @@ func New(cfg Config) *Server {
 	if s.measures != nil {
 		r.GET("/", s.page)
 		r.GET("/mdt/*path", s.page)
+		r.POST("/mdt/signout", s.page)
 	}
 	r.NoRoute(s.wrap(func(c *gin.Context) route {
 		return route{interaction: "operation", action: "E", handle: func() reply {

@@ -2,7 +2,9 @@
 // package oidc-provider (installed by make test under auth/testdata/oidc) on
 // 127.0.0.1, with one backend-service client per role. Tokens are obtained as a
 // backend service would: client_credentials with a signed client assertion
-// (private_key_jwt). The provider stops when the test ends.
+// (private_key_jwt). Web clients (authorization code with PKCE) sign users in
+// at the provider's development login form, where any login named in Users
+// and any password are accepted. The provider stops when the test ends.
 package oidctest
 
 import (
@@ -34,6 +36,26 @@ type Client struct {
 	key    *rsa.PrivateKey
 }
 
+// WebClient is a registered browser application: the authorization code
+// flow, authenticated by Secret (client_secret_basic) or, when Secret is
+// empty, by a signed assertion with Key (private_key_jwt, kid KeyID).
+type WebClient struct {
+	ID, Secret  string
+	RedirectURL string
+	Scope       string // the SMART scopes it may ask for (openid is added)
+	Key         *rsa.PrivateKey
+	KeyID       string
+}
+
+// Options are what the provider registers.
+type Options struct {
+	Clients    []*Client
+	WebClients []*WebClient
+	// Users are the people who may sign in, by login: the extra claims of
+	// the access tokens issued for them (role, organisation …).
+	Users map[string]map[string]any
+}
+
 // Provider is a running OpenID Connect provider.
 type Provider struct {
 	Issuer     string
@@ -53,6 +75,13 @@ func Dir() string {
 // audience aud.
 func Start(t testing.TB, aud string, clients []*Client) *Provider {
 	t.Helper()
+	return StartWith(t, aud, Options{Clients: clients})
+}
+
+// StartWith runs the provider with backend clients, web clients and users.
+func StartWith(t testing.TB, aud string, o Options) *Provider {
+	t.Helper()
+	clients := o.Clients
 	dir := Dir()
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider")); err != nil {
 		t.Fatalf("oidc-provider is not installed: run make test (it runs npm ci in %s)", dir)
@@ -75,12 +104,30 @@ func Start(t testing.TB, aud string, clients []*Client) *Provider {
 		}
 		p.clients[c.ID] = c
 	}
+	var webSpecs []any
+	for _, c := range o.WebClients {
+		spec := map[string]any{"client_id": c.ID, "redirect_uri": c.RedirectURL, "scope": c.Scope}
+		if c.Secret != "" {
+			spec["client_secret"] = c.Secret
+		} else {
+			spec["jwk"] = jose.JSONWebKey{Key: &c.Key.PublicKey, KeyID: c.KeyID, Algorithm: "RS384", Use: "sig"}
+		}
+		webSpecs = append(webSpecs, spec)
+		for _, s := range strings.Fields(c.Scope) {
+			scopes[s] = true
+		}
+	}
 	var scopeList []string
 	for s := range scopes {
 		scopeList = append(scopeList, s)
 	}
 	priv := jose.JSONWebKey{Key: signing, KeyID: p.KeyID, Algorithm: "RS256", Use: "sig"}
-	cfg, _ := json.Marshal(map[string]any{"audience": aud, "scopes": scopeList, "clients": specs, "signing_key": priv})
+	conf := map[string]any{"audience": aud, "scopes": scopeList, "clients": specs, "signing_key": priv}
+	if len(o.WebClients) > 0 {
+		conf["web_clients"] = webSpecs
+		conf["users"] = o.Users
+	}
+	cfg, _ := json.Marshal(conf)
 	cfgFile := filepath.Join(t.TempDir(), "oidc.json")
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)

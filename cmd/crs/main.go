@@ -166,6 +166,8 @@ type Config struct {
 	// unaudited turns the audit trail off: for the same-run baseline of
 	// BenchmarkHTTPAudit only (no flag sets it; crs serve always audits).
 	unaudited bool
+	// SignIn is the browser sign-in of the MDT pages (--oidc-client-id …).
+	SignIn SignInConfig
 }
 
 // maxQueryValues bounds --max-query-values: past it, a query could bind more
@@ -236,6 +238,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.HL7v2DischargeReadyDate, "hl7v2-discharge-ready-date", env("CRS_HL7V2_DISCHARGE_READY_DATE", "PV2-9"), "--mllp-addr: the A03 field holding the Discharge Ready Date, e.g. PV2-9 or ZU1-5 (CRS_HL7V2_DISCHARGE_READY_DATE)")
 	fs.BoolVar(&cfg.LogQueryValues, "log-query-values", ev.bool("CRS_LOG_QUERY_VALUES", false), "log query values and error details in full, for debugging on a loopback address only; default: parameter names only (CRS_LOG_QUERY_VALUES=true)")
 	fs.BoolVar(&cfg.DemoIfEmpty, "demo-if-empty", ev.bool("CRS_DEMO_IF_EMPTY", false), "load the synthetic demo region first when the store holds no pathway data (CRS_DEMO_IF_EMPTY=true)")
+	signInFlags(fs, &cfg.SignIn, &ev)
 	if ev.err != nil {
 		return cfg, ev.err
 	}
@@ -243,6 +246,9 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		return cfg, err
 	}
 	if err := checkEdge(cfg); err != nil {
+		return cfg, err
+	}
+	if err := checkSignIn(cfg); err != nil {
 		return cfg, err
 	}
 	if cfg.ExportExpiry <= 0 {
@@ -435,6 +441,7 @@ func (m *Main) start(ctx context.Context) error {
 	}
 	var verifier server.TokenVerifier
 	var access engine.Access
+	var pageSignIns server.PageSignIn
 	if m.Config.OIDCIssuer != "" {
 		aud := m.Config.OIDCAudience
 		if aud == "" {
@@ -453,6 +460,11 @@ func (m *Main) start(ctx context.Context) error {
 			return err
 		}
 		verifier, access = v, policy
+		if pageSignIns, err = pageSignIn(ctx, m.Config.SignIn, m.Config.OIDCIssuer, base, v); err != nil {
+			ln.Close()
+			st.Close()
+			return err
+		}
 	} else {
 		m.Log.Warn("DEVELOPMENT MODE: no --oidc-issuer, so there is no authentication and no access policy; every caller is anonymous and may do everything. Never use this with real data.", "addr", ln.Addr().String())
 	}
@@ -570,7 +582,7 @@ func (m *Main) start(ctx context.Context) error {
 		Metrics: met, MetricsHandler: metricsOnMain,
 		TrustedProxies: splitList(m.Config.TrustedProxies), CORSOrigins: splitList(m.Config.CORSOrigins),
 		RefuseForwarded: m.Config.OIDCIssuer == "" && !m.Config.InsecureNoAuth, LogQueryValues: m.Config.LogQueryValues,
-		Import: importFunc(eng, prof), Measures: svc, Export: exports, Subscriptions: subs,
+		Import: importFunc(eng, prof), Measures: svc, Export: exports, Subscriptions: subs, SignIn: pageSignIns,
 		Messages: &bars.Receiver{Engine: eng, Base: prof.CanonicalBase()},
 	})
 	m.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
