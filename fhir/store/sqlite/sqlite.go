@@ -43,6 +43,10 @@ type Options struct {
 	// with the number of write calls in the batch, how long the COMMIT (and
 	// its fsync) took, and its error (for metrics; it must not block).
 	OnCommit func(writes int, d time.Duration, err error)
+	// NoKeys keeps no denormalised keys (keys.go): searches resolve every
+	// chain by its joins. For measuring what the keys cost; a later Open
+	// without it rebuilds them.
+	NoKeys bool
 }
 
 // Store is the SQLite backend.
@@ -57,6 +61,7 @@ type Store struct {
 	stmts    readStmts
 	wstmts   writeStmts
 	walkFrom int // the driving set size from which a page walks (walk.go); tests lower it
+	keys     keySet
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -154,6 +159,14 @@ func Open(path string, opt Options) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	keys := defaultKeys
+	if opt.NoKeys {
+		keys = nil
+	}
+	if err := buildKeys(write, keys); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)&_pragma=mmap_size(1073741824)")
 	if err != nil {
 		write.Close()
@@ -165,7 +178,7 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit}
+	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit, keys: keys}
 	if s.max <= 0 {
 		s.max = 64
 	}
@@ -337,7 +350,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			}
 			break
 		}
-		t := &txn{conn: conn, stmts: &s.wstmts}
+		t := &txn{conn: conn, stmts: &s.wstmts, keys: s.keys}
 		t0 := time.Now()
 		failed := -1
 		for k, i := range pending {
@@ -471,7 +484,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int) (store.Versi
 
 // Search runs a query on the read pool.
 func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	return search(ctx, s.read, q, s.walkFrom)
+	return search(ctx, s.read, s.keys.rewrite(q), s.walkFrom)
 }
 
 // txn is the store.Tx of one batch's transaction on the writer's connection.
@@ -488,6 +501,8 @@ type txn struct {
 	puts    int                      // versions written, for the statistics refresh
 	pending map[string][][]any       // search value rows not yet inserted, by table
 	last    map[string]store.Version // the version of each type this transaction wrote last
+	keys    keySet                   // the denormalised keys kept (keys.go)
+	dirt    keyDirt                  // what this transaction's writes made stale in them
 }
 
 // writeStmts are the statements of Put, prepared on the writer's connection. It
@@ -497,6 +512,7 @@ type writeStmts struct {
 	current, insertVersion, insertCurrent, updateCurrent *sql.Stmt
 	read, last, deleteVersion                            *sql.Stmt
 	deleteIndex                                          []*sql.Stmt
+	keys                                                 keyStmts
 	inserts                                              map[string]*sql.Stmt // "table/rows" → INSERT of that many rows
 }
 
@@ -522,6 +538,7 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 	for _, table := range indexTables {
 		w.deleteIndex = append(w.deleteIndex, prep(`DELETE FROM `+table+` WHERE rid = ?`))
 	}
+	w.keys.prepare(prep)
 	return err
 }
 
@@ -551,7 +568,7 @@ func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, e
 	if err := t.flush(ctx); err != nil {
 		return nil, err
 	}
-	return search(ctx, t.conn, q, sampleLimit)
+	return search(ctx, t.conn, t.keys.rewrite(q), sampleLimit)
 }
 
 // lastSQL finds the version of a type written last (versions_type_seq serves it).
@@ -625,6 +642,9 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		if err := t.flush(ctx); err != nil {
 			return err
 		}
+		if err := t.keysBefore(ctx, v, rid); err != nil {
+			return err
+		}
 		for _, st := range t.stmts.deleteIndex {
 			if _, err := st.ExecContext(ctx, rid); err != nil {
 				return fhir.InternalError("put", err)
@@ -636,6 +656,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		t.last = map[string]store.Version{}
 	}
 	t.last[v.Type] = v
+	t.keysAfter(v, rid, index)
 	if v.Deleted {
 		return nil
 	}
@@ -711,7 +732,7 @@ func (t *txn) flush(ctx context.Context) error {
 			all = all[n:]
 		}
 	}
-	return nil
+	return t.refreshKeys(ctx)
 }
 
 // Backup writes a consistent copy of the SQLite store at path to dst (which must
