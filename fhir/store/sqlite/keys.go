@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"crs/fhir"
@@ -34,26 +36,25 @@ import (
 // (MongoDB answers through the chain).
 
 // keyChains are the chains kept as keys: "Type?chain", in an order where a
-// reverse key comes after the key it copies. They are the chains of
-// auth/policy.json's conditions.
+// reverse key comes after the key it copies. They are the organisation
+// chains of auth/policy.json's conditions on referrals and episodes; the care
+// provider's and the acute trust's conditions on people and their records
+// (Patient?_has:ServiceRequest:subject:performer:Organization.identifier,
+// Goal?subject:Patient._has:…) read them inside their _has, one join fewer
+// per candidate at each level.
+//
+// Each key costs the writes of its carriers, and some cost more than they
+// save (BenchmarkKeysWriteCost, CPU per create of the pathway's records):
+// the three below add about 8%; the reverse keys on Patient of the
+// performer and requester chains (which the mechanism supports, and the
+// tests keep correct) add about 35%, since every new referral then writes
+// into its person's index rows as well; a record's person's council
+// (subject:Patient.responsible-la) and a visit's provider are asked of the
+// commonest writes and are one join as chains.
 var keyChains = []string{
 	"ServiceRequest?performer:Organization.identifier",
 	"ServiceRequest?requester:Organization.identifier",
-	"Task?requester:Organization.identifier",
 	"EpisodeOfCare?organization:Organization.identifier",
-	"Encounter?service-provider:Organization.identifier",
-	"Provenance?agent:Organization.identifier",
-	"Patient?_has:ServiceRequest:subject:performer:Organization.identifier",
-	"Patient?_has:ServiceRequest:subject:requester:Organization.identifier",
-	"Encounter?_has:ServiceRequest:encounter:requester:Organization.identifier",
-	"Patient?_has:Provenance:target:agent:Organization.identifier",
-	"ServiceRequest?subject:Patient.responsible-la",
-	"CarePlan?subject:Patient.responsible-la",
-	"Goal?subject:Patient.responsible-la",
-	"Encounter?subject:Patient.responsible-la",
-	"CareTeam?subject:Patient.responsible-la",
-	"EpisodeOfCare?patient:Patient.responsible-la",
-	"RelatedPerson?patient:Patient.responsible-la",
 }
 
 // key is one denormalised chain. A reference key (has == "") holds, on a
@@ -213,49 +214,116 @@ const (
 	// ?3 tparam, ?4 carrier rids, ?5 carrier type, ?6 ref): the chain's joins.
 	keyRefInsert = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
 		SELECT r.rid, r.type, ?1, t.system, t.code, t.text
-		FROM idx_reference r INDEXED BY idx_reference_rid
-		JOIN current o ON o.type = ?2 AND o.id = r.ref_id AND o.deleted = 0
-		JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
-		WHERE r.rid IN (SELECT value FROM json_each(?4)) AND r.type = ?5 AND r.param = ?6 AND r.ref_type = ?2`
+		FROM json_each(?4) j
+		CROSS JOIN idx_reference r INDEXED BY idx_reference_rid ON r.rid = j.value AND r.type = ?5 AND r.param = ?6
+		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
+		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
+		WHERE r.ref_type = ?2 AND o.deleted = 0`
 	// keyHasInsert adds the rows of a reverse key (?1 name, ?2 has, ?3
 	// hasRef, ?4 inner name, ?5 carrier rids).
 	keyHasInsert = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
 		SELECT p.rid, p.type, ?1, k.system, k.code, k.text
+		FROM json_each(?5) j
+		CROSS JOIN current p ON p.rid = j.value
+		CROSS JOIN idx_reference r ON r.type = ?2 AND r.param = ?3 AND r.ref_id = p.id AND r.ref_type = p.type
+		CROSS JOIN current s ON s.rid = r.rid
+		CROSS JOIN idx_token k INDEXED BY idx_token_rid ON k.rid = r.rid AND k.type = ?2 AND k.param = ?4
+		WHERE p.deleted = 0 AND s.deleted = 0`
+	// keyRefBuild and keyHasBuild are the inserts for every carrier of the
+	// type (the carriers' rids replaced by their type, ?4 or ?5).
+	keyRefBuild = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
+		SELECT r.rid, r.type, ?1, t.system, t.code, t.text
+		FROM idx_reference r
+		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
+		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
+		WHERE r.type = ?4 AND r.param = ?5 AND r.ref_type = ?2 AND o.deleted = 0`
+	keyHasBuild = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
+		SELECT p.rid, p.type, ?1, k.system, k.code, k.text
 		FROM current p
-		JOIN idx_reference r ON r.type = ?2 AND r.param = ?3 AND r.ref_id = p.id AND r.ref_type = p.type
-		JOIN current s ON s.rid = r.rid AND s.deleted = 0
-		JOIN idx_token k INDEXED BY idx_token_rid ON k.rid = r.rid AND k.type = ?2 AND k.param = ?4
-		WHERE p.rid IN (SELECT value FROM json_each(?5)) AND p.deleted = 0`
+		CROSS JOIN idx_reference r ON r.type = ?2 AND r.param = ?3 AND r.ref_id = p.id AND r.ref_type = p.type
+		CROSS JOIN current s ON s.rid = r.rid
+		CROSS JOIN idx_token k INDEXED BY idx_token_rid ON k.rid = r.rid AND k.type = ?2 AND k.param = ?4
+		WHERE p.type = ?5 AND p.deleted = 0 AND s.deleted = 0`
 	// keyDelete removes a key's rows from carriers (?1 rids, ?2 type, ?3 name).
 	keyDelete = `DELETE FROM idx_token WHERE rid IN (SELECT value FROM json_each(?1)) AND type = ?2 AND param = ?3`
-	// keyCarriers finds the resources of ?1 whose reference ?2 points to one
-	// of the ids ?3 of type ?4.
-	keyCarriers = `SELECT rid FROM idx_reference WHERE type = ?1 AND param = ?2 AND ref_id IN (SELECT value FROM json_each(?3)) AND ref_type = ?4`
+	// keyCarriers finds the resources whose reference points to one of the
+	// ids ?2 of type ?3, for each [type, reference parameter] of ?1, and
+	// returns each with the index of its pair.
+	keyCarriers = `SELECT r.rid, p.key FROM json_each(?1) p CROSS JOIN json_each(?2) i
+		CROSS JOIN idx_reference r ON r.type = json_extract(p.value, '$[0]') AND r.param = json_extract(p.value, '$[1]') AND r.ref_id = i.value AND r.ref_type = ?3`
 	// keyTargets lists the ids of type ?4 that the resources ?1 (of type ?2)
 	// point to by reference ?3.
 	keyTargets = `SELECT DISTINCT ref_id FROM idx_reference INDEXED BY idx_reference_rid WHERE rid IN (SELECT value FROM json_each(?1)) AND type = ?2 AND param = ?3 AND ref_type = ?4`
 	// keyRids finds the rows of type ?1 with the ids ?2.
 	keyRids = `SELECT rid FROM current WHERE type = ?1 AND id IN (SELECT value FROM json_each(?2))`
-	// keyTokens lists a resource's token values of one parameter (?1 rid, ?2 type, ?3 param).
-	keyTokens = `SELECT system, code, text FROM idx_token INDEXED BY idx_token_rid WHERE rid = ?1 AND type = ?2 AND param = ?3`
+	// keyTokens lists the token values of parameter ?3 of the live ?1/?2.
+	keyTokens = `SELECT t.system, t.code, t.text FROM current o
+		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = o.type AND t.param = ?3
+		WHERE o.type = ?1 AND o.id = ?2 AND o.deleted = 0`
+	// keyCarrier finds the row of ?1/?2.
+	keyCarrier = `SELECT rid, deleted FROM current WHERE type = ?1 AND id = ?2`
 )
 
-// keyStmts are the key statements prepared on the writer's connection.
+// keyStmts are the key statements prepared on the writer's connection. Each
+// statement taking a set comes in two forms: for a JSON array, and for one
+// value (a set of one is the common case, and json_each costs more than the
+// rest of the statement).
 type keyStmts struct {
-	refInsert, hasInsert, del, carriers, targets, rids, tokens *sql.Stmt
+	refInsert, hasInsert, del, targets, rids pair
+	tokens, carrier, carriers, dataVersion   *sql.Stmt
 }
 
+// pair is a statement for many values ([0]) and for one ([1]).
+type pair [2]*sql.Stmt
+
+var jsonEach = regexp.MustCompile(`json_each\((\?[0-9])\)`)
+
 func (ks *keyStmts) prepare(prep func(string) *sql.Stmt) {
-	ks.refInsert, ks.hasInsert, ks.del = prep(keyRefInsert), prep(keyHasInsert), prep(keyDelete)
-	ks.carriers, ks.targets, ks.rids, ks.tokens = prep(keyCarriers), prep(keyTargets), prep(keyRids), prep(keyTokens)
+	both := func(q string) pair {
+		return pair{prep(q), prep(jsonEach.ReplaceAllString(q, "(SELECT $1 AS value)"))}
+	}
+	ks.refInsert, ks.hasInsert, ks.del = both(keyRefInsert), both(keyHasInsert), both(keyDelete)
+	ks.targets, ks.rids = both(keyTargets), both(keyRids)
+	ks.tokens, ks.carrier, ks.carriers = prep(keyTokens), prep(keyCarrier), prep(keyCarriers)
+	ks.dataVersion = prep(`PRAGMA data_version`)
+}
+
+// set is a set of rids or ids as a statement argument.
+type set struct {
+	n   int
+	arg any // the one value, or the JSON array
+}
+
+func setOf[T comparable](xs []T) set {
+	if len(xs) == 1 {
+		return set{1, xs[0]}
+	}
+	b, _ := json.Marshal(xs)
+	return set{len(xs), string(b)}
+}
+
+func keysOf[T comparable, V any](m map[T]V) []T {
+	out := make([]T, 0, len(m))
+	for x := range m {
+		out = append(out, x)
+	}
+	return out
+}
+
+// with returns the form of p for s.
+func (p pair) with(s set) *sql.Stmt {
+	if s.n == 1 {
+		return p[1]
+	}
+	return p[0]
 }
 
 // keyDirt is what a transaction's writes made stale, until the next flush.
 type keyDirt struct {
-	rids    map[*key]map[int64]bool    // carriers to recompute; true: delete their rows first
-	targets map[*key]map[string]bool   // reference keys: target ids whose values changed
-	ids     map[*key]map[string]bool   // reverse keys: carrier ids to recompute
-	before  map[string]map[string]bool // Put of an update: the target values it had, by type/param
+	rids    map[*key]map[int64]bool  // carriers to recompute; true: delete their rows first
+	targets map[*key]map[string]bool // reference keys: target ids whose values changed
+	ids     map[*key]map[string]bool // reverse keys: carrier ids to recompute
+	before  map[string][]tokenRow    // Put of an update: the target values it had, by param
 }
 
 func (d *keyDirt) empty() bool { return len(d.rids) == 0 && len(d.targets) == 0 && len(d.ids) == 0 }
@@ -275,10 +343,10 @@ func addTo[K comparable, V any](m *map[*key]map[K]V, k *key, x K, v V) {
 // token values v held for the reference keys that read it, which the new
 // version may no longer have.
 func (t *txn) keysBefore(ctx context.Context, v store.Version, rid int64) error {
-	rids, _ := json.Marshal([]int64{rid})
+	rids := setOf([]int64{rid})
 	for _, k := range t.keys {
 		if k.has == v.Type {
-			ids, err := t.queryStrings(ctx, t.stmts.keys.targets, string(rids), k.has, k.hasRef, k.typ)
+			ids, err := t.queryStrings(ctx, t.stmts.keys.targets.with(rids), rids.arg, k.has, k.hasRef, k.typ)
 			if err != nil {
 				return err
 			}
@@ -288,27 +356,14 @@ func (t *txn) keysBefore(ctx context.Context, v store.Version, rid int64) error 
 		}
 		if k.has == "" && k.target == v.Type {
 			if t.dirt.before == nil {
-				t.dirt.before = map[string]map[string]bool{}
+				t.dirt.before = map[string][]tokenRow{}
 			}
 			if _, done := t.dirt.before[k.tparam]; done {
 				continue
 			}
-			rows, err := t.stmts.keys.tokens.QueryContext(ctx, rid, v.Type, k.tparam)
+			vals, err := t.targetTokens(ctx, v.Type, v.ID, k.tparam)
 			if err != nil {
-				return fhir.InternalError("keys", err)
-			}
-			vals := map[string]bool{}
-			for rows.Next() {
-				var s, c, x string
-				if err := rows.Scan(&s, &c, &x); err != nil {
-					rows.Close()
-					return fhir.InternalError("keys", err)
-				}
-				vals[s+"|"+c+"|"+x] = true
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fhir.InternalError("keys", err)
+				return err
 			}
 			t.dirt.before[k.tparam] = vals
 		}
@@ -316,56 +371,158 @@ func (t *txn) keysBefore(ctx context.Context, v store.Version, rid int64) error 
 	return nil
 }
 
-// keysAfter runs at the end of Put: it records which keys v's write made
-// stale.
-func (t *txn) keysAfter(v store.Version, rid int64, index []fhir.IndexValue) {
+// keysAfter runs at the end of Put, before v's search values are buffered.
+// It adds the rows it can compute from what it knows (v's own reference keys,
+// from its targets' values; the reverse keys of what a new v points to, which
+// only gain v's values) to the buffered search values, and records what
+// became stale for flush to recompute.
+func (t *txn) keysAfter(ctx context.Context, v store.Version, rid int64, index []fhir.IndexValue) error {
 	before := t.dirt.before
 	t.dirt.before = nil
+	if len(t.keys) == 0 {
+		return nil
+	}
+	// v as a target: its values as this transaction now sees them, and the
+	// carriers to recompute when they changed.
 	for _, k := range t.keys {
-		if k.typ == v.Type && !v.Deleted {
-			// Its own rows were removed with its search values.
-			if k.has != "" || refersTo(index, k.ref, k.target) {
-				addTo(&t.dirt.rids, k, rid, false)
-			}
+		if k.has != "" || k.target != v.Type {
+			continue
 		}
-		if k.has == v.Type && !v.Deleted {
+		var now []tokenRow
+		if !v.Deleted {
 			for _, iv := range index {
-				if iv.Type == fhir.TypeReference && iv.Param == k.hasRef && iv.RefType == k.typ && iv.RefID != "" {
-					addTo(&t.dirt.ids, k, iv.RefID, true)
+				if iv.Type == fhir.TypeToken && iv.Param == k.tparam {
+					now = append(now, tokenRow{iv.System, iv.Code, iv.Text})
 				}
 			}
 		}
-		if k.has == "" && k.target == v.Type {
-			now := map[string]bool{}
-			if !v.Deleted {
-				for _, iv := range index {
-					if iv.Type == fhir.TypeToken && iv.Param == k.tparam {
-						now[iv.System+"|"+iv.Code+"|"+iv.Text] = true
-					}
+		if t.written == nil {
+			t.written = map[string][]tokenRow{}
+		}
+		t.written[cacheKey(v.Type, v.ID, k.tparam)] = now
+		if !sameRows(before[k.tparam], now) {
+			addTo(&t.dirt.targets, k, v.ID, true)
+		}
+	}
+	if v.Deleted {
+		return nil // keysBefore took the carriers it pointed to
+	}
+	own := map[*key][]tokenRow{}
+	for _, k := range t.keys {
+		switch {
+		case k.typ == v.Type && k.has == "":
+			for _, iv := range index {
+				if iv.Type != fhir.TypeReference || iv.Param != k.ref || iv.RefType != k.target || iv.RefID == "" {
+					continue
 				}
+				rows, err := t.targetTokens(ctx, k.target, iv.RefID, k.tparam)
+				if err != nil {
+					return err
+				}
+				own[k] = append(own[k], rows...)
 			}
-			if !sameSet(before[k.tparam], now) {
-				addTo(&t.dirt.targets, k, v.ID, true)
-			}
+			t.bufferKey(rid, k, own[k])
+		case k.typ == v.Type:
+			addTo(&t.dirt.rids, k, rid, false)
 		}
+	}
+	for _, k := range t.keys {
+		if k.has != v.Type {
+			continue
+		}
+		for _, iv := range index {
+			if iv.Type != fhir.TypeReference || iv.Param != k.hasRef || iv.RefType != k.typ || iv.RefID == "" {
+				continue
+			}
+			if v.VersionID != 1 {
+				addTo(&t.dirt.ids, k, iv.RefID, true)
+				continue
+			}
+			// A new resource pointing at the carrier adds its values to the
+			// carrier's; a carrier not stored yet computes its own when it is.
+			var crid int64
+			var deleted int
+			err := t.stmts.keys.carrier.QueryRowContext(ctx, k.typ, iv.RefID).Scan(&crid, &deleted)
+			if errors.Is(err, sql.ErrNoRows) || deleted != 0 {
+				continue
+			}
+			if err != nil {
+				return fhir.InternalError("keys", err)
+			}
+			t.bufferKey(crid, k, own[k.inner])
+		}
+	}
+	return nil
+}
+
+// bufferKey adds rows of key k on carrier rid to the buffered search values.
+func (t *txn) bufferKey(rid int64, k *key, rows []tokenRow) {
+	if len(rows) == 0 {
+		return
+	}
+	if t.pending == nil {
+		t.pending = map[string][][]any{}
+	}
+	for _, r := range rows {
+		t.pending["idx_token"] = append(t.pending["idx_token"], []any{rid, k.typ, k.name, r.system, r.code, r.text})
 	}
 }
 
-func refersTo(index []fhir.IndexValue, param, typ string) bool {
-	for _, iv := range index {
-		if iv.Type == fhir.TypeReference && iv.Param == param && iv.RefType == typ {
-			return true
-		}
+// tokenRow is one token value of a key's target.
+type tokenRow struct{ system, code, text string }
+
+func cacheKey(typ, id, param string) string { return typ + "/" + id + "?" + param }
+
+// maxCached bounds the store's cache of targets' values.
+const maxCached = 200000
+
+// targetTokens returns the token values of param of the live typ/id as this
+// transaction sees it: written by it, or committed (cached in the store: only
+// the writer goroutine uses the cache, and a commit by another connection
+// empties it, see Store.commit).
+func (t *txn) targetTokens(ctx context.Context, typ, id, param string) ([]tokenRow, error) {
+	ck := cacheKey(typ, id, param)
+	if rows, ok := t.written[ck]; ok {
+		return rows, nil
 	}
-	return false
+	if rows, ok := t.cache[ck]; ok {
+		return rows, nil
+	}
+	qr, err := t.stmts.keys.tokens.QueryContext(ctx, typ, id, param)
+	if err != nil {
+		return nil, fhir.InternalError("keys", err)
+	}
+	defer qr.Close()
+	var rows []tokenRow
+	for qr.Next() {
+		var r tokenRow
+		if err := qr.Scan(&r.system, &r.code, &r.text); err != nil {
+			return nil, fhir.InternalError("keys", err)
+		}
+		rows = append(rows, r)
+	}
+	if err := qr.Err(); err != nil {
+		return nil, fhir.InternalError("keys", err)
+	}
+	if t.cache != nil {
+		if len(t.cache) >= maxCached {
+			clear(t.cache)
+		}
+		t.cache[ck] = rows
+	}
+	return rows, nil
 }
 
-func sameSet(a, b map[string]bool) bool {
+func sameRows(a, b []tokenRow) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for x := range a {
-		if !b[x] {
+	set := map[tokenRow]bool{}
+	for _, r := range a {
+		set[r] = true
+	}
+	for _, r := range b {
+		if !set[r] {
 			return false
 		}
 	}
@@ -381,24 +538,18 @@ func (t *txn) refreshKeys(ctx context.Context) error {
 	}
 	d := t.dirt
 	t.dirt = keyDirt{}
+	if err := t.carriersOf(ctx, &d); err != nil {
+		return err
+	}
 	for _, k := range t.keys {
 		if k.has != "" {
 			continue
-		}
-		if ids := d.targets[k]; len(ids) > 0 {
-			rids, err := t.queryInts(ctx, t.stmts.keys.carriers, k.typ, k.ref, jsonKeys(ids), k.target)
-			if err != nil {
-				return err
-			}
-			for _, r := range rids {
-				addTo(&d.rids, k, r, true)
-			}
 		}
 		stale, err := t.recompute(ctx, k, d.rids[k])
 		if err != nil {
 			return err
 		}
-		if len(stale) == 0 {
+		if stale.n == 0 {
 			continue
 		}
 		// Carriers whose values changed under them: the reverse keys that copy
@@ -407,7 +558,7 @@ func (t *txn) refreshKeys(ctx context.Context) error {
 			if rk.inner != k {
 				continue
 			}
-			ids, err := t.queryStrings(ctx, t.stmts.keys.targets, stale, k.typ, rk.hasRef, rk.typ)
+			ids, err := t.queryStrings(ctx, t.stmts.keys.targets.with(stale), stale.arg, k.typ, rk.hasRef, rk.typ)
 			if err != nil {
 				return err
 			}
@@ -421,7 +572,8 @@ func (t *txn) refreshKeys(ctx context.Context) error {
 			continue
 		}
 		if ids := d.ids[k]; len(ids) > 0 {
-			rids, err := t.queryInts(ctx, t.stmts.keys.rids, k.typ, jsonKeys(ids))
+			idSet := setOf(keysOf(ids))
+			rids, err := t.queryInts(ctx, t.stmts.keys.rids.with(idSet), k.typ, idSet.arg)
 			if err != nil {
 				return err
 			}
@@ -436,48 +588,85 @@ func (t *txn) refreshKeys(ctx context.Context) error {
 	return nil
 }
 
-// recompute deletes (where stale) and inserts key k's rows of the carriers
-// rids; it returns the stale ones as a JSON array ("" when none).
-func (t *txn) recompute(ctx context.Context, k *key, rids map[int64]bool) (string, error) {
-	if len(rids) == 0 {
-		return "", nil
+// carriersOf marks stale the carriers of the reference keys whose targets'
+// values changed: one query per target type, for all its keys and ids.
+func (t *txn) carriersOf(ctx context.Context, d *keyDirt) error {
+	if len(d.targets) == 0 {
+		return nil
 	}
-	all := make([]int64, 0, len(rids))
+	byType := map[string][]*key{}
+	ids := map[string]map[string]bool{}
+	for _, k := range t.keys {
+		if len(d.targets[k]) == 0 {
+			continue
+		}
+		byType[k.target] = append(byType[k.target], k)
+		if ids[k.target] == nil {
+			ids[k.target] = map[string]bool{}
+		}
+		for id := range d.targets[k] {
+			ids[k.target][id] = true
+		}
+	}
+	for typ, ks := range byType {
+		pairs := make([][2]string, len(ks))
+		for i, k := range ks {
+			pairs[i] = [2]string{k.typ, k.ref}
+		}
+		pj, _ := json.Marshal(pairs)
+		ij, _ := json.Marshal(keysOf(ids[typ]))
+		rows, err := t.stmts.keys.carriers.QueryContext(ctx, string(pj), string(ij), typ)
+		if err != nil {
+			return fhir.InternalError("keys", err)
+		}
+		for rows.Next() {
+			var rid int64
+			var i int
+			if err := rows.Scan(&rid, &i); err != nil {
+				rows.Close()
+				return fhir.InternalError("keys", err)
+			}
+			addTo(&d.rids, ks[i], rid, true)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fhir.InternalError("keys", err)
+		}
+	}
+	return nil
+}
+
+// recompute deletes (where stale) and inserts key k's rows of the carriers
+// rids; it returns the stale ones.
+func (t *txn) recompute(ctx context.Context, k *key, rids map[int64]bool) (set, error) {
+	if len(rids) == 0 {
+		return set{}, nil
+	}
+	all := keysOf(rids)
 	var stale []int64
 	for r, s := range rids {
-		all = append(all, r)
 		if s {
 			stale = append(stale, r)
 		}
 	}
-	staleJSON := ""
+	var staleSet set
 	if len(stale) > 0 {
-		b, _ := json.Marshal(stale)
-		staleJSON = string(b)
-		if _, err := t.stmts.keys.del.ExecContext(ctx, staleJSON, k.typ, k.name); err != nil {
-			return "", fhir.InternalError("keys", err)
+		staleSet = setOf(stale)
+		if _, err := t.stmts.keys.del.with(staleSet).ExecContext(ctx, staleSet.arg, k.typ, k.name); err != nil {
+			return set{}, fhir.InternalError("keys", err)
 		}
 	}
-	allJSON, _ := json.Marshal(all)
+	allSet := setOf(all)
 	var err error
 	if k.has == "" {
-		_, err = t.stmts.keys.refInsert.ExecContext(ctx, k.name, k.target, k.tparam, string(allJSON), k.typ, k.ref)
+		_, err = t.stmts.keys.refInsert.with(allSet).ExecContext(ctx, k.name, k.target, k.tparam, allSet.arg, k.typ, k.ref)
 	} else {
-		_, err = t.stmts.keys.hasInsert.ExecContext(ctx, k.name, k.has, k.hasRef, k.inner.name, string(allJSON))
+		_, err = t.stmts.keys.hasInsert.with(allSet).ExecContext(ctx, k.name, k.has, k.hasRef, k.inner.name, allSet.arg)
 	}
 	if err != nil {
-		return "", fhir.InternalError("keys", err)
+		return set{}, fhir.InternalError("keys", err)
 	}
-	return staleJSON, nil
-}
-
-func jsonKeys(set map[string]bool) string {
-	out := make([]string, 0, len(set))
-	for x := range set {
-		out = append(out, x)
-	}
-	b, _ := json.Marshal(out)
-	return string(b)
+	return staleSet, nil
 }
 
 func (t *txn) queryInts(ctx context.Context, st *sql.Stmt, args ...any) ([]int64, error) {
@@ -550,6 +739,39 @@ func buildKeys(db *sql.DB, ks keySet) error {
 }
 
 func buildMissing(ctx context.Context, conn *sql.Conn, ks keySet) error {
+	// Keys built before but not kept now go, rows and all: were they kept
+	// again later, they would have missed the writes in between.
+	rows, err := conn.QueryContext(ctx, `SELECT type, name FROM keys_built`)
+	if err != nil {
+		return err
+	}
+	var gone [][2]string
+	for rows.Next() {
+		var typ, name string
+		if err := rows.Scan(&typ, &name); err != nil {
+			rows.Close()
+			return err
+		}
+		kept := false
+		for _, k := range ks {
+			kept = kept || (k.typ == typ && k.name == name)
+		}
+		if !kept {
+			gone = append(gone, [2]string{typ, name})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, g := range gone {
+		if _, err := conn.ExecContext(ctx, `DELETE FROM idx_token WHERE type = ? AND param = ?`, g[0], g[1]); err != nil {
+			return err
+		}
+		if _, err := conn.ExecContext(ctx, `DELETE FROM keys_built WHERE type = ? AND name = ?`, g[0], g[1]); err != nil {
+			return err
+		}
+	}
 	for _, k := range ks {
 		var n int
 		if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM keys_built WHERE type = ? AND name = ?`, k.typ, k.name).Scan(&n); err != nil {
@@ -563,13 +785,9 @@ func buildMissing(ctx context.Context, conn *sql.Conn, ks keySet) error {
 		}
 		var err error
 		if k.has == "" {
-			q := strings.Replace(keyRefInsert, "r.rid IN (SELECT value FROM json_each(?4))", "?4 = ?4", 1)
-			q = strings.Replace(q, " INDEXED BY idx_reference_rid", "", 1)
-			_, err = conn.ExecContext(ctx, q,
-				k.name, k.target, k.tparam, "", k.typ, k.ref)
+			_, err = conn.ExecContext(ctx, keyRefBuild, k.name, k.target, k.tparam, k.typ, k.ref)
 		} else {
-			_, err = conn.ExecContext(ctx, strings.Replace(keyHasInsert, "p.rid IN (SELECT value FROM json_each(?5))", "p.type = ?6", 1),
-				k.name, k.has, k.hasRef, k.inner.name, "", k.typ)
+			_, err = conn.ExecContext(ctx, keyHasBuild, k.name, k.has, k.hasRef, k.inner.name, k.typ)
 		}
 		if err != nil {
 			return fmt.Errorf("build key %s?%s: %w", k.typ, k.name, err)
@@ -579,4 +797,33 @@ func buildMissing(ctx context.Context, conn *sql.Conn, ks keySet) error {
 		}
 	}
 	return nil
+}
+
+// keyCache returns the store's cache of key targets' values for a batch's
+// transaction, emptied first when another connection (another process) has
+// committed to the database since the last batch.
+func (s *Store) keyCache(conn *sql.Conn) map[string][]tokenRow {
+	if len(s.keys) == 0 {
+		return nil
+	}
+	var v int64
+	if err := s.wstmts.keys.dataVersion.QueryRow().Scan(&v); err != nil || v != s.dataVer || s.cache == nil {
+		s.cache = map[string][]tokenRow{}
+		s.dataVer = v
+	}
+	return s.cache
+}
+
+// keysCommitted puts the key targets' values a committed transaction wrote in
+// the store's cache.
+func (s *Store) keysCommitted(t *txn) {
+	if s.cache == nil {
+		return
+	}
+	if len(s.cache)+len(t.written) > maxCached {
+		clear(s.cache)
+	}
+	for k, rows := range t.written {
+		s.cache[k] = rows
+	}
 }

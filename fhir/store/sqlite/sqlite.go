@@ -62,6 +62,8 @@ type Store struct {
 	wstmts   writeStmts
 	walkFrom int // the driving set size from which a page walks (walk.go); tests lower it
 	keys     keySet
+	cache    map[string][]tokenRow // the committed values of key targets (writer goroutine only)
+	dataVer  int64                 // PRAGMA data_version when cache was last known valid
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -145,6 +147,15 @@ var indexTables = []string{"idx_token", "idx_string", "idx_date", "idx_number", 
 
 // Open opens (creating if needed) the store in the SQLite file at path.
 func Open(path string, opt Options) (*Store, error) {
+	keys := defaultKeys
+	if opt.NoKeys {
+		keys = nil
+	}
+	return openKeys(path, opt, keys)
+}
+
+// openKeys is Open with the denormalised keys ks (tests try other sets).
+func openKeys(path string, opt Options, keys keySet) (*Store, error) {
 	sync := "FULL"
 	if opt.NoSync {
 		sync = "NORMAL"
@@ -158,10 +169,6 @@ func Open(path string, opt Options) (*Store, error) {
 	if err := migrate(write); err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	keys := defaultKeys
-	if opt.NoKeys {
-		keys = nil
 	}
 	if err := buildKeys(write, keys); err != nil {
 		write.Close()
@@ -350,7 +357,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			}
 			break
 		}
-		t := &txn{conn: conn, stmts: &s.wstmts, keys: s.keys}
+		t := &txn{conn: conn, stmts: &s.wstmts, keys: s.keys, cache: s.keyCache(conn)}
 		t0 := time.Now()
 		failed := -1
 		for k, i := range pending {
@@ -393,6 +400,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			_, _ = conn.ExecContext(ctx, `ROLLBACK`)
 		} else {
 			puts = t.puts
+			s.keysCommitted(t)
 		}
 		break
 	}
@@ -503,6 +511,8 @@ type txn struct {
 	last    map[string]store.Version // the version of each type this transaction wrote last
 	keys    keySet                   // the denormalised keys kept (keys.go)
 	dirt    keyDirt                  // what this transaction's writes made stale in them
+	written map[string][]tokenRow    // the key targets' values this transaction wrote
+	cache   map[string][]tokenRow    // the committed key targets' values (the store's)
 }
 
 // writeStmts are the statements of Put, prepared on the writer's connection. It
@@ -656,7 +666,9 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		t.last = map[string]store.Version{}
 	}
 	t.last[v.Type] = v
-	t.keysAfter(v, rid, index)
+	if err := t.keysAfter(ctx, v, rid, index); err != nil {
+		return err
+	}
 	if v.Deleted {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,10 +35,17 @@ import (
 // Run runs the conformance suite. newStore must return an empty store; Run
 // closes it.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	runTests(t, newStore, nil)
+}
+
+// conformanceTest is one group of the suite.
+type conformanceTest struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}
+
+func allTests() []conformanceTest {
+	return []conformanceTest{
 		{"Versions", testVersions},
 		{"Tombstones", testTombstones},
 		{"VRead", testVRead},
@@ -70,7 +78,20 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"EarlyStop", testEarlyStop},
 		{"DenormalisedKeys", testDenormalisedKeys},
 	}
-	for _, tc := range tests {
+}
+
+// RunGroups runs the named groups of the conformance suite only (for a
+// backend's variant that changes what those groups test).
+func RunGroups(t *testing.T, newStore func(t *testing.T) store.Store, names ...string) {
+	runTests(t, newStore, names)
+}
+
+// runTests runs the groups named in only, or every group when only is nil.
+func runTests(t *testing.T, newStore func(t *testing.T) store.Store, only []string) {
+	for _, tc := range allTests() {
+		if only != nil && !slices.Contains(only, tc.name) {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
 			defer s.Close()
