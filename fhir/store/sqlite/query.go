@@ -765,15 +765,22 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 		return nil, err
 	}
 	if q.Total != fhir.TotalNone {
-		var cb builder
-		if q.TotalLimit > 0 {
-			cb.add("SELECT COUNT(*) FROM (SELECT 1"+fb.sql.String()+" LIMIT ?)", append(append([]any{}, fb.args...), q.TotalLimit)...)
-		} else {
-			cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
+		total, streamed, err := boundedTotal(ctx, db, pl, q)
+		if err != nil {
+			return nil, err
 		}
-		if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&res.Total); err != nil {
-			return nil, fhir.InternalError("search", err)
+		if !streamed {
+			var cb builder
+			if q.TotalLimit > 0 {
+				cb.add("SELECT COUNT(*) FROM (SELECT 1"+fb.sql.String()+" LIMIT ?)", append(append([]any{}, fb.args...), q.TotalLimit)...)
+			} else {
+				cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
+			}
+			if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&total); err != nil {
+				return nil, fhir.InternalError("search", err)
+			}
 		}
+		res.Total = total
 		if q.TotalLimit > 0 && res.Total >= q.TotalLimit {
 			res.Total = -1
 		}

@@ -843,6 +843,21 @@ func testTotals(t *testing.T, s store.Store) {
 	for i := 0; i < 7; i++ {
 		put(t, s, 1, fmt.Sprintf(`{"resourceType":"Patient","id":"t%d","gender":"male"}`, i))
 	}
+	// Two names that both match given=ann: a bounded count counts resources,
+	// not index rows, whichever plan counts.
+	for i := 0; i < 7; i++ {
+		put(t, s, 1, fmt.Sprintf(`{"resourceType":"Patient","id":"n%d","gender":"female","name":[{"given":["Ann","Anna"]}]}`, i))
+	}
+	for _, qs := range []string{"given=ann&_count=2", "given=ann&gender=female&_count=2", "given=ann&gender:not=male&_count=2"} {
+		q := query(t, "Patient", qs)
+		for _, c := range []struct{ limit, want int }{{8, 7}, {7, -1}, {3, -1}, {1, -1}, {0, 7}} {
+			q.TotalLimit = c.limit
+			res, err := s.Search(ctx, q)
+			if err != nil || res.Total != c.want || len(res.Matches) != 2 {
+				t.Fatalf("%s, total limit %d: %+v %v, want total %d", qs, c.limit, res, err, c.want)
+			}
+		}
+	}
 	q := query(t, "Patient", "gender=male&_count=2")
 	res, err := s.Search(ctx, q)
 	if err != nil || res.Total != 7 || len(res.Matches) != 2 {
