@@ -333,12 +333,18 @@ func where(b *builder, pl *planner, alias, typ string, p fhir.Param, depth int, 
 	r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
 	if p.Has != nil {
 		if drive {
-			b.add(" AND "+alias+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
+			// The ids found become rows through current's (type, id) key, so
+			// that the driver is a row id list like every other (the caller
+			// keeps SQLite off the type's rows with a unary + on c.type,
+			// which would also keep it off that key: it scanned the type).
+			h := "h" + strconv.Itoa(depth)
+			b.add(" AND "+alias+".rid IN (SELECT "+h+".rid FROM current "+h+" WHERE "+h+".type = ? AND "+h+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
 				" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
-				p.Has.Type, p.Has.Ref.Code, typ)
+				typ, p.Has.Type, p.Has.Ref.Code, typ)
 			if _, err := conditions(b, pl, inner, p.Has.Type, p.Has.Query.Params, depth+1); err != nil {
 				return err
 			}
+			b.add(")")
 		} else {
 			b.add(" AND EXISTS (SELECT 1 FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
 				" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_id = "+alias+".id AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
