@@ -3,8 +3,12 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -120,4 +124,107 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkKeysQueries: the policy's organisation chains as the care
+// provider's searches carry them, with the keys and without (the chains'
+// joins), on 3,000 people of 20 providers (CRS_BENCH_PEOPLE sets the number),
+// each with a referral, an episode and two goals. Reports the median and
+// 95th percentile over 200 runs.
+func BenchmarkKeysQueries(b *testing.B) {
+	people := 3000
+	if n, err := strconv.Atoi(os.Getenv("CRS_BENCH_PEOPLE")); err == nil && n > 0 {
+		people = n
+	}
+	const org = "https://fhir.nhs.uk/Id/ods-organization-code|P3"
+	queries := []struct{ name, typ, query string }{
+		{"referrals", "ServiceRequest", "performer:Organization.identifier=" + org + "&status=active&_count=20"},
+		{"episodes", "EpisodeOfCare", "organization:Organization.identifier=" + org + "&status=active&_count=20"},
+		{"people", "Patient", "_has:ServiceRequest:subject:performer:Organization.identifier=" + org + "&_count=20"},
+		{"goals", "Goal", "subject:Patient._has:ServiceRequest:subject:performer:Organization.identifier=" + org + "&lifecycle-status=active&_count=20"},
+		{"one-goal", "Goal", "_id=g17-0&subject:Patient._has:ServiceRequest:subject:performer:Organization.identifier=" + org},
+	}
+	for _, keys := range []bool{false, true} {
+		s, err := Open(filepath.Join(b.TempDir(), "crs.db"), Options{NoSync: true, NoKeys: !keys})
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg := fhirsearch.Default()
+		ctx := context.Background()
+		var puts []func(store.Tx) error
+		add := func(res string) {
+			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+			if err != nil {
+				b.Fatal(err)
+			}
+			index, err := reg.Extract(fhir.ResourceType(obj), obj)
+			if err != nil {
+				b.Fatal(err)
+			}
+			v := store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}
+			puts = append(puts, func(tx store.Tx) error { return tx.Put(ctx, v, index) })
+		}
+		for i := 0; i < 20; i++ {
+			add(fmt.Sprintf(`{"resourceType":"Organization","id":"o%d","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"P%d"}]}`, i, i))
+		}
+		for p := 0; p < people; p++ {
+			add(fmt.Sprintf(`{"resourceType":"Patient","id":"p%d"}`, p))
+			add(fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"sr%d","status":"active","intent":"plan","subject":{"reference":"Patient/p%d"},"requester":{"reference":"Organization/o%d"},"performer":[{"reference":"Organization/o%d"}]}`, p, p, (p+1)%20, p%20))
+			add(fmt.Sprintf(`{"resourceType":"EpisodeOfCare","id":"ep%d","status":"active","patient":{"reference":"Patient/p%d"},"managingOrganization":{"reference":"Organization/o%d"}}`, p, p, p%20))
+			for g := 0; g < 2; g++ {
+				add(fmt.Sprintf(`{"resourceType":"Goal","id":"g%d-%d","lifecycleStatus":"active","description":{"text":"tea"},"subject":{"reference":"Patient/p%d"}}`, p, g, p))
+			}
+		}
+		for len(puts) > 0 {
+			n := min(len(puts), 500)
+			batch := puts[:n]
+			puts = puts[n:]
+			if err := s.Write(ctx, func(tx store.Tx) error {
+				for _, put := range batch {
+					if err := put(tx); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		name := "chains"
+		if keys {
+			name = "keys"
+		}
+		for _, c := range queries {
+			var raw []fhir.RawParam
+			for _, part := range strings.Split(c.query, "&") {
+				n, v, _ := strings.Cut(part, "=")
+				raw = append(raw, fhir.RawParam{Name: n, Value: v})
+			}
+			q, err := reg.ParseQuery(c.typ, raw, fhirsearch.ParseOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			q.Total, q.TotalLimit = fhir.TotalAccurate, 500
+			b.Run(c.name+"/"+name, func(b *testing.B) {
+				lat := make([]time.Duration, 0, 200)
+				for i := 0; i < 200; i++ {
+					t0 := time.Now()
+					if _, err := s.Search(ctx, q); err != nil {
+						b.Fatal(err)
+					}
+					lat = append(lat, time.Since(t0))
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := s.Search(ctx, q); err != nil {
+						b.Fatal(err)
+					}
+				}
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+			})
+		}
+		s.Close()
+	}
 }
