@@ -331,7 +331,9 @@ func BenchmarkPathwayQueries(b *testing.B) {
 			b.Log("documents scanned per query: not reported by this server (FerretDB does not report serverStatus metrics.queryExecutor)")
 		}
 	}
-	defer func() { fmt.Fprintf(os.Stderr, "region of %d resources, memory after the queries: %s\n", n, procMemory()) }()
+	defer func() {
+		fmt.Fprintf(os.Stderr, "region of %d resources, memory after the queries: %s\n", n, procMemory())
+	}()
 	for _, q := range pathwayQueries {
 		b.Run(q.name, func(b *testing.B) {
 			rnd := rand.New(rand.NewSource(2))
