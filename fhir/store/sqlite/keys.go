@@ -28,9 +28,12 @@ import (
 // whatever the order of the writes: a carrier written (its references
 // changed), a target written (its token values changed, or it was created or
 // deleted), and for a reverse key a resource pointing at the carrier written
-// or its own key changed. Put records what became stale; flush recomputes it
-// from the transaction's current state with the same joins the chain's SQL
-// makes (refreshKeys), so a key always equals its chain. A key built from
+// or its own key changed. Put computes what it can in Go (a new carrier's
+// rows from its targets' values, read through a cache of committed values that
+// the transaction's own writes overlay) and adds them to the buffered search
+// values; it records what became stale otherwise, which flush recomputes from
+// the transaction's current state with the same joins the chain's SQL makes
+// (refreshKeys), so a key always equals its chain. A key built from
 // search values that the chain SQL would read the same way gives the same
 // answers, which the storetest group DenormalisedKeys proves on every backend
 // (MongoDB answers through the chain).
