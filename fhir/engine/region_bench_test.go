@@ -209,7 +209,7 @@ func loadRegion(b *testing.B, resources int) *region {
 		l.put(b, 3, cp(3, 2, status))
 	}
 	l.flush(b)
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://bench/fhir"})
+	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://bench/fhir", ExplainPlans: true})
 	return &region{eng: eng, people: people, st: st, dir: dir, uri: uri, loadDur: time.Since(start)}
 }
 
@@ -274,10 +274,17 @@ func searchQ(rt, qs string) func(ctx context.Context, e *engine.Engine, p int) e
 		if err != nil {
 			return err
 		}
-		_, err = e.Search(ctx, rt, params, engine.SearchOptions{})
+		bundle, err := e.Search(ctx, rt, params, engine.SearchOptions{})
+		if err == nil {
+			lastPlan = bundle.Plan
+		}
 		return err
 	}
 }
+
+// lastPlan is the store's plan of the last search a pathway query made
+// (BenchmarkPathwayQueries logs it with each query's figures).
+var lastPlan string
 
 var pathwayQueries = []pathwayQuery{
 	{"provider-active-careplans+goals", searchQ("CarePlan", "status=active&subject:Patient.organization=Organization/prov{prov}&_include=CarePlan:goal&_count=20")},
@@ -324,6 +331,9 @@ func BenchmarkPathwayQueries(b *testing.B) {
 			b.Log("documents scanned per query: not reported by this server (FerretDB does not report serverStatus metrics.queryExecutor)")
 		}
 	}
+	defer func() {
+		fmt.Fprintf(os.Stderr, "region of %d resources, memory after the queries: %s\n", n, procMemory())
+	}()
 	for _, q := range pathwayQueries {
 		b.Run(q.name, func(b *testing.B) {
 			rnd := rand.New(rand.NewSource(2))
@@ -352,6 +362,10 @@ func BenchmarkPathwayQueries(b *testing.B) {
 				if err := q.run(ctx, r.eng, rnd.Intn(r.people)); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if lastPlan != "" {
+				b.Logf("plan of the last run: %s", lastPlan)
+				lastPlan = ""
 			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
@@ -392,4 +406,20 @@ func BenchmarkAcuteReferralTransaction(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "transactions/s")
+}
+
+// procMemory is this process's resident set now and at its peak (VmRSS and
+// VmHWM of /proc/self/status), or "" where there is no such file.
+func procMemory() string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+			out = append(out, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return strings.Join(out, ", ")
 }

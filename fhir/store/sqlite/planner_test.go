@@ -128,6 +128,8 @@ func TestPlanChoice(t *testing.T) {
 		{"status=active&_sort=-authored&_count=5", 10, "walk: index of _sort authored descending, 6 rows walked of a budget of 30"},
 		{"status=active&subject=Patient/p1&_count=2", 5, "walk: type ServiceRequest in row id order, 8 rows walked of a budget of 30"},
 		{"subject=Patient/p1&status=active&_count=3", 5, "walk: type ServiceRequest in row id order, 10 rows walked of a budget of 10, then drive from there"},
+		{"status=active&_count=5", 10, "drive: driving set status, the only condition, not sampled"},
+		{"status:not=active&_count=5", 10, "walk: type ServiceRequest in row id order, 30 rows walked of a budget of unbounded"},
 		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},
 		{"_sort=status,authored&_count=2", sampleLimit, "walk: index of _sort status (then 1 more keys per run of equal values), 3 rows walked of a budget of unbounded"},
 		{"_sort=status,-authored&subject=Patient/p1&_count=5", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 10 rows walked of a budget of 10, then drive from there"},

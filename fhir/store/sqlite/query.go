@@ -333,12 +333,18 @@ func where(b *builder, pl *planner, alias, typ string, p fhir.Param, depth int, 
 	r, inner := "r"+strconv.Itoa(depth), "c"+strconv.Itoa(depth+1)
 	if p.Has != nil {
 		if drive {
-			b.add(" AND "+alias+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
+			// The ids found become rows through current's (type, id) key, so
+			// that the driver is a row id list like every other (the caller
+			// keeps SQLite off the type's rows with a unary + on c.type,
+			// which would also keep it off that key: it scanned the type).
+			h := "h" + strconv.Itoa(depth)
+			b.add(" AND "+alias+".rid IN (SELECT "+h+".rid FROM current "+h+" WHERE "+h+".type = ? AND "+h+".id IN (SELECT "+r+".ref_id FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
 				" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
-				p.Has.Type, p.Has.Ref.Code, typ)
+				typ, p.Has.Type, p.Has.Ref.Code, typ)
 			if _, err := conditions(b, pl, inner, p.Has.Type, p.Has.Query.Params, depth+1); err != nil {
 				return err
 			}
+			b.add(")")
 		} else {
 			b.add(" AND EXISTS (SELECT 1 FROM idx_reference "+r+" JOIN current "+inner+" ON "+inner+".rid = "+r+".rid"+
 				" WHERE "+r+".type = ? AND "+r+".param = ? AND "+r+".ref_id = "+alias+".id AND "+r+".ref_type = ? AND "+inner+".deleted = 0",
@@ -770,15 +776,22 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 		return nil, err
 	}
 	if q.Total != fhir.TotalNone {
-		var cb builder
-		if q.TotalLimit > 0 {
-			cb.add("SELECT COUNT(*) FROM (SELECT 1"+fb.sql.String()+" LIMIT ?)", append(append([]any{}, fb.args...), q.TotalLimit)...)
-		} else {
-			cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
+		total, streamed, err := boundedTotal(ctx, db, pl, q)
+		if err != nil {
+			return nil, err
 		}
-		if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&res.Total); err != nil {
-			return nil, fhir.InternalError("search", err)
+		if !streamed {
+			var cb builder
+			if q.TotalLimit > 0 {
+				cb.add("SELECT COUNT(*) FROM (SELECT 1"+fb.sql.String()+" LIMIT ?)", append(append([]any{}, fb.args...), q.TotalLimit)...)
+			} else {
+				cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
+			}
+			if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&total); err != nil {
+				return nil, fhir.InternalError("search", err)
+			}
 		}
+		res.Total = total
 		if q.TotalLimit > 0 && res.Total >= q.TotalLimit {
 			res.Total = -1
 		}

@@ -43,6 +43,10 @@ type Options struct {
 	// with the number of write calls in the batch, how long the COMMIT (and
 	// its fsync) took, and its error (for metrics; it must not block).
 	OnCommit func(writes int, d time.Duration, err error)
+	// NoKeys keeps no denormalised keys (keys.go): searches resolve every
+	// chain by its joins. For measuring what the keys cost; a later Open
+	// without it rebuilds them.
+	NoKeys bool
 }
 
 // Store is the SQLite backend.
@@ -57,6 +61,9 @@ type Store struct {
 	stmts    readStmts
 	wstmts   writeStmts
 	walkFrom int // the driving set size from which a page walks (walk.go); tests lower it
+	keys     keySet
+	cache    map[string][]tokenRow // the committed values of key targets (writer goroutine only)
+	dataVer  int64                 // PRAGMA data_version when cache was last known valid
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -140,6 +147,15 @@ var indexTables = []string{"idx_token", "idx_string", "idx_date", "idx_number", 
 
 // Open opens (creating if needed) the store in the SQLite file at path.
 func Open(path string, opt Options) (*Store, error) {
+	keys := defaultKeys
+	if opt.NoKeys {
+		keys = nil
+	}
+	return openKeys(path, opt, keys)
+}
+
+// openKeys is Open with the denormalised keys ks (tests try other sets).
+func openKeys(path string, opt Options, keys keySet) (*Store, error) {
 	sync := "FULL"
 	if opt.NoSync {
 		sync = "NORMAL"
@@ -154,6 +170,10 @@ func Open(path string, opt Options) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if err := buildKeys(write, keys); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)&_pragma=mmap_size(1073741824)")
 	if err != nil {
 		write.Close()
@@ -165,7 +185,7 @@ func Open(path string, opt Options) (*Store, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit}
+	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit, keys: keys}
 	if s.max <= 0 {
 		s.max = 64
 	}
@@ -337,7 +357,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			}
 			break
 		}
-		t := &txn{conn: conn, stmts: &s.wstmts}
+		t := &txn{conn: conn, stmts: &s.wstmts, keys: s.keys, cache: s.keyCache(conn)}
 		t0 := time.Now()
 		failed := -1
 		for k, i := range pending {
@@ -380,6 +400,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			_, _ = conn.ExecContext(ctx, `ROLLBACK`)
 		} else {
 			puts = t.puts
+			s.keysCommitted(t)
 		}
 		break
 	}
@@ -471,7 +492,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int) (store.Versi
 
 // Search runs a query on the read pool.
 func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	return search(ctx, s.read, q, s.walkFrom)
+	return search(ctx, s.read, s.keys.rewrite(q), s.walkFrom)
 }
 
 // txn is the store.Tx of one batch's transaction on the writer's connection.
@@ -488,6 +509,10 @@ type txn struct {
 	puts    int                      // versions written, for the statistics refresh
 	pending map[string][][]any       // search value rows not yet inserted, by table
 	last    map[string]store.Version // the version of each type this transaction wrote last
+	keys    keySet                   // the denormalised keys kept (keys.go)
+	dirt    keyDirt                  // what this transaction's writes made stale in them
+	written map[string][]tokenRow    // the key targets' values this transaction wrote
+	cache   map[string][]tokenRow    // the committed key targets' values (the store's)
 }
 
 // writeStmts are the statements of Put, prepared on the writer's connection. It
@@ -497,6 +522,7 @@ type writeStmts struct {
 	current, insertVersion, insertCurrent, updateCurrent *sql.Stmt
 	read, last, deleteVersion                            *sql.Stmt
 	deleteIndex                                          []*sql.Stmt
+	keys                                                 keyStmts
 	inserts                                              map[string]*sql.Stmt // "table/rows" → INSERT of that many rows
 }
 
@@ -522,6 +548,7 @@ func (w *writeStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 	for _, table := range indexTables {
 		w.deleteIndex = append(w.deleteIndex, prep(`DELETE FROM `+table+` WHERE rid = ?`))
 	}
+	w.keys.prepare(prep)
 	return err
 }
 
@@ -551,7 +578,7 @@ func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, e
 	if err := t.flushFor(ctx, q); err != nil {
 		return nil, err
 	}
-	return search(ctx, t.conn, q, sampleLimit)
+	return search(ctx, t.conn, t.keys.rewrite(q), sampleLimit)
 }
 
 // lastSQL finds the version of a type written last (versions_type_seq serves it).
@@ -625,6 +652,9 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		if err := t.flush(ctx); err != nil {
 			return err
 		}
+		if err := t.keysBefore(ctx, v, rid); err != nil {
+			return err
+		}
 		for _, st := range t.stmts.deleteIndex {
 			if _, err := st.ExecContext(ctx, rid); err != nil {
 				return fhir.InternalError("put", err)
@@ -636,6 +666,9 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		t.last = map[string]store.Version{}
 	}
 	t.last[v.Type] = v
+	if err := t.keysAfter(ctx, v, rid, index); err != nil {
+		return err
+	}
 	if v.Deleted {
 		return nil
 	}
@@ -699,7 +732,7 @@ func (t *txn) flush(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return t.refreshKeys(ctx)
 }
 
 // Backup writes a consistent copy of the SQLite store at path to dst (which must

@@ -79,3 +79,15 @@ func TestConformanceWalking(t *testing.T) {
 		return s
 	})
 }
+
+// TestConformanceNoKeys runs the suite on a store that keeps no denormalised
+// keys, so that the keys' group is proven against the chains themselves.
+func TestConformanceNoKeys(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoKeys: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

@@ -49,6 +49,11 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	if len(q.Sort) == 0 && len(q.Params) == 0 {
 		return walkPlan{why: "type in row id order"}, nil
 	}
+	if len(q.Params) == 1 && len(q.Sort) == 0 && !negated(q.Params[0]) {
+		// One condition and no sort (an NHS number lookup): its index lookup
+		// is the plan whatever its size, so sampling it would only add a query.
+		return walkPlan{why: "driving set " + name(q.Params[0]) + ", the only condition, not sampled"}, nil
+	}
 	if len(q.Params) == 1 && len(q.Params[0].Values) > longList {
 		// Sampling a long OR list costs as much as building its set (SQLite
 		// plans every OR term again): it drives unsampled, as it always did.
@@ -109,6 +114,8 @@ func name(p fhir.Param) string {
 		return "_has:" + p.Has.Type + ":" + p.Has.Ref.Code
 	case len(p.Chain) > 0:
 		return p.Def.Code + " (chain)"
+	case strings.ContainsAny(p.Def.Code, ":."):
+		return p.Def.Code + " (key)"
 	}
 	return p.Def.Code
 }

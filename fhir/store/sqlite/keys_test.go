@@ -1,0 +1,165 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"crs/fhir"
+	fsearch "crs/fhir/search"
+	"crs/fhir/store"
+	"crs/fhir/store/storetest"
+)
+
+// TestKeys checks that searches read the denormalised keys instead of the
+// chains they hold, and that a database written without keys gets them built
+// when it is opened with them.
+func TestKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crs.db")
+	reg := fsearch.Default()
+	ctx := context.Background()
+	s, err := Open(path, Options{NoKeys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, func(tx store.Tx) error {
+		for _, res := range []string{
+			`{"resourceType":"ServiceRequest","id":"sr1","status":"active","intent":"plan","subject":{"reference":"Patient/pa"},"performer":[{"reference":"Organization/o1"}]}`,
+			`{"resourceType":"Patient","id":"pa"}`,
+			`{"resourceType":"Goal","id":"g1","lifecycleStatus":"active","description":{"text":"tea"},"subject":{"reference":"Patient/pa"}}`,
+			`{"resourceType":"Organization","id":"o1","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"P1"}]}`,
+		} {
+			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+			if err != nil {
+				return err
+			}
+			index, err := reg.Extract(fhir.ResourceType(obj), obj)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(ctx, store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, c := range []struct{ typ, query, want, plan string }{
+		{"Patient", "_has:ServiceRequest:subject:performer:Organization.identifier=https://fhir.nhs.uk/Id/ods-organization-code|P1&gender:missing=true", "pa",
+			"drive: driving set _has:ServiceRequest:subject, 1 rows"},
+		{"Goal", "subject:Patient._has:ServiceRequest:subject:performer:Organization.identifier=P1&lifecycle-status=active", "g1",
+			"drive: driving set subject (chain), 1 rows"},
+		{"ServiceRequest", "performer:Organization.identifier=P1&status=active", "sr1",
+			"drive: driving set performer:Organization.identifier (key), 1 rows"},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(ids(res), " "); got != c.want || res.Plan != c.plan {
+			t.Errorf("%s?%s: [%s] by %q, want [%s] by %q", c.typ, c.query, got, res.Plan, c.want, c.plan)
+		}
+		rq := s.keys.rewrite(q)
+		if rq == q {
+			t.Errorf("%s?%s: no key used", c.typ, c.query)
+		}
+	}
+}
+
+// TestParseKeys checks the form of a key's chain.
+func TestParseKeys(t *testing.T) {
+	for _, bad := range [][]string{
+		{"performer:Organization.identifier"},
+		{"ServiceRequest?performer"},
+		{"ServiceRequest?performer:Organization.identifier.x"},
+		{"Patient?_has:ServiceRequest:subject:performer:Organization.identifier"},
+		{"Patient?_has:ServiceRequest:subject"},
+	} {
+		if _, err := parseKeys(bad); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+	ks, err := parseKeys(keyChains)
+	if err != nil || len(ks) != len(keyChains) {
+		t.Fatalf("keyChains: %v", err)
+	}
+}
+
+// reverseKeys are keyChains with the reverse keys the store supports but does
+// not keep by default (their write cost), which the tests keep correct.
+var reverseKeys = append(append([]string(nil), keyChains...),
+	"Patient?_has:ServiceRequest:subject:performer:Organization.identifier",
+	"Patient?_has:ServiceRequest:subject:requester:Organization.identifier")
+
+// TestReverseKeys runs the keys' conformance group with reverse keys kept,
+// and checks that a database reopened without them drops their rows.
+func TestReverseKeys(t *testing.T) {
+	ks, err := parseKeys(reverseKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.RunGroups(t, func(t *testing.T) store.Store {
+		s, err := openKeys(filepath.Join(t.TempDir(), "crs.db"), Options{}, ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, "DenormalisedKeys")
+	path := filepath.Join(t.TempDir(), "crs.db")
+	s, err := openKeys(path, Options{}, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	reg := fsearch.Default()
+	for _, res := range []string{
+		`{"resourceType":"Organization","id":"o1","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"P1"}]}`,
+		`{"resourceType":"Patient","id":"pa"}`,
+		`{"resourceType":"ServiceRequest","id":"sr1","status":"active","intent":"plan","subject":{"reference":"Patient/pa"},"performer":[{"reference":"Organization/o1"}]}`,
+	} {
+		obj, _ := fhir.Parse([]byte(res), fhir.DefaultLimits)
+		index, _ := reg.Extract(fhir.ResourceType(obj), obj)
+		v := store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}
+		if err := s.Write(ctx, func(tx store.Tx) error { return tx.Put(ctx, v, index) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(s *Store) int {
+		var n int
+		if err := s.read.QueryRow(`SELECT COUNT(*) FROM idx_token WHERE type = 'Patient' AND param LIKE '\_has:%' ESCAPE '\'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(s); n != 1 {
+		t.Errorf("reverse key rows: %d, want 1", n)
+	}
+	s.Close()
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n := count(s); n != 0 {
+		t.Errorf("reverse key rows after reopening without them: %d, want 0", n)
+	}
+}
