@@ -68,6 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"BadCursor", testBadCursor},
 		{"Last", testLast},
 		{"EarlyStop", testEarlyStop},
+		{"ServerPlans", testServerPlans},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
