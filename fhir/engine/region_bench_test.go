@@ -334,6 +334,11 @@ func BenchmarkPathwayQueries(b *testing.B) {
 			if client != nil {
 				scanned0, scanning = scannedObjects(ctx, client)
 			}
+			counter, counting := r.st.(interface{ DocsReturned() int64 })
+			var returned0 int64
+			if counting {
+				returned0 = counter.DocsReturned()
+			}
 			for i := 0; i < runs; i++ {
 				p := rnd.Intn(r.people)
 				t0 := time.Now()
@@ -346,6 +351,9 @@ func BenchmarkPathwayQueries(b *testing.B) {
 				if n, ok := scannedObjects(ctx, client); ok {
 					b.ReportMetric(float64(n-scanned0)/float64(runs), "docs-scanned/query")
 				}
+			}
+			if counting {
+				b.ReportMetric(float64(counter.DocsReturned()-returned0)/float64(runs), "docs-returned/query")
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

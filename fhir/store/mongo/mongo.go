@@ -166,9 +166,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		indexes map[string]bson.D
 	}{
 		{s.res, map[string]bson.D{
-			"type_keys": {{Key: "type", Value: 1}, {Key: "keys", Value: 1}},
-			"type_row":  {{Key: "type", Value: 1}, {Key: "row", Value: 1}},
-			"pend":      {{Key: "pend", Value: 1}},
+			// Equality keys, then the row: an $in on keys is merged in row
+			// order, so a page of a search without _sort stops at its limit.
+			"type_keys_row": {{Key: "type", Value: 1}, {Key: "keys", Value: 1}, {Key: "row", Value: 1}},
+			"type_row":      {{Key: "type", Value: 1}, {Key: "row", Value: 1}},
+			"type_id":       {{Key: "type", Value: 1}, {Key: "id", Value: 1}}, // _has: the ids pointed to
+			"pend":          {{Key: "pend", Value: 1}},
 		}},
 		{s.ver, map[string]bson.D{
 			"type_seq":    {{Key: "type", Value: 1}, {Key: "seq", Value: -1}},
@@ -189,6 +192,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		for _, ix := range existing {
 			if name, ok := ix["name"].(string); ok {
 				have[name] = true
+			}
+		}
+		// type_keys became type_keys_row, of which it is a prefix.
+		if c.coll == s.res && have["type_keys"] {
+			if err := c.coll.Indexes().DropOne(ctx, "type_keys"); err != nil {
+				return fmt.Errorf("drop the retired index type_keys: %v", err)
 			}
 		}
 		var models []mongo.IndexModel

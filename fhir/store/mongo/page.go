@@ -45,6 +45,12 @@ func (r reader) each(ctx context.Context, filter bson.D, opts *options.FindOptio
 	return internal("search", cur.Err())
 }
 
+// comment names a search's finds and counts on the server ("crs search
+// Patient"), so that an operator finds them in MongoDB's profiler
+// (system.profile: docsExamined, keysExamined, nreturned, planSummary) and in
+// currentOp.
+func (pl *plan) comment() string { return "crs search " + pl.q.Type }
+
 // with is the plan's filter with more clauses.
 func (pl *plan) with(extra ...bson.D) bson.D {
 	if len(extra) == 0 {
@@ -69,7 +75,7 @@ func (r reader) matches(ctx context.Context, q *fhir.Query, lean bool) ([]resour
 		proj = noBody
 	}
 	var out []resourceDoc
-	err = r.each(ctx, pl.filter, options.Find().SetProjection(proj), func(d resourceDoc) bool {
+	err = r.each(ctx, pl.filter, options.Find().SetProjection(proj).SetComment(pl.comment()), func(d resourceDoc) bool {
 		if pl.exact || pl.keep(d) {
 			out = append(out, d)
 		}
@@ -147,7 +153,7 @@ func sortKeys(d resourceDoc, keys []fhir.SortKey) []sortValue {
 func (r reader) count(ctx context.Context, pl *plan) (int, error) {
 	q := pl.q
 	if pl.exact {
-		opts := options.Count()
+		opts := options.Count().SetComment(pl.comment())
 		if q.TotalLimit > 0 {
 			opts.SetLimit(int64(q.TotalLimit))
 		}
@@ -158,7 +164,7 @@ func (r reader) count(ctx context.Context, pl *plan) (int, error) {
 		return boundedTotal(q, int(n)), nil
 	}
 	n := 0
-	err := r.each(ctx, pl.filter, options.Find().SetProjection(noBody), func(d resourceDoc) bool {
+	err := r.each(ctx, pl.filter, options.Find().SetProjection(noBody).SetComment(pl.comment()), func(d resourceDoc) bool {
 		if pl.keep(d) {
 			n++
 		}
@@ -235,7 +241,7 @@ func (r reader) page(ctx context.Context, pl *plan) ([]resourceDoc, error) {
 	need := q.Count + 1
 	var out []resourceDoc
 	for _, ph := range pl.phases(c) {
-		opts := options.Find().SetSort(ph.sort).SetProjection(noDerived)
+		opts := options.Find().SetSort(ph.sort).SetProjection(noDerived).SetComment(pl.comment())
 		if pl.exact {
 			opts.SetLimit(int64(need - len(out)))
 		} else {
@@ -262,7 +268,7 @@ func (r reader) page(ctx context.Context, pl *plan) ([]resourceDoc, error) {
 func (r reader) sortInGo(ctx context.Context, pl *plan) (*store.SearchResult, error) {
 	q := pl.q
 	var docs []resourceDoc
-	err := r.each(ctx, pl.filter, options.Find().SetProjection(noDerived), func(d resourceDoc) bool {
+	err := r.each(ctx, pl.filter, options.Find().SetProjection(noDerived).SetComment(pl.comment()), func(d resourceDoc) bool {
 		if pl.exact || pl.keep(d) {
 			docs = append(docs, d)
 		}
