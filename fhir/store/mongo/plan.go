@@ -50,6 +50,11 @@ type sortPair struct {
 	D any `bson:"d"`
 }
 
+// maxIn bounds the ids a chain or a reverse chain sends to the server as one
+// $in list (a BSON command is at most 16 MB); past it the condition is
+// checked in Go over the other conditions' candidates.
+const maxIn = 100000
+
 // layout is the version of the derived fields; documents written before it
 // are brought up to date when the store opens.
 const layout = 2
@@ -217,6 +222,9 @@ func (r reader) compile(ctx context.Context, q *fhir.Query, p fhir.Param, pl *pl
 			}
 		}
 		pl.has[i] = set
+		if len(ids) > maxIn {
+			return nil, false, nil
+		}
 		return bson.D{{Key: "id", Value: bson.D{{Key: "$in", Value: ids}}}}, true, nil
 	}
 	if len(p.Chain) > 0 {
@@ -230,6 +238,9 @@ func (r reader) compile(ctx context.Context, q *fhir.Query, p fhir.Param, pl *pl
 			for id := range ids {
 				keys = append(keys, "r|"+p.Def.Code+"|"+cq.Type+"/"+id)
 			}
+		}
+		if len(keys) > maxIn {
+			return nil, false, nil
 		}
 		return keysIn(keys, false), true, nil
 	}
@@ -386,6 +397,13 @@ func equalityKeys(p fhir.Param) (bson.A, bool) {
 // upgrade brings documents written before the current layout up to date: it
 // derives their keys and per-parameter fields from their index values.
 func (s *Store) upgrade(ctx context.Context) error {
+	var done struct {
+		N int64 `bson:"n"`
+	}
+	err := s.meta.FindOne(ctx, bson.D{{Key: "_id", Value: "layout"}}).Decode(&done)
+	if err == nil && done.N >= layout {
+		return nil
+	}
 	cur, err := s.res.Find(ctx, bson.D{{Key: "lay", Value: bson.D{{Key: "$ne", Value: layout}}}}, options.Find().SetProjection(bson.D{{Key: "idx", Value: 1}}))
 	if err != nil {
 		return internal("upgrade", err)
@@ -412,6 +430,9 @@ func (s *Store) upgrade(ctx context.Context) error {
 		if _, err := s.res.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, update); err != nil {
 			return internal("upgrade", err)
 		}
+	}
+	if _, err := s.meta.UpdateOne(ctx, bson.D{{Key: "_id", Value: "layout"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: int64(layout)}}}}, options.UpdateOne().SetUpsert(true)); err != nil {
+		return internal("upgrade", err)
 	}
 	if len(old) > 0 {
 		s.log.Info("MongoDB store: brought documents up to the current search layout", "documents", len(old), "layout", layout)

@@ -64,7 +64,8 @@ func TestUpgradeLayout(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// The document as an earlier version of the store wrote it.
+	// The document as an earlier version of the store wrote it (which kept
+	// no layout marker).
 	if _, err := s.res.UpdateOne(ctx, bson.D{{Key: "_id", Value: "Patient/old"}}, bson.D{
 		{Key: "$unset", Value: bson.D{{Key: "lay", Value: ""}, {Key: "so", Value: ""}, {Key: "dl", Value: ""}, {Key: "dh", Value: ""}, {Key: "st", Value: ""}}},
 		{Key: "$set", Value: bson.D{{Key: "keys", Value: bson.A{"t|identifier|1", "t|identifier|urn:x|1"}}}},
@@ -74,6 +75,9 @@ func TestUpgradeLayout(t *testing.T) {
 	qs := []string{"birthdate=1950", "family=smi", "identifier=urn:x|", "_sort=birthdate"}
 	if res, err := s.Search(ctx, mustQuery(t, "Patient", "birthdate=1950")); err != nil || res.Total != 0 {
 		t.Fatalf("the old layout should not answer before the upgrade: %+v %v", res, err)
+	}
+	if _, err := s.meta.DeleteOne(ctx, bson.D{{Key: "_id", Value: "layout"}}); err != nil {
+		t.Fatal(err)
 	}
 	s.Close()
 	s = open(t, uri)
