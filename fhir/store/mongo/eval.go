@@ -88,12 +88,17 @@ func keysOf(vals []indexed) []string {
 	for _, v := range vals {
 		switch fhir.ParamType(v.Typ) {
 		case fhir.TypeToken:
-			keys = append(keys, "t|"+v.P+"|"+v.C, "t|"+v.P+"|"+v.S+"|"+v.C, "ts|"+v.P+"|"+v.S)
+			keys = append(keys, "t|"+v.P+"|"+v.C, "t|"+v.P+"|"+v.S+"|"+v.C)
+			if v.S != "" {
+				keys = append(keys, "ts|"+v.P+"|"+v.S)
+			}
 		case fhir.TypeReference:
 			if v.RI != "" {
-				keys = append(keys, "r|"+v.P+"|"+v.RT+"/"+v.RI)
+				keys = append(keys, "r|"+v.P+"|"+v.RT+"/"+v.RI, "ri|"+v.P+"|"+v.RI)
 			}
-			keys = append(keys, "ri|"+v.P+"|"+v.RI, "rc|"+v.P+"|"+v.C, "rs|"+v.P+"|"+v.S+"|"+v.C)
+			if v.C != "" {
+				keys = append(keys, "rc|"+v.P+"|"+v.C, "rs|"+v.P+"|"+v.S+"|"+v.C)
+			}
 			if v.X != "" {
 				keys = append(keys, "rx|"+v.P+"|"+v.X)
 			}

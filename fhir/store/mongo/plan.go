@@ -57,7 +57,7 @@ const maxIn = 100000
 
 // layout is the version of the derived fields; documents written before it
 // are brought up to date when the store opens.
-const layout = 2
+const layout = 3
 
 // fieldSafe reports whether a parameter code can name a document field.
 func fieldSafe(p string) bool {
@@ -349,6 +349,12 @@ func equalityKeys(p fhir.Param) (bson.A, bool) {
 	keys := bson.A{}
 	code := p.Def.Code
 	for _, v := range p.Values {
+		// Keys are stored for non-empty values only: an empty system, code,
+		// id or identifier is checked in Go.
+		if p.Def.Type == fhir.TypeToken && v.HasSystem && v.Code == "" && v.System == "" ||
+			p.Def.Type == fhir.TypeReference && (m == "identifier" && v.Code == "" || m != "identifier" && v.URL == "" && v.RefID == "") {
+			return nil, false
+		}
 		switch p.Def.Type {
 		case fhir.TypeToken:
 			if m != "" {
