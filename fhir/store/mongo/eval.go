@@ -44,21 +44,24 @@ func finite(f float64) float64 {
 }
 
 // indexed is one stored index value, in the form the conditions compare.
+// Zero fields are left out of the document (they decode to the same zero):
+// most values use two or three of them, and FerretDB decodes every field of
+// every document it scans.
 type indexed struct {
-	P   string  `bson:"p"`  // parameter code (":of-type" suffix for of-type tokens)
-	S   string  `bson:"s"`  // token/quantity/reference system
-	C   string  `bson:"c"`  // token/quantity code, reference identifier value
-	T   string  `bson:"t"`  // token text
-	Str string  `bson:"st"` // string: normalised
-	X   string  `bson:"x"`  // string: exact; uri; reference: url
-	Lo  int64   `bson:"lo"` // date range, ms
-	Hi  int64   `bson:"hi"`
-	N   float64 `bson:"n"` // number
-	NL  float64 `bson:"nl"`
-	NH  float64 `bson:"nh"`
-	RT  string  `bson:"rt"` // reference type and id
-	RI  string  `bson:"ri"`
-	Typ string  `bson:"ty"` // parameter type
+	P   string  `bson:"p,omitempty"`  // parameter code (":of-type" suffix for of-type tokens)
+	S   string  `bson:"s,omitempty"`  // token/quantity/reference system
+	C   string  `bson:"c,omitempty"`  // token/quantity code, reference identifier value
+	T   string  `bson:"t,omitempty"`  // token text
+	Str string  `bson:"st,omitempty"` // string: normalised
+	X   string  `bson:"x,omitempty"`  // string: exact; uri; reference: url
+	Lo  int64   `bson:"lo,omitempty"` // date range, ms
+	Hi  int64   `bson:"hi,omitempty"`
+	N   float64 `bson:"n,omitempty"` // number
+	NL  float64 `bson:"nl,omitempty"`
+	NH  float64 `bson:"nh,omitempty"`
+	RT  string  `bson:"rt,omitempty"` // reference type and id
+	RI  string  `bson:"ri,omitempty"`
+	Typ string  `bson:"ty,omitempty"` // parameter type
 }
 
 func toIndexed(iv fhir.IndexValue) indexed {
