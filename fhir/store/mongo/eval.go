@@ -10,8 +10,8 @@ import (
 
 // The search semantics, evaluated in Go over a resource's extracted index
 // values. They are the SQLite backend's, condition for condition (the same
-// conformance suite holds both to them): MongoDB is asked only for candidates
-// by flat equality keys, which every MongoDB-wire server answers alike.
+// conformance suite holds both to them). The server answers what plan.go
+// compiles; these check the candidates of a plan that is not exact.
 
 const (
 	minInt = math.MinInt64
@@ -44,21 +44,24 @@ func finite(f float64) float64 {
 }
 
 // indexed is one stored index value, in the form the conditions compare.
+// Zero fields are left out of the document (they decode to the same zero):
+// most values use two or three of them, and FerretDB decodes every field of
+// every document it scans.
 type indexed struct {
-	P   string  `bson:"p"`  // parameter code (":of-type" suffix for of-type tokens)
-	S   string  `bson:"s"`  // token/quantity/reference system
-	C   string  `bson:"c"`  // token/quantity code, reference identifier value
-	T   string  `bson:"t"`  // token text
-	Str string  `bson:"st"` // string: normalised
-	X   string  `bson:"x"`  // string: exact; uri; reference: url
-	Lo  int64   `bson:"lo"` // date range, ms
-	Hi  int64   `bson:"hi"`
-	N   float64 `bson:"n"` // number
-	NL  float64 `bson:"nl"`
-	NH  float64 `bson:"nh"`
-	RT  string  `bson:"rt"` // reference type and id
-	RI  string  `bson:"ri"`
-	Typ string  `bson:"ty"` // parameter type
+	P   string  `bson:"p,omitempty"`  // parameter code (":of-type" suffix for of-type tokens)
+	S   string  `bson:"s,omitempty"`  // token/quantity/reference system
+	C   string  `bson:"c,omitempty"`  // token/quantity code, reference identifier value
+	T   string  `bson:"t,omitempty"`  // token text
+	Str string  `bson:"st,omitempty"` // string: normalised
+	X   string  `bson:"x,omitempty"`  // string: exact; uri; reference: url
+	Lo  int64   `bson:"lo,omitempty"` // date range, ms
+	Hi  int64   `bson:"hi,omitempty"`
+	N   float64 `bson:"n,omitempty"` // number
+	NL  float64 `bson:"nl,omitempty"`
+	NH  float64 `bson:"nh,omitempty"`
+	RT  string  `bson:"rt,omitempty"` // reference type and id
+	RI  string  `bson:"ri,omitempty"`
+	Typ string  `bson:"ty,omitempty"` // parameter type
 }
 
 func toIndexed(iv fhir.IndexValue) indexed {
@@ -80,52 +83,32 @@ func toIndexed(iv fhir.IndexValue) indexed {
 	return x
 }
 
-// keysOf are the flat equality keys a multikey index serves: every token (with
-// and without its system), every typed reference, every exact uri.
+// keysOf are the flat equality keys a multikey index serves: every token
+// (code, system|code, system), every reference (Type/id, id, URL, identifier),
+// every exact uri and string (equalityKeys asks for them).
 func keysOf(vals []indexed) []string {
 	var keys []string
 	for _, v := range vals {
 		switch fhir.ParamType(v.Typ) {
 		case fhir.TypeToken:
 			keys = append(keys, "t|"+v.P+"|"+v.C, "t|"+v.P+"|"+v.S+"|"+v.C)
+			if v.S != "" {
+				keys = append(keys, "ts|"+v.P+"|"+v.S)
+			}
 		case fhir.TypeReference:
 			if v.RI != "" {
-				keys = append(keys, "r|"+v.P+"|"+v.RT+"/"+v.RI)
+				keys = append(keys, "r|"+v.P+"|"+v.RT+"/"+v.RI, "ri|"+v.P+"|"+v.RI)
 			}
+			if v.C != "" {
+				keys = append(keys, "rc|"+v.P+"|"+v.C, "rs|"+v.P+"|"+v.S+"|"+v.C)
+			}
+			if v.X != "" {
+				keys = append(keys, "rx|"+v.P+"|"+v.X)
+			}
+		case fhir.TypeString:
+			keys = append(keys, "sx|"+v.P+"|"+v.X)
 		case fhir.TypeURI:
 			keys = append(keys, "u|"+v.P+"|"+v.X)
-		}
-	}
-	return keys
-}
-
-// candidateKeys returns the equality keys one of which every match of p has,
-// when p's values can be expressed that way (nil otherwise).
-func candidateKeys(p fhir.Param) []string {
-	if p.Missing != nil || p.Modifier != "" && !isTypeModifier(p.Modifier) || len(p.Chain) > 0 || p.Has != nil {
-		return nil
-	}
-	var keys []string
-	for _, v := range p.Values {
-		switch p.Def.Type {
-		case fhir.TypeToken:
-			switch {
-			case !v.HasSystem:
-				keys = append(keys, "t|"+p.Def.Code+"|"+v.Code)
-			case v.Code == "":
-				return nil
-			default:
-				keys = append(keys, "t|"+p.Def.Code+"|"+v.System+"|"+v.Code)
-			}
-		case fhir.TypeReference:
-			if v.RefType == "" || v.URL != "" {
-				return nil
-			}
-			keys = append(keys, "r|"+p.Def.Code+"|"+v.RefType+"/"+v.RefID)
-		case fhir.TypeURI:
-			keys = append(keys, "u|"+p.Def.Code+"|"+v.Str)
-		default:
-			return nil
 		}
 	}
 	return keys

@@ -2,17 +2,18 @@
 // for deployments that run several crs instances on a replica set or a sharded
 // cluster. It passes the same conformance suite as the SQLite backend, also
 // against FerretDB, so it keeps to the subset of MongoDB every MongoDB-wire
-// server answers correctly: plain finds on flat fields and flat arrays of
-// strings (no $lookup, no $elemMatch on sub-documents, no aggregation).
+// server answers correctly: plain finds on flat fields and arrays of scalars
+// (no $lookup, no $elemMatch, no aggregation beyond a count).
 //
 // Documents: collection "resources" holds the current version of every
 // resource (_id "Type/id") with the exact JSON body, the server-owned fields,
-// the extracted index values and "keys", a flat array of encoded equality keys
-// that a multikey index serves; collection "versions" holds every version
-// (_id "Type/id/vid"). A search asks MongoDB for the candidates of the type that
-// carry one of the keys of the most selective equality parameter, then evaluates
-// every condition, chain, _has and sort in Go with the SQLite backend's
-// semantics.
+// the extracted index values, "keys" (a flat array of encoded equality keys
+// that a multikey index serves) and per-parameter arrays of dates, numbers
+// and strings and sort keys; collection "versions" holds every version (_id
+// "Type/id/vid"). A search is compiled to one server-side filter, sort and
+// limit with a keyset cursor (plan.go, page.go); the conditions the common
+// subset cannot say exactly are sent as a superset and checked again in Go
+// with the SQLite backend's semantics (eval.go).
 //
 // Atomic writes: where the deployment supports multi-document transactions
 // (a replica set or sharded cluster) a Write runs in one; elsewhere (a
@@ -35,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -59,6 +61,7 @@ type Store struct {
 	wmu          sync.Mutex   // one write at a time in this process
 	lock         sync.RWMutex // held exclusively while a journal write is applied at commit
 	seq, rid     int64        // counters (no-transaction path; guarded by wmu)
+	returned     atomic.Int64 // resource documents returned to searches
 	log          *slog.Logger
 }
 
@@ -79,6 +82,8 @@ type resourceDoc struct {
 	Index   []indexed `bson:"idx"`
 	Pend    string    `bson:"pend,omitempty"`     // the journal of the write that has not committed it
 	Locked  string    `bson:"lockedBy,omitempty"` // the journal of a write that replaces it
+	Layout  int       `bson:"lay"`                // the version of the derived fields (layout)
+	Derived derived   `bson:",inline"`            // the per-parameter fields (plan.go)
 }
 
 // versionDoc is a document of "versions".
@@ -141,6 +146,10 @@ func Open(ctx context.Context, uri string, log *slog.Logger) (*Store, error) {
 			return nil, err
 		}
 	}
+	if err := s.upgrade(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
 	if err := s.loadCounters(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err
@@ -157,9 +166,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		indexes map[string]bson.D
 	}{
 		{s.res, map[string]bson.D{
-			"type_keys": {{Key: "type", Value: 1}, {Key: "keys", Value: 1}},
-			"type_row":  {{Key: "type", Value: 1}, {Key: "row", Value: 1}},
-			"pend":      {{Key: "pend", Value: 1}},
+			// Equality keys, then the row: an $in on keys is merged in row
+			// order, so a page of a search without _sort stops at its limit.
+			"type_keys_row": {{Key: "type", Value: 1}, {Key: "keys", Value: 1}, {Key: "row", Value: 1}},
+			"type_row":      {{Key: "type", Value: 1}, {Key: "row", Value: 1}},
+			"type_id":       {{Key: "type", Value: 1}, {Key: "id", Value: 1}}, // _has: the ids pointed to
+			"pend":          {{Key: "pend", Value: 1}},
 		}},
 		{s.ver, map[string]bson.D{
 			"type_seq":    {{Key: "type", Value: 1}, {Key: "seq", Value: -1}},
@@ -180,6 +192,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		for _, ix := range existing {
 			if name, ok := ix["name"].(string); ok {
 				have[name] = true
+			}
+		}
+		// type_keys became type_keys_row, of which it is a prefix.
+		if c.coll == s.res && have["type_keys"] {
+			if err := c.coll.Indexes().DropOne(ctx, "type_keys"); err != nil {
+				return fmt.Errorf("drop the retired index type_keys: %v", err)
 			}
 		}
 		var models []mongo.IndexModel
@@ -403,112 +421,6 @@ func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 	return reader{s: s}.search(ctx, q)
 }
 
-// candidates loads the current, non-deleted resources of typ that may match
-// params: those with one of the equality keys of the parameter with fewest keys.
-func (r reader) candidates(ctx context.Context, typ string, params []fhir.Param, comp *fhir.Compartment) ([]resourceDoc, error) {
-	filter := append(bson.D{{Key: "type", Value: typ}, {Key: "deleted", Value: false}}, r.visible()...)
-	var best []string
-	for _, p := range params {
-		if keys := candidateKeys(p); keys != nil && (best == nil || len(keys) < len(best)) {
-			best = keys
-		}
-	}
-	if comp != nil && comp.Type != typ && best == nil {
-		for _, p := range comp.Params {
-			best = append(best, "r|"+p+"|"+comp.Type+"/"+comp.ID)
-		}
-	}
-	if best != nil {
-		vals := make(bson.A, len(best))
-		for i, k := range best {
-			vals[i] = k
-		}
-		filter = append(filter, bson.E{Key: "keys", Value: bson.D{{Key: "$in", Value: vals}}})
-	}
-	cur, err := r.s.res.Find(r.c(ctx), filter)
-	if err != nil {
-		return nil, internal("search", err)
-	}
-	var docs []resourceDoc
-	if err := cur.All(r.c(ctx), &docs); err != nil {
-		return nil, internal("search", err)
-	}
-	return docs, nil
-}
-
-// matchIDs evaluates a query fully and returns the ids of its matches.
-func (r reader) matchIDs(ctx context.Context, q *fhir.Query) (map[string]bool, error) {
-	docs, err := r.matches(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	ids := make(map[string]bool, len(docs))
-	for _, d := range docs {
-		ids[d.LID] = true
-	}
-	return ids, nil
-}
-
-// matches evaluates every condition of q in Go over its candidates.
-func (r reader) matches(ctx context.Context, q *fhir.Query) ([]resourceDoc, error) {
-	for _, p := range q.Params {
-		if err := validPrefix(p); err != nil {
-			return nil, err
-		}
-		if p.Def != nil && p.Def.Type == fhir.TypeComposite || p.Def != nil && p.Def.Type == fhir.TypeSpecial {
-			return nil, fhir.Errorf(fhir.NotSupported, p.Def.Code, "search parameters of type %s are not supported", p.Def.Type)
-		}
-	}
-	docs, err := r.candidates(ctx, q.Type, q.Params, q.Compartment)
-	if err != nil {
-		return nil, err
-	}
-	// Chains and reverse chains resolve to id sets first, once per query.
-	chainSets := make([][]map[string]bool, len(q.Params))
-	hasSets := make([]map[string]bool, len(q.Params))
-	for i, p := range q.Params {
-		for _, cq := range p.Chain {
-			ids, err := r.matchIDs(ctx, cq)
-			if err != nil {
-				return nil, err
-			}
-			chainSets[i] = append(chainSets[i], ids)
-		}
-		if p.Has != nil {
-			inner, err := r.matches(ctx, p.Has.Query)
-			if err != nil {
-				return nil, err
-			}
-			set := map[string]bool{}
-			for _, d := range inner {
-				for _, x := range d.Index {
-					if x.P == p.Has.Ref.Code && x.RT == q.Type && x.RI != "" {
-						set[x.RI] = true
-					}
-				}
-			}
-			hasSets[i] = set
-		}
-	}
-	out := docs[:0]
-	for _, d := range docs {
-		if !inCompartment(d, q) {
-			continue
-		}
-		ok := true
-		for i, p := range q.Params {
-			if !paramMatches(d, p, chainSets[i], hasSets[i]) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			out = append(out, d)
-		}
-	}
-	return out, nil
-}
-
 func inCompartment(d resourceDoc, q *fhir.Query) bool {
 	c := q.Compartment
 	if c == nil {
@@ -580,61 +492,6 @@ func paramMatches(d resourceDoc, p fhir.Param, chains []map[string]bool, has map
 type cursor struct {
 	Keys []string `json:"k"`
 	Row  int64    `json:"r"`
-}
-
-func (r reader) search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	docs, err := r.matches(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	res := &store.SearchResult{Total: -1}
-	if q.Total != fhir.TotalNone && (q.TotalLimit <= 0 || len(docs) < q.TotalLimit) {
-		res.Total = len(docs)
-	}
-	if q.Count <= 0 {
-		return res, nil
-	}
-	type row struct {
-		d    resourceDoc
-		keys []sortValue
-	}
-	rows := make([]row, len(docs))
-	for i, d := range docs {
-		rows[i] = row{d: d, keys: make([]sortValue, len(q.Sort))}
-		for j, k := range q.Sort {
-			rows[i].keys[j] = sortKeyOf(d.Index, k)
-		}
-	}
-	less := func(a, b []sortValue, ra, rb int64) bool {
-		for j, k := range q.Sort {
-			c := compareSort(a[j], b[j])
-			if k.Descending {
-				c = -c
-			}
-			if c != 0 {
-				return c < 0
-			}
-		}
-		return ra < rb
-	}
-	sort.Slice(rows, func(i, j int) bool { return less(rows[i].keys, rows[j].keys, rows[i].d.Row, rows[j].d.Row) })
-	start := 0
-	if q.Cursor != "" {
-		c, err := decodeCursor(q.Cursor, q.Sort)
-		if err != nil {
-			return nil, err
-		}
-		start = sort.Search(len(rows), func(i int) bool { return less(c.keys, rows[i].keys, c.row, rows[i].d.Row) })
-	}
-	for i := start; i < len(rows); i++ {
-		if len(res.Matches) == q.Count {
-			last := rows[i-1]
-			res.Next = encodeCursor(last.keys, last.d.Row)
-			break
-		}
-		res.Matches = append(res.Matches, toVersion(rows[i].d))
-	}
-	return res, nil
 }
 
 func encodeCursor(keys []sortValue, row int64) string {

@@ -257,6 +257,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		}
 		doc.Keys = keysOf(doc.Index)
 	}
+	doc.Layout, doc.Derived = layout, derive(doc.Index)
 	if t.journal == "" {
 		if _, err := t.s.res.ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, options.Replace().SetUpsert(true)); err != nil {
 			return internal("put", err)

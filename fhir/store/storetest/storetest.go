@@ -78,6 +78,7 @@ func allTests() []conformanceTest {
 		{"Last", testLast},
 		{"EarlyStop", testEarlyStop},
 		{"DenormalisedKeys", testDenormalisedKeys},
+		{"ServerPlans", testServerPlans},
 	}
 }
 
