@@ -55,6 +55,11 @@ func (m *Manager) deliver(s *sub) {
 	}
 	for {
 		sp := m.specOf(s)
+		if sp.ended(m.cfg.Now()) && m.count(ctx, sp.ID) <= st.Delivered {
+			// Events recorded before the end are delivered first; then it is off.
+			m.setStatus(ctx, sp.ID, "off", "Subscription.end ("+sp.End.UTC().Format(time.RFC3339)+") has passed")
+			return
+		}
 		wait := time.Duration(-1) // until woken
 		sent, err := m.step(ctx, octx, s, sp, &st)
 		switch {
@@ -90,6 +95,11 @@ func (m *Manager) deliver(s *sub) {
 			wait = time.Until(st.LastSent.Add(sp.Heartbeat))
 			if wait < 0 {
 				wait = 0
+			}
+		}
+		if !sp.End.IsZero() {
+			if until := max(time.Until(sp.End), 0); wait < 0 || until < wait {
+				wait = until // wake at the end to turn it off
 			}
 		}
 		if wait == 0 {

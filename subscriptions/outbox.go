@@ -189,7 +189,7 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 // triggers reports whether the write v is an event of subscription s.
 func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v store.Version, b *before) (bool, error) {
 	sp := s.spec
-	if sp.Status != "active" && sp.Status != "error" {
+	if (sp.Status != "active" && sp.Status != "error") || sp.ended(m.cfg.Now()) {
 		return false, nil
 	}
 	t := sp.Topic

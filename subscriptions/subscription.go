@@ -54,6 +54,12 @@ type spec struct {
 	Heartbeat time.Duration // 0: none
 	Timeout   time.Duration
 	MaxCount  int
+	End       time.Time // Subscription.end; zero: none
+}
+
+// ended reports whether the subscription's end has passed at now.
+func (s *spec) ended(now time.Time) bool {
+	return !s.End.IsZero() && !now.Before(s.End)
 }
 
 // parseSpec reads and checks a Subscription. parseFilter checks a filter's
@@ -62,6 +68,13 @@ func parseSpec(obj fhir.Object, topics *Topics, parseFilter func(rt, q string) (
 	s := &spec{Payload: PayloadIDs, Timeout: DefaultTimeout, MaxCount: DefaultMax}
 	s.ID, _ = obj["id"].(string)
 	s.Status, _ = obj["status"].(string)
+	if end, ok := obj["end"].(string); ok {
+		t, err := time.Parse(time.RFC3339Nano, end)
+		if err != nil {
+			return nil, fhir.Errorf(fhir.Invalid, "Subscription.end", "end %q is not an instant with a time zone", end)
+		}
+		s.End = t
+	}
 	criteria, _ := obj["criteria"].(string)
 	t, ok := topics.Get(criteria)
 	if !ok {

@@ -545,6 +545,37 @@ func TestGoesOff(t *testing.T) {
 	})
 }
 
+// TestEndTurnsItOff: a Subscription with an end hears about changes before
+// it, then goes off by itself, and a change after the end records no event.
+func TestEndTurnsItOff(t *testing.T) {
+	e := newEnv(t, subscriptions.Config{AllowLoopback: true})
+	e.seedPlan(t)
+	rcv := newReceiver(t)
+	body := subscriptionJSON("VN1A2", "careplan-changed", rcv.URL+"/hook", "", nil)
+	end := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
+	body = bytes.Replace(body, []byte(`"resourceType":"Subscription",`), []byte(`"resourceType":"Subscription","end":"`+end+`",`), 1)
+	id := e.subscribe(t, e.provider, body)
+	waitFor(t, "status active", func() bool { s, _ := e.status(t, e.provider, id); return s == "active" })
+	if _, err := e.eng.Update(e.as(e.provider), "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", "Three calls a day"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the event before the end", func() bool { return len(rcv.events(t)) == 1 })
+	waitFor(t, "status off after the end", func() bool {
+		v, err := e.eng.Read(e.as(e.provider), "Subscription", id)
+		return err == nil && bytes.Contains(v.Body, []byte(`"status":"off"`)) && bytes.Contains(v.Body, []byte(`Subscription.end`))
+	})
+	if _, err := e.eng.Update(e.as(e.provider), "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", "Two calls a day"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, total := e.status(t, e.provider, id); total != 1 {
+		t.Fatalf("$status counts %d events after the end, want 1", total)
+	}
+	bad := bytes.Replace(body, []byte(end), []byte("2026-11-29T12:00:00"), 1)
+	if _, err := e.eng.Create(e.as(e.provider), "Subscription", bad, ""); fhir.KindOf(err) != fhir.Invalid {
+		t.Fatalf("an end without a time zone: %v", err)
+	}
+}
+
 // TestHangingReceiver: a receiver that hangs holds up neither writes nor
 // another subscription; its posts time out and are retried.
 func TestHangingReceiver(t *testing.T) {
