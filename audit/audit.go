@@ -20,6 +20,7 @@ import (
 
 // Record is what happened in one interaction, for its AuditEvent.
 type Record struct {
+	Kind        string          // "" for a RESTful interaction; KindLogin or KindLogout for a browser sign-in or sign-out
 	Interaction string          // restful-interaction code: read, vread, update, patch, delete, history-instance, history-type, history-system, create, search-type, capabilities, transaction, batch, operation
 	Action      string          // C, R, U, D or E
 	Outcome     *fhir.Error     // nil on success
@@ -34,6 +35,14 @@ type Record struct {
 	Who         *auth.Principal // nil: unknown caller (no or bad token)
 	Recorded    time.Time
 }
+
+// Record kinds other than a RESTful interaction: a person signing in to or
+// out of the pages (IHE BALP's user authentication events, DICOM 110114 with
+// subtype 110122 Login or 110123 Logout).
+const (
+	KindLogin  = "login"
+	KindLogout = "logout"
+)
 
 // NetworkPathExtension is the URL of the extension on the client agent's network
 // saying how the request arrived: sub-extensions peer (the TCP peer's address)
@@ -109,6 +118,16 @@ func event(r Record, outcome, desc string) fhir.Object {
 			"observer": map[string]any{"display": "crs " + r.Server},
 			"type":     []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}},
 		},
+	}
+	switch r.Kind {
+	case KindLogin, KindLogout:
+		ev["type"] = map[string]any{"system": dcm, "code": "110114", "display": "User Authentication"}
+		code, display := "110122", "Login"
+		if r.Kind == KindLogout {
+			code, display = "110123", "Logout"
+		}
+		ev["subtype"] = []any{map[string]any{"system": dcm, "code": code, "display": display}}
+		ev["action"] = "E"
 	}
 	if desc != "" {
 		ev["outcomeDesc"] = desc

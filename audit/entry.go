@@ -13,6 +13,7 @@ import (
 // dozen maps, then its canonical JSON) waits for the materialiser, so an
 // interaction pays only for this small encoding before its line is written.
 type entryRecord struct {
+	Kind        string    `json:"k,omitempty"`
 	Interaction string    `json:"i"`
 	Action      string    `json:"a"`
 	Outcome     string    `json:"o,omitempty"` // the AuditEvent's outcome code; "" is success ("0")
@@ -45,7 +46,7 @@ func NewEntry(id string, r Record) Entry {
 	if outcome == "0" {
 		outcome = ""
 	}
-	er := &entryRecord{Interaction: r.Interaction, Action: r.Action, Outcome: outcome, Desc: desc,
+	er := &entryRecord{Kind: r.Kind, Interaction: r.Interaction, Action: r.Action, Outcome: outcome, Desc: desc,
 		Entities: r.Entities, Patient: r.Patient, Query: r.Query, RequestID: r.RequestID,
 		Remote: r.Remote, Peer: r.Peer, Forwarded: r.Forwarded, Server: r.Server}
 	if w := r.Who; w != nil {
@@ -65,7 +66,7 @@ func (e Entry) Event() (fhir.Object, []byte, error) {
 		return ev, e.Canonical, nil
 	}
 	er := e.record
-	r := Record{Interaction: er.Interaction, Action: er.Action, Entities: er.Entities, Patient: er.Patient,
+	r := Record{Kind: er.Kind, Interaction: er.Interaction, Action: er.Action, Entities: er.Entities, Patient: er.Patient,
 		Query: er.Query, RequestID: er.RequestID, Remote: er.Remote, Peer: er.Peer, Forwarded: er.Forwarded,
 		Server: er.Server, Recorded: e.Recorded}
 	if w := er.Who; w != nil {

@@ -1,7 +1,9 @@
 package audit_test
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +24,8 @@ func TestEntryRendersItsRecord(t *testing.T) {
 		{Interaction: "search-type", Action: "E", Query: "name=a&b=\"c\"\n", Server: "http://x/fhir", Who: &auth.Principal{Anonymous: true}, Recorded: at},
 		{Interaction: "update", Action: "U", Outcome: fhir.Errorf(fhir.Forbidden, "", "not yours"), Entities: []string{"Patient/p2"}, Recorded: at},
 		{Interaction: "read", Action: "R", Outcome: fhir.Errorf(fhir.Unavailable, "", ""), Recorded: at},
+		{Kind: audit.KindLogin, Interaction: audit.KindLogin, Action: "E", Server: "http://x/fhir", Who: who, Recorded: at},
+		{Kind: audit.KindLogout, Interaction: audit.KindLogout, Action: "E", Outcome: fhir.Errorf(fhir.Unauthorized, "", "refused"), Recorded: at},
 	}
 	path := filepath.Join(t.TempDir(), "j")
 	j, _, err := audit.OpenJournal(path, 0)
@@ -56,6 +60,31 @@ func TestEntryRendersItsRecord(t *testing.T) {
 		}
 		if ev["resourceType"] != "AuditEvent" || !e.Recorded.Equal(at) {
 			t.Fatalf("record %d: %v recorded %v", i, ev["resourceType"], e.Recorded)
+		}
+	}
+}
+
+// TestLoginEvent: a sign-in or sign-out renders as a BALP user-authentication
+// event, not a RESTful one (TestEntryRendersItsRecord takes both through the
+// journal).
+func TestLoginEvent(t *testing.T) {
+	for _, c := range []struct{ kind, code, display string }{
+		{audit.KindLogin, "110122", "Login"},
+		{audit.KindLogout, "110123", "Logout"},
+	} {
+		r := audit.Record{Kind: c.kind, Interaction: c.kind, Action: "E", Server: "http://test/fhir", Recorded: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+			Who: &auth.Principal{Issuer: "https://idp", Subject: "nurse", ClientID: "mdt-page"}}
+		b, err := json.Marshal(audit.Event(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`"code":"110114"`, `"code":"` + c.code + `"`, `"display":"` + c.display + `"`, `"action":"E"`, `"value":"nurse"`} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("%s event lacks %s: %s", c.kind, want, b)
+			}
+		}
+		if strings.Contains(string(b), "restful-interaction") {
+			t.Errorf("%s event is typed as a RESTful interaction: %s", c.kind, b)
 		}
 	}
 }

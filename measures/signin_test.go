@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -23,6 +24,7 @@ import (
 	"crs/auth"
 	"crs/auth/oidctest"
 	"crs/auth/signin"
+	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/server"
 )
@@ -267,6 +269,9 @@ func TestSignInInBrowser(t *testing.T) {
 	if h1 != "Signed out" {
 		t.Errorf("after sign-out the page says %q", h1)
 	}
+	if got := authEvents(t, eng, "110123"); len(got) == 0 || !strings.Contains(got[len(got)-1], `"display":"Logout"`) || strings.Contains(got[len(got)-1], "unauthenticated caller") {
+		t.Errorf("no logout event naming the person: %.400s", got)
+	}
 	if code, _, body := getWithCookie(t, s.URL+"/", session.Value); code != http.StatusUnauthorized || strings.Contains(body, "data-referral") {
 		t.Errorf("a signed-out session: %d", code)
 	}
@@ -327,9 +332,14 @@ func TestSignInFlow(t *testing.T) {
 		return c, resp.StatusCode, resp.Request.URL.String() + "\n" + string(b)
 	}
 
+	logins := authEvents(t, eng, "110122")
 	c, code, body := signIn("greenway-nurse", "/?locality=rugby")
 	if code != 200 || !strings.HasPrefix(body, s.URL+"/?locality=rugby\n") {
 		t.Fatalf("sign-in with private_key_jwt: %d %s", code, body)
+	}
+	// The sign-in is in the audit trail: a BALP login event naming the person.
+	if got := authEvents(t, eng, "110122"); len(got) != len(logins)+1 || !strings.Contains(got[len(got)-1], `"value":"greenway-nurse"`) || !strings.Contains(got[len(got)-1], `"outcome":"0"`) {
+		t.Errorf("login events: %d before, %d after; last %.400s", len(logins), len(got), got[len(got)-1:])
 	}
 	if own, others := shownProviders(t, eng, body, "demo-prov-greenway"); others > 0 {
 		t.Errorf("the care provider sees %d of its people and %d of other providers'", own, others)
@@ -388,9 +398,28 @@ func TestSignInFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), "state does not match") {
 		t.Errorf("a callback with another state: %d %s", resp.StatusCode, b)
 	}
+	// A refused sign-in is recorded too, as a failed login of nobody known.
+	if got := authEvents(t, eng, "110122"); !strings.Contains(got[len(got)-1], `"outcome":"4"`) || !strings.Contains(got[len(got)-1], "unauthenticated caller") {
+		t.Errorf("the refused sign-in's event: %.400s", got[len(got)-1:])
+	}
 	for _, ck := range jar.Cookies(loc) {
 		if ck.Name == signin.SessionCookie {
 			t.Errorf("a refused callback made a session")
 		}
 	}
+}
+
+// authEvents returns the AuditEvents of user authentication with DICOM
+// subtype code (110122 login, 110123 logout), oldest first, as JSON.
+func authEvents(t *testing.T, eng *engine.Engine, code string) []string {
+	t.Helper()
+	var out []string
+	err := searchAll(adminCtx(), eng, "AuditEvent", []fhir.RawParam{{Name: "subtype", Value: "http://dicom.nema.org/resources/ontology/DCM|" + code}, {Name: "_sort", Value: "date"}}, func(o map[string]any) {
+		b, _ := json.Marshal(o)
+		out = append(out, string(b))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

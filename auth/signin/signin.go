@@ -213,30 +213,31 @@ func (s *SignIn) Start(w http.ResponseWriter, r *http.Request, next string) {
 // Callback completes a sign-in: it checks the state against the login
 // cookie, exchanges the code with the PKCE verifier, verifies the ID token
 // and its nonce, verifies the access token as the API would, and starts a
-// session. It returns the path to go back to. Its errors are safe to show.
-func (s *SignIn) Callback(w http.ResponseWriter, r *http.Request) (string, error) {
+// session. It returns the path to go back to and who signed in. Its errors
+// are safe to show.
+func (s *SignIn) Callback(w http.ResponseWriter, r *http.Request) (string, *auth.Principal, error) {
 	l, err := s.readLogin(r)
 	// The login cookie is used once, whatever happens.
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: s.callback, MaxAge: -1, HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	q := r.URL.Query()
 	if q.Get("state") == "" || q.Get("state") != l.State {
-		return "", errors.New("the sign-in's state does not match: start again")
+		return "", nil, errors.New("the sign-in's state does not match: start again")
 	}
 	if e := q.Get("error"); e != "" {
-		return "", fmt.Errorf("the identity provider did not sign you in (%s)", e)
+		return "", nil, fmt.Errorf("the identity provider did not sign you in (%s)", e)
 	}
 	code := q.Get("code")
 	if code == "" {
-		return "", errors.New("the identity provider sent no authorization code")
+		return "", nil, errors.New("the identity provider sent no authorization code")
 	}
 	opts := []oauth2.AuthCodeOption{oauth2.VerifierOption(l.Verifier)}
 	if s.signer != nil {
 		assertion, err := s.assertion()
 		if err != nil {
-			return "", fmt.Errorf("the client assertion could not be made: %w", err)
+			return "", nil, fmt.Errorf("the client assertion could not be made: %w", err)
 		}
 		opts = append(opts, oauth2.SetAuthURLParam("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
 			oauth2.SetAuthURLParam("client_assertion", assertion))
@@ -245,25 +246,25 @@ func (s *SignIn) Callback(w http.ResponseWriter, r *http.Request) (string, error
 	defer cancel()
 	tok, err := s.oauth.Exchange(ctx, code, opts...)
 	if err != nil {
-		return "", errors.New("the identity provider refused the authorization code")
+		return "", nil, errors.New("the identity provider refused the authorization code")
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		return "", errors.New("the identity provider sent no ID token")
+		return "", nil, errors.New("the identity provider sent no ID token")
 	}
 	id, err := s.idTokens.Verify(ctx, rawID)
 	if err != nil {
-		return "", fmt.Errorf("the ID token is not valid: %v", err)
+		return "", nil, fmt.Errorf("the ID token is not valid: %v", err)
 	}
 	if id.Nonce != l.Nonce {
-		return "", errors.New("the ID token's nonce does not match: start again")
+		return "", nil, errors.New("the ID token's nonce does not match: start again")
 	}
 	p, err := s.cfg.Tokens.Verify(ctx, tok.AccessToken)
 	if err != nil {
-		return "", fmt.Errorf("the access token the identity provider issued is not valid for this server: %v", err)
+		return "", nil, fmt.Errorf("the access token the identity provider issued is not valid for this server: %v", err)
 	}
 	if p.Subject != id.Subject {
-		return "", errors.New("the access token and the ID token name different people")
+		return "", nil, errors.New("the access token and the ID token name different people")
 	}
 	sid := random()
 	s.mu.Lock()
@@ -281,11 +282,11 @@ func (s *SignIn) Callback(w http.ResponseWriter, r *http.Request) (string, error
 	}
 	s.mu.Unlock()
 	if full {
-		return "", errors.New("too many people are signed in: try again later")
+		return "", nil, errors.New("too many people are signed in: try again later")
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: sid, Path: "/", MaxAge: int(s.cfg.Lifetime / time.Second),
 		HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
-	return l.Next, nil
+	return l.Next, p, nil
 }
 
 // Principal returns the signed-in caller of r: ErrNoSession without a session
