@@ -115,7 +115,11 @@ func (e *Engine) checkIntegrity(ctx context.Context, tx *integrityTx) error {
 			continue
 		}
 		done[v.Type+"/"+v.ID] = true
-		refs, err := e.referencing(ctx, tx, v.Type, v.ID)
+		limit := maxNamed + 1 // enough to name them and say there are more
+		if cascade {
+			limit = 0 // every one is deleted
+		}
+		refs, err := e.referencing(ctx, tx, v.Type, v.ID, limit)
 		if err != nil {
 			return err
 		}
@@ -158,10 +162,13 @@ func (e *Engine) checkIntegrity(ctx context.Context, tx *integrityTx) error {
 }
 
 // referencing returns the live resources whose reference search parameters
-// point at rt/id (the audit trail excepted: it refers to everything).
-func (e *Engine) referencing(ctx context.Context, tx store.Reader, rt, id string) ([]store.Version, error) {
+// point at rt/id, relative or absolute under this server's base (the audit
+// trail excepted: it refers to everything), read before any is changed:
+// every one when limit <= 0, else at least limit when there are that many.
+func (e *Engine) referencing(ctx context.Context, tx store.Reader, rt, id string, limit int) ([]store.Version, error) {
 	var out []store.Version
 	seen := map[string]bool{}
+	abs := strings.TrimRight(e.base, "/") + "/" + rt + "/" + id
 	for _, typ := range fhir.ServedTypes() {
 		if typ == "AuditEvent" {
 			continue
@@ -170,17 +177,29 @@ func (e *Engine) referencing(ctx context.Context, tx store.Reader, rt, id string
 			if p.Type != fhir.TypeReference || (len(p.Targets) > 0 && !contains(p.Targets, rt)) {
 				continue
 			}
-			q := &fhir.Query{Type: typ, Count: maxNamed + 1, Total: fhir.TotalNone,
-				Params: []fhir.Param{{Def: p, Values: []fhir.Value{{RefType: rt, RefID: id}}}}}
-			res, err := tx.Search(ctx, q)
-			if err != nil {
-				return nil, err
+			q := &fhir.Query{Type: typ, Count: 500, Total: fhir.TotalNone,
+				Params: []fhir.Param{{Def: p, Values: []fhir.Value{{RefType: rt, RefID: id}, {URL: abs}}}}}
+			if limit > 0 {
+				q.Count = limit
 			}
-			for _, m := range res.Matches {
-				if k := m.Type + "/" + m.ID; !seen[k] && (m.Type != rt || m.ID != id) {
-					seen[k] = true
-					out = append(out, m)
+			for {
+				res, err := tx.Search(ctx, q)
+				if err != nil {
+					return nil, err
 				}
+				for _, m := range res.Matches {
+					if k := m.Type + "/" + m.ID; !seen[k] && (m.Type != rt || m.ID != id) {
+						seen[k] = true
+						out = append(out, m)
+					}
+				}
+				if res.Next == "" || (limit > 0 && len(out) >= limit) {
+					break
+				}
+				q.Cursor = res.Next
+			}
+			if limit > 0 && len(out) >= limit {
+				return out, nil
 			}
 		}
 	}

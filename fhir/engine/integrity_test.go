@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -137,6 +138,34 @@ func TestDeleteOfAReferencedRecord(t *testing.T) {
 				if _, err := e.Read(ctx, k[0], k[1]); fhir.KindOf(err) != fhir.Gone {
 					t.Errorf("%s/%s after the cascade: %v, want gone", k[0], k[1], err)
 				}
+			}
+			// A reference by absolute URL under this server's base counts too,
+			// and a cascade deletes every referrer, past the first page of names.
+			if _, err := e.Update(ctx, "Patient", "p2", patient("p2", "9434765870", ""), 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Update(ctx, "Goal", "abs", []byte(`{"resourceType":"Goal","id":"abs","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"http://crs.test/fhir/Patient/p2"}}`), 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Delete(ctx, "Patient", "p2", 0); fhir.KindOf(err) != fhir.Conflict || !strings.Contains(err.Error(), "Goal/abs") {
+				t.Fatalf("delete of a Patient referenced by absolute URL: %v, want a conflict naming Goal/abs", err)
+			}
+			for i := 0; i < 14; i++ {
+				body := fmt.Sprintf(`{"resourceType":"Goal","id":"many%d","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"Patient/p2"}}`, i)
+				if _, err := e.Update(ctx, "Goal", fmt.Sprintf("many%d", i), []byte(body), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := e.Delete(engine.WithCascadeDelete(ctx), "Patient", "p2", 0); err != nil {
+				t.Fatalf("cascading delete of 15 referrers: %v", err)
+			}
+			for i := 0; i < 14; i++ {
+				if _, err := e.Read(ctx, "Goal", fmt.Sprintf("many%d", i)); fhir.KindOf(err) != fhir.Gone {
+					t.Errorf("Goal/many%d after the cascade: %v, want gone", i, err)
+				}
+			}
+			if _, err := e.Read(ctx, "Goal", "abs"); fhir.KindOf(err) != fhir.Gone {
+				t.Errorf("Goal/abs after the cascade: %v, want gone", err)
 			}
 			// Declared mode does not check.
 			d := integrityEngine(t, st, engine.EnforceDeclared)

@@ -57,7 +57,7 @@ func (e *Engine) moveReferences(ctx context.Context, tx store.Tx, now time.Time)
 	if holdsIdentity(merged) || !linked(merged, "replaced-by", "Patient/"+m.to) {
 		return fhir.Errorf(fhir.Invalid, "Patient.link", "a merge leaves Patient/%s inactive and replaced-by Patient/%s", m.from, m.to)
 	}
-	refs, err := e.allReferencing(ctx, tx, "Patient", m.from)
+	refs, err := e.referencing(ctx, tx, "Patient", m.from, 0)
 	if err != nil {
 		return err
 	}
@@ -84,44 +84,6 @@ func (e *Engine) moveReferences(ctx context.Context, tx store.Tx, now time.Time)
 		}
 	}
 	return nil
-}
-
-// allReferencing is every live resource whose reference search parameters
-// point at rt/id, relative or absolute (the audit trail excepted), all pages, read before any is
-// changed.
-func (e *Engine) allReferencing(ctx context.Context, tx store.Reader, rt, id string) ([]store.Version, error) {
-	var out []store.Version
-	seen := map[string]bool{}
-	for _, typ := range fhir.ServedTypes() {
-		if typ == "AuditEvent" {
-			continue
-		}
-		for _, p := range e.params.Params(typ) {
-			if p.Type != fhir.TypeReference || (len(p.Targets) > 0 && !contains(p.Targets, rt)) {
-				continue
-			}
-			// Relative, and absolute under this server's base (indexed as a URL).
-			q := &fhir.Query{Type: typ, Count: 500, Total: fhir.TotalNone,
-				Params: []fhir.Param{{Def: p, Values: []fhir.Value{{RefType: rt, RefID: id}, {URL: strings.TrimRight(e.base, "/") + "/" + rt + "/" + id}}}}}
-			for {
-				res, err := tx.Search(ctx, q)
-				if err != nil {
-					return nil, err
-				}
-				for _, m := range res.Matches {
-					if k := m.Type + "/" + m.ID; !seen[k] && (m.Type != rt || m.ID != id) {
-						seen[k] = true
-						out = append(out, m)
-					}
-				}
-				if res.Next == "" {
-					break
-				}
-				q.Cursor = res.Next
-			}
-		}
-	}
-	return out, nil
 }
 
 // linked reports whether a Patient has a link of type to other.
