@@ -258,7 +258,8 @@ func TestSignInInBrowser(t *testing.T) {
 	// Sign out: the page says so, and the old cookie is refused.
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`form.signout button`)),
-		chromedp.WaitVisible(chromedp.CSS(`h1`)),
+		// the signed-out page's link (h1 is on the caseload page too)
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/mdt/signin"]`)),
 	); err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,11 @@ func (e *Engine) conditions(ctx context.Context, rt string, perm fhir.Permission
 }
 
 // restrict adds the caller's conditions to a query and, copied, to every
-// chained and reverse-chained query inside it (searching through a type the
-// caller may not search is refused).
+// chained and reverse-chained query inside it. Searching through a type the
+// caller may not search is refused, except in a chain whose reference may
+// point at several types (an unqualified chain such as subject.identifier):
+// there the types it may not search match nothing, and it is refused only
+// when it may search none of them.
 func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm fhir.Permission) error {
 	if e.access == nil {
 		return nil
@@ -37,13 +40,22 @@ func (e *Engine) restrict(ctx context.Context, q *fhir.Query, perm fhir.Permissi
 	params := make([]fhir.Param, 0, len(q.Params)+len(conds))
 	for _, p := range q.Params {
 		if len(p.Chain) > 0 {
-			chain := make([]*fhir.Query, len(p.Chain))
-			for i, inner := range p.Chain {
+			chain := make([]*fhir.Query, 0, len(p.Chain))
+			var refused error
+			for _, inner := range p.Chain {
 				cp := *inner
-				if err := e.restrict(ctx, &cp, fhir.PermSearch); err != nil {
+				err := e.restrict(ctx, &cp, fhir.PermSearch)
+				switch {
+				case err == nil:
+					chain = append(chain, &cp)
+				case fhir.KindOf(err) == fhir.Forbidden && len(p.Chain) > 1:
+					refused = err // this type matches nothing
+				default:
 					return err
 				}
-				chain[i] = &cp
+			}
+			if len(chain) == 0 {
+				return refused
 			}
 			p.Chain = chain
 		}
