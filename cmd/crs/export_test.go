@@ -435,4 +435,23 @@ func TestExportOverHTTPIsBounded(t *testing.T) {
 	if strings.Join(sorted(got["Patient"]...), ",") != "pat-a,pat-b" || len(got["Goal"]) != 2 {
 		t.Errorf("auditor's group export: %v", got)
 	}
+	// A provider keeps Groups it manages; exporting one is bounded by its
+	// policy: the other provider's member is left out. Another provider can
+	// neither read it nor make a Group managed by someone else.
+	mine := `{"resourceType":"Group","type":"person","actual":true,"managingEntity":{"reference":"Organization/org-p1"},"member":[{"entity":{"reference":"Patient/pat-a"}},{"entity":{"reference":"Patient/pat-b"}}]}`
+	status, body := r.do(t, "provider-p1", "POST", "/Group", mine)
+	var g struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &g); status != http.StatusCreated || err != nil || g.ID == "" {
+		t.Fatalf("provider's group: %d %s", status, body)
+	}
+	got = export("provider-p1", "/Group/"+g.ID+"/$export?_type=Patient,EpisodeOfCare")
+	if strings.Join(got["Patient"], ",") != "pat-a" || strings.Join(got["EpisodeOfCare"], ",") != "ep-a" {
+		t.Errorf("provider's own group export: %v, want pat-a and ep-a only", got)
+	}
+	if status, _ := r.do(t, "provider-p2", "GET", "/Group/"+g.ID, ""); status != http.StatusForbidden {
+		t.Errorf("another provider reads the group: %d, want 403", status)
+	}
+	if status, _ := r.do(t, "provider-p2", "POST", "/Group", mine); status != http.StatusForbidden {
+		t.Errorf("a provider makes a group managed by another: %d, want 403", status)
+	}
 }
