@@ -12,12 +12,27 @@ import (
 // *subscriptions.Manager); both read through the engine as the caller.
 type Subscriptions interface {
 	Status(ctx context.Context, id string) ([]byte, error)
+	StatusAll(ctx context.Context, q url.Values) ([]byte, error)
 	Events(ctx context.Context, id string, q url.Values) ([]byte, error)
 }
 
-// subscriptionRoute returns the route of Subscription/{id}/$status or
-// $events (GET, or POST with no body), or false.
+// subscriptionRoute returns the route of Subscription/$status,
+// Subscription/{id}/$status or $events (GET, or POST with no body), or false.
 func (s *Server) subscriptionRoute(c *gin.Context, seg []string, m string) (route, bool) {
+	if s.subscriptions != nil && len(seg) == 2 && seg[0] == "Subscription" && seg[1] == "$status" && m == http.MethodGet {
+		h := func() reply {
+			q, err := queryValues(c.Request.URL.RawQuery)
+			if err != nil {
+				return fail(err)
+			}
+			b, err := s.subscriptions.StatusAll(c.Request.Context(), q)
+			if err != nil {
+				return fail(err)
+			}
+			return reply{status: http.StatusOK, body: b}
+		}
+		return route{interaction: "operation", action: "E", handle: h, typ: "Subscription"}, true
+	}
 	if s.subscriptions == nil || len(seg) != 3 || seg[0] != "Subscription" || (m != http.MethodGet && m != http.MethodPost) {
 		return route{}, false
 	}

@@ -31,6 +31,7 @@ type Engine interface {
 	OutboxRead(ctx context.Context, typ, id string, versionID int) (store.Version, error)
 	OutboxWrite(ctx context.Context, fn func(tx engine.OutboxTx) error) error
 	Read(ctx context.Context, rt, id string) (store.Version, error)
+	Search(ctx context.Context, rt string, params []fhir.RawParam, opt engine.SearchOptions) (*engine.Bundle, error)
 	VRead(ctx context.Context, rt, id, vid string) (store.Version, error)
 	Update(ctx context.Context, rt, id string, body []byte, ifMatch int) (engine.Result, error)
 	OutboxScan(ctx context.Context, rt string, params []fhir.RawParam, fn func(store.Version) error) error

@@ -2,11 +2,14 @@ package subscriptions
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"crs/audit"
 	"crs/fhir"
+	"crs/fhir/engine"
 )
 
 // subscription reads Subscription/id through the engine as the caller
@@ -41,6 +44,76 @@ func (m *Manager) Status(ctx context.Context, id string) (body []byte, err error
 	}
 	body, _, err = m.notification(ctx, sp, typeStatus, m.count(ctx, id), nil, PayloadEmpty, sp.Status)
 	return body, err
+}
+
+// maxStatuses bounds the Subscriptions one type-level $status reports.
+const maxStatuses = 100
+
+// StatusAll answers Subscription/$status (type level): a searchset Bundle
+// with the SubscriptionStatus (query-status) of every Subscription the caller
+// may read, or of those named by id (repeated or comma-separated) and those
+// whose status is one of status. More than maxStatuses is refused as too
+// costly: ask by id or status.
+func (m *Manager) StatusAll(ctx context.Context, q url.Values) (body []byte, err error) {
+	rec := audit.Record{Interaction: "operation", Action: "E", Query: "$status?" + q.Encode()}
+	defer func() { err = m.audited(ctx, rec, err) }()
+	params := []fhir.RawParam{{Name: "_count", Value: strconv.Itoa(maxStatuses)}, {Name: "_sort", Value: "_id"}}
+	for name, vs := range q {
+		switch name {
+		case "id":
+			params = append(params, fhir.RawParam{Name: "_id", Value: strings.Join(vs, ",")})
+		case "status":
+			params = append(params, fhir.RawParam{Name: "status", Value: strings.Join(vs, ",")})
+		case "_format":
+		default:
+			return nil, fhir.Errorf(fhir.Invalid, name, "$status has no parameter %q (it has id, status)", name)
+		}
+	}
+	found, err := m.eng.Search(ctx, "Subscription", params, engine.SearchOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range found.Link {
+		if l.Relation == "next" {
+			return nil, fhir.Errorf(fhir.TooCostly, "", "more than %d Subscriptions: ask for some by id or status", maxStatuses)
+		}
+	}
+	var entries []any
+	for _, e := range found.Entry {
+		obj, err := fhir.Parse(e.Resource, fhir.DefaultLimits)
+		if err != nil {
+			return nil, err
+		}
+		sp, err := parseSpec(obj, m.topics, m.eng.ParseFilter)
+		if err != nil {
+			continue // not one crs can serve: it has no status to report
+		}
+		rec.Entities = append(rec.Entities, "Subscription/"+sp.ID)
+		one, _, err := m.notification(ctx, sp, typeStatus, m.count(ctx, sp.ID), nil, PayloadEmpty, sp.Status)
+		if err != nil {
+			return nil, err
+		}
+		var b struct {
+			Entry []any `json:"entry"`
+		}
+		if err := json.Unmarshal(one, &b); err != nil || len(b.Entry) == 0 {
+			return nil, fhir.InternalError("$status", err)
+		}
+		entries = append(entries, b.Entry[0])
+	}
+	b := map[string]any{
+		"resourceType": "Bundle", "id": fhir.NewUUID(), "type": "searchset",
+		"timestamp": m.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		"total":     len(entries),
+	}
+	if len(entries) > 0 {
+		b["entry"] = entries // FHIR JSON has no empty arrays
+	}
+	out, err := fhir.MarshalOrdered(b, nil)
+	if err != nil {
+		return nil, fhir.InternalError("$status", err)
+	}
+	return out, nil
 }
 
 // Events answers Subscription/{id}/$events: the events numbered

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -574,6 +575,82 @@ func TestEndTurnsItOff(t *testing.T) {
 	if _, err := e.eng.Create(e.as(e.provider), "Subscription", bad, ""); fhir.KindOf(err) != fhir.Invalid {
 		t.Fatalf("an end without a time zone: %v", err)
 	}
+}
+
+// TestStatusOfAll: Subscription/$status at type level reports each
+// Subscription the caller may read, by id and status on request, and none of
+// another organisation's.
+func TestStatusOfAll(t *testing.T) {
+	e := newEnv(t, subscriptions.Config{AllowLoopback: true})
+	rcv := newReceiver(t)
+	a := e.subscribe(t, e.provider, subscriptionJSON("VN1A2", "careplan-changed", rcv.URL+"/a", "", nil))
+	b := e.subscribe(t, e.provider, subscriptionJSON("VN1A2", "goal-changed", rcv.URL+"/b", "", nil))
+	theirs := e.subscribe(t, e.other, subscriptionJSON("VN2B3", "careplan-changed", rcv.URL+"/c", "", nil))
+	waitFor(t, "both active", func() bool {
+		sa, _ := e.status(t, e.provider, a)
+		sb, _ := e.status(t, e.provider, b)
+		return sa == "active" && sb == "active"
+	})
+	all := func(q url.Values) []string {
+		t.Helper()
+		body, err := e.subs.StatusAll(e.as(e.provider), q)
+		if err != nil {
+			t.Fatalf("$status %v: %v", q, err)
+		}
+		var bundle struct {
+			Type  string           `json:"type"`
+			Total int              `json:"total"`
+			Entry []map[string]any `json:"entry"`
+		}
+		if err := json.Unmarshal(body, &bundle); err != nil || bundle.Type != "searchset" || bundle.Total != len(bundle.Entry) {
+			t.Fatalf("$status answered %s", body)
+		}
+		var ids []string
+		for _, ent := range bundle.Entry {
+			raw, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "history", "entry": []any{ent}})
+			n, err := parseNotification(raw)
+			if err != nil || n.Type != "query-status" || n.Status != "active" {
+				t.Fatalf("$status entry %s (%v)", raw, err)
+			}
+			ref := statusRef(ent, "subscription")
+			ids = append(ids, ref[strings.LastIndex(ref, "/")+1:])
+		}
+		sort.Strings(ids)
+		return ids
+	}
+	want := []string{a, b}
+	sort.Strings(want)
+	if got := all(nil); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("all: %v, want %v (not %s)", got, want, theirs)
+	}
+	if got := all(url.Values{"id": {b, theirs}}); strings.Join(got, ",") != b {
+		t.Errorf("by id: %v, want [%s]", got, b)
+	}
+	if got := all(url.Values{"status": {"off,error"}}); len(got) != 0 {
+		t.Errorf("status off or error: %v, want none", got)
+	}
+	if body, err := e.subs.StatusAll(e.as(e.provider), url.Values{"status": {"off"}}); err != nil || strings.Contains(string(body), "[]") {
+		t.Errorf("an empty answer has an empty array (not FHIR JSON): %s %v", body, err)
+	}
+	if _, err := e.subs.StatusAll(e.as(e.provider), url.Values{"bogus": {"1"}}); fhir.KindOf(err) != fhir.Invalid {
+		t.Errorf("an unknown parameter: %v", err)
+	}
+}
+
+// statusRef returns the valueReference.reference of the SubscriptionStatus
+// parameter name in a $status entry.
+func statusRef(entry map[string]any, name string) string {
+	res, _ := entry["resource"].(map[string]any)
+	params, _ := res["parameter"].([]any)
+	for _, p := range params {
+		pm, _ := p.(map[string]any)
+		if pm["name"] == name {
+			ref, _ := pm["valueReference"].(map[string]any)
+			s, _ := ref["reference"].(string)
+			return s
+		}
+	}
+	return ""
 }
 
 // TestHangingReceiver: a receiver that hangs holds up neither writes nor
