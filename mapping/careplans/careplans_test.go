@@ -3,6 +3,7 @@ package careplans_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -28,18 +29,9 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) importFile(t testing.TB, name string, data []byte, opt careplans.Options) (mapping.Summary, string, error) {
 	t.Helper()
-	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.provider}
-	org, err := mapping.FindOrganization(context.Background(), door, "VN1A2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := &mapping.Run{ID: "run-" + name, Source: "careplans", File: name, Org: org, ODS: "VN1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
-	var out bytes.Buffer
-	rep := mapping.NewReport(&out)
-	err = careplans.Import(context.Background(), door, run, bytes.NewReader(data), opt, rep)
-	_ = rep.Flush()
-	return rep.Summary, out.String(), err
+	return e.ImportFile(t, e.provider, "careplans", "VN1A2", name, data, func(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reader, rep *mapping.Report) error {
+		return careplans.Import(ctx, door, run, r, opt, rep)
+	})
 }
 
 // TestSamplePlans: a plan of three actions under two goals becomes the CRS

@@ -4,12 +4,15 @@
 package mappingtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"crs/audit"
 	"crs/auth"
@@ -19,6 +22,7 @@ import (
 	"crs/fhir/store"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
+	"crs/mapping"
 	"crs/profiles"
 )
 
@@ -187,4 +191,26 @@ func (e *Env) ResolvedTasks(t testing.TB) []map[string]any {
 		}
 	}
 	return out
+}
+
+// Importer is a source's Import with its options bound.
+type Importer func(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reader, rep *mapping.Report) error
+
+// ImportFile imports data, as the file name, through the engine as p for
+// the organisation with ODS code ods (as crs import does), and returns the
+// summary and the row report (CSV).
+func (e *Env) ImportFile(t testing.TB, p *auth.Principal, source, ods, name string, data []byte, imp Importer) (mapping.Summary, string, error) {
+	t.Helper()
+	door := &mapping.EngineDoor{Engine: e.Engine, Principal: p}
+	org, err := mapping.FindOrganization(context.Background(), door, ods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &mapping.Run{ID: "run-" + name, Source: source, File: name, Org: org, ODS: ods, Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
+		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
+	var out bytes.Buffer
+	rep := mapping.NewReport(&out)
+	err = imp(context.Background(), door, run, bytes.NewReader(data), rep)
+	_ = rep.Flush()
+	return rep.Summary, out.String(), err
 }

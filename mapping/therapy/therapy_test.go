@@ -1,18 +1,16 @@
 package therapy_test
 
 import (
-	"bytes"
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"crs/auth"
 	"crs/mapping"
 	"crs/mapping/mappingtest"
 	"crs/mapping/therapy"
-	"crs/profiles"
 )
 
 type env struct {
@@ -28,18 +26,9 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) importFile(t testing.TB, name string, data []byte, opt therapy.Options) (mapping.Summary, string, error) {
 	t.Helper()
-	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.provider}
-	org, err := mapping.FindOrganization(context.Background(), door, "T1A2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := &mapping.Run{ID: "run-" + name, Source: "therapy", File: name, Org: org, ODS: "T1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
-	var out bytes.Buffer
-	rep := mapping.NewReport(&out)
-	err = therapy.Import(context.Background(), door, run, bytes.NewReader(data), opt, rep)
-	_ = rep.Flush()
-	return rep.Summary, out.String(), err
+	return e.ImportFile(t, e.provider, "therapy", "T1A2", name, data, func(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reader, rep *mapping.Report) error {
+		return therapy.Import(ctx, door, run, r, opt, rep)
+	})
 }
 
 // TestSampleTherapy: the screening lands on the referral, the goal becomes a

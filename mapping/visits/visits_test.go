@@ -1,9 +1,9 @@
 package visits_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -13,7 +13,6 @@ import (
 	"crs/mapping"
 	"crs/mapping/mappingtest"
 	"crs/mapping/visits"
-	"crs/profiles"
 )
 
 type env struct {
@@ -29,18 +28,9 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) importFile(t testing.TB, name string, data []byte, opt visits.Options) (mapping.Summary, string, error) {
 	t.Helper()
-	door := &mapping.EngineDoor{Engine: e.Engine, Principal: e.provider}
-	org, err := mapping.FindOrganization(context.Background(), door, "VN1A2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := &mapping.Run{ID: "run-" + name, Source: "visits", File: name, Org: org, ODS: "VN1A2", Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC),
-		Base: profiles.DefaultCanonicalBase, Profiles: e.Profiles}
-	var out bytes.Buffer
-	rep := mapping.NewReport(&out)
-	err = visits.Import(context.Background(), door, run, bytes.NewReader(data), opt, rep)
-	_ = rep.Flush()
-	return rep.Summary, out.String(), err
+	return e.ImportFile(t, e.provider, "visits", "VN1A2", name, data, func(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reader, rep *mapping.Report) error {
+		return visits.Import(ctx, door, run, r, opt, rep)
+	})
 }
 
 // TestSampleVisits: delivered, completed and missed visits become Encounters
