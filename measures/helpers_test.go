@@ -8,7 +8,6 @@ import (
 
 	"crs/auth"
 	"crs/fhir/engine"
-	"crs/fhir/search"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
 	"crs/profiles"
@@ -35,14 +34,9 @@ func newEngine(tb testing.TB, policy bool) *engine.Engine {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	params, err := search.New()
+	params, err := prof.SearchRegistry()
 	if err != nil {
 		tb.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			tb.Fatal(err)
-		}
 	}
 	var access engine.Access
 	if policy {

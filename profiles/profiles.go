@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"crs/fhir"
+	"crs/fhir/search"
 )
 
 //go:embed resources/*.json
@@ -143,6 +144,21 @@ func (s *Set) SearchParameters() []fhir.Object {
 		}
 	}
 	return out
+}
+
+// SearchRegistry returns the search parameters a server of this set serves:
+// R4's and the pathway's own.
+func (s *Set) SearchRegistry() (*search.Registry, error) {
+	params, err := search.New()
+	if err != nil {
+		return nil, err
+	}
+	for _, sp := range s.SearchParameters() {
+		if err := params.Add(sp); err != nil {
+			return nil, fmt.Errorf("search parameter %v: %w", sp["url"], err)
+		}
+	}
+	return params, nil
 }
 
 func str(v any) string {

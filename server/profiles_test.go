@@ -13,7 +13,6 @@ import (
 
 	"crs/fhir"
 	"crs/fhir/engine"
-	"crs/fhir/search"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
 	"crs/profiles"
@@ -38,14 +37,9 @@ func newProfiledServer(t *testing.T, enforcement engine.Enforcement) *httptest.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	params, err := search.New()
+	params, err := prof.SearchRegistry()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
 	}
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Start()

@@ -21,7 +21,6 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
-	"crs/fhir/search"
 	"crs/fhir/store"
 	"crs/fhir/store/mongo"
 	"crs/fhir/store/mongo/mongotest"
@@ -74,14 +73,9 @@ func newEnvOn(t testing.TB, cfg subscriptions.Config, st store.Store, enf engine
 	if err != nil {
 		t.Fatal(err)
 	}
-	params, err := search.New()
+	params, err := prof.SearchRegistry()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
 	}
 	policy, err := auth.LoadPolicy("", params)
 	if err != nil {

@@ -656,14 +656,9 @@ func loadProfiles(base string) (*profiles.Set, *search.Registry, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load the pathway profiles: %w", err)
 	}
-	params, err := search.New()
+	params, err := prof.SearchRegistry()
 	if err != nil {
 		return nil, nil, err
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			return nil, nil, fmt.Errorf("search parameter %v: %w", sp["url"], err)
-		}
 	}
 	return prof, params, nil
 }

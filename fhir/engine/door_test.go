@@ -60,14 +60,9 @@ func pathwayParams(t *testing.T) *search.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	params, err := search.New()
+	params, err := prof.SearchRegistry()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return params
 }

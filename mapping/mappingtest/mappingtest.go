@@ -18,7 +18,6 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
-	"crs/fhir/search"
 	"crs/fhir/store"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
@@ -58,14 +57,9 @@ func NewWith(t testing.TB, fixtures string, opt sqlite.Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	params, err := search.New()
+	params, err := prof.SearchRegistry()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, sp := range prof.SearchParameters() {
-		if err := params.Add(sp); err != nil {
-			t.Fatal(err)
-		}
 	}
 	policy, err := auth.LoadPolicy("", params)
 	if err != nil {
