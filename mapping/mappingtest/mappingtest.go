@@ -44,11 +44,32 @@ func New(t testing.TB, fixtures string) *Env {
 // benchmark of durable writes).
 func NewWith(t testing.TB, fixtures string, opt sqlite.Options) *Env {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), opt)
+	return newEnv(t, fixtures, opt, false)
+}
+
+// NewServing is NewWith wired as crs serve runs: the AuditEvents of reads,
+// searches and refusals made durable in an audit journal (group-committed
+// fdatasync) and materialised behind, a write's in its own transaction.
+func NewServing(t testing.TB, fixtures string, opt sqlite.Options) *Env {
+	t.Helper()
+	return newEnv(t, fixtures, opt, true)
+}
+
+func newEnv(t testing.TB, fixtures string, opt sqlite.Options, journaled bool) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlite.Open(filepath.Join(dir, "crs.db"), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	var journal *audit.Journal
+	if journaled {
+		if journal, _, err = audit.OpenJournal(filepath.Join(dir, "crs.db.audit-journal"), 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { journal.Close() })
+	}
 	v, err := validate.New()
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +87,9 @@ func NewWith(t testing.TB, fixtures string, opt sqlite.Options) *Env {
 		t.Fatal(err)
 	}
 	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
-		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true})
+		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true, AuditJournal: journal})
+	// Registered after the store's and the journal's: runs before them.
+	t.Cleanup(func() { eng.Close() })
 	if err := eng.InstallConformance(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -30,12 +30,14 @@ func BenchmarkADTOverMLLP(b *testing.B) { benchMLLP(b, 1, sqlite.Options{NoSync:
 // BenchmarkADTOverMLLP8: the same over 8 connections at once.
 func BenchmarkADTOverMLLP8(b *testing.B) { benchMLLP(b, 8, sqlite.Options{NoSync: true}) }
 
-// BenchmarkADTOverMLLPDurable: one connection, each message's commit synced
-// (synchronous=FULL, as crs serve runs) before its ACK.
+// BenchmarkADTOverMLLPDurable: one connection, wired as crs serve runs: each
+// message's commit synced (synchronous=FULL) before its ACK, and its lookups'
+// AuditEvents durable in the audit journal (fdatasync) before they answer.
 func BenchmarkADTOverMLLPDurable(b *testing.B) { benchMLLP(b, 1, sqlite.Options{}) }
 
-// BenchmarkADTOverMLLP8Durable: 8 connections, synced commits (the SQLite
-// writer groups the commits of concurrent messages).
+// BenchmarkADTOverMLLP8Durable: 8 connections, as crs serve runs (the SQLite
+// writer groups the commits of concurrent messages, the journal their
+// lookups' fdatasyncs).
 func BenchmarkADTOverMLLP8Durable(b *testing.B) { benchMLLP(b, 8, sqlite.Options{}) }
 
 // a02 moves the person of a01 i to another ward.
@@ -61,7 +63,13 @@ func benchMLLP(b *testing.B, conns int, opt sqlite.Options) {
 // benchMLLPWith sends setup(i) for every i before the timer (when not nil),
 // then timed(i), over conns connections, each message waiting for its ACK.
 func benchMLLPWith(b *testing.B, conns int, opt sqlite.Options, setup, timed func(i int) string) {
-	env := mappingtest.NewWith(b, "../adt/testdata/fixtures.json", opt)
+	// Durable (synced commits) is crs serve's configuration, audit journal
+	// included; without fsync, the importers' test bench.
+	newEnv := mappingtest.NewWith
+	if !opt.NoSync {
+		newEnv = mappingtest.NewServing
+	}
+	env := newEnv(b, "../adt/testdata/fixtures.json", opt)
 	im := &adt.Importer{Engine: env.Engine, Config: adt.Config{Facilities: map[string]string{"RR801": "RR8"}, Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
