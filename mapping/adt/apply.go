@@ -29,6 +29,16 @@ type apply struct {
 	dups      <-chan dupCheck // the duplicate control id check, running
 	dupDone   bool
 	dupAnswer dupCheck
+
+	visits      <-chan visitLookup // the Encounter search by visit number, running (nil: not started)
+	visitDone   bool
+	visitAnswer visitLookup
+}
+
+// visitLookup is the answer of the Encounter search by visit number.
+type visitLookup struct {
+	found []mapping.Current
+	err   error
 }
 
 type identifier struct{ System, Value string }
@@ -45,6 +55,14 @@ func (a *apply) run(ctx context.Context) Result {
 	if herr != nil {
 		return Result{Code: hl7v2.AE, Err: herr}
 	}
+	withEncounter := a.event != "A28" && a.event != "A31" && (a.event != "A08" || a.m.Segment("PV1").Value(19, 1) != "")
+	if withEncounter {
+		// The Encounter's search needs only the visit number: it runs while the
+		// Patient is looked for (as the duplicate check does), and is waited
+		// for on every path, so no search outlives its message.
+		a.startVisitLookup(ctx)
+		defer a.visitLookup()
+	}
 	if err := a.findPatient(ctx, nhs, hosp); err != nil {
 		return Result{Code: hl7v2.AE, Err: err}
 	}
@@ -54,7 +72,7 @@ func (a *apply) run(ctx context.Context) Result {
 	}
 	states := []*mapping.State{a.patient}
 	var note string
-	if a.event != "A28" && a.event != "A31" && (a.event != "A08" || a.m.Segment("PV1").Value(19, 1) != "") {
+	if withEncounter {
 		if herr := a.encounter(ctx); herr != nil {
 			return Result{Code: hl7v2.AE, Err: herr}
 		}
@@ -338,7 +356,10 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		return fail("PV1", 19, hl7v2.CodeRequiredMissing, "no visit number: the acute Encounter is identified by it")
 	}
 	sys := a.im.system(visitNumberPath + a.ods)
-	found, err := a.door.Search(ctx, "Encounter", "identifier="+sys+"|"+visit)
+	found, err := a.visitLookup()
+	if a.visits == nil {
+		found, err = a.door.Search(ctx, "Encounter", "identifier="+sys+"|"+visit)
+	}
 	if err != nil {
 		return describe(err)
 	}
@@ -440,6 +461,34 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		delete(e, "period")
 	}
 	return nil
+}
+
+// startVisitLookup starts the search for the Encounter of PV1-19's visit
+// number, when the message has one (encounter reports its absence).
+func (a *apply) startVisitLookup(ctx context.Context) {
+	visit := a.m.Segment("PV1").Value(19, 1)
+	if visit == "" {
+		return
+	}
+	ch := make(chan visitLookup, 1)
+	a.visits = ch
+	query := "identifier=" + a.im.system(visitNumberPath+a.ods) + "|" + visit
+	go func() {
+		found, err := a.door.Search(ctx, "Encounter", query)
+		ch <- visitLookup{found: found, err: err}
+	}()
+}
+
+// visitLookup waits for the Encounter search started by startVisitLookup
+// (nothing when none was started); later calls give the same answer.
+func (a *apply) visitLookup() ([]mapping.Current, error) {
+	if a.visits == nil {
+		return nil, nil
+	}
+	if !a.visitDone {
+		a.visitAnswer, a.visitDone = <-a.visits, true
+	}
+	return a.visitAnswer.found, a.visitAnswer.err
 }
 
 func wardText(pv1 *hl7v2.Segment) string {
