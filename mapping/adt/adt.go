@@ -130,7 +130,7 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 	if !ok {
 		return m, reject(hl7v2.CodeUnknownKey, "MSH", 4, fmt.Sprintf("sending facility %q is not configured", facility))
 	}
-	door := &mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}
+	door := lookups{&mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}}
 	msgID := identifier{System: im.system(messagePath + ods), Value: m.ControlID()}
 	// The duplicate check runs while the message's lookups do: its answer is
 	// awaited before anything is written (and before an error is answered).
@@ -177,7 +177,7 @@ func (a *apply) prepare(ctx context.Context) Result {
 	a.org = org
 	referrals := &mapping.EngineDoor{Engine: a.im.Engine, Principal: Principal(a.ods)}
 	referrals.Principal.Roles = []string{"acute-trust"}
-	a.referrals = referrals
+	a.referrals = lookups{referrals}
 	return a.run(ctx)
 }
 
@@ -206,6 +206,19 @@ func (im *Importer) organization(ctx context.Context, door mapping.Door, ods str
 	im.orgs[ods] = c
 	im.mu.Unlock()
 	return c, nil
+}
+
+// lookups is a Door whose searches ask for no total (_total=none): a
+// message's lookups need their matches (a second page is still reported as
+// too many candidates), and counting them would cost as much as finding them.
+type lookups struct{ mapping.Door }
+
+// Search implements mapping.Door.
+func (d lookups) Search(ctx context.Context, rt, query string) ([]mapping.Current, error) {
+	if query != "" {
+		query += "&"
+	}
+	return d.Door.Search(ctx, rt, query+"_total=none")
 }
 
 // describe is an engine error as the reason and code of an ERR segment.
