@@ -820,6 +820,9 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 		after, last = from, found
 	} else {
 		res.Plan = plan.describe(q, 0, true)
+		if empty, err := pl.emptyDriver(q); err != nil || empty {
+			return res, err
+		}
 	}
 	if err := drivePage(ctx, db, q, &fb, kinds, after, last, res); err != nil {
 		return nil, err

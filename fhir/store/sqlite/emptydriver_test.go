@@ -1,0 +1,113 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"crs/fhir"
+	fsearch "crs/fhir/search"
+	"crs/fhir/store"
+)
+
+// countingQuerier counts the page queries (QueryContext) and the single-row
+// ones (samples, totals) a search runs.
+type countingQuerier struct {
+	querier
+	pages, rows int
+}
+
+func (c *countingQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	c.pages++
+	return c.querier.QueryContext(ctx, query, args...)
+}
+
+func (c *countingQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	c.rows++
+	return c.querier.QueryRowContext(ctx, query, args...)
+}
+
+// TestEmptyDriverSkipsPage: a search whose driving identifier matches no
+// index row answers empty without its page query; the same search for an
+// identifier that exists, a chained or lone parameter, and a driver that is
+// not the empty one still read their page, with the same matches as before.
+func TestEmptyDriverSkipsPage(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reg := fsearch.Default()
+	ctx := context.Background()
+	if err := s.Write(ctx, func(tx store.Tx) error {
+		for i, res := range []string{
+			`{"resourceType":"Organization","id":"o1","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"RR8"}]}`,
+			`{"resourceType":"Patient","id":"p1","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9449305552"}],"managingOrganization":{"reference":"Organization/o1"}}`,
+			`{"resourceType":"Patient","id":"p2","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"managingOrganization":{"reference":"Organization/o2"}}`,
+		} {
+			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+			if err != nil {
+				return err
+			}
+			index, err := reg.Extract(fhir.ResourceType(obj), obj)
+			if err != nil {
+				return err
+			}
+			v := store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}
+			if err := tx.Put(ctx, v, index); err != nil {
+				return fmt.Errorf("put %d: %w", i, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nhs := "identifier=https://fhir.nhs.uk/Id/nhs-number|"
+	for _, c := range []struct {
+		query string
+		want  string // ids found
+		pages int    // page queries run
+	}{
+		{nhs + "9999999999&organization=Organization/o1", "", 0},
+		{nhs + "9449305552&organization=Organization/o1", "p1", 1},
+		{nhs + "9000000009&organization=Organization/o1", "", 1}, // the driver has a row; the other condition refuses it
+		{nhs + "9999999999", "", 1},                              // a lone parameter is not sampled
+		{"organization:Organization.identifier=https://fhir.nhs.uk/Id/ods-organization-code|XXX&" + nhs + "9449305552", "", 1}, // the identifier drives (the chain is ranked by proxy)
+		{"organization=Organization/o3&" + nhs + "9449305552", "", 0},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery("Patient", raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Total = fhir.TotalNone
+		cq := &countingQuerier{querier: s.read}
+		res, err := search(ctx, cq, s.keys.rewrite(q), s.walkFrom)
+		if err != nil {
+			t.Fatalf("%s: %v", c.query, err)
+		}
+		var ids []string
+		for _, m := range res.Matches {
+			ids = append(ids, m.ID)
+		}
+		if got := strings.Join(ids, ","); got != c.want || cq.pages != c.pages {
+			t.Errorf("%s: found %q with %d page queries, want %q with %d", c.query, got, cq.pages, c.want, c.pages)
+		}
+		// The store's own search (with its total) agrees.
+		full, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(full.Matches) != len(ids) {
+			t.Errorf("%s: Store.Search found %d, search %d", c.query, len(full.Matches), len(ids))
+		}
+	}
+}
