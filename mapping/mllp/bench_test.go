@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -231,4 +233,27 @@ func benchRaw(b *testing.B, workers int, opt sqlite.Options) {
 	}
 	wg.Wait()
 	reportRates(b, cpu)
+}
+
+// BenchmarkSyncedWrite is the disk's floor under a durable ACK over one
+// connection: one writer appending 4 KiB and waiting for fdatasync, as each
+// message's commit must before its ACK (SQLite's WAL commit syncs once; the
+// audit journal's syncs are shared by concurrent lookups).
+func BenchmarkSyncedWrite(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "synced"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, 4096)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.WriteAt(page, int64(i%256)*4096); err != nil {
+			b.Fatal(err)
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "syncs/s")
 }
