@@ -160,6 +160,9 @@ func (pl *planner) rank(typ string, p fhir.Param, limit int) (int, error) {
 	case p.Has != nil:
 		return pl.smallest(p.Has.Query.Type, p.Has.Query.Params, limit)
 	}
+	if n, ok := idRank(p, limit); ok {
+		return n, nil
+	}
 	return pl.count(typ, p, limit)
 }
 

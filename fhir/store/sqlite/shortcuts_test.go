@@ -35,6 +35,7 @@ func (c *countingQuerier) QueryRowContext(ctx context.Context, query string, arg
 // index row answers empty without its page query; the same search for an
 // identifier that exists, a chained or lone parameter, and a driver that is
 // not the empty one still read their page, with the same matches as before.
+// An _id parameter is ranked without a sample.
 func TestEmptyDriverSkipsPage(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
 	if err != nil {
@@ -71,13 +72,20 @@ func TestEmptyDriverSkipsPage(t *testing.T) {
 		query string
 		want  string // ids found
 		pages int    // page queries run
+		rows  int    // single-row queries run (the samples), -1: not checked
 	}{
-		{nhs + "9999999999&organization=Organization/o1", "", 0},
-		{nhs + "9449305552&organization=Organization/o1", "p1", 1},
-		{nhs + "9000000009&organization=Organization/o1", "", 1}, // the driver has a row; the other condition refuses it
-		{nhs + "9999999999", "", 1},                              // a lone parameter is not sampled
-		{"organization:Organization.identifier=https://fhir.nhs.uk/Id/ods-organization-code|XXX&" + nhs + "9449305552", "", 1}, // the identifier drives (the chain is ranked by proxy)
-		{"organization=Organization/o3&" + nhs + "9449305552", "", 0},
+		{nhs + "9999999999&organization=Organization/o1", "", 0, 1},
+		{nhs + "9449305552&organization=Organization/o1", "p1", 1, 1},
+		{nhs + "9000000009&organization=Organization/o1", "", 1, 1},                                                                // the driver has a row; the other condition refuses it
+		{nhs + "9999999999", "", 1, 0},                                                                                             // a lone parameter is not sampled
+		{"organization:Organization.identifier=https://fhir.nhs.uk/Id/ods-organization-code|XXX&" + nhs + "9449305552", "", 1, -1}, // the identifier drives (the chain is ranked by proxy)
+		{"organization=Organization/o3&" + nhs + "9449305552", "", 0, 1},
+		// _id drives unsampled (it names at most one resource per id), and
+		// is read, whether or not the id exists.
+		{"_id=p1&organization=Organization/o1", "p1", 1, 0},
+		{"_id=p2&organization=Organization/o1", "", 1, 0},
+		{"_id=nope&organization=Organization/o1", "", 1, 0},
+		{"organization=Organization/o1&_id=p1,p2", "p1", 1, 1}, // the reference is sampled first (1 row): it drives
 	} {
 		var raw []fhir.RawParam
 		for _, part := range strings.Split(c.query, "&") {
@@ -98,8 +106,8 @@ func TestEmptyDriverSkipsPage(t *testing.T) {
 		for _, m := range res.Matches {
 			ids = append(ids, m.ID)
 		}
-		if got := strings.Join(ids, ","); got != c.want || cq.pages != c.pages {
-			t.Errorf("%s: found %q with %d page queries, want %q with %d", c.query, got, cq.pages, c.want, c.pages)
+		if got := strings.Join(ids, ","); got != c.want || cq.pages != c.pages || (c.rows >= 0 && cq.rows != c.rows) {
+			t.Errorf("%s: found %q with %d page and %d single-row queries, want %q with %d and %d", c.query, got, cq.pages, cq.rows, c.want, c.pages, c.rows)
 		}
 		// The store's own search (with its total) agrees.
 		full, err := s.Search(ctx, q)

@@ -23,3 +23,15 @@ func (pl *planner) emptyDriver(q *fhir.Query) (bool, error) {
 	n, sampled := pl.memo[rankKey{&q.Params[d], sampleLimit}]
 	return sampled && n == 0, nil
 }
+
+// idRank is the rank of an _id parameter without sampling it: an id names at
+// most one resource of the type (one index row), so the count is at most the
+// number of ids. The access policy's "as written" and read checks ask
+// _id=… with the caller's conditions on every bounded create and read; the
+// sample cost them a query each that could only say what is known.
+func idRank(p fhir.Param, limit int) (int, bool) {
+	if p.Def == nil || p.Def.Code != "_id" || p.Modifier != "" || p.Missing != nil || len(p.Chain) > 0 || p.Has != nil {
+		return 0, false
+	}
+	return min(len(p.Values), limit), true
+}
