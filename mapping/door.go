@@ -58,7 +58,8 @@ type EngineDoor struct {
 	Principal *auth.Principal // nil: no principal (development mode, no policy)
 }
 
-func (d *EngineDoor) ctx(ctx context.Context) context.Context {
+// Context is ctx with the door's principal (when it has one).
+func (d *EngineDoor) Context(ctx context.Context) context.Context {
 	if d.Principal == nil {
 		return ctx
 	}
@@ -71,7 +72,7 @@ func (d *EngineDoor) Search(ctx context.Context, rt, query string) ([]Current, e
 	if err != nil {
 		return nil, err
 	}
-	b, err := d.Engine.Search(d.ctx(ctx), rt, params, engine.SearchOptions{})
+	b, err := d.Engine.Search(d.Context(ctx), rt, params, engine.SearchOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -112,11 +113,9 @@ func currentOf(body []byte) (Current, error) {
 
 // Transaction implements Door.
 func (d *EngineDoor) Transaction(ctx context.Context, entries []Entry) ([]EntryResult, error) {
-	body, err := TransactionBundle(entries)
-	if err != nil {
-		return nil, err
-	}
-	b, err := d.Engine.Bundle(d.ctx(ctx), body, engine.SearchOptions{Minimal: true})
+	// The tree as it is: the engine copies and checks it, with no JSON
+	// encoded and parsed back on the way.
+	b, err := d.Engine.BundleTree(d.Context(ctx), transactionTree(entries), engine.SearchOptions{Minimal: true})
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +130,12 @@ func (d *EngineDoor) Transaction(ctx context.Context, entries []Entry) ([]EntryR
 
 // TransactionBundle encodes entries as a FHIR transaction Bundle.
 func TransactionBundle(entries []Entry) ([]byte, error) {
+	return json.Marshal(transactionTree(entries))
+}
+
+// transactionTree is entries as a FHIR transaction Bundle tree; the resources
+// are shared, not copied.
+func transactionTree(entries []Entry) fhir.Object {
 	list := make([]any, 0, len(entries))
 	for _, e := range entries {
 		req := map[string]any{"method": e.Method, "url": e.URL}
@@ -146,5 +151,5 @@ func TransactionBundle(entries []Entry) ([]byte, error) {
 		}
 		list = append(list, m)
 	}
-	return json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": list})
+	return fhir.Object{"resourceType": "Bundle", "type": "transaction", "entry": list}
 }

@@ -67,8 +67,12 @@ echo "== imports: CLD and visit rows through the engine (strict profiles, policy
 go test -run '^$' -bench 'BenchmarkCLDImport$|BenchmarkRawStoreWrite$' -benchtime 3x -count "$COUNT" ./mapping/cld/ | tee /tmp/crs-bench-cld.txt
 cldrows=$(median BenchmarkCLDImport rows/s </tmp/crs-bench-cld.txt)
 rawrows=$(median BenchmarkRawStoreWrite rows/s </tmp/crs-bench-cld.txt)
-go test -run '^$' -bench 'BenchmarkVisitsImport$' -benchtime 3x -count "$COUNT" ./mapping/visits/ | tee /tmp/crs-bench-visits.txt
+cldcpu=$(median BenchmarkCLDImport cpu-µs/row </tmp/crs-bench-cld.txt)
+rawcpu=$(median BenchmarkRawStoreWrite cpu-µs/row </tmp/crs-bench-cld.txt)
+go test -run '^$' -bench 'BenchmarkVisitsImport$|BenchmarkRawVisitWrite$' -benchtime 3x -count "$COUNT" ./mapping/visits/ | tee /tmp/crs-bench-visits.txt
 visitrows=$(median BenchmarkVisitsImport rows/s </tmp/crs-bench-visits.txt)
+visitcpu=$(median BenchmarkVisitsImport cpu-µs/row </tmp/crs-bench-visits.txt)
+rawvisitcpu=$(median BenchmarkRawVisitWrite cpu-µs/row </tmp/crs-bench-visits.txt)
 go test -run '^$' -bench 'BenchmarkCLDImportHTTP$' -benchtime 3x -count "$COUNT" ./cmd/crs/ | tee /tmp/crs-bench-cldhttp.txt
 httprows=$(median BenchmarkCLDImportHTTP rows/s </tmp/crs-bench-cldhttp.txt)
 echo "== a ${CLD_ROWS:-1000000}-row CLD file streamed through the whole mapping (dry run): peak RSS"
@@ -119,7 +123,8 @@ join <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tm
      <(awk '/p95-ms/ {for(i=1;i<NF;i++) if($(i+1)=="p95-ms") print $1, $i}' "/tmp/crs-bench-region-$large.txt" | sed 's/-[0-9]* / /' | sort) |
   awk '{printf "%-70s %8.2f ms %8.2f ms  %5.2fx\n", $1, $2, $3, $3/$2}'
 printf 'CLD import, in-process:         %8s rows/s  [>= 5000]  (%.2fx a raw store write of the same resources, %s rows/s)\n' "$cldrows" "$(echo "$cldrows $rawrows" | awk '{print $1/$2}')" "$rawrows"
-printf 'visit import, in-process:       %8s rows/s  [>= 10000]\n' "$visitrows"
+printf '  CPU per row: CLD %s µs, its raw write %s µs\n' "$cldcpu" "$rawcpu"
+printf 'visit import, in-process:       %8s rows/s  [>= 10000]  (CPU per row %s µs; a raw write of the same resources %s µs)\n' "$visitrows" "$visitcpu" "$rawvisitcpu"
 printf 'CLD import over HTTP:           %8s rows/s  [>= 2000]\n' "$httprows"
 printf 'CLD %s rows streamed, peak RSS: %8s MB  [<= 200]\n' "${CLD_ROWS:-1000000}" "$rss"
 

@@ -13,6 +13,7 @@ import (
 
 	"crs/mapping"
 	"crs/mapping/cld"
+	"crs/mapping/mappingtest"
 	"crs/profiles"
 )
 
@@ -55,7 +56,7 @@ func BenchmarkCLDImportHTTP(b *testing.B) {
 		files[i] = s.String()
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), mappingtest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		run := &mapping.Run{ID: "bench", Source: "cld", File: "bench.csv", Org: org, ODS: "WCC01", Time: time.Now(), Base: prof.CanonicalBase(), Profiles: prof}
 		rep := mapping.NewReport(nil)
@@ -63,7 +64,7 @@ func BenchmarkCLDImportHTTP(b *testing.B) {
 			b.Fatal(err, rep.Summary)
 		}
 	}
-	b.ReportMetric(float64(b.N*rows)/time.Since(start).Seconds(), "rows/s")
+	mappingtest.ReportRate(b, b.N*rows, start, cpu0) // importer and server: one process
 }
 
 // benchNHS makes a valid test NHS number (999 prefix, Modulus 11).

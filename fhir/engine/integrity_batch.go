@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 
 	"crs/fhir"
 	"crs/fhir/store"
@@ -32,19 +33,16 @@ func (e *Engine) nhsNumbersClear(ctx context.Context, tx store.Reader, patients 
 	var values []fhir.Value
 	seen := map[string]bool{}
 	for i, v := range patients {
-		obj, err := fhir.Parse(v.Body, fhir.Limits{})
-		if err != nil {
-			return nil, fhir.InternalError("nhs number", err)
+		holds, all, ok := patientIdentity(v.Body) // integrity_identity.go
+		if !ok {
+			return nil, fhir.InternalError("nhs number", errNotObject)
 		}
-		if !holdsIdentity(obj) {
+		if !holds {
 			clear[i] = true // holds no number: checkNHSNumber would pass it
 			continue
 		}
-		ids, _ := obj["identifier"].([]any)
-		for _, x := range ids {
-			ident, _ := x.(map[string]any)
-			number, _ := ident["value"].(string)
-			if ident["system"] != nhsNumberSystem || number == "" {
+		for _, number := range all {
+			if number == "" {
 				continue
 			}
 			numbers[i] = append(numbers[i], number)
@@ -74,14 +72,8 @@ func (e *Engine) nhsNumbersClear(ctx context.Context, tx store.Reader, patients 
 			var found []string
 			if i, ok := written[m.ID]; ok && patients[i].VersionID == m.VersionID {
 				found = numbers[i] // written by this transaction: read above
-			} else if obj, err := fhir.Parse(m.Body, fhir.Limits{}); err == nil {
-				ids, _ := obj["identifier"].([]any)
-				for _, x := range ids {
-					ident, _ := x.(map[string]any)
-					if number, _ := ident["value"].(string); ident["system"] == nhsNumberSystem {
-						found = append(found, number)
-					}
-				}
+			} else if _, all, ok := patientIdentity(m.Body); ok {
+				found = all
 			}
 			for _, number := range found {
 				if !seen[number] {
@@ -109,3 +101,5 @@ func (e *Engine) nhsNumbersClear(ctx context.Context, tx store.Reader, patients 
 	}
 	return clear, nil
 }
+
+var errNotObject = errors.New("a stored Patient is not a JSON object")

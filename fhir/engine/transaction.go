@@ -127,6 +127,12 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (b 
 	if err != nil {
 		return nil, fhir.WithOp("bundle", err)
 	}
+	return e.bundle(ctx, ia, obj, fhir.KeyOrder(body), opt)
+}
+
+// bundle processes a parsed transaction or batch Bundle (order: the key order
+// it was sent in, nil for definition order) for Bundle and BundleTree.
+func (e *Engine) bundle(ctx context.Context, ia *interaction, obj fhir.Object, bodyOrder *fhir.Order, opt SearchOptions) (*Bundle, error) {
 	if fhir.ResourceType(obj) != "Bundle" {
 		return nil, fhir.Errorf(fhir.Invalid, "resourceType", "POST to the base URL takes a transaction or batch Bundle, not %q", fhir.ResourceType(obj))
 	}
@@ -143,7 +149,7 @@ func (e *Engine) Bundle(ctx context.Context, body []byte, opt SearchOptions) (b 
 	}
 	entries := make([]*bundleEntry, 0, len(raw))
 	seen := map[string]int{}
-	order := fhir.KeyOrder(body).Member("entry")
+	order := bodyOrder.Member("entry")
 	for i, r := range raw {
 		be, err := e.parseEntry(i, r, typ == "transaction")
 		be.checked.order = order.Item(i).Member("resource")

@@ -225,11 +225,7 @@ type person struct {
 }
 
 // clone deep-copies a tree, so that a row that fails leaves nothing behind.
-func clone(obj fhir.Object) fhir.Object {
-	b, _ := fhir.Marshal(obj)
-	out, _ := fhir.Parse(b, fhir.Limits{})
-	return out
-}
+func clone(obj fhir.Object) fhir.Object { return mapping.Clone(obj) }
 
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))

@@ -140,12 +140,12 @@ func BenchmarkVisitsImport(b *testing.B) {
 		files[i] = []byte(s.String())
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), mappingtest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		sum, report, err := e.importFile(b, "bench.csv", files[i], visits.Options{})
 		if err != nil || sum.Created != rows {
 			b.Fatal(err, sum, report)
 		}
 	}
-	b.ReportMetric(float64(b.N*rows)/time.Since(start).Seconds(), "rows/s")
+	mappingtest.ReportRate(b, b.N*rows, start, cpu0)
 }
