@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,4 +166,96 @@ func BenchmarkNotificationLatency(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*95/100].Milliseconds()), "p95-ms")
+}
+
+// BenchmarkNotificationAtRate: the delivery target. Writers update
+// CarePlans (strict profiles, access policy, audit, SQLite without fsync)
+// at CRS_BENCH_RATE writes/s in all (default 1,000) for CRS_BENCH_SECONDS
+// (default 10) while one healthy rest-hook receiver on 127.0.0.1 is
+// subscribed to careplan-changed: every write is an event of it. It reports
+// the write rate achieved and the time from each write's lastUpdated to the
+// arrival of its notification, p50, p95 and p99. Run it with -benchtime 1x:
+// each iteration is one run of that length.
+func BenchmarkNotificationAtRate(b *testing.B) {
+	rate, seconds, writers := 1000, 10, 16
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SECONDS")); err == nil && v > 0 {
+		seconds = v
+	}
+	e := newEnv(b, subscriptions.Config{AllowLoopback: true})
+	ctx := e.as(e.admin)
+	for w := 0; w < writers; w++ {
+		id := fmt.Sprintf("cp-w%d", w)
+		if _, err := e.eng.Update(ctx, "CarePlan", id, carePlan(id, "alice", "alice-ref", "first draft"), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rcv := newOKReceiver(b)
+	// a DSCR of care provider VN1A2 (Alice's): its access policy is part of
+	// every match
+	id := e.subscribe(b, e.provider, subscriptionJSON("VN1A2", "careplan-changed", rcv.URL, "", nil))
+	waitFor(b, "active", func() bool { s, _ := e.status(b, e.provider, id); return s == "active" })
+	waitWithin(b, time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	var written atomic.Int64
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		d := time.Duration(seconds) * time.Second
+		start := time.Now()
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				id := fmt.Sprintf("cp-w%d", w)
+				for {
+					k := next.Add(1)
+					due := start.Add(time.Duration(k) * time.Second / time.Duration(rate))
+					if due.Sub(start) >= d {
+						return
+					}
+					time.Sleep(time.Until(due)) // behind schedule: at once
+					if _, err := e.eng.Update(ctx, "CarePlan", id, carePlan(id, "alice", "alice-ref", fmt.Sprintf("change %d", k)), 0); err != nil {
+						b.Error(err)
+						return
+					}
+					written.Add(1)
+				}
+			}(w)
+		}
+		wg.Wait()
+		elapsed += time.Since(start)
+	}
+	n := int(written.Load())
+	waitWithin(b, 5*time.Minute, "every event", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return len(rcv.latencies) >= n
+	})
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	rcv.mu.Lock()
+	lat := append([]time.Duration(nil), rcv.latencies...)
+	rcv.mu.Unlock()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*95/100]), "p95-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/write")
+	b.ReportMetric(0, "ns/op")
+}
+
+// cpuTime is the CPU time (user and system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -14,6 +14,7 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
+	"crs/fhir/store"
 )
 
 // Notification types (SubscriptionStatus.type).
@@ -184,18 +185,20 @@ func (m *Manager) step(ctx, octx context.Context, s *sub, sp *spec, st *state) (
 
 // count returns how many events subscription id has had.
 func (m *Manager) count(ctx context.Context, id string) int {
-	v, err := m.eng.OutboxRead(ctx, eventType, id, 0)
+	n, err := m.lastEvent(ctx, func(ctx context.Context, typ, id string) (store.Version, error) {
+		return m.eng.OutboxRead(ctx, typ, id, 0)
+	}, id, false)
 	if err != nil {
 		return 0
 	}
-	return v.VersionID
+	return n
 }
 
 // events reads events from..to of subscription id.
 func (m *Manager) events(ctx context.Context, id string, from, to int) ([]numbered, error) {
 	out := make([]numbered, 0, to-from+1)
 	for n := from; n <= to; n++ {
-		v, err := m.eng.OutboxRead(ctx, eventType, id, n)
+		v, err := m.readEvent(ctx, id, n)
 		if err != nil {
 			return nil, err
 		}

@@ -40,7 +40,7 @@ type Engine interface {
 
 // The outbox's own records.
 const (
-	eventType = engine.OutboxPrefix + "SubscriptionEvent" // id: the subscription; version n: event n
+	eventType = engine.OutboxPrefix + "SubscriptionEvent" // legacy layout: id the subscription, version n event n (events.go)
 	stateType = engine.OutboxPrefix + "SubscriptionState" // id: the subscription; owner and delivery progress
 )
 
@@ -74,6 +74,7 @@ type Manager struct {
 	mu      sync.RWMutex
 	subs    map[string]*sub      // by id: requested, active and error subscriptions
 	byType  map[string]*typeSubs // by trigger resource type
+	counts  counts               // event number hints (events.go)
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup

@@ -14,8 +14,8 @@ import (
 
 var _ engine.Outbox = (*Manager)(nil)
 
-// event is one recorded event of a subscription: version n of
-// CrsSubscriptionEvent/{subscription} is event number n.
+// event is one recorded event of a subscription: event n is the record
+// CrsSubscriptionEventN/{subscription}.{n} (events.go).
 type event struct {
 	Topic       string    `json:"topic"`
 	Focus       string    `json:"focus"`       // Type/id
@@ -35,7 +35,7 @@ type before struct {
 // subscriptions to wake once it is durable.
 type batch struct {
 	changes []change
-	wake    map[string]bool
+	wake    map[string]int // subscription id → its last event number recorded
 }
 
 type change struct {
@@ -171,13 +171,14 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 			if !ok {
 				continue
 			}
-			if err := m.addEvent(ctx, tx, s.spec, w.Version, b.existed); err != nil {
+			n, err := m.addEvent(ctx, tx, s.spec, w.Version, b.existed)
+			if err != nil {
 				return nil, err
 			}
 			if out.wake == nil {
-				out.wake = map[string]bool{}
+				out.wake = map[string]int{}
 			}
-			out.wake[s.spec.ID] = true
+			out.wake[s.spec.ID] = n
 		}
 	}
 	if len(out.changes) == 0 && len(out.wake) == 0 {
@@ -222,25 +223,27 @@ func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v st
 	return current && prev, nil
 }
 
-// addEvent records the next event of subscription sp.
-func (m *Manager) addEvent(ctx context.Context, tx engine.OutboxTx, sp *spec, v store.Version, existed bool) error {
-	next := 1
-	cur, err := tx.Read(ctx, eventType, sp.ID)
-	switch {
-	case err == nil:
-		next = cur.VersionID + 1
-	case fhir.KindOf(err) != fhir.NotFound:
-		return err
+// addEvent records the next event of subscription sp and returns its
+// number.
+func (m *Manager) addEvent(ctx context.Context, tx engine.OutboxTx, sp *spec, v store.Version, existed bool) (int, error) {
+	last, err := m.lastEvent(ctx, tx.Read, sp.ID, true)
+	if err != nil {
+		return 0, err
 	}
+	next := last + 1
 	ev := event{Topic: sp.Topic.URL, Focus: v.Type + "/" + v.ID, Version: v.VersionID, Interaction: "create", Time: v.LastUpdated}
 	if existed {
 		ev.Interaction = "update"
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return fhir.InternalError("subscription event", err)
+		return 0, fhir.InternalError("subscription event", err)
 	}
-	return tx.Put(ctx, store.Version{Type: eventType, ID: sp.ID, VersionID: next, LastUpdated: v.LastUpdated, Method: "PUT", Body: body})
+	if err := tx.Put(ctx, store.Version{Type: eventNType, ID: eventID(sp.ID, next), VersionID: 1, LastUpdated: v.LastUpdated, Method: "POST", Body: body}); err != nil {
+		return 0, err
+	}
+	m.counts.update(sp.ID, func(k *count) { k.pending = max(k.pending, next) })
+	return next, nil
 }
 
 // recordSubscription checks a Subscription as written and notes its owner
@@ -332,7 +335,8 @@ func (m *Manager) Committed(recorded any) {
 		}
 		m.put(c.spec, c.owner)
 	}
-	for id := range b.wake {
+	for id, n := range b.wake {
+		m.counts.update(id, func(k *count) { k.committed = max(k.committed, n) })
 		if s, ok := m.subs[id]; ok {
 			s.poke()
 		}
