@@ -1,6 +1,7 @@
 package subscriptions_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/subscriptions"
@@ -76,46 +78,79 @@ func newOKReceiver(b *testing.B) *okReceiver {
 
 // BenchmarkWriteWithSubscriptions: the cost of a CarePlan update (strict
 // profiles, access policy, audit, SQLite without fsync) with no
-// subscription, and with 10,000 (CRS_BENCH_SUBSCRIPTIONS) active careplan-changed subscriptions each
-// filtered on another person (a DSCR per person) that the write does not
-// concern: the outbox finds the candidates by the written resource's
-// references, so their number does not matter. Report the ratio of the two.
+// subscription, and with 10,000 (CRS_BENCH_SUBSCRIPTIONS) active
+// careplan-changed subscriptions that the write does not concern:
+//   - per-person: each filtered on another person (a DSCR per person): the
+//     outbox finds the candidates by the written resource's references, so
+//     their number does not matter;
+//   - one-provider: no filter, all of another care provider (VN2B3, whose
+//     policy does not reach Alice), made by 100 clients: the outbox judges
+//     the write once for all the subscriptions with the same topic, filter
+//     and owner organisation and roles (judgeKey).
+//
+// Report the ratios to subscriptions=0 (cpu-µs/write is the less
+// load-sensitive figure).
 func BenchmarkWriteWithSubscriptions(b *testing.B) {
 	many := 10000
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SUBSCRIPTIONS")); err == nil && v > 0 {
 		many = v
 	}
-	for _, n := range []int{0, many} {
-		b.Run(fmt.Sprintf("subscriptions=%d", n), func(b *testing.B) {
+	cases := []struct {
+		name string
+		n    int
+		sub  func(k int) (*auth.Principal, []byte)
+	}{
+		{"subscriptions=0", 0, nil},
+		{fmt.Sprintf("per-person=%d", many), many, func(k int) (*auth.Principal, []byte) {
+			return nil, subscriptionJSON("", "careplan-changed", "", "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
+		}},
+		{fmt.Sprintf("one-provider=%d", many), many, func(k int) (*auth.Principal, []byte) {
+			p := principal("care-provider", "VN2B3")
+			p.ClientID = fmt.Sprintf("dscr-%d", k%100)
+			return p, subscriptionJSON("VN2B3", "careplan-changed", "", "", nil)
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
 			e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
 			e.seedPlan(b)
 			rcv := newOKReceiver(b)
 			ctx := e.as(e.admin)
-			for i := 0; i < n; i += 500 { // 500 per transaction
+			for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
 				var entries []string
-				for k := i; k < min(n, i+500); k++ {
-					body := subscriptionJSON("", "careplan-changed", rcv.URL, "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
+				var owner *auth.Principal
+				for k := i; k < min(c.n, i+100); k++ {
+					p, body := c.sub(k)
+					owner = p
+					body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
 					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"Subscription"}}`)
 				}
 				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
-				if _, err := e.eng.Bundle(ctx, []byte(tx), engine.SearchOptions{}); err != nil {
+				octx := ctx
+				if owner != nil {
+					octx = e.as(owner)
+				}
+				if _, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			waitWithin(b, 20*time.Minute, "every subscription active", func() bool {
 				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: "active"}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
-				return err == nil && bundle.Total != nil && *bundle.Total == n
+				return err == nil && bundle.Total != nil && *bundle.Total == c.n
 			})
 			// the setup's AuditEvents (handshakes, status changes) are written first
 			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
 			time.Sleep(time.Second)
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/write")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
 }

@@ -105,3 +105,35 @@ func TestEventNumbersUnderConcurrentWrites(t *testing.T) {
 		t.Fatalf("$status counts %d events, want %d", total, writers*each)
 	}
 }
+
+// TestSharedJudgement: subscriptions with the same topic, filter and owner
+// organisation and roles are judged once per write, and each still hears
+// of it (two DSCR clients of VN1A2, one of them filtered on another
+// person); another provider's subscriptions hear nothing of Alice.
+func TestSharedJudgement(t *testing.T) {
+	e := newEnv(t, subscriptions.Config{AllowLoopback: true})
+	e.seedPlan(t)
+	a1, a2, af, b1 := newReceiver(t), newReceiver(t), newReceiver(t), newReceiver(t)
+	p2 := principal("care-provider", "VN1A2")
+	p2.ClientID = "another-dscr"
+	ids := []string{
+		e.subscribe(t, e.provider, subscriptionJSON("VN1A2", "careplan-changed", a1.URL, "", nil)),
+		e.subscribe(t, p2, subscriptionJSON("VN1A2", "careplan-changed", a2.URL, "", nil)),
+		e.subscribe(t, p2, subscriptionJSON("VN1A2", "careplan-changed", af.URL, "", nil, "CarePlan?subject=Patient/bob")),
+		e.subscribe(t, e.other, subscriptionJSON("VN2B3", "careplan-changed", b1.URL, "", nil)),
+	}
+	for _, id := range ids {
+		waitFor(t, "status active", func() bool { s, _ := e.status(t, e.admin, id); return s == "active" })
+	}
+	if _, err := e.eng.Update(e.as(e.admin), "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", "shared"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both VN1A2 clients hear", func() bool { return len(a1.events(t)) == 1 && len(a2.events(t)) == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(af.events(t)); n != 0 {
+		t.Fatalf("a subscription filtered on Bob heard %d events of Alice's plan", n)
+	}
+	if n := len(b1.events(t)); n != 0 {
+		t.Fatalf("VN2B3 heard %d events of Alice's plan", n)
+	}
+}

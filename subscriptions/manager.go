@@ -10,8 +10,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +87,7 @@ type Manager struct {
 type sub struct {
 	spec  *spec
 	owner *auth.Principal
+	judge string // judgeKey: subscriptions with the same one match the same writes
 	wake  chan struct{}
 	stop  chan struct{}
 }
@@ -263,12 +266,12 @@ func (m *Manager) put(s *spec, owner *auth.Principal) {
 		return
 	}
 	if old, ok := m.subs[s.ID]; ok && old.spec.Topic == s.Topic && refKey(old.spec) == refKey(s) {
-		old.spec = s
+		old.spec, old.judge = s, judgeKey(s, old.owner)
 		old.poke()
 		return
 	}
 	m.drop(s.ID)
-	ns := &sub{spec: s, owner: owner, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	ns := &sub{spec: s, owner: owner, judge: judgeKey(s, owner), wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	m.subs[s.ID] = ns
 	ts := m.byType[s.Topic.Resource]
 	if ts == nil {
@@ -305,6 +308,32 @@ func (m *Manager) drop(id string) {
 	} else {
 		delete(ts.open, id)
 	}
+}
+
+// judgeKey says what decides whether a write is an event of a
+// subscription, other than its status and end: the topic, the filter
+// criteria and what the owner's access policy depends on (organisation,
+// roles, local authority, launch patient, scopes; not who the client is).
+// The outbox judges a write once for all the subscriptions that share one.
+func judgeKey(s *spec, owner *auth.Principal) string {
+	var b strings.Builder
+	b.WriteString(s.Topic.URL)
+	for _, p := range s.Filter {
+		b.WriteString("\x00" + p.Name + "=" + p.Value)
+	}
+	b.WriteString("\x01")
+	if owner == nil {
+		return b.String()
+	}
+	roles := append([]string(nil), owner.Roles...)
+	sort.Strings(roles)
+	scopes := make([]string, len(owner.Scopes))
+	for i, sc := range owner.Scopes {
+		scopes[i] = sc.Context + "/" + sc.Type + "." + sc.Permissions
+	}
+	sort.Strings(scopes)
+	fmt.Fprintf(&b, "%q %q %q %q %v %q", owner.Org, roles, owner.LocalAuthority, owner.Patient, owner.Anonymous, scopes)
+	return b.String()
 }
 
 // poke wakes the subscription's delivery goroutine.

@@ -28,7 +28,7 @@ type event struct {
 type before struct {
 	existed bool            // a live version existed
 	status  string          // a Subscription's status before
-	prev    map[string]bool // subscription id → the previous-state test passed
+	prev    map[string]bool // judgeKey → the previous-state test passed
 }
 
 // batch is what a transaction recorded: subscription changes to apply and
@@ -85,6 +85,9 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 		if t.Previous == "" {
 			continue
 		}
+		if _, done := b.prev[s.judge]; done {
+			continue
+		}
 		ok, err := tx.Matches(auth.WithPrincipal(ctx, s.owner), v.Type, v.ID, criteria(t.Previous, s.owner))
 		if err != nil {
 			return nil, err
@@ -92,24 +95,25 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 		if b.prev == nil {
 			b.prev = map[string]bool{}
 		}
-		b.prev[s.spec.ID] = ok
+		b.prev[s.judge] = ok
 	}
 	return b, nil
 }
 
 // candidates returns the subscriptions a write of rt with these search
 // values may concern: those whose reference filter one of the values meets,
-// and those without one.
-func (m *Manager) candidates(rt string, index []fhir.IndexValue) []*sub {
+// and those without one; copies taken under the lock (put may change a
+// served subscription's spec meanwhile).
+func (m *Manager) candidates(rt string, index []fhir.IndexValue) []sub {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	ts := m.byType[rt]
 	if ts == nil {
 		return nil
 	}
-	out := make([]*sub, 0, len(ts.open))
+	out := make([]sub, 0, len(ts.open))
 	for _, s := range ts.open {
-		out = append(out, s)
+		out = append(out, sub{spec: s.spec, owner: s.owner, judge: s.judge})
 	}
 	seen := map[string]bool{}
 	for _, iv := range index {
@@ -122,7 +126,7 @@ func (m *Manager) candidates(rt string, index []fhir.IndexValue) []*sub {
 		}
 		seen[k] = true
 		for _, s := range ts.byRef[k] {
-			out = append(out, s)
+			out = append(out, sub{spec: s.spec, owner: s.owner, judge: s.judge})
 		}
 	}
 	return out
@@ -163,10 +167,18 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 		if w.Version.Deleted {
 			continue
 		}
+		judged := map[string]bool{} // judgeKey → the write matches
 		for _, s := range m.candidates(w.Version.Type, w.Index) {
-			ok, err := m.triggers(ctx, tx, s, w.Version, b)
-			if err != nil {
-				return nil, err
+			if !m.live(s.spec, b) {
+				continue
+			}
+			ok, done := judged[s.judge]
+			if !done {
+				var err error
+				if ok, err = m.triggers(ctx, tx, &s, w.Version, b); err != nil {
+					return nil, err
+				}
+				judged[s.judge] = ok
 			}
 			if !ok {
 				continue
@@ -187,16 +199,22 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 	return &out, nil
 }
 
-// triggers reports whether the write v is an event of subscription s.
-func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v store.Version, b *before) (bool, error) {
-	sp := s.spec
+// live reports whether subscription sp takes events now, and its topic
+// this kind of write.
+func (m *Manager) live(sp *spec, b *before) bool {
 	if (sp.Status != "active" && sp.Status != "error") || sp.ended(m.cfg.Now()) {
-		return false, nil
+		return false
 	}
 	t := sp.Topic
-	if (b.existed && !t.Update) || (!b.existed && !t.Create) {
-		return false, nil
-	}
+	return (b.existed && t.Update) || (!b.existed && t.Create)
+}
+
+// triggers reports whether the write v, of a kind subscription s takes
+// (live), is an event of s: what it says holds for every subscription of
+// the same judgeKey.
+func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v store.Version, b *before) (bool, error) {
+	sp := s.spec
+	t := sp.Topic
 	octx := auth.WithPrincipal(ctx, s.owner)
 	params := append([]fhir.RawParam(nil), sp.Filter...)
 	if t.Current != "" && (t.Previous == "" || t.Both) {
@@ -208,7 +226,7 @@ func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v st
 	}
 	prev := t.ForNew
 	if b.existed {
-		prev = b.prev[sp.ID] != t.Negate
+		prev = b.prev[s.judge] != t.Negate
 	}
 	if t.Both {
 		return prev && current, nil
