@@ -323,8 +323,11 @@ func (m *Manager) notification(octx context.Context, sp *spec, typ string, total
 			entities = append(entities, e.ev.Focus+"/_history/"+strconv.Itoa(e.ev.Version))
 			entry := map[string]any{"fullUrl": base + "/" + e.ev.Focus}
 			method, url, code := "PUT", e.ev.Focus, "200"
-			if e.ev.Interaction == "create" {
+			switch e.ev.Interaction {
+			case "create":
 				method, url, code = "POST", sp.Topic.Resource, "201"
+			case "delete": // no resource: a history entry of a delete
+				method, code = "DELETE", "204"
 			}
 			if payload == PayloadFull {
 				typ, id, _ := cut(e.ev.Focus)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -240,8 +241,9 @@ func putState(ctx context.Context, tx engine.OutboxTx, id string, st state, now 
 // that a write is matched against the few that can match it, the others
 // together.
 type typeSubs struct {
-	open  map[string]*sub
-	byRef map[string]map[string]*sub // "param|Type/id" → id → sub
+	open      map[string]*sub
+	byRef     map[string]map[string]*sub // "param|Type/id" → id → sub
+	refParams []string                   // the parameter names of byRef's keys
 }
 
 // refKey returns the index key of a subscription with a reference filter.
@@ -281,6 +283,9 @@ func (m *Manager) put(s *spec, owner *auth.Principal) {
 	if k := refKey(s); k != "" {
 		if ts.byRef[k] == nil {
 			ts.byRef[k] = map[string]*sub{}
+		}
+		if name, _, _ := strings.Cut(k, "|"); !slices.Contains(ts.refParams, name) {
+			ts.refParams = append(ts.refParams, name)
 		}
 		ts.byRef[k][s.ID] = ns
 	} else {

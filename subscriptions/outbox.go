@@ -29,6 +29,7 @@ type before struct {
 	existed bool            // a live version existed
 	status  string          // a Subscription's status before
 	prev    map[string]bool // judgeKey → the previous-state test passed
+	deleted []sub           // for a delete: the subscriptions it is an event of
 }
 
 // batch is what a transaction recorded: subscription changes to apply and
@@ -77,7 +78,13 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 		}
 		return b, nil
 	}
-	if !b.existed || v.Deleted {
+	if v.Deleted {
+		if b.existed {
+			return b, m.beforeDelete(ctx, tx, cur, b)
+		}
+		return b, nil
+	}
+	if !b.existed {
 		return b, nil
 	}
 	for _, s := range m.candidates(v.Type, index) {
@@ -100,6 +107,69 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 	return b, nil
 }
 
+// beforeDelete finds, before cur is deleted, the subscriptions whose topic a
+// delete triggers and that hear of it: the resource as it was passes their
+// filters and topic criteria and their owner could read it. A tombstone has
+// no search values, so the candidates are found by the references in the
+// resource's body.
+func (m *Manager) beforeDelete(ctx context.Context, tx engine.OutboxTx, cur store.Version, b *before) error {
+	judged := map[string]bool{}
+	for _, s := range m.candidates(cur.Type, bodyRefs(cur.Body)) {
+		sp := s.spec
+		if (sp.Status != "active" && sp.Status != "error") || sp.ended(m.cfg.Now()) || !sp.Topic.Delete {
+			continue
+		}
+		ok, done := judged[s.judge]
+		if !done {
+			params := append([]fhir.RawParam(nil), sp.Filter...)
+			if sp.Topic.Current != "" {
+				params = append(params, criteria(sp.Topic.Current, s.owner)...)
+			}
+			var err error
+			if ok, err = tx.Matches(auth.WithPrincipal(ctx, s.owner), cur.Type, cur.ID, params); err != nil {
+				return err
+			}
+			judged[s.judge] = ok
+		}
+		if ok {
+			b.deleted = append(b.deleted, s)
+		}
+	}
+	return nil
+}
+
+// bodyRefs returns, as search values of every parameter name a reference
+// filter may use, the literal references in a resource's body: enough to
+// find the candidates (the judgement itself runs the filter's query).
+func bodyRefs(body []byte) []fhir.IndexValue {
+	obj, err := fhir.Parse(body, fhir.DefaultLimits)
+	if err != nil {
+		return nil
+	}
+	var out []fhir.IndexValue
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				if s, ok := c.(string); ok && k == "reference" {
+					if typ, id, ok := strings.Cut(s, "/"); ok && fhir.Served(typ) && fhir.ValidID(id) {
+						out = append(out, fhir.IndexValue{Param: "*", RefType: typ, RefID: id})
+					}
+					continue
+				}
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(map[string]any(obj))
+	return out
+}
+
 // candidates returns the subscriptions a write of rt with these search
 // values may concern: those whose reference filter one of the values meets,
 // and those without one; copies taken under the lock (put may change a
@@ -120,13 +190,22 @@ func (m *Manager) candidates(rt string, index []fhir.IndexValue) []sub {
 		if iv.RefType == "" {
 			continue
 		}
-		k := iv.Param + "|" + iv.RefType + "/" + iv.RefID
-		if seen[k] {
-			continue
+		var keys []string
+		if iv.Param == "*" { // any parameter (bodyRefs)
+			for _, name := range ts.refParams {
+				keys = append(keys, name+"|"+iv.RefType+"/"+iv.RefID)
+			}
+		} else {
+			keys = []string{iv.Param + "|" + iv.RefType + "/" + iv.RefID}
 		}
-		seen[k] = true
-		for _, s := range ts.byRef[k] {
-			out = append(out, sub{spec: s.spec, owner: s.owner, judge: s.judge})
+		for _, k := range keys {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			for _, s := range ts.byRef[k] {
+				out = append(out, sub{spec: s.spec, owner: s.owner, judge: s.judge})
+			}
 		}
 	}
 	return out
@@ -165,6 +244,16 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 			continue
 		}
 		if w.Version.Deleted {
+			for _, s := range b.deleted {
+				n, err := m.addEvent(ctx, tx, s.spec, w.Version, true)
+				if err != nil {
+					return nil, err
+				}
+				if out.wake == nil {
+					out.wake = map[string]int{}
+				}
+				out.wake[s.spec.ID] = n
+			}
 			continue
 		}
 		judged := map[string]bool{} // judgeKey → the write matches
@@ -250,7 +339,10 @@ func (m *Manager) addEvent(ctx context.Context, tx engine.OutboxTx, sp *spec, v 
 	}
 	next := last + 1
 	ev := event{Topic: sp.Topic.URL, Focus: v.Type + "/" + v.ID, Version: v.VersionID, Interaction: "create", Time: v.LastUpdated}
-	if existed {
+	switch {
+	case v.Deleted:
+		ev.Interaction = "delete"
+	case existed:
 		ev.Interaction = "update"
 	}
 	body, err := json.Marshal(ev)
