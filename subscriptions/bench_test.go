@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -143,13 +144,16 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
 			time.Sleep(time.Second)
 			b.ResetTimer()
+			stop := profileTimed(b, c.name)
 			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/write")
+			cpu := cpuTime() - cpu0
+			stop()
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
@@ -293,4 +297,25 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profileTimed writes a CPU profile of the timed part of a benchmark to
+// $CRS_BENCH_PROFILE-<name>.prof when CRS_BENCH_PROFILE is set (a
+// -cpuprofile would hold the set-up too); call what it returns to stop.
+func profileTimed(b *testing.B, name string) func() {
+	prefix := os.Getenv("CRS_BENCH_PROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "_", "=", "_").Replace(name) + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }

@@ -301,7 +301,10 @@ func (m *Manager) send(ctx context.Context, sp *spec, body []byte) error {
 // event unless the payload is empty; the resources themselves for
 // full-resource, read through the engine as the owner (each read policed
 // and audited; one the owner may no longer read goes as its id only).
-func (m *Manager) notification(octx context.Context, sp *spec, typ string, total int, evs []numbered, payload, status string) ([]byte, []string, error) {
+//
+// A note, when given, is the SubscriptionStatus's error (events $events
+// could not give).
+func (m *Manager) notification(octx context.Context, sp *spec, typ string, total int, evs []numbered, payload, status string, note ...string) ([]byte, []string, error) {
 	base := m.eng.Base()
 	subURL := base + "/Subscription/" + sp.ID
 	entities := []string{"Subscription/" + sp.ID}
@@ -344,6 +347,9 @@ func (m *Manager) notification(octx context.Context, sp *spec, typ string, total
 			entries = append(entries, entry)
 		}
 		params = append(params, map[string]any{"name": "notification-event", "part": part})
+	}
+	for _, text := range note {
+		params = append(params, map[string]any{"name": "error", "valueCodeableConcept": map[string]any{"text": text}})
 	}
 	statusID := fhir.NewUUID()
 	first := map[string]any{

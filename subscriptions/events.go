@@ -37,6 +37,7 @@ type count struct {
 	legacy    int // events in the legacy layout (-1: not yet read)
 	committed int // the last event number known durable
 	pending   int // the last number a transaction not yet known to be durable gave
+	first     int // the oldest event not pruned, when known (0: not known)
 }
 
 func (c *counts) get(id string) count {

@@ -38,6 +38,7 @@ type Engine interface {
 	VRead(ctx context.Context, rt, id, vid string) (store.Version, error)
 	Update(ctx context.Context, rt, id string, body []byte, ifMatch int) (engine.Result, error)
 	OutboxScan(ctx context.Context, rt string, params []fhir.RawParam, fn func(store.Version) error) error
+	OutboxRemove(ctx context.Context, typ string, ids []string) error
 	Audit(ctx context.Context, rec audit.Record) error
 }
 
@@ -64,8 +65,12 @@ type Config struct {
 	// ErrorAfter failed attempts in a row set the subscription's status to
 	// error (default 3); OffAfter set it to off and stop delivery (default 10).
 	ErrorAfter, OffAfter int
-	Log                  *slog.Logger
-	Now                  func() time.Time
+	// Retention is how long delivered events are kept for $events
+	// (default 30 days; negative: forever); PruneEvery how often they are
+	// pruned (default 1 hour). See prune.go.
+	Retention, PruneEvery time.Duration
+	Log                   *slog.Logger
+	Now                   func() time.Time
 }
 
 // Manager is the subscriptions' outbox (engine.Outbox) and delivery loop.
@@ -114,6 +119,12 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.OffAfter <= cfg.ErrorAfter {
 		cfg.OffAfter = max(10, cfg.ErrorAfter+1)
 	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PruneEvery <= 0 {
+		cfg.PruneEvery = DefaultPruneEvery
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -148,6 +159,13 @@ func (m *Manager) Start(ctx context.Context, eng Engine) error {
 		m.spawn(s)
 	}
 	m.mu.Unlock()
+	if m.cfg.Retention > 0 {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.pruneLoop(m.ctx)
+		}()
+	}
 	return nil
 }
 
