@@ -441,6 +441,7 @@ func (m *Manager) Committed(recorded any) {
 	for _, c := range b.changes {
 		if c.spec == nil {
 			m.drop(c.id)
+			m.counts.forget(c.id) // its numbers' hints
 			continue
 		}
 		m.put(c.spec, c.owner)
