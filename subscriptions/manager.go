@@ -257,11 +257,29 @@ func putState(ctx context.Context, tx engine.OutboxTx, id string, st state, now 
 // typeSubs are the subscriptions on one resource type: those whose filter
 // names one reference (subject=Patient/1) by that parameter and reference, so
 // that a write is matched against the few that can match it, the others
-// together.
+// together; each set grouped by judgeKey, so that a write is judged once per
+// group, however many subscriptions it holds.
 type typeSubs struct {
-	open      map[string]*sub
-	byRef     map[string]map[string]*sub // "param|Type/id" → id → sub
-	refParams []string                   // the parameter names of byRef's keys
+	open      groups
+	byRef     map[string]groups // "param|Type/id" → groups
+	refParams []string          // the parameter names of byRef's keys
+}
+
+// groups are subscriptions by judgeKey, then by id.
+type groups map[string]map[string]*sub
+
+func (g groups) add(s *sub) {
+	if g[s.judge] == nil {
+		g[s.judge] = map[string]*sub{}
+	}
+	g[s.judge][s.spec.ID] = s
+}
+
+func (g groups) remove(s *sub) {
+	delete(g[s.judge], s.spec.ID)
+	if len(g[s.judge]) == 0 {
+		delete(g, s.judge)
+	}
 }
 
 // refKey returns the index key of a subscription with a reference filter.
@@ -285,8 +303,8 @@ func (m *Manager) put(s *spec, owner *auth.Principal) {
 		m.drop(s.ID)
 		return
 	}
-	if old, ok := m.subs[s.ID]; ok && old.spec.Topic == s.Topic && refKey(old.spec) == refKey(s) {
-		old.spec, old.judge = s, judgeKey(s, old.owner)
+	if old, ok := m.subs[s.ID]; ok && old.spec.Topic == s.Topic && refKey(old.spec) == refKey(s) && old.judge == judgeKey(s, old.owner) {
+		old.spec = s
 		old.poke()
 		return
 	}
@@ -295,19 +313,19 @@ func (m *Manager) put(s *spec, owner *auth.Principal) {
 	m.subs[s.ID] = ns
 	ts := m.byType[s.Topic.Resource]
 	if ts == nil {
-		ts = &typeSubs{open: map[string]*sub{}, byRef: map[string]map[string]*sub{}}
+		ts = &typeSubs{open: groups{}, byRef: map[string]groups{}}
 		m.byType[s.Topic.Resource] = ts
 	}
 	if k := refKey(s); k != "" {
 		if ts.byRef[k] == nil {
-			ts.byRef[k] = map[string]*sub{}
+			ts.byRef[k] = groups{}
 		}
 		if name, _, _ := strings.Cut(k, "|"); !slices.Contains(ts.refParams, name) {
 			ts.refParams = append(ts.refParams, name)
 		}
-		ts.byRef[k][s.ID] = ns
+		ts.byRef[k].add(ns)
 	} else {
-		ts.open[s.ID] = ns
+		ts.open.add(ns)
 	}
 	if m.started {
 		m.spawn(ns)
@@ -324,12 +342,12 @@ func (m *Manager) drop(id string) {
 	delete(m.subs, id)
 	ts := m.byType[old.spec.Topic.Resource]
 	if k := refKey(old.spec); k != "" {
-		delete(ts.byRef[k], id)
+		ts.byRef[k].remove(old)
 		if len(ts.byRef[k]) == 0 {
 			delete(ts.byRef, k)
 		}
 	} else {
-		delete(ts.open, id)
+		ts.open.remove(old)
 	}
 }
 
