@@ -1,20 +1,24 @@
 package subscriptions_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/subscriptions"
@@ -75,46 +79,82 @@ func newOKReceiver(b *testing.B) *okReceiver {
 
 // BenchmarkWriteWithSubscriptions: the cost of a CarePlan update (strict
 // profiles, access policy, audit, SQLite without fsync) with no
-// subscription, and with 10,000 (CRS_BENCH_SUBSCRIPTIONS) active careplan-changed subscriptions each
-// filtered on another person (a DSCR per person) that the write does not
-// concern: the outbox finds the candidates by the written resource's
-// references, so their number does not matter. Report the ratio of the two.
+// subscription, and with 10,000 (CRS_BENCH_SUBSCRIPTIONS) active
+// careplan-changed subscriptions that the write does not concern:
+//   - per-person: each filtered on another person (a DSCR per person): the
+//     outbox finds the candidates by the written resource's references, so
+//     their number does not matter;
+//   - one-provider: no filter, all of another care provider (VN2B3, whose
+//     policy does not reach Alice), made by 100 clients: the outbox judges
+//     the write once for all the subscriptions with the same topic, filter
+//     and owner organisation and roles (judgeKey).
+//
+// Report the ratios to subscriptions=0 (cpu-µs/write is the less
+// load-sensitive figure).
 func BenchmarkWriteWithSubscriptions(b *testing.B) {
 	many := 10000
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SUBSCRIPTIONS")); err == nil && v > 0 {
 		many = v
 	}
-	for _, n := range []int{0, many} {
-		b.Run(fmt.Sprintf("subscriptions=%d", n), func(b *testing.B) {
+	cases := []struct {
+		name string
+		n    int
+		sub  func(k int) (*auth.Principal, []byte)
+	}{
+		{"subscriptions=0", 0, nil},
+		{fmt.Sprintf("per-person=%d", many), many, func(k int) (*auth.Principal, []byte) {
+			return nil, subscriptionJSON("", "careplan-changed", "", "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
+		}},
+		{fmt.Sprintf("one-provider=%d", many), many, func(k int) (*auth.Principal, []byte) {
+			p := principal("care-provider", "VN2B3")
+			p.ClientID = fmt.Sprintf("dscr-%d", k%100)
+			return p, subscriptionJSON("VN2B3", "careplan-changed", "", "", nil)
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
 			e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
 			e.seedPlan(b)
 			rcv := newOKReceiver(b)
 			ctx := e.as(e.admin)
-			for i := 0; i < n; i += 500 { // 500 per transaction
+			for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
 				var entries []string
-				for k := i; k < min(n, i+500); k++ {
-					body := subscriptionJSON("", "careplan-changed", rcv.URL, "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
+				var owner *auth.Principal
+				for k := i; k < min(c.n, i+100); k++ {
+					p, body := c.sub(k)
+					owner = p
+					body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
 					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"Subscription"}}`)
 				}
 				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
-				if _, err := e.eng.Bundle(ctx, []byte(tx), engine.SearchOptions{}); err != nil {
+				octx := ctx
+				if owner != nil {
+					octx = e.as(owner)
+				}
+				if _, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			waitWithin(b, 20*time.Minute, "every subscription active", func() bool {
 				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: "active"}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
-				return err == nil && bundle.Total != nil && *bundle.Total == n
+				return err == nil && bundle.Total != nil && *bundle.Total == c.n
 			})
 			// the setup's AuditEvents (handshakes, status changes) are written first
 			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
 			time.Sleep(time.Second)
 			b.ResetTimer()
+			stop := profileTimed(b, c.name)
+			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
 					b.Fatal(err)
 				}
 			}
+			cpu := cpuTime() - cpu0
+			stop()
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
 }
@@ -165,4 +205,117 @@ func BenchmarkNotificationLatency(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*95/100].Milliseconds()), "p95-ms")
+}
+
+// BenchmarkNotificationAtRate: the issue's delivery target. Writers update
+// CarePlans (strict profiles, access policy, audit, SQLite without fsync)
+// at CRS_BENCH_RATE writes/s in all (default 1,000) for CRS_BENCH_SECONDS
+// (default 10) while one healthy rest-hook receiver on 127.0.0.1 is
+// subscribed to careplan-changed: every write is an event of it. It reports
+// the write rate achieved and the time from each write's lastUpdated to the
+// arrival of its notification, p50, p95 and p99. Run it with -benchtime 1x:
+// each iteration is one run of that length.
+func BenchmarkNotificationAtRate(b *testing.B) {
+	rate, seconds, writers := 1000, 10, 16
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SECONDS")); err == nil && v > 0 {
+		seconds = v
+	}
+	e := newEnv(b, subscriptions.Config{AllowLoopback: true})
+	ctx := e.as(e.admin)
+	for w := 0; w < writers; w++ {
+		id := fmt.Sprintf("cp-w%d", w)
+		if _, err := e.eng.Update(ctx, "CarePlan", id, carePlan(id, "alice", "alice-ref", "first draft"), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rcv := newOKReceiver(b)
+	// a DSCR of care provider VN1A2 (Alice's): its access policy is part of
+	// every match
+	id := e.subscribe(b, e.provider, subscriptionJSON("VN1A2", "careplan-changed", rcv.URL, "", nil))
+	waitFor(b, "active", func() bool { s, _ := e.status(b, e.provider, id); return s == "active" })
+	waitWithin(b, time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	var written atomic.Int64
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		d := time.Duration(seconds) * time.Second
+		start := time.Now()
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				id := fmt.Sprintf("cp-w%d", w)
+				for {
+					k := next.Add(1)
+					due := start.Add(time.Duration(k) * time.Second / time.Duration(rate))
+					if due.Sub(start) >= d {
+						return
+					}
+					time.Sleep(time.Until(due)) // behind schedule: at once
+					if _, err := e.eng.Update(ctx, "CarePlan", id, carePlan(id, "alice", "alice-ref", fmt.Sprintf("change %d", k)), 0); err != nil {
+						b.Error(err)
+						return
+					}
+					written.Add(1)
+				}
+			}(w)
+		}
+		wg.Wait()
+		elapsed += time.Since(start)
+	}
+	n := int(written.Load())
+	waitWithin(b, 5*time.Minute, "every event", func() bool {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return len(rcv.latencies) >= n
+	})
+	b.StopTimer()
+	cpu := cpuTime() - cpu0
+	rcv.mu.Lock()
+	lat := append([]time.Duration(nil), rcv.latencies...)
+	rcv.mu.Unlock()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*95/100]), "p95-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/write")
+	b.ReportMetric(0, "ns/op")
+}
+
+// cpuTime is the CPU time (user and system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profileTimed writes a CPU profile of the timed part of a benchmark to
+// $CRS_BENCH_PROFILE-<name>.prof when CRS_BENCH_PROFILE is set (a
+// -cpuprofile would hold the set-up too); call what it returns to stop.
+func profileTimed(b *testing.B, name string) func() {
+	prefix := os.Getenv("CRS_BENCH_PROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "-" + strings.NewReplacer("/", "_", "=", "_").Replace(name) + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }

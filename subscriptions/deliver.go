@@ -14,6 +14,7 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
+	"crs/fhir/store"
 )
 
 // Notification types (SubscriptionStatus.type).
@@ -184,18 +185,20 @@ func (m *Manager) step(ctx, octx context.Context, s *sub, sp *spec, st *state) (
 
 // count returns how many events subscription id has had.
 func (m *Manager) count(ctx context.Context, id string) int {
-	v, err := m.eng.OutboxRead(ctx, eventType, id, 0)
+	n, err := m.lastEvent(ctx, func(ctx context.Context, typ, id string) (store.Version, error) {
+		return m.eng.OutboxRead(ctx, typ, id, 0)
+	}, id, false)
 	if err != nil {
 		return 0
 	}
-	return v.VersionID
+	return n
 }
 
 // events reads events from..to of subscription id.
 func (m *Manager) events(ctx context.Context, id string, from, to int) ([]numbered, error) {
 	out := make([]numbered, 0, to-from+1)
 	for n := from; n <= to; n++ {
-		v, err := m.eng.OutboxRead(ctx, eventType, id, n)
+		v, err := m.readEvent(ctx, id, n)
 		if err != nil {
 			return nil, err
 		}
@@ -298,7 +301,10 @@ func (m *Manager) send(ctx context.Context, sp *spec, body []byte) error {
 // event unless the payload is empty; the resources themselves for
 // full-resource, read through the engine as the owner (each read policed
 // and audited; one the owner may no longer read goes as its id only).
-func (m *Manager) notification(octx context.Context, sp *spec, typ string, total int, evs []numbered, payload, status string) ([]byte, []string, error) {
+//
+// A note, when given, is the SubscriptionStatus's error (events $events
+// could not give).
+func (m *Manager) notification(octx context.Context, sp *spec, typ string, total int, evs []numbered, payload, status string, note ...string) ([]byte, []string, error) {
 	base := m.eng.Base()
 	subURL := base + "/Subscription/" + sp.ID
 	entities := []string{"Subscription/" + sp.ID}
@@ -320,8 +326,11 @@ func (m *Manager) notification(octx context.Context, sp *spec, typ string, total
 			entities = append(entities, e.ev.Focus+"/_history/"+strconv.Itoa(e.ev.Version))
 			entry := map[string]any{"fullUrl": base + "/" + e.ev.Focus}
 			method, url, code := "PUT", e.ev.Focus, "200"
-			if e.ev.Interaction == "create" {
+			switch e.ev.Interaction {
+			case "create":
 				method, url, code = "POST", sp.Topic.Resource, "201"
+			case "delete": // no resource: a history entry of a delete
+				method, code = "DELETE", "204"
 			}
 			if payload == PayloadFull {
 				typ, id, _ := cut(e.ev.Focus)
@@ -338,6 +347,9 @@ func (m *Manager) notification(octx context.Context, sp *spec, typ string, total
 			entries = append(entries, entry)
 		}
 		params = append(params, map[string]any{"name": "notification-event", "part": part})
+	}
+	for _, text := range note {
+		params = append(params, map[string]any{"name": "error", "valueCodeableConcept": map[string]any{"text": text}})
 	}
 	statusID := fhir.NewUUID()
 	first := map[string]any{

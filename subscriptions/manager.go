@@ -10,8 +10,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,12 +38,13 @@ type Engine interface {
 	VRead(ctx context.Context, rt, id, vid string) (store.Version, error)
 	Update(ctx context.Context, rt, id string, body []byte, ifMatch int) (engine.Result, error)
 	OutboxScan(ctx context.Context, rt string, params []fhir.RawParam, fn func(store.Version) error) error
+	OutboxRemove(ctx context.Context, typ string, ids []string) error
 	Audit(ctx context.Context, rec audit.Record) error
 }
 
 // The outbox's own records.
 const (
-	eventType = engine.OutboxPrefix + "SubscriptionEvent" // id: the subscription; version n: event n
+	eventType = engine.OutboxPrefix + "SubscriptionEvent" // legacy layout: id the subscription, version n event n (events.go)
 	stateType = engine.OutboxPrefix + "SubscriptionState" // id: the subscription; owner and delivery progress
 )
 
@@ -61,8 +65,12 @@ type Config struct {
 	// ErrorAfter failed attempts in a row set the subscription's status to
 	// error (default 3); OffAfter set it to off and stop delivery (default 10).
 	ErrorAfter, OffAfter int
-	Log                  *slog.Logger
-	Now                  func() time.Time
+	// Retention is how long delivered events are kept for $events
+	// (default 30 days; negative: forever); PruneEvery how often they are
+	// pruned (default 1 hour). See prune.go.
+	Retention, PruneEvery time.Duration
+	Log                   *slog.Logger
+	Now                   func() time.Time
 }
 
 // Manager is the subscriptions' outbox (engine.Outbox) and delivery loop.
@@ -74,6 +82,7 @@ type Manager struct {
 	mu      sync.RWMutex
 	subs    map[string]*sub      // by id: requested, active and error subscriptions
 	byType  map[string]*typeSubs // by trigger resource type
+	counts  counts               // event number hints (events.go)
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -84,6 +93,7 @@ type Manager struct {
 type sub struct {
 	spec  *spec
 	owner *auth.Principal
+	judge string // judgeKey: subscriptions with the same one match the same writes
 	wake  chan struct{}
 	stop  chan struct{}
 }
@@ -108,6 +118,12 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.OffAfter <= cfg.ErrorAfter {
 		cfg.OffAfter = max(10, cfg.ErrorAfter+1)
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PruneEvery <= 0 {
+		cfg.PruneEvery = DefaultPruneEvery
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -143,6 +159,13 @@ func (m *Manager) Start(ctx context.Context, eng Engine) error {
 		m.spawn(s)
 	}
 	m.mu.Unlock()
+	if m.cfg.Retention > 0 {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.pruneLoop(m.ctx)
+		}()
+	}
 	return nil
 }
 
@@ -234,10 +257,29 @@ func putState(ctx context.Context, tx engine.OutboxTx, id string, st state, now 
 // typeSubs are the subscriptions on one resource type: those whose filter
 // names one reference (subject=Patient/1) by that parameter and reference, so
 // that a write is matched against the few that can match it, the others
-// together.
+// together; each set grouped by judgeKey, so that a write is judged once per
+// group, however many subscriptions it holds.
 type typeSubs struct {
-	open  map[string]*sub
-	byRef map[string]map[string]*sub // "param|Type/id" → id → sub
+	open      groups
+	byRef     map[string]groups // "param|Type/id" → groups
+	refParams []string          // the parameter names of byRef's keys
+}
+
+// groups are subscriptions by judgeKey, then by id.
+type groups map[string]map[string]*sub
+
+func (g groups) add(s *sub) {
+	if g[s.judge] == nil {
+		g[s.judge] = map[string]*sub{}
+	}
+	g[s.judge][s.spec.ID] = s
+}
+
+func (g groups) remove(s *sub) {
+	delete(g[s.judge], s.spec.ID)
+	if len(g[s.judge]) == 0 {
+		delete(g, s.judge)
+	}
 }
 
 // refKey returns the index key of a subscription with a reference filter.
@@ -261,26 +303,29 @@ func (m *Manager) put(s *spec, owner *auth.Principal) {
 		m.drop(s.ID)
 		return
 	}
-	if old, ok := m.subs[s.ID]; ok && old.spec.Topic == s.Topic && refKey(old.spec) == refKey(s) {
+	if old, ok := m.subs[s.ID]; ok && old.spec.Topic == s.Topic && refKey(old.spec) == refKey(s) && old.judge == judgeKey(s, old.owner) {
 		old.spec = s
 		old.poke()
 		return
 	}
 	m.drop(s.ID)
-	ns := &sub{spec: s, owner: owner, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	ns := &sub{spec: s, owner: owner, judge: judgeKey(s, owner), wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	m.subs[s.ID] = ns
 	ts := m.byType[s.Topic.Resource]
 	if ts == nil {
-		ts = &typeSubs{open: map[string]*sub{}, byRef: map[string]map[string]*sub{}}
+		ts = &typeSubs{open: groups{}, byRef: map[string]groups{}}
 		m.byType[s.Topic.Resource] = ts
 	}
 	if k := refKey(s); k != "" {
 		if ts.byRef[k] == nil {
-			ts.byRef[k] = map[string]*sub{}
+			ts.byRef[k] = groups{}
 		}
-		ts.byRef[k][s.ID] = ns
+		if name, _, _ := strings.Cut(k, "|"); !slices.Contains(ts.refParams, name) {
+			ts.refParams = append(ts.refParams, name)
+		}
+		ts.byRef[k].add(ns)
 	} else {
-		ts.open[s.ID] = ns
+		ts.open.add(ns)
 	}
 	if m.started {
 		m.spawn(ns)
@@ -297,13 +342,39 @@ func (m *Manager) drop(id string) {
 	delete(m.subs, id)
 	ts := m.byType[old.spec.Topic.Resource]
 	if k := refKey(old.spec); k != "" {
-		delete(ts.byRef[k], id)
+		ts.byRef[k].remove(old)
 		if len(ts.byRef[k]) == 0 {
 			delete(ts.byRef, k)
 		}
 	} else {
-		delete(ts.open, id)
+		ts.open.remove(old)
 	}
+}
+
+// judgeKey says what decides whether a write is an event of a
+// subscription, other than its status and end: the topic, the filter
+// criteria and what the owner's access policy depends on (organisation,
+// roles, local authority, launch patient, scopes; not who the client is).
+// The outbox judges a write once for all the subscriptions that share one.
+func judgeKey(s *spec, owner *auth.Principal) string {
+	var b strings.Builder
+	b.WriteString(s.Topic.URL)
+	for _, p := range s.Filter {
+		b.WriteString("\x00" + p.Name + "=" + p.Value)
+	}
+	b.WriteString("\x01")
+	if owner == nil {
+		return b.String()
+	}
+	roles := append([]string(nil), owner.Roles...)
+	sort.Strings(roles)
+	scopes := make([]string, len(owner.Scopes))
+	for i, sc := range owner.Scopes {
+		scopes[i] = sc.Context + "/" + sc.Type + "." + sc.Permissions
+	}
+	sort.Strings(scopes)
+	fmt.Fprintf(&b, "%q %q %q %q %v %q", owner.Org, roles, owner.LocalAuthority, owner.Patient, owner.Anonymous, scopes)
+	return b.String()
 }
 
 // poke wakes the subscription's delivery goroutine.

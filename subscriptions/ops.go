@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -144,7 +145,20 @@ func (m *Manager) Events(ctx context.Context, id string, q url.Values) (body []b
 	if err != nil {
 		return nil, err
 	}
-	from, to = max(from, 1), min(to, total, from+MaxMax-1, from+sp.MaxCount-1)
+	from = max(from, 1)
+	var note []string
+	if from <= min(to, total) {
+		first, err := m.firstKept(ctx, id, total)
+		if err != nil {
+			return nil, err
+		}
+		legacy := m.counts.get(id).legacy // read by firstKept
+		if from < first && first > legacy+1 {
+			note = append(note, fmt.Sprintf("events %d to %d were removed from the outbox after their retention (%v); the oldest kept is event %d", max(from, legacy+1), min(first-1, to), m.cfg.Retention, first))
+			from = first
+		}
+	}
+	to = min(to, total, from+MaxMax-1, from+sp.MaxCount-1)
 	payload := sp.Payload
 	if c := q.Get("content"); c != "" {
 		switch c {
@@ -160,7 +174,7 @@ func (m *Manager) Events(ctx context.Context, id string, q url.Values) (body []b
 			return nil, err
 		}
 	}
-	body, _, err = m.notification(ctx, sp, typeQuery, total, evs, payload, sp.Status)
+	body, _, err = m.notification(ctx, sp, typeQuery, total, evs, payload, sp.Status, note...)
 	return body, err
 }
 

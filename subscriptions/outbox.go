@@ -14,8 +14,8 @@ import (
 
 var _ engine.Outbox = (*Manager)(nil)
 
-// event is one recorded event of a subscription: version n of
-// CrsSubscriptionEvent/{subscription} is event number n.
+// event is one recorded event of a subscription: event n is the record
+// CrsSubscriptionEventN/{subscription}.{n} (events.go).
 type event struct {
 	Topic       string    `json:"topic"`
 	Focus       string    `json:"focus"`       // Type/id
@@ -28,14 +28,15 @@ type event struct {
 type before struct {
 	existed bool            // a live version existed
 	status  string          // a Subscription's status before
-	prev    map[string]bool // subscription id → the previous-state test passed
+	prev    map[string]bool // judgeKey → the previous-state test passed
+	deleted []sub           // for a delete: the subscriptions it is an event of
 }
 
 // batch is what a transaction recorded: subscription changes to apply and
 // subscriptions to wake once it is durable.
 type batch struct {
 	changes []change
-	wake    map[string]bool
+	wake    map[string]int // subscription id → its last event number recorded
 }
 
 type change struct {
@@ -77,12 +78,19 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 		}
 		return b, nil
 	}
-	if !b.existed || v.Deleted {
+	if v.Deleted {
+		if b.existed {
+			return b, m.beforeDelete(ctx, tx, cur, b)
+		}
 		return b, nil
 	}
-	for _, s := range m.candidates(v.Type, index) {
+	if !b.existed {
+		return b, nil
+	}
+	for _, g := range m.candidates(v.Type, index) {
+		s := g.rep
 		t := s.spec.Topic
-		if t.Previous == "" {
+		if t.Previous == "" || !t.Update {
 			continue
 		}
 		ok, err := tx.Matches(auth.WithPrincipal(ctx, s.owner), v.Type, v.ID, criteria(t.Previous, s.owner))
@@ -92,37 +100,143 @@ func (m *Manager) Before(ctx context.Context, tx engine.OutboxTx, v store.Versio
 		if b.prev == nil {
 			b.prev = map[string]bool{}
 		}
-		b.prev[s.spec.ID] = ok
+		b.prev[g.judge] = ok
 	}
 	return b, nil
 }
 
-// candidates returns the subscriptions a write of rt with these search
-// values may concern: those whose reference filter one of the values meets,
-// and those without one.
-func (m *Manager) candidates(rt string, index []fhir.IndexValue) []*sub {
+// beforeDelete finds, before cur is deleted, the subscriptions whose topic a
+// delete triggers and that hear of it: the resource as it was passes their
+// filters and topic criteria and their owner could read it. A tombstone has
+// no search values, so the candidates are found by the references in the
+// resource's body.
+func (m *Manager) beforeDelete(ctx context.Context, tx engine.OutboxTx, cur store.Version, b *before) error {
+	for _, g := range m.candidates(cur.Type, bodyRefs(cur.Body)) {
+		s := g.rep
+		sp := s.spec
+		if !sp.Topic.Delete {
+			continue
+		}
+		params := append([]fhir.RawParam(nil), sp.Filter...)
+		if sp.Topic.Current != "" {
+			params = append(params, criteria(sp.Topic.Current, s.owner)...)
+		}
+		ok, err := tx.Matches(auth.WithPrincipal(ctx, s.owner), cur.Type, cur.ID, params)
+		if err != nil {
+			return err
+		}
+		if ok {
+			b.deleted = append(b.deleted, m.members(cur.Type, g, b, true)...)
+		}
+	}
+	return nil
+}
+
+// bodyRefs returns, as search values of every parameter name a reference
+// filter may use, the literal references in a resource's body: enough to
+// find the candidates (the judgement itself runs the filter's query).
+func bodyRefs(body []byte) []fhir.IndexValue {
+	obj, err := fhir.Parse(body, fhir.DefaultLimits)
+	if err != nil {
+		return nil
+	}
+	var out []fhir.IndexValue
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				if s, ok := c.(string); ok && k == "reference" {
+					if typ, id, ok := strings.Cut(s, "/"); ok && fhir.Served(typ) && fhir.ValidID(id) {
+						out = append(out, fhir.IndexValue{Param: "*", RefType: typ, RefID: id})
+					}
+					continue
+				}
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		}
+	}
+	walk(map[string]any(obj))
+	return out
+}
+
+// group is a set of subscriptions that share a judgeKey, as a write's
+// candidates: one of them (rep) stands for all in the judgement.
+type group struct {
+	judge string
+	ref   string // the byRef key, "" for subscriptions without a reference filter
+	rep   sub    // a copy of one of them
+}
+
+// candidates returns the groups of subscriptions a write of rt with these
+// search values may concern: those whose reference filter one of the values
+// meets, and those without one. The subscriptions themselves are copied only
+// for a group the write matches (members), so a write that concerns none of
+// 10,000 subscriptions of one DSCR costs one judgement, not 10,000.
+func (m *Manager) candidates(rt string, index []fhir.IndexValue) []group {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	ts := m.byType[rt]
 	if ts == nil {
 		return nil
 	}
-	out := make([]*sub, 0, len(ts.open))
-	for _, s := range ts.open {
-		out = append(out, s)
+	out := make([]group, 0, len(ts.open))
+	add := func(ref string, gs groups) {
+		for judge, members := range gs {
+			for _, s := range members {
+				out = append(out, group{judge: judge, ref: ref, rep: sub{spec: s.spec, owner: s.owner, judge: s.judge}})
+				break
+			}
+		}
 	}
+	add("", ts.open)
 	seen := map[string]bool{}
 	for _, iv := range index {
 		if iv.RefType == "" {
 			continue
 		}
-		k := iv.Param + "|" + iv.RefType + "/" + iv.RefID
-		if seen[k] {
-			continue
+		var keys []string
+		if iv.Param == "*" { // any parameter (bodyRefs)
+			for _, name := range ts.refParams {
+				keys = append(keys, name+"|"+iv.RefType+"/"+iv.RefID)
+			}
+		} else {
+			keys = []string{iv.Param + "|" + iv.RefType + "/" + iv.RefID}
 		}
-		seen[k] = true
-		for _, s := range ts.byRef[k] {
-			out = append(out, s)
+		for _, k := range keys {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			add(k, ts.byRef[k])
+		}
+	}
+	return out
+}
+
+// members returns copies of the subscriptions of group g on rt that take
+// events now (their status and end) and take this kind of write (b),
+// taken under the lock (put may change a served subscription's spec
+// meanwhile).
+func (m *Manager) members(rt string, g group, b *before, deleted bool) []sub {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ts := m.byType[rt]
+	if ts == nil {
+		return nil
+	}
+	gs := ts.open
+	if g.ref != "" {
+		gs = ts.byRef[g.ref]
+	}
+	var out []sub
+	for _, s := range gs[g.judge] {
+		if m.live(s.spec, b, deleted) {
+			out = append(out, sub{spec: s.spec, owner: s.owner, judge: s.judge})
 		}
 	}
 	return out
@@ -161,23 +275,40 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 			continue
 		}
 		if w.Version.Deleted {
+			for _, s := range b.deleted {
+				n, err := m.addEvent(ctx, tx, s.spec, w.Version, true)
+				if err != nil {
+					return nil, err
+				}
+				if out.wake == nil {
+					out.wake = map[string]int{}
+				}
+				out.wake[s.spec.ID] = n
+			}
 			continue
 		}
-		for _, s := range m.candidates(w.Version.Type, w.Index) {
-			ok, err := m.triggers(ctx, tx, s, w.Version, b)
+		for _, g := range m.candidates(w.Version.Type, w.Index) {
+			t := g.rep.spec.Topic
+			if (b.existed && !t.Update) || (!b.existed && !t.Create) {
+				continue
+			}
+			ok, err := m.triggers(ctx, tx, &g.rep, w.Version, b)
 			if err != nil {
 				return nil, err
 			}
 			if !ok {
 				continue
 			}
-			if err := m.addEvent(ctx, tx, s.spec, w.Version, b.existed); err != nil {
-				return nil, err
+			for _, s := range m.members(w.Version.Type, g, b, false) {
+				n, err := m.addEvent(ctx, tx, s.spec, w.Version, b.existed)
+				if err != nil {
+					return nil, err
+				}
+				if out.wake == nil {
+					out.wake = map[string]int{}
+				}
+				out.wake[s.spec.ID] = n
 			}
-			if out.wake == nil {
-				out.wake = map[string]bool{}
-			}
-			out.wake[s.spec.ID] = true
 		}
 	}
 	if len(out.changes) == 0 && len(out.wake) == 0 {
@@ -186,16 +317,25 @@ func (m *Manager) Record(ctx context.Context, tx engine.OutboxTx, writes []engin
 	return &out, nil
 }
 
-// triggers reports whether the write v is an event of subscription s.
-func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v store.Version, b *before) (bool, error) {
-	sp := s.spec
+// live reports whether subscription sp takes events now, and its topic
+// this kind of write (a delete, or as b says, a create or an update).
+func (m *Manager) live(sp *spec, b *before, deleted bool) bool {
 	if (sp.Status != "active" && sp.Status != "error") || sp.ended(m.cfg.Now()) {
-		return false, nil
+		return false
 	}
 	t := sp.Topic
-	if (b.existed && !t.Update) || (!b.existed && !t.Create) {
-		return false, nil
+	if deleted {
+		return t.Delete
 	}
+	return (b.existed && t.Update) || (!b.existed && t.Create)
+}
+
+// triggers reports whether the write v, of a kind subscription s's topic
+// takes, is an event of s: what it says holds for every subscription of the
+// same judgeKey.
+func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v store.Version, b *before) (bool, error) {
+	sp := s.spec
+	t := sp.Topic
 	octx := auth.WithPrincipal(ctx, s.owner)
 	params := append([]fhir.RawParam(nil), sp.Filter...)
 	if t.Current != "" && (t.Previous == "" || t.Both) {
@@ -207,7 +347,7 @@ func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v st
 	}
 	prev := t.ForNew
 	if b.existed {
-		prev = b.prev[sp.ID] != t.Negate
+		prev = b.prev[s.judge] != t.Negate
 	}
 	if t.Both {
 		return prev && current, nil
@@ -222,25 +362,30 @@ func (m *Manager) triggers(ctx context.Context, tx engine.OutboxTx, s *sub, v st
 	return current && prev, nil
 }
 
-// addEvent records the next event of subscription sp.
-func (m *Manager) addEvent(ctx context.Context, tx engine.OutboxTx, sp *spec, v store.Version, existed bool) error {
-	next := 1
-	cur, err := tx.Read(ctx, eventType, sp.ID)
-	switch {
-	case err == nil:
-		next = cur.VersionID + 1
-	case fhir.KindOf(err) != fhir.NotFound:
-		return err
+// addEvent records the next event of subscription sp and returns its
+// number.
+func (m *Manager) addEvent(ctx context.Context, tx engine.OutboxTx, sp *spec, v store.Version, existed bool) (int, error) {
+	last, err := m.lastEvent(ctx, tx.Read, sp.ID, true)
+	if err != nil {
+		return 0, err
 	}
+	next := last + 1
 	ev := event{Topic: sp.Topic.URL, Focus: v.Type + "/" + v.ID, Version: v.VersionID, Interaction: "create", Time: v.LastUpdated}
-	if existed {
+	switch {
+	case v.Deleted:
+		ev.Interaction = "delete"
+	case existed:
 		ev.Interaction = "update"
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return fhir.InternalError("subscription event", err)
+		return 0, fhir.InternalError("subscription event", err)
 	}
-	return tx.Put(ctx, store.Version{Type: eventType, ID: sp.ID, VersionID: next, LastUpdated: v.LastUpdated, Method: "PUT", Body: body})
+	if err := tx.Put(ctx, store.Version{Type: eventNType, ID: eventID(sp.ID, next), VersionID: 1, LastUpdated: v.LastUpdated, Method: "POST", Body: body}); err != nil {
+		return 0, err
+	}
+	m.counts.update(sp.ID, func(k *count) { k.pending = max(k.pending, next) })
+	return next, nil
 }
 
 // recordSubscription checks a Subscription as written and notes its owner
@@ -328,11 +473,13 @@ func (m *Manager) Committed(recorded any) {
 	for _, c := range b.changes {
 		if c.spec == nil {
 			m.drop(c.id)
+			m.counts.forget(c.id) // its numbers' hints
 			continue
 		}
 		m.put(c.spec, c.owner)
 	}
-	for id := range b.wake {
+	for id, n := range b.wake {
+		m.counts.update(id, func(k *count) { k.committed = max(k.committed, n) })
 		if s, ok := m.subs[id]; ok {
 			s.poke()
 		}

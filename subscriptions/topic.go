@@ -32,6 +32,7 @@ type Topic struct {
 	Resource string          // the resource type whose writes trigger it
 	Create   bool            // a create triggers it
 	Update   bool            // an update triggers it
+	Delete   bool            // a delete triggers it (judged on the state before it)
 	Previous string          // query the state before an update is tested with ("" none)
 	Negate   bool            // the previous test passes when Previous does not match
 	Current  string          // query the state after the write is tested with ("" none)
@@ -114,6 +115,8 @@ func parseTopic(b []byte) (*Topic, error) {
 			t.Create = true
 		case "update":
 			t.Update = true
+		case "delete":
+			t.Delete = true
 		default:
 			return nil, fmt.Errorf("interaction %q is not supported", i)
 		}

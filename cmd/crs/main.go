@@ -163,6 +163,10 @@ type Config struct {
 	SubscriptionHosts       string // ODS=host1,host2;… endpoint hosts per organisation for Subscriptions
 	HL7v2DischargeReadyDate string // the A03 field holding the Discharge Ready Date (PV2-9)
 
+	// SubscriptionRetention is how long delivered subscription events are
+	// kept for $events (--subscription-retention).
+	SubscriptionRetention time.Duration
+
 	// unaudited turns the audit trail off: for the same-run baseline of
 	// BenchmarkHTTPAudit only (no flag sets it; crs serve always audits).
 	unaudited bool
@@ -233,6 +237,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.ExportExpiry, "export-expiry", ev.duration("CRS_EXPORT_EXPIRY", export.DefaultExpiry), "how long a finished $export's files are kept, e.g. 30m or 2h (CRS_EXPORT_EXPIRY)")
 	fs.IntVar(&cfg.ExportMaxFileBytes, "export-max-file-bytes", envInt("CRS_EXPORT_MAX_FILE_BYTES", export.DefaultMaxFileBytes), "size at which an $export NDJSON file is split (CRS_EXPORT_MAX_FILE_BYTES)")
 	fs.StringVar(&cfg.MLLPAddr, "mllp-addr", env("CRS_MLLP_ADDR", ""), "serve HL7 v2 ADT over MLLP on this address, e.g. 127.0.0.1:2575; default off (CRS_MLLP_ADDR)")
+	fs.DurationVar(&cfg.SubscriptionRetention, "subscription-retention", ev.duration("CRS_SUBSCRIPTION_RETENTION", subscriptions.DefaultRetention), "how long a subscription's delivered events are kept for $events before they are pruned, e.g. 720h; -1s: forever (CRS_SUBSCRIPTION_RETENTION)")
 	fs.StringVar(&cfg.SubscriptionHosts, "subscription-hosts", env("CRS_SUBSCRIPTION_HOSTS", ""), "endpoint hosts each organisation's Subscriptions may deliver to: ODS=host1,host2;ODS2=host3 (CRS_SUBSCRIPTION_HOSTS); loopback is allowed only in development mode")
 	fs.StringVar(&cfg.HL7v2Facilities, "hl7v2-facilities", env("CRS_HL7V2_FACILITIES", ""), "--mllp-addr: sending facilities (MSH-4) accepted, with their trust's ODS code: FACILITY=ODS,… (CRS_HL7V2_FACILITIES)")
 	fs.StringVar(&cfg.HL7v2DischargeReadyDate, "hl7v2-discharge-ready-date", env("CRS_HL7V2_DISCHARGE_READY_DATE", "PV2-9"), "--mllp-addr: the A03 field holding the Discharge Ready Date, e.g. PV2-9 or ZU1-5 (CRS_HL7V2_DISCHARGE_READY_DATE)")

@@ -36,7 +36,7 @@ func newSubscriptions(cfg Config) (*subscriptions.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return subscriptions.New(subscriptions.Config{Hosts: hosts, AllowLoopback: cfg.OIDCIssuer == ""})
+	return subscriptions.New(subscriptions.Config{Hosts: hosts, AllowLoopback: cfg.OIDCIssuer == "", Retention: cfg.SubscriptionRetention})
 }
 
 // recordEvents gives a writing command's engine (crs import) the

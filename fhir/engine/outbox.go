@@ -219,3 +219,39 @@ func (e *Engine) OutboxScan(ctx context.Context, rt string, params []fhir.RawPar
 // isOutboxRecord reports whether typ is one of the outbox's own record
 // types, which system history leaves out.
 func isOutboxRecord(typ string) bool { return strings.HasPrefix(typ, OutboxPrefix) }
+
+// outboxPurger is a store transaction that can remove records outright
+// (the SQLite store's).
+type outboxPurger interface {
+	Purge(ctx context.Context, typ string, ids []string) error
+}
+
+// OutboxRemove removes the outbox's own records typ/ids outright, every
+// version, in a store transaction of its own: events past their retention
+// (subscriptions' pruning). Resources are never removed: typ must start
+// with OutboxPrefix. Error kind NotSupported when the store cannot remove
+// records (the outbox then keeps them).
+func (e *Engine) OutboxRemove(ctx context.Context, typ string, ids []string) error {
+	if !strings.HasPrefix(typ, OutboxPrefix) {
+		return fhir.InternalError("outbox", errOutboxType)
+	}
+	st := e.store
+	for { // past the engine's own wrappers: the removal is no write they check
+		switch s := st.(type) {
+		case *integrityStore:
+			st = s.Store
+			continue
+		case *outboxStore:
+			st = s.Store
+			continue
+		}
+		break
+	}
+	return st.Write(ctx, func(tx store.Tx) error {
+		p, ok := tx.(outboxPurger)
+		if !ok {
+			return fhir.Errorf(fhir.NotSupported, "", "this store cannot remove outbox records")
+		}
+		return p.Purge(ctx, typ, ids)
+	})
+}
