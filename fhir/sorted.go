@@ -82,3 +82,10 @@ func appendSorted(dst []byte, v any) ([]byte, error) {
 		return append(dst, bytes.TrimRight(buf.Bytes(), "\n")...), nil
 	}
 }
+
+// AppendJSONString appends s as a JSON string the way Marshal and
+// MarshalSorted write strings (encoding/json's escapes, without HTML
+// escaping), for writers of documents whose shape they know.
+func AppendJSONString(dst []byte, s string) []byte {
+	return appendString(dst, s)
+}

@@ -82,7 +82,7 @@ func BenchmarkMaterialise(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			evs[i] = p.ev
+			evs[i] = p.rendered.Event
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
