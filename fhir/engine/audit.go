@@ -265,28 +265,6 @@ func writeRecord(interaction, action string, versions ...store.Version) audit.Re
 	return rec
 }
 
-// PatientOf names the patient a stored version is about (Patient/id), if any.
-func PatientOf(v store.Version) string {
-	if v.Type == "Patient" {
-		return "Patient/" + v.ID
-	}
-	if len(v.Body) == 0 {
-		return ""
-	}
-	obj, err := fhir.Parse(v.Body, fhir.Limits{})
-	if err != nil {
-		return ""
-	}
-	for _, k := range []string{"subject", "patient"} {
-		if m, ok := obj[k].(map[string]any); ok {
-			if ref, _ := m["reference"].(string); strings.HasPrefix(ref, "Patient/") {
-				return ref
-			}
-		}
-	}
-	return ""
-}
-
 // endRead ends a read or vread: the version read is what it disclosed.
 func (e *Engine) endRead(ctx context.Context, ia *interaction, v store.Version, err error) (store.Version, error) {
 	if err != nil {
