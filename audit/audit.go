@@ -6,6 +6,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -253,13 +254,13 @@ func HashAfter(previous string, canonical []byte) string {
 // all (the writer does this for every event).
 func LastHash(body []byte) string {
 	const marker = `{"url":"hash","valueString":"`
-	i := strings.LastIndex(string(body), marker)
+	i := bytes.LastIndex(body, []byte(marker))
 	if i < 0 {
 		return ""
 	}
-	rest := string(body[i+len(marker):])
-	if j := strings.IndexByte(rest, '"'); j == 64 {
-		return rest[:j]
+	rest := body[i+len(marker):]
+	if j := bytes.IndexByte(rest, '"'); j == 64 {
+		return string(rest[:j])
 	}
 	return ""
 }

@@ -58,12 +58,22 @@ func NewEntry(id string, r Record) Entry {
 // Event renders the entry's AuditEvent (without id, meta and chain
 // extension) and its canonical content, which its chain hash covers.
 func (e Entry) Event() (fhir.Object, []byte, error) {
+	x, err := e.Render()
+	if err != nil {
+		return nil, nil, err
+	}
+	return x.Event, x.Canonical, nil
+}
+
+// Render renders the entry's AuditEvent: from its compact record, or, for a
+// line of the earlier form, from the canonical JSON it holds.
+func (e Entry) Render() (*Rendered, error) {
 	if e.record == nil {
 		ev, err := fhir.Parse(e.Canonical, fhir.Limits{})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return ev, e.Canonical, nil
+		return &Rendered{Event: ev, Canonical: e.Canonical, parsed: true}, nil
 	}
 	er := e.record
 	r := Record{Kind: er.Kind, Interaction: er.Interaction, Action: er.Action, Entities: er.Entities, Patient: er.Patient,
@@ -76,12 +86,7 @@ func (e Entry) Event() (fhir.Object, []byte, error) {
 	if outcome == "" {
 		outcome = "0"
 	}
-	ev := event(r, outcome, er.Desc)
-	canonical, err := Canonical(ev)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ev, canonical, nil
+	return render(r, outcome, er.Desc), nil
 }
 
 // entryLine is the JSON of an entry in its journal line: the compact record

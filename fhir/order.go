@@ -29,19 +29,6 @@ func Marshal(v any) ([]byte, error) {
 	return e.buf, nil
 }
 
-// MarshalSorted encodes v as compact JSON with object keys sorted, as
-// encoding/json does: the canonical form that hashes and comparisons use (the
-// audit trail's hash chain is computed over it, so it never changes).
-func MarshalSorted(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
 //go:generate go run gen.go
 //go:embed elementorder.json.gz
 var elementOrderGz []byte

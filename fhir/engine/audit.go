@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"crs/audit"
 	"crs/auth"
@@ -113,20 +114,17 @@ func errAuditUnavailable(cause error) error {
 }
 
 // preparedAudit is an AuditEvent made ready outside the store's writer: all
-// that is left inside is to link it to the last one and store it.
+// that is left inside is to link it to the last one and store it (its body
+// is written straight from its record, with the chain link, by appendAudit).
 type preparedAudit struct {
-	ev        fhir.Object
-	canonical []byte
-	index     []fhir.IndexValue
-	version   store.Version
+	rendered *audit.Rendered
+	index    []fhir.IndexValue
+	version  store.Version
 }
 
 func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
-	ev, entry, err := e.auditEvent(ctx, rec)
-	if err != nil {
-		return nil, err
-	}
-	return e.prepared(ev, entry)
+	rec = e.completeRecord(ctx, rec)
+	return e.prepared(audit.Render(rec), newID(), rec.Recorded)
 }
 
 // auditEntry is rec, with who asked from where, as a journal entry under a
@@ -148,41 +146,26 @@ func (e *Engine) completeRecord(ctx context.Context, rec audit.Record) audit.Rec
 	return rec
 }
 
-// auditEvent renders rec as an AuditEvent (without id, meta and chain) and
-// as a journal entry.
-func (e *Engine) auditEvent(ctx context.Context, rec audit.Record) (fhir.Object, audit.Entry, error) {
-	rec = e.completeRecord(ctx, rec)
-	now := rec.Recorded
-	ev := audit.Event(rec)
-	canonical, err := audit.Canonical(ev)
-	if err != nil {
-		return nil, audit.Entry{}, fhir.InternalError("audit", err)
-	}
-	return ev, audit.Entry{ID: newID(), Recorded: now, Canonical: canonical}, nil
-}
-
 // prepareEntry makes an AuditEvent resource of a journal entry, ready to be
 // linked and stored.
 func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
-	ev, canonical, err := entry.Event()
+	x, err := entry.Render()
 	if err != nil {
 		return nil, fhir.InternalError("audit", err)
 	}
-	entry.Canonical = canonical
-	return e.prepared(ev, entry)
+	return e.prepared(x, entry.ID, entry.Recorded)
 }
 
-// prepared gives the event of entry its id and meta and extracts its search
-// values.
-func (e *Engine) prepared(ev fhir.Object, entry audit.Entry) (*preparedAudit, error) {
-	id, now, canonical := entry.ID, entry.Recorded, []byte(entry.Canonical)
+// prepared gives the event x its id and meta and extracts its search values.
+func (e *Engine) prepared(x *audit.Rendered, id string, now time.Time) (*preparedAudit, error) {
+	ev := x.Event
 	ev["id"] = id
 	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
 	index, err := e.params.Extract("AuditEvent", ev)
 	if err != nil {
 		return nil, fhir.WithOp("audit", err)
 	}
-	return &preparedAudit{ev: ev, canonical: canonical, index: index,
+	return &preparedAudit{rendered: x, index: index,
 		version: store.Version{Type: "AuditEvent", ID: id, VersionID: 1, LastUpdated: now, Method: "POST"}}, nil
 }
 
@@ -196,12 +179,11 @@ func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit)
 	case fhir.KindOf(err) != fhir.NotFound:
 		return err
 	}
-	audit.SetChain(p.ev, prev, audit.HashAfter(prev, p.canonical))
-	body, err := fhir.Marshal(p.ev)
+	v := p.version
+	body, err := p.rendered.Body(v.ID, formatInstant(v.LastUpdated), prev, audit.HashAfter(prev, p.rendered.Canonical))
 	if err != nil {
 		return fhir.InternalError("audit", err)
 	}
-	v := p.version
 	v.Body = body
 	if err := tx.Put(ctx, v, p.index); err != nil {
 		return err
@@ -281,28 +263,6 @@ func writeRecord(interaction, action string, versions ...store.Version) audit.Re
 		}
 	}
 	return rec
-}
-
-// PatientOf names the patient a stored version is about (Patient/id), if any.
-func PatientOf(v store.Version) string {
-	if v.Type == "Patient" {
-		return "Patient/" + v.ID
-	}
-	if len(v.Body) == 0 {
-		return ""
-	}
-	obj, err := fhir.Parse(v.Body, fhir.Limits{})
-	if err != nil {
-		return ""
-	}
-	for _, k := range []string{"subject", "patient"} {
-		if m, ok := obj[k].(map[string]any); ok {
-			if ref, _ := m["reference"].(string); strings.HasPrefix(ref, "Patient/") {
-				return ref
-			}
-		}
-	}
-	return ""
 }
 
 // endRead ends a read or vread: the version read is what it disclosed.
