@@ -809,7 +809,7 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 	}
 	after, last := q.Cursor, cursor{}
 	if plan.walk {
-		done, from, found, walked, err := walkPage(ctx, db, q, kinds, plan, res)
+		done, from, found, walked, err := walkPage(ctx, db, pl, q, kinds, plan, res)
 		if err != nil {
 			return nil, err
 		}
@@ -842,24 +842,35 @@ func drivePage(ctx context.Context, db querier, q *fhir.Query, fb *builder, kind
 		b.add(", m.k" + strconv.Itoa(i))
 	}
 	inner.add(fb.sql.String(), fb.args...)
-	b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
-	if after != "" {
-		c, vals, err := decodeCursor(after, kinds)
-		if err != nil {
-			return err
-		}
-		b.add(" WHERE ")
-		keysetAfter(&b, q.Sort, vals, "m.k", "m.rid", c.RID)
-	}
-	b.add(" ORDER BY ")
+	var order builder
+	order.add(" ORDER BY ")
 	for i, k := range q.Sort {
 		dir := " ASC, "
 		if k.Descending {
 			dir = " DESC, "
 		}
-		b.add("m.k" + strconv.Itoa(i) + dir)
+		order.add("m.k" + strconv.Itoa(i) + dir)
 	}
-	b.add("m.rid ASC LIMIT ?", q.Count+1-len(res.Matches))
+	order.add("m.rid ASC LIMIT ?", q.Count+1-len(res.Matches))
+	if len(q.Sort) > 0 {
+		// Sorted: the matches' keys are sorted and the page cut before any
+		// version is read, so only the page's bodies are (a join before the
+		// sort read every match's body).
+		var sorted builder
+		sorted.add("SELECT * FROM ("+inner.sql.String()+") m", inner.args...)
+		if err := keysetWhere(&sorted, q, kinds, after); err != nil {
+			return err
+		}
+		sorted.add(order.sql.String(), order.args...)
+		b.add(" FROM ("+sorted.sql.String()+") m JOIN versions v ON v.seq = m.seq", sorted.args...)
+		b.add(order.sql.String(), order.args...)
+	} else {
+		b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
+		if err := keysetWhere(&b, q, kinds, after); err != nil {
+			return err
+		}
+		b.add(order.sql.String(), order.args...)
+	}
 
 	rows, err := db.QueryContext(ctx, b.sql.String(), b.args...)
 	if err != nil {
@@ -891,6 +902,21 @@ func drivePage(ctx context.Context, db querier, q *fhir.Query, fb *builder, kind
 	if err := rows.Err(); err != nil {
 		return fhir.InternalError("search", err)
 	}
+	return nil
+}
+
+// keysetWhere adds the WHERE clause that keeps the rows of m after the keyset
+// position after (nothing when after is "").
+func keysetWhere(b *builder, q *fhir.Query, kinds []byte, after string) error {
+	if after == "" {
+		return nil
+	}
+	c, vals, err := decodeCursor(after, kinds)
+	if err != nil {
+		return err
+	}
+	b.add(" WHERE ")
+	keysetAfter(b, q.Sort, vals, "m.k", "m.rid", c.RID)
 	return nil
 }
 

@@ -66,6 +66,14 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	if d >= 0 && n < pl.walkFrom {
 		return walkPlan{why: fmt.Sprintf("driving set %s, %d rows", name(q.Params[d]), n)}, nil
 	}
+	if d >= 0 && len(q.Sort) == 0 && plain(q.Params[d]) && n < sampleLimit*bigSample {
+		// Without _sort the page is in row id order, and SQLite reads a plain
+		// driver's rows (one range of its index, no seek per row) into a list
+		// sorted by rid that it probes in order, stopping at _count + 1: the
+		// driving set stops early by itself, so the walk (the type's rows,
+		// every condition probed per row) would only pass over more rows.
+		return walkPlan{why: fmt.Sprintf("driving set %s, %d rows, in row id order", name(q.Params[d]), n)}, nil
+	}
 	budget := max(n, 1)
 	if d < 0 {
 		budget = -1
@@ -145,14 +153,48 @@ func walkColumn(k fhir.SortKey) (col, agg string) {
 	return col, agg
 }
 
+// walkConditions adds the conditions the walk probes on each row c: first, as
+// an uncorrelated IN that SQLite reads once into a sorted list (one range of
+// an index, no seek per row) and then probes in memory, every plain parameter
+// whose sampled count the plan choice found under sampleLimit*bigSample; then,
+// as correlated lookups through the rid indexes, the rest (large sets, chains,
+// _has, negations).
+func walkConditions(b *builder, pl *planner, q *fhir.Query) error {
+	var rest []fhir.Param
+	for i, p := range q.Params {
+		if !plain(p) || negated(p) || !pl.sampledUnder(&q.Params[i], sampleLimit*bigSample) {
+			rest = append(rest, p)
+			continue
+		}
+		b.add(" AND c.rid IN (")
+		if err := lookup(b, q.Type, p, ""); err != nil {
+			return err
+		}
+		b.add(")")
+	}
+	_, err := conditions(b, nil, "c", q.Type, rest, 0)
+	return err
+}
+
+// sampledUnder reports whether the plan choice sampled p's rows and found
+// fewer than limit.
+func (pl *planner) sampledUnder(p *fhir.Param, limit int) bool {
+	for _, l := range []int{sampleLimit, sampleLimit * bigSample} {
+		if n, ok := pl.memo[rankKey{p, l}]; ok && n < l && n < limit {
+			return true
+		}
+	}
+	return false
+}
+
 // walkPage walks q's page as plan says, appending the matches to res. It
 // reports whether the page is complete (res.Next set when there is more); when
 // it is not, after is the keyset position the walk reached, from which the
 // driving-set plan takes over, and last the cursor of the last match found.
-func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan walkPlan, res *store.SearchResult) (done bool, after string, last cursor, walked int, err error) {
+func walkPage(ctx context.Context, db querier, pl *planner, q *fhir.Query, kinds []byte, plan walkPlan, res *store.SearchResult) (done bool, after string, last cursor, walked int, err error) {
 	var b builder
 	var cond builder
-	if _, err := conditions(&cond, nil, "c", q.Type, q.Params, 0); err != nil {
+	if err := walkConditions(&cond, pl, q); err != nil {
 		return false, "", last, 0, err
 	}
 	var vals []any
@@ -174,8 +216,10 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			expr, _ := sortKey(&b, q.Type, k)
 			b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
 		}
-		b.add(", CASE WHEN w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
-		b.add(cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		// The conditions first: most rows fail one, and the check that this
+		// index row holds the resource's sort value costs a seek per row.
+		b.add(", CASE WHEN 1"+cond.sql.String(), cond.args...)
+		b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?) THEN 1 ELSE 0 END", q.Type, k.Def.Code)
 		using := ""
 		if k.Def.Type == fhir.TypeDate && k.Descending {
 			using = " INDEXED BY idx_date_hi"
