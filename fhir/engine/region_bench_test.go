@@ -161,7 +161,7 @@ func loadRegion(b *testing.B, resources int) *region {
 		b.Fatal(err)
 	}
 	if reuse {
-		b.Logf("region: reusing %s (%s)", dbPath, regionStamp(resources))
+		b.Logf("region: reusing %s (%s)", dbPath, strings.TrimSpace(regionStamp(resources)))
 		eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://bench/fhir", ExplainPlans: true})
 		return &region{eng: eng, people: resources / perPerson, st: st, dir: dir}
 	}
