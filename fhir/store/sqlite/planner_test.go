@@ -135,6 +135,9 @@ func TestPlanChoice(t *testing.T) {
 		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},
 		{"_sort=status,authored&_count=2", sampleLimit, "walk: index of _sort status (then 1 more keys per run of equal values), 3 rows walked of a budget of unbounded"},
 		{"_sort=status,-authored&subject=Patient/p1&_count=5", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 10 rows walked of a budget of 10, then drive from there"},
+		// Sorted walks probe the small sets sampled as materialised lists.
+		{"subject=Patient/p1&status=active&_sort=-authored&_count=2", 5, "walk: index of _sort authored descending, 9 rows walked of a budget of 10"},
+		{"subject=Patient/p2&status=active&_sort=authored&_count=4", 5, "walk: index of _sort authored, 10 rows walked of a budget of 10, then drive from there"},
 		{"_sort=status,-authored&subject=Patient/p1&_count=2", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 9 rows walked of a budget of 10"},
 	} {
 		var raw []fhir.RawParam
@@ -161,7 +164,33 @@ func TestPlanChoice(t *testing.T) {
 		if fmt.Sprint(ids(res), res.Next) != fmt.Sprint(ids(base), base.Next) {
 			t.Errorf("%s: walk gives %v %q, driving set %v %q", c.query, ids(res), res.Next, ids(base), base.Next)
 		}
+		// Every later page too: each page's plan continues from the cursor.
+		if got, want := allPages(t, s, q, c.walkFrom), allPages(t, s, q, never); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, want)
+		}
 	}
+}
+
+// allPages follows q's pages from the first, each planned with walkFrom, and
+// returns the ids of every page in order.
+func allPages(t *testing.T, s *Store, q *fhir.Query, walkFrom int) []string {
+	t.Helper()
+	page := *q
+	page.Cursor = ""
+	var out []string
+	for i := 0; i < 100; i++ {
+		res, err := search(context.Background(), s.read, &page, walkFrom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ids(res)...)
+		if res.Next == "" {
+			return out
+		}
+		page.Cursor = res.Next
+	}
+	t.Fatalf("%v: more than 100 pages", q)
+	return nil
 }
 
 func ids(res *store.SearchResult) []string {
