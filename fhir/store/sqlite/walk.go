@@ -156,24 +156,61 @@ func walkColumn(k fhir.SortKey) (col, agg string) {
 // walkConditions adds the conditions the walk probes on each row c: first, as
 // an uncorrelated IN that SQLite reads once into a sorted list (one range of
 // an index, no seek per row) and then probes in memory, every plain parameter
-// whose sampled count the plan choice found under sampleLimit*bigSample; then,
-// as correlated lookups through the rid indexes, the rest (large sets, chains,
-// _has, negations).
+// whose sampled count the plan choice found under sampleLimit*bigSample; then
+// the chains so sampled (chainProbe); then, as correlated lookups through the
+// rid indexes, the rest (large sets and chains, _has, negations).
 func walkConditions(b *builder, pl *planner, q *fhir.Query) error {
-	var rest []fhir.Param
+	var chains, rest []fhir.Param
 	for i, p := range q.Params {
-		if !plain(p) || negated(p) || !pl.sampledUnder(&q.Params[i], sampleLimit*bigSample) {
+		small := !negated(p) && pl.sampledUnder(&q.Params[i], sampleLimit*bigSample)
+		switch {
+		case small && plain(p):
+			b.add(" AND c.rid IN (")
+			if err := lookup(b, q.Type, p, ""); err != nil {
+				return err
+			}
+			b.add(")")
+		case small && len(p.Chain) > 0:
+			chains = append(chains, p)
+		default:
 			rest = append(rest, p)
-			continue
 		}
-		b.add(" AND c.rid IN (")
-		if err := lookup(b, q.Type, p, ""); err != nil {
+	}
+	for _, p := range chains {
+		if err := chainProbe(b, pl, q.Type, p); err != nil {
 			return err
 		}
-		b.add(")")
 	}
 	_, err := conditions(b, nil, "c", q.Type, rest, 0)
 	return err
+}
+
+// chainProbe adds a chain whose targets are few as a probe of row c: the row's
+// reference rows (one seek through the rid index) checked against the list of
+// target ids, which SQLite builds once for the whole walk (an uncorrelated IN,
+// driven by the targets' own best parameter) instead of seeking each target
+// and probing its conditions per row.
+func chainProbe(b *builder, pl *planner, typ string, p fhir.Param) error {
+	b.add(" AND EXISTS (SELECT 1 FROM idx_reference r0 INDEXED BY idx_reference_rid WHERE r0.rid = c.rid AND r0.type = ? AND r0.param = ? AND (", typ, p.Def.Code)
+	for i, q := range p.Chain {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		var cb builder
+		ok, err := conditions(&cb, pl, "c1", q.Type, q.Params, 1)
+		if err != nil {
+			return err
+		}
+		typeCol := "c1.type"
+		if ok {
+			typeCol = "+c1.type" // a parameter drives: keep SQLite off the type's rows
+		}
+		b.add("(r0.ref_type = ? AND r0.ref_id IN (SELECT c1.id FROM current c1 WHERE "+typeCol+" = ? AND c1.deleted = 0", q.Type, q.Type)
+		b.add(cb.sql.String(), cb.args...)
+		b.add("))")
+	}
+	b.add("))")
+	return nil
 }
 
 // sampledUnder reports whether the plan choice sampled p's rows and found
