@@ -126,10 +126,11 @@ func TestPlanChoice(t *testing.T) {
 	}{
 		{"status=active&_sort=-authored&_count=5", sampleLimit, "drive: driving set status, 30 rows"},
 		{"status=active&_sort=-authored&_count=5", 10, "walk: index of _sort authored descending, 6 rows walked of a budget of 30"},
-		// Unsorted with a plain driver: the driving set is read in row id
-		// order and stops at _count + 1 by itself, so it is not walked.
-		{"status=active&subject=Patient/p1&_count=2", 5, "drive: driving set status, 30 rows, in row id order"},
-		{"subject=Patient/p1&status=active&_count=3", 5, "drive: driving set subject, 10 rows, in row id order"},
+		// Unsorted, a driver whose index rows are in row id order (one typed
+		// reference) is walked itself; status (no system) is not.
+		{"status=active&subject=Patient/p1&_count=2", 5, "walk: type ServiceRequest in row id order, 8 rows walked of a budget of 30"},
+		{"subject=Patient/p1&status=active&_count=3", 5, "walk: index rows of subject in row id order, 4 rows walked of a budget of unbounded"},
+		{"subject=Patient/p1&status=active&_count=20", 5, "walk: index rows of subject in row id order, 10 rows walked of a budget of unbounded"},
 		{"status=active&_count=5", 10, "drive: driving set status, the only condition, not sampled"},
 		{"status:not=active&_count=5", 10, "walk: type ServiceRequest in row id order, 30 rows walked of a budget of unbounded"},
 		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},

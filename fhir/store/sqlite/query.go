@@ -809,7 +809,7 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 	}
 	after, last := q.Cursor, cursor{}
 	if plan.walk {
-		done, from, found, walked, err := walkPage(ctx, db, pl, q, kinds, plan, res)
+		done, from, found, walked, err := walkPage(ctx, db, q, kinds, plan, res)
 		if err != nil {
 			return nil, err
 		}

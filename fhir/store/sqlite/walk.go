@@ -35,6 +35,9 @@ const longList = 10
 type walkPlan struct {
 	walk   bool // walk rather than build the driving set
 	budget int  // rows the walk may pass over before it hands over; < 0 unbounded
+	// driver, when >= 0, is the parameter whose index rows the walk reads in
+	// row id order (rowOrdered) instead of the type's rows; -1 otherwise.
+	driver int
 	why    string
 }
 
@@ -66,19 +69,35 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	if d >= 0 && n < pl.walkFrom {
 		return walkPlan{why: fmt.Sprintf("driving set %s, %d rows", name(q.Params[d]), n)}, nil
 	}
-	if d >= 0 && len(q.Sort) == 0 && plain(q.Params[d]) && n < sampleLimit*bigSample {
-		// Without _sort the page is in row id order, and SQLite reads a plain
-		// driver's rows (one range of its index, no seek per row) into a list
-		// sorted by rid that it probes in order, stopping at _count + 1: the
-		// driving set stops early by itself, so the walk (the type's rows,
-		// every condition probed per row) would only pass over more rows.
-		return walkPlan{why: fmt.Sprintf("driving set %s, %d rows, in row id order", name(q.Params[d]), n)}, nil
+	if d >= 0 && len(q.Sort) == 0 && rowOrdered(q.Params[d]) {
+		// Without _sort the page is in row id order, and this driver's index
+		// rows are in row id order already: walking them, probing the other
+		// conditions, stops at _count + 1 having read only the rows before
+		// the page's end, where the driving set (an IN list) reads them all.
+		return walkPlan{walk: true, budget: -1, driver: d}, nil
 	}
 	budget := max(n, 1)
 	if d < 0 {
 		budget = -1
 	}
-	return walkPlan{walk: true, budget: budget}, nil
+	return walkPlan{walk: true, budget: budget, driver: -1}, nil
+}
+
+// rowOrdered reports whether p's index rows come in row id order: one exact
+// value whose whole index key precedes rid (a typed reference, a system|code
+// token), so that a walk can read them as the page's order.
+func rowOrdered(p fhir.Param) bool {
+	if !plain(p) || p.Modifier != "" || p.Missing != nil || len(p.Values) != 1 {
+		return false
+	}
+	v := p.Values[0]
+	switch p.Def.Type {
+	case fhir.TypeReference:
+		return v.RefType != "" && v.RefID != "" && v.URL == ""
+	case fhir.TypeToken:
+		return v.HasSystem && v.System != "" && v.Code != ""
+	}
+	return false
 }
 
 // keysetAfter adds the condition that a row comes after the keyset position
@@ -153,85 +172,20 @@ func walkColumn(k fhir.SortKey) (col, agg string) {
 	return col, agg
 }
 
-// walkConditions adds the conditions the walk probes on each row c: first, as
-// an uncorrelated IN that SQLite reads once into a sorted list (one range of
-// an index, no seek per row) and then probes in memory, every plain parameter
-// whose sampled count the plan choice found under sampleLimit*bigSample; then
-// the chains so sampled (chainProbe); then, as correlated lookups through the
-// rid indexes, the rest (large sets and chains, _has, negations).
-func walkConditions(b *builder, pl *planner, q *fhir.Query) error {
-	var chains, rest []fhir.Param
-	for i, p := range q.Params {
-		small := !negated(p) && pl.sampledUnder(&q.Params[i], sampleLimit*bigSample)
-		switch {
-		case small && plain(p):
-			b.add(" AND c.rid IN (")
-			if err := lookup(b, q.Type, p, ""); err != nil {
-				return err
-			}
-			b.add(")")
-		case small && len(p.Chain) > 0:
-			chains = append(chains, p)
-		default:
-			rest = append(rest, p)
-		}
-	}
-	for _, p := range chains {
-		if err := chainProbe(b, pl, q.Type, p); err != nil {
-			return err
-		}
-	}
-	_, err := conditions(b, nil, "c", q.Type, rest, 0)
-	return err
-}
-
-// chainProbe adds a chain whose targets are few as a probe of row c: the row's
-// reference rows (one seek through the rid index) checked against the list of
-// target ids, which SQLite builds once for the whole walk (an uncorrelated IN,
-// driven by the targets' own best parameter) instead of seeking each target
-// and probing its conditions per row.
-func chainProbe(b *builder, pl *planner, typ string, p fhir.Param) error {
-	b.add(" AND EXISTS (SELECT 1 FROM idx_reference r0 INDEXED BY idx_reference_rid WHERE r0.rid = c.rid AND r0.type = ? AND r0.param = ? AND (", typ, p.Def.Code)
-	for i, q := range p.Chain {
-		if i > 0 {
-			b.add(" OR ")
-		}
-		var cb builder
-		ok, err := conditions(&cb, pl, "c1", q.Type, q.Params, 1)
-		if err != nil {
-			return err
-		}
-		typeCol := "c1.type"
-		if ok {
-			typeCol = "+c1.type" // a parameter drives: keep SQLite off the type's rows
-		}
-		b.add("(r0.ref_type = ? AND r0.ref_id IN (SELECT c1.id FROM current c1 WHERE "+typeCol+" = ? AND c1.deleted = 0", q.Type, q.Type)
-		b.add(cb.sql.String(), cb.args...)
-		b.add("))")
-	}
-	b.add("))")
-	return nil
-}
-
-// sampledUnder reports whether the plan choice sampled p's rows and found
-// fewer than limit.
-func (pl *planner) sampledUnder(p *fhir.Param, limit int) bool {
-	for _, l := range []int{sampleLimit, sampleLimit * bigSample} {
-		if n, ok := pl.memo[rankKey{p, l}]; ok && n < l && n < limit {
-			return true
-		}
-	}
-	return false
-}
-
 // walkPage walks q's page as plan says, appending the matches to res. It
 // reports whether the page is complete (res.Next set when there is more); when
 // it is not, after is the keyset position the walk reached, from which the
 // driving-set plan takes over, and last the cursor of the last match found.
-func walkPage(ctx context.Context, db querier, pl *planner, q *fhir.Query, kinds []byte, plan walkPlan, res *store.SearchResult) (done bool, after string, last cursor, walked int, err error) {
+func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan walkPlan, res *store.SearchResult) (done bool, after string, last cursor, walked int, err error) {
 	var b builder
 	var cond builder
-	if err := walkConditions(&cond, pl, q); err != nil {
+	var others []fhir.Param // the driver's rows are walked: it needs no probe
+	for i, p := range q.Params {
+		if i != plan.driver {
+			others = append(others, p)
+		}
+	}
+	if _, err := conditions(&cond, nil, "c", q.Type, others, 0); err != nil {
 		return false, "", last, 0, err
 	}
 	var vals []any
@@ -284,6 +238,17 @@ func walkPage(ctx context.Context, db querier, pl *planner, q *fhir.Query, kinds
 			}
 		}
 		b.add("w.rid ASC")
+	} else if plan.driver >= 0 {
+		// The driver's index rows (rowOrdered) in row id order.
+		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		b.add(" FROM (")
+		if err := lookup(&b, q.Type, q.Params[plan.driver], ""); err != nil {
+			return false, "", last, 0, err
+		}
+		if q.Cursor != "" {
+			b.add(" AND rid > ?", from.RID)
+		}
+		b.add(" ORDER BY rid) w CROSS JOIN current c ON c.rid = w.rid WHERE c.deleted = 0 ORDER BY w.rid ASC")
 	} else {
 		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
 		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0 AND c.rid > 0", q.Type)
@@ -413,6 +378,9 @@ func (p walkPlan) describe(q *fhir.Query, walked int, done bool) string {
 		return "drive: " + p.why
 	}
 	what := "type " + q.Type + " in row id order"
+	if p.driver >= 0 {
+		what = "index rows of " + name(q.Params[p.driver]) + " in row id order"
+	}
 	if len(q.Sort) > 0 {
 		what = "index of _sort " + q.Sort[0].Def.Code
 		if q.Sort[0].Descending {
