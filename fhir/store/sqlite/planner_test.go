@@ -132,6 +132,7 @@ func TestPlanChoice(t *testing.T) {
 		{"subject=Patient/p1&status=active&_count=3", 5, "walk: index rows of subject in row id order, 4 rows walked of a budget of unbounded"},
 		{"subject=Patient/p1&status=active&_count=20", 5, "walk: index rows of subject in row id order, 10 rows walked of a budget of unbounded"},
 		{"status=active&_count=5", 10, "drive: driving set status, the only condition, not sampled"},
+		{"subject=Patient/p1&status=active&_count=50", 5, "walk: index rows of subject in row id order, 10 rows walked of a budget of unbounded"},
 		{"status:not=active&_count=5", 10, "walk: type ServiceRequest in row id order, 30 rows walked of a budget of unbounded"},
 		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},
 		{"_sort=status,authored&_count=2", sampleLimit, "walk: index of _sort status (then 1 more keys per run of equal values), 3 rows walked of a budget of unbounded"},
@@ -166,8 +167,27 @@ func TestPlanChoice(t *testing.T) {
 			t.Errorf("%s: walk gives %v %q, driving set %v %q", c.query, ids(res), res.Next, ids(base), base.Next)
 		}
 		// Every later page too: each page's plan continues from the cursor.
-		if got, want := allPages(t, s, q, c.walkFrom), allPages(t, s, q, never); fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, want)
+		all := allPages(t, s, q, never)
+		if got := allPages(t, s, q, c.walkFrom); fmt.Sprint(got) != fmt.Sprint(all) {
+			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, all)
+		}
+		// Bundle.total, whether the first page holds every match (then it is
+		// that page's length, not counted) or not, on the first page and the
+		// second.
+		counted := *q
+		counted.Total = fhir.TotalAccurate
+		for _, cur := range []string{"", res.Next} {
+			counted.Cursor = cur
+			r, err := search(ctx, s.read, &counted, c.walkFrom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Total != len(all) {
+				t.Errorf("%s (cursor %q): total %d, want %d", c.query, cur, r.Total, len(all))
+			}
+			if res.Next == "" {
+				break
+			}
 		}
 	}
 }

@@ -775,10 +775,10 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 	if err := filters(&fb, pl, q); err != nil {
 		return nil, err
 	}
-	if q.Total != fhir.TotalNone {
+	countTotal := func() error {
 		total, streamed, err := boundedTotal(ctx, db, pl, q)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !streamed {
 			var cb builder
@@ -788,43 +788,72 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 				cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
 			}
 			if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&total); err != nil {
-				return nil, fhir.InternalError("search", err)
+				return fhir.InternalError("search", err)
 			}
 		}
-		res.Total = total
-		if q.TotalLimit > 0 && res.Total >= q.TotalLimit {
-			res.Total = -1
-		}
+		res.Total = limitTotal(q, total)
+		return nil
 	}
 	if q.Count <= 0 {
+		if q.Total != fhir.TotalNone {
+			if err := countTotal(); err != nil {
+				return nil, err
+			}
+		}
 		return res, nil
 	}
+	if err := page(ctx, db, pl, q, &fb, res); err != nil {
+		return nil, err
+	}
+	switch {
+	case q.Total == fhir.TotalNone:
+	case q.Cursor == "" && res.Next == "":
+		// The first page holds every match: they are the total, with no
+		// count (which costs as much as the page again, or far more).
+		res.Total = limitTotal(q, len(res.Matches))
+	default:
+		if err := countTotal(); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// limitTotal is the Bundle.total of total matches: none (-1) at or past a
+// total limit.
+func limitTotal(q *fhir.Query, total int) int {
+	if q.TotalLimit > 0 && total >= q.TotalLimit {
+		return -1
+	}
+	return total
+}
+
+// page finds res's page of q by the plan choosePlan picks; fb is the
+// driving-set plan's FROM and WHERE.
+func page(ctx context.Context, db querier, pl *planner, q *fhir.Query, fb *builder, res *store.SearchResult) error {
 	kinds := make([]byte, len(q.Sort))
 	for i, k := range q.Sort {
 		_, kinds[i] = sortKey(&builder{}, q.Type, k)
 	}
 	plan, err := choosePlan(pl, q)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	after, last := q.Cursor, cursor{}
 	if plan.walk {
 		done, from, found, walked, err := walkPage(ctx, db, q, kinds, plan, res)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		res.Plan = plan.describe(q, walked, done)
 		if done {
-			return res, nil
+			return nil
 		}
 		after, last = from, found
 	} else {
 		res.Plan = plan.describe(q, 0, true)
 	}
-	if err := drivePage(ctx, db, q, &fb, kinds, after, last, res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return drivePage(ctx, db, q, fb, kinds, after, last, res)
 }
 
 // drivePage completes res's page with the driving-set plan: the matches after
