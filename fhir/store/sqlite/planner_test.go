@@ -49,6 +49,12 @@ func TestPlannerDriver(t *testing.T) {
 		add(fmt.Sprintf(`{"resourceType":"CarePlan","id":"cp%d","status":"active","intent":"plan","subject":{"reference":"Patient/p%d"}}`, i, i%40))
 		add(fmt.Sprintf(`{"resourceType":"Goal","id":"g%d","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"Patient/p%d"}}`, i, i%40))
 	}
+	// 300 draft plans: "intent=plan" (1,500) and "status=active" (1,200) both
+	// saturate the first sample; the second tells them apart, counting the
+	// later one only past the fewest found so far.
+	for i := 0; i < 300; i++ {
+		add(fmt.Sprintf(`{"resourceType":"CarePlan","id":"draft%d","status":"draft","intent":"plan","subject":{"reference":"Patient/p%d"}}`, i, i%40))
+	}
 	if err := s.Write(ctx, func(tx store.Tx) error {
 		for _, put := range puts {
 			if err := put(tx); err != nil {
@@ -68,6 +74,8 @@ func TestPlannerDriver(t *testing.T) {
 		{"Patient", "_has:Goal:subject:lifecycle-status=active&organization=Organization/o1", 1},
 		{"Patient", "organization=Organization/o2&_has:Goal:subject:lifecycle-status=active", 0},
 		{"CarePlan", "status:not=active&subject=Patient/p1", 1},
+		{"CarePlan", "intent=plan&status=active", 1},
+		{"CarePlan", "status=active&intent=plan", 0},
 	} {
 		var raw []fhir.RawParam
 		for _, part := range strings.Split(c.query, "&") {

@@ -244,10 +244,16 @@ func (pl *planner) driverCount(typ string, params []fhir.Param, sized bool) (int
 		return best, bestN, nil
 	}
 	// Nothing small: a second, larger sample tells the large ones apart.
+	// Each is counted only up to one row past the fewest found so far: past
+	// that it cannot drive, and counting a huge set costs a read per row.
 	limit := sampleLimit * bigSample
 	fewest, pick := never, -1
 	for _, i := range saturated {
-		n, err := pl.rankAt(typ, params, i, limit)
+		bound := limit
+		if fewest < limit {
+			bound = fewest + 1
+		}
+		n, err := pl.rankAt(typ, params, i, bound)
 		if err != nil {
 			return 0, 0, err
 		}
