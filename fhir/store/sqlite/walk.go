@@ -298,7 +298,7 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			}
 		}
 		prev = rid
-		if plan.budget >= 0 && walked >= plan.budget {
+		if plan.budget >= 0 && (walked >= plan.budget || lowYield(walked, len(hits), q.Count, plan.budget)) {
 			exhausted = false
 			break
 		}
@@ -370,6 +370,22 @@ func fetchBodies(ctx context.Context, db querier, typ string, seqs []int64, res 
 		res.Matches = append(res.Matches, v)
 	}
 	return nil
+}
+
+// yieldCheckFrom is the fewest rows a walk passes before lowYield judges it.
+const yieldCheckFrom = 16
+
+// lowYield reports whether a walk that has passed walked rows and found hits
+// matches should hand over now: past an eighth of its budget, at the rate it
+// has found matches so far (counting one more, so that a walk that has found
+// none is judged too), it would spend the whole budget before the page's
+// count + 1 matches. Handing over early leaves the driving set to do what it
+// would have done anyway, without first walking the whole budget for nothing.
+func lowYield(walked, hits, count, budget int) bool {
+	if walked < yieldCheckFrom || walked < budget/8 {
+		return false
+	}
+	return walked*(count+1) > budget*(hits+1)
 }
 
 // describe is the plan's one-line description (the X-Query-Plan header).
