@@ -481,7 +481,10 @@ func BenchmarkAcuteReferralTransaction(b *testing.B) {
 }
 
 // procMemory is this process's resident set now and at its peak (VmRSS and
-// VmHWM of /proc/self/status), or "" where there is no such file.
+// VmHWM of /proc/self/status) and now split into anonymous memory (the Go heap,
+// SQLite's caches) and file pages (RssFile: the database pages SQLite reads
+// through its memory map, which the kernel may drop), or "" where there is no
+// such file.
 func procMemory() string {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -489,7 +492,7 @@ func procMemory() string {
 	}
 	var out []string
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") || strings.HasPrefix(line, "RssAnon:") || strings.HasPrefix(line, "RssFile:") {
 			out = append(out, strings.Join(strings.Fields(line), " "))
 		}
 	}
