@@ -95,6 +95,43 @@ func TestPlannerDriver(t *testing.T) {
 			t.Errorf("%s?%s: parameter %d drives, want %d", c.typ, c.query, got, c.want)
 		}
 	}
+	// A total bounded by a limit, counted through a chain's own driver
+	// (chainTotal), equals the matches counted page by page.
+	for _, c := range []struct{ typ, query string }{
+		{"CarePlan", "status=active&subject:Patient.organization=Organization/o1"},
+		{"CarePlan", "subject:Patient.organization=Organization/o2&status=active"},
+		{"CarePlan", "subject:Patient.organization=Organization/o1&status=draft"},
+		{"CarePlan", "subject:Patient.organization=Organization/o2&status=completed"},
+		{"Goal", "subject:Patient.organization=Organization/o1"},
+		{"Goal", "subject:Patient.organization=Organization/o2&lifecycle-status=cancelled"},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Total, q.Count = fhir.TotalNone, 500
+		all := len(allPages(t, s, q, never))
+		for _, limit := range []int{1, 20, 89, 90, 91, 1000, 5000} {
+			counted := *q
+			counted.Total, counted.TotalLimit, counted.Count = fhir.TotalAccurate, limit, 0
+			res, err := search(ctx, s.read, &counted, never)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := all
+			if all >= limit {
+				want = -1
+			}
+			if res.Total != want {
+				t.Errorf("%s?%s with a total limit of %d: total %d, want %d (%d matches)", c.typ, c.query, limit, res.Total, want, all)
+			}
+		}
+	}
 }
 
 // TestPlanChoice checks which plan serves a page, and that the walk and the
