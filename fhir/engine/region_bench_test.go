@@ -34,6 +34,9 @@ import (
 // per person, a referral, an episode, a care plan in three versions (each a
 // reduction of calls), two goals and a run of visits: about 14 resources and 16
 // versions a person. CRS_BENCH_RESOURCES sets the size (default 10000).
+// CRS_BENCH_DB, when set (SQLite only), is a database path outside the
+// repository where the region is kept: built there when missing or of another
+// size or format, reused as it is otherwise (keptRegion).
 
 const (
 	trusts     = 3
@@ -139,10 +142,16 @@ func loadRegion(b *testing.B, resources int) *region {
 	var st store.Store
 	var err error
 	uri := benchMongoURI(b)
+	dbPath, reuse := filepath.Join(dir, "region.db"), false
+	if uri == "" {
+		if p := os.Getenv("CRS_BENCH_DB"); p != "" {
+			dbPath, reuse = p, keptRegion(b, p, resources)
+		}
+	}
 	if uri != "" {
 		st, err = mongo.Open(context.Background(), uri, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	} else {
-		st, err = sqlite.Open(filepath.Join(dir, "region.db"), sqlite.Options{})
+		st, err = sqlite.Open(dbPath, sqlite.Options{})
 	}
 	if err != nil {
 		b.Fatal(err)
@@ -150,6 +159,11 @@ func loadRegion(b *testing.B, resources int) *region {
 	v, err := validate.New()
 	if err != nil {
 		b.Fatal(err)
+	}
+	if reuse {
+		b.Logf("region: reusing %s (%s)", dbPath, strings.TrimSpace(regionStamp(resources)))
+		eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://bench/fhir", ExplainPlans: true})
+		return &region{eng: eng, people: resources / perPerson, st: st, dir: dir}
 	}
 	l := &loader{st: st, reg: search.Default(), ctx: context.Background()}
 	start := time.Now()
@@ -209,8 +223,50 @@ func loadRegion(b *testing.B, resources int) *region {
 		l.put(b, 3, cp(3, 2, status))
 	}
 	l.flush(b)
+	loadDur := time.Since(start)
+	if os.Getenv("CRS_BENCH_DB") != "" && uri == "" {
+		if err := os.WriteFile(dbPath+".region", []byte(regionStamp(resources)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("region: built %s for reuse", dbPath)
+	}
 	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://bench/fhir", ExplainPlans: true})
-	return &region{eng: eng, people: people, st: st, dir: dir, uri: uri, loadDur: time.Since(start)}
+	return &region{eng: eng, people: people, st: st, dir: dir, uri: uri, loadDur: loadDur}
+}
+
+// regionFormat names what loadRegion writes; bump it whenever the region's
+// content or the store's index rows change, so that a kept region database
+// (CRS_BENCH_DB) built by older code is rebuilt rather than measured.
+const regionFormat = 1
+
+// regionStamp is what the stamp file beside a kept region database says: the
+// loader's format, the size and the random seed of the visits.
+func regionStamp(resources int) string {
+	return fmt.Sprintf("crs bench region format=%d resources=%d seed=1\n", regionFormat, resources)
+}
+
+// keptRegion reports whether the SQLite database at path (CRS_BENCH_DB) holds a
+// complete region of this size and format, as its stamp file (path.region,
+// written only after the last batch committed) says. When it does not, it
+// removes the database, its WAL and the stamp, so loadRegion builds it afresh
+// at path. The benchmarks only read the region (no audit), so a kept region
+// stays as built.
+func keptRegion(b *testing.B, path string, resources int) bool {
+	stamp, err := os.ReadFile(path + ".region")
+	if err == nil && string(stamp) == regionStamp(resources) {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+	}
+	for _, f := range []string{path + ".region", path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			b.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return false
 }
 
 // benchMongoURI picks the store of the region from CRS_BENCH_STORE: "ferretdb"
@@ -425,7 +481,10 @@ func BenchmarkAcuteReferralTransaction(b *testing.B) {
 }
 
 // procMemory is this process's resident set now and at its peak (VmRSS and
-// VmHWM of /proc/self/status), or "" where there is no such file.
+// VmHWM of /proc/self/status) and now split into anonymous memory (the Go heap,
+// SQLite's caches) and file pages (RssFile: the database pages SQLite reads
+// through its memory map, which the kernel may drop), or "" where there is no
+// such file.
 func procMemory() string {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -433,7 +492,7 @@ func procMemory() string {
 	}
 	var out []string
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, "VmRSS:") || strings.HasPrefix(line, "VmHWM:") || strings.HasPrefix(line, "RssAnon:") || strings.HasPrefix(line, "RssFile:") {
 			out = append(out, strings.Join(strings.Fields(line), " "))
 		}
 	}

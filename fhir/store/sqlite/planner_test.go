@@ -49,6 +49,12 @@ func TestPlannerDriver(t *testing.T) {
 		add(fmt.Sprintf(`{"resourceType":"CarePlan","id":"cp%d","status":"active","intent":"plan","subject":{"reference":"Patient/p%d"}}`, i, i%40))
 		add(fmt.Sprintf(`{"resourceType":"Goal","id":"g%d","lifecycleStatus":"active","description":{"text":"x"},"subject":{"reference":"Patient/p%d"}}`, i, i%40))
 	}
+	// 300 draft plans: "intent=plan" (1,500) and "status=active" (1,200) both
+	// saturate the first sample; the second tells them apart, counting the
+	// later one only past the fewest found so far.
+	for i := 0; i < 300; i++ {
+		add(fmt.Sprintf(`{"resourceType":"CarePlan","id":"draft%d","status":"draft","intent":"plan","subject":{"reference":"Patient/p%d"}}`, i, i%40))
+	}
 	if err := s.Write(ctx, func(tx store.Tx) error {
 		for _, put := range puts {
 			if err := put(tx); err != nil {
@@ -68,6 +74,8 @@ func TestPlannerDriver(t *testing.T) {
 		{"Patient", "_has:Goal:subject:lifecycle-status=active&organization=Organization/o1", 1},
 		{"Patient", "organization=Organization/o2&_has:Goal:subject:lifecycle-status=active", 0},
 		{"CarePlan", "status:not=active&subject=Patient/p1", 1},
+		{"CarePlan", "intent=plan&status=active", 1},
+		{"CarePlan", "status=active&intent=plan", 0},
 	} {
 		var raw []fhir.RawParam
 		for _, part := range strings.Split(c.query, "&") {
@@ -85,6 +93,43 @@ func TestPlannerDriver(t *testing.T) {
 		}
 		if got != c.want {
 			t.Errorf("%s?%s: parameter %d drives, want %d", c.typ, c.query, got, c.want)
+		}
+	}
+	// A total bounded by a limit, counted through a chain's own driver
+	// (chainTotal), equals the matches counted page by page.
+	for _, c := range []struct{ typ, query string }{
+		{"CarePlan", "status=active&subject:Patient.organization=Organization/o1"},
+		{"CarePlan", "subject:Patient.organization=Organization/o2&status=active"},
+		{"CarePlan", "subject:Patient.organization=Organization/o1&status=draft"},
+		{"CarePlan", "subject:Patient.organization=Organization/o2&status=completed"},
+		{"Goal", "subject:Patient.organization=Organization/o1"},
+		{"Goal", "subject:Patient.organization=Organization/o2&lifecycle-status=cancelled"},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Total, q.Count = fhir.TotalNone, 500
+		all := len(allPages(t, s, q, never))
+		for _, limit := range []int{1, 20, 89, 90, 91, 1000, 5000} {
+			counted := *q
+			counted.Total, counted.TotalLimit, counted.Count = fhir.TotalAccurate, limit, 0
+			res, err := search(ctx, s.read, &counted, never)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := all
+			if all >= limit {
+				want = -1
+			}
+			if res.Total != want {
+				t.Errorf("%s?%s with a total limit of %d: total %d, want %d (%d matches)", c.typ, c.query, limit, res.Total, want, all)
+			}
 		}
 	}
 }
@@ -126,13 +171,20 @@ func TestPlanChoice(t *testing.T) {
 	}{
 		{"status=active&_sort=-authored&_count=5", sampleLimit, "drive: driving set status, 30 rows"},
 		{"status=active&_sort=-authored&_count=5", 10, "walk: index of _sort authored descending, 6 rows walked of a budget of 30"},
+		// Unsorted, a driver whose index rows are in row id order (one typed
+		// reference) is walked itself; status (no system) is not.
 		{"status=active&subject=Patient/p1&_count=2", 5, "walk: type ServiceRequest in row id order, 8 rows walked of a budget of 30"},
-		{"subject=Patient/p1&status=active&_count=3", 5, "walk: type ServiceRequest in row id order, 10 rows walked of a budget of 10, then drive from there"},
+		{"subject=Patient/p1&status=active&_count=3", 5, "walk: index rows of subject in row id order, 4 rows walked of a budget of unbounded"},
+		{"subject=Patient/p1&status=active&_count=20", 5, "walk: index rows of subject in row id order, 10 rows walked of a budget of unbounded"},
 		{"status=active&_count=5", 10, "drive: driving set status, the only condition, not sampled"},
+		{"subject=Patient/p1&status=active&_count=50", 5, "walk: index rows of subject in row id order, 10 rows walked of a budget of unbounded"},
 		{"status:not=active&_count=5", 10, "walk: type ServiceRequest in row id order, 30 rows walked of a budget of unbounded"},
 		{"_sort=authored&_count=2", sampleLimit, "walk: index of _sort authored, 3 rows walked of a budget of unbounded"},
 		{"_sort=status,authored&_count=2", sampleLimit, "walk: index of _sort status (then 1 more keys per run of equal values), 3 rows walked of a budget of unbounded"},
 		{"_sort=status,-authored&subject=Patient/p1&_count=5", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 10 rows walked of a budget of 10, then drive from there"},
+		// Sorted walks probe the small sets sampled as materialised lists.
+		{"subject=Patient/p1&status=active&_sort=-authored&_count=2", 5, "walk: index of _sort authored descending, 9 rows walked of a budget of 10"},
+		{"subject=Patient/p2&status=active&_sort=authored&_count=4", 5, "walk: index of _sort authored, 10 rows walked of a budget of 10, then drive from there"},
 		{"_sort=status,-authored&subject=Patient/p1&_count=2", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 9 rows walked of a budget of 10"},
 	} {
 		var raw []fhir.RawParam
@@ -159,7 +211,52 @@ func TestPlanChoice(t *testing.T) {
 		if fmt.Sprint(ids(res), res.Next) != fmt.Sprint(ids(base), base.Next) {
 			t.Errorf("%s: walk gives %v %q, driving set %v %q", c.query, ids(res), res.Next, ids(base), base.Next)
 		}
+		// Every later page too: each page's plan continues from the cursor.
+		all := allPages(t, s, q, never)
+		if got := allPages(t, s, q, c.walkFrom); fmt.Sprint(got) != fmt.Sprint(all) {
+			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, all)
+		}
+		// Bundle.total, whether the first page holds every match (then it is
+		// that page's length, not counted) or not, on the first page and the
+		// second.
+		counted := *q
+		counted.Total = fhir.TotalAccurate
+		for _, cur := range []string{"", res.Next} {
+			counted.Cursor = cur
+			r, err := search(ctx, s.read, &counted, c.walkFrom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Total != len(all) {
+				t.Errorf("%s (cursor %q): total %d, want %d", c.query, cur, r.Total, len(all))
+			}
+			if res.Next == "" {
+				break
+			}
+		}
 	}
+}
+
+// allPages follows q's pages from the first, each planned with walkFrom, and
+// returns the ids of every page in order.
+func allPages(t *testing.T, s *Store, q *fhir.Query, walkFrom int) []string {
+	t.Helper()
+	page := *q
+	page.Cursor = ""
+	var out []string
+	for i := 0; i < 100; i++ {
+		res, err := search(context.Background(), s.read, &page, walkFrom)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ids(res)...)
+		if res.Next == "" {
+			return out
+		}
+		page.Cursor = res.Next
+	}
+	t.Fatalf("%v: more than 100 pages", q)
+	return nil
 }
 
 func ids(res *store.SearchResult) []string {
@@ -168,4 +265,66 @@ func ids(res *store.SearchResult) []string {
 		out = append(out, v.ID)
 	}
 	return out
+}
+
+// TestWalkLowYield: a sorted walk that finds no match at the rate it needs
+// hands over to the driving set early (here after 67 of its budget of 200
+// rows: "subject=Patient/p1" and "status=active" never meet), with the same
+// pages as the driving set alone.
+func TestWalkLowYield(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reg := fsearch.Default()
+	ctx := context.Background()
+	if err := s.Write(ctx, func(tx store.Tx) error {
+		for i := 0; i < 600; i++ {
+			status := "active"
+			if i%3 == 1 {
+				status = "completed"
+			}
+			res := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"sr%d","status":"%s","intent":"plan","subject":{"reference":"Patient/p%d"},"authoredOn":"2026-05-%02dT09:00:00Z"}`, i, status, i%3, 1+i%28)
+			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+			if err != nil {
+				return err
+			}
+			index, err := reg.Extract("ServiceRequest", obj)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(ctx, store.Version{Type: "ServiceRequest", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ query, want string }{
+		{"subject=Patient/p1&status=active&_sort=-authored&_count=2", "walk: index of _sort authored descending, 67 rows walked of a budget of 200, then drive from there"},
+		{"subject=Patient/p2&status=active&_sort=-authored&_count=2", "walk: index of _sort authored descending, 9 rows walked of a budget of 200"},
+	} {
+		var raw []fhir.RawParam
+		for _, part := range strings.Split(c.query, "&") {
+			name, value, _ := strings.Cut(part, "=")
+			raw = append(raw, fhir.RawParam{Name: name, Value: value})
+		}
+		q, err := reg.ParseQuery("ServiceRequest", raw, fsearch.ParseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Total = fhir.TotalNone
+		res, err := search(ctx, s.read, q, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Plan != c.want {
+			t.Errorf("%s: plan %q, want %q", c.query, res.Plan, c.want)
+		}
+		if got, want := allPages(t, s, q, 5), allPages(t, s, q, never); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, want)
+		}
+	}
 }

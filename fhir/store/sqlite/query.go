@@ -247,10 +247,16 @@ func (pl *planner) driverCount(typ string, params []fhir.Param, sized bool) (int
 		return best, bestN, nil
 	}
 	// Nothing small: a second, larger sample tells the large ones apart.
+	// Each is counted only up to one row past the fewest found so far: past
+	// that it cannot drive, and counting a huge set costs a read per row.
 	limit := sampleLimit * bigSample
 	fewest, pick := never, -1
 	for _, i := range saturated {
-		n, err := pl.rankAt(typ, params, i, limit)
+		bound := limit
+		if fewest < limit {
+			bound = fewest + 1
+		}
+		n, err := pl.rankAt(typ, params, i, bound)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -778,10 +784,10 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 	if err := filters(&fb, pl, q); err != nil {
 		return nil, err
 	}
-	if q.Total != fhir.TotalNone {
+	countTotal := func() error {
 		total, streamed, err := boundedTotal(ctx, db, pl, q)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !streamed {
 			var cb builder
@@ -791,34 +797,66 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 				cb.add("SELECT COUNT(*)"+fb.sql.String(), fb.args...)
 			}
 			if err := db.QueryRowContext(ctx, cb.sql.String(), cb.args...).Scan(&total); err != nil {
-				return nil, fhir.InternalError("search", err)
+				return fhir.InternalError("search", err)
 			}
 		}
-		res.Total = total
-		if q.TotalLimit > 0 && res.Total >= q.TotalLimit {
-			res.Total = -1
-		}
+		res.Total = limitTotal(q, total)
+		return nil
 	}
 	if q.Count <= 0 {
+		if q.Total != fhir.TotalNone {
+			if err := countTotal(); err != nil {
+				return nil, err
+			}
+		}
 		return res, nil
 	}
+	if err := page(ctx, db, pl, q, &fb, res); err != nil {
+		return nil, err
+	}
+	switch {
+	case q.Total == fhir.TotalNone:
+	case q.Cursor == "" && res.Next == "":
+		// The first page holds every match: they are the total, with no
+		// count (which costs as much as the page again, or far more).
+		res.Total = limitTotal(q, len(res.Matches))
+	default:
+		if err := countTotal(); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// limitTotal is the Bundle.total of total matches: none (-1) at or past a
+// total limit.
+func limitTotal(q *fhir.Query, total int) int {
+	if q.TotalLimit > 0 && total >= q.TotalLimit {
+		return -1
+	}
+	return total
+}
+
+// page finds res's page of q by the plan choosePlan picks; fb is the
+// driving-set plan's FROM and WHERE.
+func page(ctx context.Context, db querier, pl *planner, q *fhir.Query, fb *builder, res *store.SearchResult) error {
 	kinds := make([]byte, len(q.Sort))
 	for i, k := range q.Sort {
 		_, kinds[i] = sortKey(&builder{}, q.Type, k)
 	}
 	plan, err := choosePlan(pl, q)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	after, last := q.Cursor, cursor{}
 	if plan.walk {
 		done, from, found, walked, err := walkPage(ctx, db, q, kinds, plan, res)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		res.Plan = plan.describe(q, walked, done)
 		if done {
-			return res, nil
+			return nil
 		}
 		after, last = from, found
 	} else {
@@ -827,10 +865,7 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 			return res, err
 		}
 	}
-	if err := drivePage(ctx, db, q, &fb, kinds, after, last, res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return drivePage(ctx, db, q, fb, kinds, after, last, res)
 }
 
 // drivePage completes res's page with the driving-set plan: the matches after
@@ -848,24 +883,35 @@ func drivePage(ctx context.Context, db querier, q *fhir.Query, fb *builder, kind
 		b.add(", m.k" + strconv.Itoa(i))
 	}
 	inner.add(fb.sql.String(), fb.args...)
-	b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
-	if after != "" {
-		c, vals, err := decodeCursor(after, kinds)
-		if err != nil {
-			return err
-		}
-		b.add(" WHERE ")
-		keysetAfter(&b, q.Sort, vals, "m.k", "m.rid", c.RID)
-	}
-	b.add(" ORDER BY ")
+	var order builder
+	order.add(" ORDER BY ")
 	for i, k := range q.Sort {
 		dir := " ASC, "
 		if k.Descending {
 			dir = " DESC, "
 		}
-		b.add("m.k" + strconv.Itoa(i) + dir)
+		order.add("m.k" + strconv.Itoa(i) + dir)
 	}
-	b.add("m.rid ASC LIMIT ?", q.Count+1-len(res.Matches))
+	order.add("m.rid ASC LIMIT ?", q.Count+1-len(res.Matches))
+	if len(q.Sort) > 0 {
+		// Sorted: the matches' keys are sorted and the page cut before any
+		// version is read, so only the page's bodies are (a join before the
+		// sort read every match's body).
+		var sorted builder
+		sorted.add("SELECT * FROM ("+inner.sql.String()+") m", inner.args...)
+		if err := keysetWhere(&sorted, q, kinds, after); err != nil {
+			return err
+		}
+		sorted.add(order.sql.String(), order.args...)
+		b.add(" FROM ("+sorted.sql.String()+") m JOIN versions v ON v.seq = m.seq", sorted.args...)
+		b.add(order.sql.String(), order.args...)
+	} else {
+		b.add(" FROM ("+inner.sql.String()+") m JOIN versions v ON v.seq = m.seq", inner.args...)
+		if err := keysetWhere(&b, q, kinds, after); err != nil {
+			return err
+		}
+		b.add(order.sql.String(), order.args...)
+	}
 
 	rows, err := db.QueryContext(ctx, b.sql.String(), b.args...)
 	if err != nil {
@@ -897,6 +943,21 @@ func drivePage(ctx context.Context, db querier, q *fhir.Query, fb *builder, kind
 	if err := rows.Err(); err != nil {
 		return fhir.InternalError("search", err)
 	}
+	return nil
+}
+
+// keysetWhere adds the WHERE clause that keeps the rows of m after the keyset
+// position after (nothing when after is "").
+func keysetWhere(b *builder, q *fhir.Query, kinds []byte, after string) error {
+	if after == "" {
+		return nil
+	}
+	c, vals, err := decodeCursor(after, kinds)
+	if err != nil {
+		return err
+	}
+	b.add(" WHERE ")
+	keysetAfter(b, q.Sort, vals, "m.k", "m.rid", c.RID)
 	return nil
 }
 

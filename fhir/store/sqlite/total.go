@@ -23,8 +23,11 @@ func boundedTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query) (
 		return 0, false, nil
 	}
 	d, n, err := pl.driverCount(q.Type, q.Params, false)
-	if err != nil || d < 0 || !plain(q.Params[d]) || n < q.TotalLimit {
+	if err != nil || d < 0 || n < q.TotalLimit {
 		return 0, false, err
+	}
+	if !plain(q.Params[d]) {
+		return chainTotal(ctx, db, pl, q, d)
 	}
 	others := make([]fhir.Param, 0, len(q.Params)-1)
 	others = append(append(others, q.Params[:d]...), q.Params[d+1:]...)
@@ -34,6 +37,50 @@ func boundedTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query) (
 		return 0, false, err
 	}
 	b.add(") d CROSS JOIN current c ON c.rid = d.rid WHERE c.deleted = 0")
+	if _, err := conditions(&b, nil, "c", q.Type, others, 0); err != nil {
+		return 0, false, err
+	}
+	b.add(" LIMIT ?)", q.TotalLimit)
+	total := 0
+	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&total); err != nil {
+		return 0, false, fhir.InternalError("search", err)
+	}
+	return total, true, nil
+}
+
+// chainTotal is boundedTotal when a chain to one type drives (CarePlan?
+// subject:Patient.organization=…): it streams the index rows of the chain
+// target's own best plain parameter (the provider's people), joins each
+// target to the rows that point at it through the chain's reference, probes
+// the rest, and stops at the limit's number of distinct matches. The
+// driving-set count would first build every row the chain reaches (each
+// target, then what points at it) whatever the limit. It reports false when
+// the chain has several target types or no plain parameter of its own drives.
+func chainTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query, d int) (int, bool, error) {
+	p := q.Params[d]
+	if len(p.Chain) != 1 || p.Has != nil {
+		return 0, false, nil
+	}
+	target := p.Chain[0]
+	td, err := pl.driver(target.Type, target.Params)
+	if err != nil || td < 0 || !plain(target.Params[td]) {
+		return 0, false, err
+	}
+	tothers := make([]fhir.Param, 0, len(target.Params)-1)
+	tothers = append(append(tothers, target.Params[:td]...), target.Params[td+1:]...)
+	others := make([]fhir.Param, 0, len(q.Params)-1)
+	others = append(append(others, q.Params[:d]...), q.Params[d+1:]...)
+	var b builder
+	b.add("SELECT COUNT(*) FROM (SELECT DISTINCT c.rid FROM (")
+	if err := lookup(&b, target.Type, target.Params[td], ""); err != nil {
+		return 0, false, err
+	}
+	b.add(") t CROSS JOIN current tc ON tc.rid = t.rid CROSS JOIN idx_reference tr ON tr.type = ? AND tr.param = ? AND tr.ref_id = tc.id AND tr.ref_type = ?", q.Type, p.Def.Code, target.Type)
+	b.add(" CROSS JOIN current c ON c.rid = tr.rid WHERE tc.deleted = 0 AND tc.type = ?", target.Type)
+	if _, err := conditions(&b, nil, "tc", target.Type, tothers, 1); err != nil {
+		return 0, false, err
+	}
+	b.add(" AND c.deleted = 0 AND c.type = ?", q.Type)
 	if _, err := conditions(&b, nil, "c", q.Type, others, 0); err != nil {
 		return 0, false, err
 	}

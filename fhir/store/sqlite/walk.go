@@ -35,6 +35,9 @@ const longList = 10
 type walkPlan struct {
 	walk   bool // walk rather than build the driving set
 	budget int  // rows the walk may pass over before it hands over; < 0 unbounded
+	// driver, when >= 0, is the parameter whose index rows the walk reads in
+	// row id order (rowOrdered) instead of the type's rows; -1 otherwise.
+	driver int
 	why    string
 }
 
@@ -66,11 +69,35 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 	if d >= 0 && n < pl.walkFrom {
 		return walkPlan{why: fmt.Sprintf("driving set %s, %d rows", name(q.Params[d]), n)}, nil
 	}
+	if d >= 0 && len(q.Sort) == 0 && rowOrdered(q.Params[d]) {
+		// Without _sort the page is in row id order, and this driver's index
+		// rows are in row id order already: walking them, probing the other
+		// conditions, stops at _count + 1 having read only the rows before
+		// the page's end, where the driving set (an IN list) reads them all.
+		return walkPlan{walk: true, budget: -1, driver: d}, nil
+	}
 	budget := max(n, 1)
 	if d < 0 {
 		budget = -1
 	}
-	return walkPlan{walk: true, budget: budget}, nil
+	return walkPlan{walk: true, budget: budget, driver: -1}, nil
+}
+
+// rowOrdered reports whether p's index rows come in row id order: one exact
+// value whose whole index key precedes rid (a typed reference, a system|code
+// token), so that a walk can read them as the page's order.
+func rowOrdered(p fhir.Param) bool {
+	if !plain(p) || p.Modifier != "" || p.Missing != nil || len(p.Values) != 1 {
+		return false
+	}
+	v := p.Values[0]
+	switch p.Def.Type {
+	case fhir.TypeReference:
+		return v.RefType != "" && v.RefID != "" && v.URL == ""
+	case fhir.TypeToken:
+		return v.HasSystem && v.System != "" && v.Code != ""
+	}
+	return false
 }
 
 // keysetAfter adds the condition that a row comes after the keyset position
@@ -152,7 +179,13 @@ func walkColumn(k fhir.SortKey) (col, agg string) {
 func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan walkPlan, res *store.SearchResult) (done bool, after string, last cursor, walked int, err error) {
 	var b builder
 	var cond builder
-	if _, err := conditions(&cond, nil, "c", q.Type, q.Params, 0); err != nil {
+	var others []fhir.Param // the driver's rows are walked: it needs no probe
+	for i, p := range q.Params {
+		if i != plan.driver {
+			others = append(others, p)
+		}
+	}
+	if _, err := conditions(&cond, nil, "c", q.Type, others, 0); err != nil {
 		return false, "", last, 0, err
 	}
 	var vals []any
@@ -174,8 +207,10 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			expr, _ := sortKey(&b, q.Type, k)
 			b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
 		}
-		b.add(", CASE WHEN w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
-		b.add(cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		// The conditions first: most rows fail one, and the check that this
+		// index row holds the resource's sort value costs a seek per row.
+		b.add(", CASE WHEN 1"+cond.sql.String(), cond.args...)
+		b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?) THEN 1 ELSE 0 END", q.Type, k.Def.Code)
 		using := ""
 		if k.Def.Type == fhir.TypeDate && k.Descending {
 			using = " INDEXED BY idx_date_hi"
@@ -203,6 +238,17 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			}
 		}
 		b.add("w.rid ASC")
+	} else if plan.driver >= 0 {
+		// The driver's index rows (rowOrdered) in row id order.
+		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		b.add(" FROM (")
+		if err := lookup(&b, q.Type, q.Params[plan.driver], ""); err != nil {
+			return false, "", last, 0, err
+		}
+		if q.Cursor != "" {
+			b.add(" AND rid > ?", from.RID)
+		}
+		b.add(" ORDER BY rid) w CROSS JOIN current c ON c.rid = w.rid WHERE c.deleted = 0 ORDER BY w.rid ASC")
 	} else {
 		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
 		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0 AND c.rid > 0", q.Type)
@@ -252,7 +298,7 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			}
 		}
 		prev = rid
-		if plan.budget >= 0 && walked >= plan.budget {
+		if plan.budget >= 0 && (walked >= plan.budget || lowYield(walked, len(hits), q.Count, plan.budget)) {
 			exhausted = false
 			break
 		}
@@ -326,12 +372,31 @@ func fetchBodies(ctx context.Context, db querier, typ string, seqs []int64, res 
 	return nil
 }
 
+// yieldCheckFrom is the fewest rows a walk passes before lowYield judges it.
+const yieldCheckFrom = 16
+
+// lowYield reports whether a walk that has passed walked rows and found hits
+// matches should hand over now: past an eighth of its budget, at the rate it
+// has found matches so far (counting one more, so that a walk that has found
+// none is judged too), it would spend the whole budget before the page's
+// count + 1 matches. Handing over early leaves the driving set to do what it
+// would have done anyway, without first walking the whole budget for nothing.
+func lowYield(walked, hits, count, budget int) bool {
+	if walked < yieldCheckFrom || walked < budget/8 {
+		return false
+	}
+	return walked*(count+1) > budget*(hits+1)
+}
+
 // describe is the plan's one-line description (the X-Query-Plan header).
 func (p walkPlan) describe(q *fhir.Query, walked int, done bool) string {
 	if !p.walk {
 		return "drive: " + p.why
 	}
 	what := "type " + q.Type + " in row id order"
+	if p.driver >= 0 {
+		what = "index rows of " + name(q.Params[p.driver]) + " in row id order"
+	}
 	if len(q.Sort) > 0 {
 		what = "index of _sort " + q.Sort[0].Def.Code
 		if q.Sort[0].Descending {
