@@ -77,7 +77,7 @@ func NewCaseloads(eng Engine, base string, now func() time.Time) *Caseloads {
 // first, longest wait first, then the episodes by day (longest first).
 func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 	f.Active, f.Waiting = true, true
-	reg, err := load(ctx, c.eng, c.base, f, all)
+	reg, err := load(ctx, c.eng, c.base, f, all, c.now())
 	if err != nil {
 		return nil, err
 	}
