@@ -97,3 +97,47 @@ func reportJSON(t *testing.T, res *Result, now time.Time) string {
 	}
 	return string(b)
 }
+
+// TestCheapCaseloadMatchesFullCaseload: the caseload read with the page's
+// needs (first visits by the DRD deadline, assessments, the last week's
+// visits, the planned and cancelled ones) shows every person with the same
+// flags, last visit, next review and missed visits as when every visit is
+// read, whatever the clock.
+func TestCheapCaseloadMatchesFullCaseload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads the 1,150-episode demo region")
+	}
+	eng := region(t)
+	type shown struct {
+		ID, Name         string
+		Day              int
+		Flags            []Flag
+		Last, Next       time.Time
+		Missed, Calls    int
+		Waiting          bool
+		Goals            []GoalStatus
+		Therapy, Pattern string
+	}
+	rows := func(c *Caseloads, f Filter) []shown {
+		cl, err := c.Caseload(devCtx(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []shown
+		for _, r := range cl.Rows {
+			out = append(out, shown{r.Referral.ID, r.Name, r.Day, r.Flags, r.Referral.LastVisit, r.NextReview, r.Referral.Missed, r.Referral.Calls, r.Waiting, r.Goals, r.Therapy, r.Referral.Pattern})
+		}
+		return out
+	}
+	for _, now := range []time.Time{testNow, testNow.Add(-36 * time.Hour), testNow.Add(4 * day), testNow.AddDate(0, -2, 0), testNow.AddDate(0, 0, 30)} {
+		cheap := NewCaseloads(eng, "", func() time.Time { return now })
+		full := NewCaseloads(eng, "", func() time.Time { return now })
+		full.needs = Needs{Visits: true, Arrivals: true, Plans: true}
+		for _, f := range []Filter{{}, {Locality: "rugby"}, {Locality: "south-warwickshire", Provider: "demo-prov-dove"}} {
+			a, b := rows(full, f), rows(cheap, f)
+			if len(a) == 0 || !reflect.DeepEqual(a, b) {
+				t.Errorf("now %v, %+v: %d rows read cheaply differ from %d read whole", now, f, len(b), len(a))
+			}
+		}
+	}
+}
