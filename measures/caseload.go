@@ -57,10 +57,9 @@ type Caseload struct {
 
 // Caseloads builds caseloads and timelines through the engine.
 type Caseloads struct {
-	eng   Engine
-	base  string
-	now   func() time.Time
-	needs Needs // what a caseload reads (all; tests compare it with every visit)
+	eng  Engine
+	base string
+	now  func() time.Time
 }
 
 // NewCaseloads returns a Caseloads on eng (base "" for the default canonical
@@ -72,7 +71,7 @@ func NewCaseloads(eng Engine, base string, now func() time.Time) *Caseloads {
 	if now == nil {
 		now = time.Now
 	}
-	return &Caseloads{eng: eng, base: strings.TrimSuffix(base, "/"), now: now, needs: all}
+	return &Caseloads{eng: eng, base: strings.TrimSuffix(base, "/"), now: now}
 }
 
 // Caseload returns the active episodes that match f, and the people waiting
@@ -80,7 +79,7 @@ func NewCaseloads(eng Engine, base string, now func() time.Time) *Caseloads {
 // first, longest wait first, then the episodes by day (longest first).
 func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 	f.Active, f.Waiting = true, true
-	reg, err := load(ctx, c.eng, c.base, f, c.needs, c.now())
+	reg, err := load(ctx, c.eng, c.base, f, all, c.now())
 	if err != nil {
 		return nil, err
 	}

@@ -139,28 +139,14 @@ type Needs struct {
 	// rules that read FirstVisit this way get it exact when it is in time, and
 	// zero (or a later visit) when it is late, which they treat alike.
 	FirstVisitBy []deadline
-	// LastVisit asks for the latest start of a finished home visit: the
-	// visits of the last recentDays are read first, and only the episodes
-	// with none there are read whole.
-	LastVisit bool
-	// Upcoming asks for the planned home visits (the next one) and the
-	// cancelled ones (missed).
-	Upcoming bool
 }
 
-// recentDays is how far back a LastVisit read looks first.
-const recentDays = 8
-
-// all is what the caseload page reads: its flags compare the first visit
-// with the DRD (late start) and the first assessment with the arrival (late
-// assessment), and it shows the last visit, the next one and the missed ones.
-var all = Needs{Assessments: true, Arrivals: true, Plans: true, LastVisit: true, Upcoming: true,
-	FirstVisitBy: []deadline{{func(r *Referral) time.Time { return r.DRD }, day}}}
+// all is what the caseload page reads.
+var all = Needs{Visits: true, Arrivals: true, Plans: true}
 
 func (n Needs) union(o Needs) Needs {
 	return Needs{Visits: n.Visits || o.Visits, Assessments: n.Assessments || o.Assessments, Arrivals: n.Arrivals || o.Arrivals, Plans: n.Plans || o.Plans,
-		FirstVisitBy: append(append([]deadline{}, n.FirstVisitBy...), o.FirstVisitBy...),
-		LastVisit:    n.LastVisit || o.LastVisit, Upcoming: n.Upcoming || o.Upcoming}
+		FirstVisitBy: append(append([]deadline{}, n.FirstVisitBy...), o.FirstVisitBy...)}
 }
 
 // The elements the measures read, decoded into small structs: decoding only
@@ -312,7 +298,6 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 	// referrals (Arrival; the visit times; Calls and Plan), so it runs in
 	// parallel, on as many workers as there are processors.
 	var jobs []func() error
-	recent := now.Add(-recentDays * day).UTC().Truncate(time.Second)
 	hh := fhir.RawParam{Name: "class", Value: "http://terminology.hl7.org/CodeSystem/v3-ActCode|HH"}
 	finished := fhir.RawParam{Name: "status", Value: "finished"}
 	// A filtered load asks for its people's visits and plans only. The
@@ -353,14 +338,6 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 			jobs = append(jobs, visitJobs(ctx, s, []fhir.RawParam{hh, finished, {Name: "type", Value: base + csVisitType + "|home-assessment"}},
 				episodeChunks(reg.Referrals, 100), serial(l, l.assessment))...)
 		}
-		if needs.LastVisit {
-			jobs = append(jobs, visitJobs(ctx, s, []fhir.RawParam{{Name: "date", Value: "ge" + recent.Format(time.RFC3339)}},
-				episodeChunks(reg.Referrals, 100), serial(l, l.lastVisit))...)
-		}
-		if needs.Upcoming {
-			jobs = append(jobs, visitJobs(ctx, s, []fhir.RawParam{{Name: "status", Value: "planned,cancelled"}},
-				episodeChunks(reg.Referrals, 100), serial(l, l.upcoming))...)
-		}
 	}
 	if needs.Arrivals {
 		ids := make([]string, 0, len(l.acute))
@@ -380,21 +357,6 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 	}
 	if err := parallelN(max(2, runtime.GOMAXPROCS(0)), jobs); err != nil {
 		return nil, err
-	}
-	if needs.LastVisit && !needs.Visits {
-		// date=ge finds every visit that starts from recent on (and some that
-		// only end after it): a latest start from recent on is the latest;
-		// any other episode is read whole.
-		var rest []*Referral
-		for _, r := range reg.Referrals {
-			if r.Episode != "" && r.LastVisit.Before(recent) {
-				r.LastVisit = time.Time{}
-				rest = append(rest, r)
-			}
-		}
-		if err := parallelN(max(2, runtime.GOMAXPROCS(0)), visitJobs(ctx, s, nil, episodeChunks(rest, 100), serial(l, l.lastVisit))); err != nil {
-			return nil, err
-		}
 	}
 	return reg, nil
 }
@@ -477,7 +439,7 @@ func (l *loader) visit(o *xEncounter) {
 		return
 	}
 	if o.Status == "cancelled" {
-		l.upcoming(o)
+		r.Missed++
 		return
 	}
 	if start.IsZero() {
@@ -486,34 +448,14 @@ func (l *loader) visit(o *xEncounter) {
 	switch o.Status {
 	case "finished":
 		l.firstVisit(o)
-		l.lastVisit(o)
+		if start.After(r.LastVisit) {
+			r.LastVisit = start
+		}
 		l.assessment(o)
 	case "planned":
-		l.upcoming(o)
-	}
-}
-
-// lastVisit keeps the latest start of the finished home visits.
-func (l *loader) lastVisit(o *xEncounter) {
-	r, start := l.homeVisit(o)
-	if r == nil || o.Status != "finished" || start.IsZero() {
-		return
-	}
-	if start.After(r.LastVisit) {
-		r.LastVisit = start
-	}
-}
-
-// upcoming counts a cancelled home visit as missed and keeps the earliest
-// start of the planned ones.
-func (l *loader) upcoming(o *xEncounter) {
-	r, start := l.homeVisit(o)
-	switch {
-	case r == nil:
-	case o.Status == "cancelled":
-		r.Missed++
-	case o.Status == "planned" && !start.IsZero() && (r.NextVisit.IsZero() || start.Before(r.NextVisit)):
-		r.NextVisit = start
+		if r.NextVisit.IsZero() || start.Before(r.NextVisit) {
+			r.NextVisit = start
+		}
 	}
 }
 
