@@ -298,8 +298,6 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 	// referrals (Arrival; the visit times; Calls and Plan), so it runs in
 	// parallel, on as many workers as there are processors.
 	var jobs []func() error
-	hh := fhir.RawParam{Name: "class", Value: "http://terminology.hl7.org/CodeSystem/v3-ActCode|HH"}
-	finished := fhir.RawParam{Name: "status", Value: "finished"}
 	// A filtered load asks for its people's visits and plans only. The
 	// longest single reads (the unfiltered walks) are the first jobs.
 	var subjects [][]fhir.RawParam
@@ -325,7 +323,9 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 	case needs.Visits:
 		visit := serial(l, l.visit)
 		for _, p := range subjects {
-			jobs = append(jobs, func() error { return searchInto(ctx, s, "Encounter", append([]fhir.RawParam{hh}, p...), visit) })
+			// subject alone, class checked here: a second parameter costs the
+			// store's planner an index count per search.
+			jobs = append(jobs, func() error { return searchInto(ctx, s, "Encounter", p, visit) })
 		}
 	default:
 		if len(needs.FirstVisitBy) > 0 {
@@ -335,8 +335,12 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 				firstVisitChunks(reg.Referrals, needs.FirstVisitBy, now, 100), serial(l, l.firstVisit))...)
 		}
 		if needs.Assessments {
-			jobs = append(jobs, visitJobs(ctx, s, []fhir.RawParam{hh, finished, {Name: "type", Value: base + csVisitType + "|home-assessment"}},
-				episodeChunks(reg.Referrals, 100), serial(l, l.assessment))...)
+			// One walk of the home assessments, class and status checked
+			// here (one parameter: no planner counts on each page).
+			assess := serial(l, l.assessment)
+			jobs = append(jobs, func() error {
+				return searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "type", Value: base + csVisitType + "|home-assessment"}}, assess)
+			})
 		}
 	}
 	if needs.Arrivals {

@@ -92,27 +92,6 @@ func firstVisitChunks(rs []*Referral, ds []deadline, now time.Time, n int) []vis
 	return out
 }
 
-// episodeChunks is the episodes of the referrals in chunks of at most n, each
-// read whole.
-func episodeChunks(rs []*Referral, n int) []visitChunk {
-	var out []visitChunk
-	var cur []string
-	for _, r := range rs {
-		if r.Episode == "" {
-			continue
-		}
-		cur = append(cur, "EpisodeOfCare/"+r.Episode)
-		if len(cur) == n {
-			out = append(out, visitChunk{episodes: cur})
-			cur = nil
-		}
-	}
-	if len(cur) > 0 {
-		out = append(out, visitChunk{episodes: cur})
-	}
-	return out
-}
-
 // visitJobs returns one search job per chunk for the home visits of its
 // episodes (the parameters base ANDed with the chunk's episodes and bound),
 // calling fn with each visit; the jobs may run in parallel, so fn must be
