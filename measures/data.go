@@ -279,9 +279,22 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, n
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		for _, chunk := range chunks(ids, 100) {
-			if err := searchInto(ctx, s, "ServiceRequest", []fhir.RawParam{{Name: "_id", Value: chunk}}, l.addReferral); err != nil {
-				return nil, err
+		// The chunks are read in parallel and joined in their order, so the
+		// referrals keep the order of a sequential read.
+		parts := chunks(ids, 100)
+		read := make([][]*xServiceRequest, len(parts))
+		jobs := make([]func() error, len(parts))
+		for i, chunk := range parts {
+			jobs[i] = func() error {
+				return searchInto(ctx, s, "ServiceRequest", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xServiceRequest) { read[i] = append(read[i], o) })
+			}
+		}
+		if err := parallelN(max(2, runtime.GOMAXPROCS(0)), jobs); err != nil {
+			return nil, err
+		}
+		for _, part := range read {
+			for _, o := range part {
+				l.addReferral(o)
 			}
 		}
 	} else {
