@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +17,9 @@ import (
 
 // benchRegion loads a demo region of CRS_BENCH_EPISODES episodes (default the
 // published 1,150; make bench also runs 11,500) once per benchmark binary run.
+// With CRS_BENCH_DIR set, the region's database is kept in that directory
+// (region-N.db) and reused by later runs instead of loading it again (a 10x
+// load takes minutes); a half-loaded database is removed first.
 var benchRegions = map[int]*engine.Engine{}
 
 func benchEngine(b *testing.B) (*engine.Engine, int) {
@@ -28,7 +32,31 @@ func benchEngine(b *testing.B) (*engine.Engine, int) {
 	if e := benchRegions[n]; e != nil {
 		return e, n
 	}
-	e := newEngine(&onceTB{&testing.T{}}, false)
+	var e *engine.Engine
+	if dir := os.Getenv("CRS_BENCH_DIR"); dir != "" {
+		path := filepath.Join(dir, fmt.Sprintf("region-%d.db", n))
+		done := path + ".loaded"
+		if _, err := os.Stat(done); err == nil {
+			e = newEngineAt(&onceTB{&testing.T{}}, path, false)
+			benchRegions[n] = e
+			return e, n
+		}
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+				b.Fatal(err)
+			}
+		}
+		e = newEngineAt(&onceTB{&testing.T{}}, path, false)
+		defer func() {
+			if !b.Failed() {
+				if err := os.WriteFile(done, nil, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}()
+	} else {
+		e = newEngine(&onceTB{&testing.T{}}, false)
+	}
 	d := NewDemo(DemoOptions{Seed: 1, Now: testNow, Episodes: n})
 	st, err := d.Load(adminCtx(), e, false)
 	if err != nil {

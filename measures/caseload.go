@@ -3,8 +3,10 @@ package measures
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"crs/fhir"
@@ -77,7 +79,7 @@ func NewCaseloads(eng Engine, base string, now func() time.Time) *Caseloads {
 // first, longest wait first, then the episodes by day (longest first).
 func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 	f.Active, f.Waiting = true, true
-	reg, err := load(ctx, c.eng, c.base, f, all)
+	reg, err := load(ctx, c.eng, c.base, f, all, c.now())
 	if err != nil {
 		return nil, err
 	}
@@ -110,42 +112,54 @@ func (c *Caseloads) Caseload(ctx context.Context, f Filter) (*Caseload, error) {
 		cl.Rows = append(cl.Rows, row)
 		byPatient[r.Patient] = row
 	}
+	// The people's names, goals and identity tasks: three searches per chunk
+	// of people, run in parallel; mu guards the rows they fill in.
+	var mu sync.Mutex
+	var jobs []func() error
 	for _, chunk := range patientChunks(reg.Referrals) {
 		ids := strings.ReplaceAll(chunk, "Patient/", "")
-		err := searchAll(ctx, c.eng, "Patient", []fhir.RawParam{{Name: "_id", Value: ids}}, func(o map[string]any) {
-			if row := byPatient[str(o["id"])]; row != nil {
-				row.Name, row.NHS = personName(o), nhsNumber(o)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		err = searchAll(ctx, c.eng, "Goal", []fhir.RawParam{{Name: "subject", Value: chunk}}, func(o map[string]any) {
-			if row := byPatient[refID(o["subject"], "Patient")]; row != nil {
-				st := str(firstCoding(o["achievementStatus"])["code"])
-				if st == "" {
-					st = str(o["lifecycleStatus"])
+		jobs = append(jobs, func() error {
+			return searchAll(ctx, c.eng, "Patient", []fhir.RawParam{{Name: "_id", Value: ids}}, func(o map[string]any) {
+				mu.Lock()
+				defer mu.Unlock()
+				if row := byPatient[str(o["id"])]; row != nil {
+					row.Name, row.NHS = personName(o), nhsNumber(o)
 				}
-				row.Goals = append(row.Goals, GoalStatus{Text: str(mapOf(o["description"])["text"]), Status: st})
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		// Held-for-review identity problems: a caller without access to Tasks
-		// simply sees no such flag.
-		err = searchAll(ctx, c.eng, "Task", []fhir.RawParam{{Name: "code", Value: taskTypeSystem + "|identity-review"}, {Name: "status", Value: "requested"}, {Name: "subject", Value: chunk}}, func(o map[string]any) {
-			seen := map[*Row]bool{}
-			for _, r := range append([]any{o["for"]}, o["focus"]) {
-				if row := byPatient[refID(r, "Patient")]; row != nil && !seen[row] {
-					seen[row] = true
-					row.Flags = append(row.Flags, FlagIdentityReview)
+			})
+		}, func() error {
+			return searchAll(ctx, c.eng, "Goal", []fhir.RawParam{{Name: "subject", Value: chunk}}, func(o map[string]any) {
+				mu.Lock()
+				defer mu.Unlock()
+				if row := byPatient[refID(o["subject"], "Patient")]; row != nil {
+					st := str(firstCoding(o["achievementStatus"])["code"])
+					if st == "" {
+						st = str(o["lifecycleStatus"])
+					}
+					row.Goals = append(row.Goals, GoalStatus{Text: str(mapOf(o["description"])["text"]), Status: st})
 				}
+			})
+		}, func() error {
+			// Held-for-review identity problems: a caller without access to
+			// Tasks simply sees no such flag.
+			err := searchAll(ctx, c.eng, "Task", []fhir.RawParam{{Name: "code", Value: taskTypeSystem + "|identity-review"}, {Name: "status", Value: "requested"}, {Name: "subject", Value: chunk}}, func(o map[string]any) {
+				mu.Lock()
+				defer mu.Unlock()
+				seen := map[*Row]bool{}
+				for _, r := range append([]any{o["for"]}, o["focus"]) {
+					if row := byPatient[refID(r, "Patient")]; row != nil && !seen[row] {
+						seen[row] = true
+						row.Flags = append(row.Flags, FlagIdentityReview)
+					}
+				}
+			})
+			if err != nil && fhir.KindOf(err) != fhir.Forbidden && fhir.KindOf(err) != fhir.NotSupportedType {
+				return err
 			}
+			return nil
 		})
-		if err != nil && fhir.KindOf(err) != fhir.Forbidden && fhir.KindOf(err) != fhir.NotSupportedType {
-			return nil, err
-		}
+	}
+	if err := parallelN(max(2, runtime.GOMAXPROCS(0)), jobs); err != nil {
+		return nil, err
 	}
 	sort.SliceStable(cl.Rows, func(i, j int) bool {
 		a, b := cl.Rows[i], cl.Rows[j]

@@ -3,6 +3,7 @@ package measures
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -133,13 +134,19 @@ type Needs struct {
 	Assessments bool // finished home-assessment visits only (a subset of Visits)
 	Arrivals    bool // the acute stays that referrals name (ServiceRequest.encounter)
 	Plans       bool // care plans
+	// FirstVisitBy asks, without Visits, only for the finished home visits
+	// that can be a referral's first visit in time for these deadlines: the
+	// rules that read FirstVisit this way get it exact when it is in time, and
+	// zero (or a later visit) when it is late, which they treat alike.
+	FirstVisitBy []deadline
 }
 
 // all is what the caseload page reads.
 var all = Needs{Visits: true, Arrivals: true, Plans: true}
 
 func (n Needs) union(o Needs) Needs {
-	return Needs{Visits: n.Visits || o.Visits, Assessments: n.Assessments || o.Assessments, Arrivals: n.Arrivals || o.Arrivals, Plans: n.Plans || o.Plans}
+	return Needs{Visits: n.Visits || o.Visits, Assessments: n.Assessments || o.Assessments, Arrivals: n.Arrivals || o.Arrivals, Plans: n.Plans || o.Plans,
+		FirstVisitBy: append(append([]deadline{}, n.FirstVisitBy...), o.FirstVisitBy...)}
 }
 
 // The elements the measures read, decoded into small structs: decoding only
@@ -215,16 +222,16 @@ func (e *xExt) coding() xCoding {
 func xRefID(r xRef, rt string) string { return refID(map[string]any{"reference": r.Reference}, rt) }
 
 // load reads referrals, episodes and what needs asks for through the engine as
-// the caller in ctx.
-func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (*Region, error) {
-	reg := &Region{OrgNames: map[string]string{}, Providers: map[string]bool{}}
-	byID := map[string]*Referral{}
-	byEpisode := map[string]*Referral{}
-	acute := map[string]*Referral{}
-	err := searchInto(ctx, s, "Organization", nil, func(o *xOrganization) { reg.OrgNames[o.ID] = o.Name })
-	if err != nil {
-		return nil, err
+// the caller in ctx; now is the clock the rules will be evaluated at.
+func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs, now time.Time) (*Region, error) {
+	l := &loader{s: s, base: base, f: f, episodic: f.Locality != "" || f.Active || f.Provider != "",
+		reg:       &Region{OrgNames: map[string]string{}, Providers: map[string]bool{}},
+		byID:      map[string]*Referral{},
+		byEpisode: map[string]*Referral{},
+		acute:     map[string]*Referral{},
+		episodes:  map[string]*xEpisode{},
 	}
+	reg := l.reg
 	var eocParams []fhir.RawParam
 	if f.Locality != "" {
 		eocParams = append(eocParams, fhir.RawParam{Name: "locality", Value: f.Locality})
@@ -232,162 +239,282 @@ func load(ctx context.Context, s Searcher, base string, f Filter, needs Needs) (
 	if f.Active {
 		eocParams = append(eocParams, fhir.RawParam{Name: "status", Value: "active"})
 	}
-	episodes := map[string]*xEpisode{} // referral id → episode
-	err = searchInto(ctx, s, "EpisodeOfCare", eocParams, func(o *xEpisode) {
-		prov := xRefID(o.ManagingOrganization, "Organization")
-		reg.Providers[prov] = true
-		if f.Provider != "" && prov != f.Provider {
-			return
-		}
-		for _, r := range o.ReferralRequest {
-			if id := xRefID(r, "ServiceRequest"); id != "" {
-				episodes[id] = o
-				break
-			}
-		}
-	})
-	if err != nil {
+	// The organisations, the episodes and (unfiltered) every referral are
+	// independent reads: they run in parallel and are joined after.
+	var srs []*xServiceRequest
+	first := []func() error{
+		func() error {
+			return searchInto(ctx, s, "Organization", nil, func(o *xOrganization) { reg.OrgNames[o.ID] = o.Name })
+		},
+		func() error {
+			return searchInto(ctx, s, "EpisodeOfCare", eocParams, func(o *xEpisode) {
+				prov := xRefID(o.ManagingOrganization, "Organization")
+				reg.Providers[prov] = true
+				if f.Provider != "" && prov != f.Provider {
+					return
+				}
+				for _, r := range o.ReferralRequest {
+					if id := xRefID(r, "ServiceRequest"); id != "" {
+						l.episodes[id] = o
+						break
+					}
+				}
+			})
+		},
+	}
+	if !l.episodic {
+		first = append(first, func() error {
+			return searchInto(ctx, s, "ServiceRequest", nil, func(o *xServiceRequest) { srs = append(srs, o) })
+		})
+	}
+	if err := parallel(first); err != nil {
 		return nil, err
 	}
-	episodic := f.Locality != "" || f.Active || f.Provider != ""
-	if episodic && len(episodes) == 0 && !f.Waiting {
+	if l.episodic && len(l.episodes) == 0 && !f.Waiting {
 		return reg, nil
 	}
-	srParams := []fhir.RawParam{}
-	if episodic {
-		ids := make([]string, 0, len(episodes))
-		for id := range episodes {
+	if l.episodic {
+		ids := make([]string, 0, len(l.episodes))
+		for id := range l.episodes {
 			ids = append(ids, id)
 		}
 		sort.Strings(ids)
-		for _, chunk := range chunks(ids, 100) {
-			if err := loadReferrals(ctx, s, base, []fhir.RawParam{{Name: "_id", Value: chunk}}, f, episodes, reg, byID, byEpisode, acute); err != nil {
-				return nil, err
+		// The chunks are read in parallel and joined in their order, so the
+		// referrals keep the order of a sequential read.
+		parts := chunks(ids, 100)
+		read := make([][]*xServiceRequest, len(parts))
+		jobs := make([]func() error, len(parts))
+		for i, chunk := range parts {
+			jobs[i] = func() error {
+				return searchInto(ctx, s, "ServiceRequest", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xServiceRequest) { read[i] = append(read[i], o) })
 			}
 		}
-	} else if err := loadReferrals(ctx, s, base, srParams, f, episodes, reg, byID, byEpisode, acute); err != nil {
-		return nil, err
+		if err := parallelN(max(2, runtime.GOMAXPROCS(0)), jobs); err != nil {
+			return nil, err
+		}
+		for _, part := range read {
+			for _, o := range part {
+				l.addReferral(o)
+			}
+		}
+	} else {
+		for _, o := range srs {
+			l.addReferral(o)
+		}
 	}
 	if f.Waiting {
-		if err := loadWaiting(ctx, s, base, f, reg, byID); err != nil {
+		if err := loadWaiting(ctx, s, base, f, reg, l.byID); err != nil {
 			return nil, err
 		}
 	}
-	visitType := base + csVisitType
-	visit := func(o *xEncounter) {
-		var r *Referral
-		for _, e := range o.EpisodeOfCare {
-			if r = byEpisode[xRefID(e, "EpisodeOfCare")]; r != nil {
-				break
-			}
-		}
-		if r == nil || o.Class.Code != "HH" {
-			return
-		}
-		start := instant(o.Period.Start)
-		switch o.Status {
-		case "finished":
-			if r.FirstVisit.IsZero() || start.Before(r.FirstVisit) {
-				r.FirstVisit = start
-			}
-			if start.After(r.LastVisit) {
-				r.LastVisit = start
-			}
-			for _, cc := range o.Type {
-				for _, c := range cc.Coding {
-					if c.System == visitType && c.Code == "home-assessment" && (r.Assessment.IsZero() || start.Before(r.Assessment)) {
-						r.Assessment = start
-					}
-				}
-			}
-		case "cancelled":
-			r.Missed++
-		case "planned":
-			if r.NextVisit.IsZero() || start.Before(r.NextVisit) {
-				r.NextVisit = start
-			}
-		}
-	}
-	plan := func(o *xCarePlan) {
-		for _, b := range o.BasedOn {
-			if r := byID[xRefID(b, "ServiceRequest")]; r != nil {
-				if e := findExt(o.Extension, base+extCallsPerDay); e != nil && e.ValueInteger != nil {
-					r.Calls = *e.ValueInteger
-				}
-				r.Plan = o.ID
-				return
-			}
-		}
-	}
 	// The rest reads independent resources into distinct fields of the
-	// referrals (Arrival; visits; Calls and Plan), so it runs in parallel.
+	// referrals (Arrival; the visit times; Calls and Plan), so it runs in
+	// parallel, on as many workers as there are processors.
 	var jobs []func() error
-	if needs.Arrivals {
-		ids := make([]string, 0, len(acute))
-		for id := range acute {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		jobs = append(jobs, func() error {
-			for _, chunk := range chunks(ids, 100) {
-				err := searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xEncounter) {
-					if r := acute[o.ID]; r != nil {
-						r.Arrival = instant(o.Period.End)
-					}
-				})
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	hh := fhir.RawParam{Name: "class", Value: "http://terminology.hl7.org/CodeSystem/v3-ActCode|HH"}
-	var visitParams []fhir.RawParam
-	switch {
-	case needs.Visits && !episodic:
-		// Every Encounter, class filtered here: at 10x the demo region a
-		// plain walk of the type took 11 s where the class=HH search took
-		// 17–30 s (and 239 ms instead of 278 ms at 1x).
-		visitParams = []fhir.RawParam{}
-	case needs.Visits:
-		visitParams = []fhir.RawParam{hh}
-	case needs.Assessments:
-		visitParams = []fhir.RawParam{hh, {Name: "status", Value: "finished"}, {Name: "type", Value: visitType + "|home-assessment"}}
-	}
-	// A filtered load asks for its people's visits and plans only.
+	// A filtered load asks for its people's visits and plans only. The
+	// longest single reads (the unfiltered walks) are the first jobs.
 	var subjects [][]fhir.RawParam
-	if episodic {
+	if l.episodic {
 		for _, chunk := range patientChunks(reg.Referrals) {
 			subjects = append(subjects, []fhir.RawParam{{Name: "subject", Value: chunk}})
 		}
 	} else {
 		subjects = [][]fhir.RawParam{nil}
 	}
-	if visitParams != nil {
-		jobs = append(jobs, func() error {
-			for _, p := range subjects {
-				if err := searchInto(ctx, s, "Encounter", append(append([]fhir.RawParam{}, visitParams...), p...), visit); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
 	if needs.Plans {
-		jobs = append(jobs, func() error {
-			for _, p := range subjects {
-				if err := searchInto(ctx, s, "CarePlan", p, plan); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		plan := serial(l, l.plan)
+		for _, p := range subjects {
+			jobs = append(jobs, func() error { return searchInto(ctx, s, "CarePlan", p, plan) })
+		}
 	}
-	if err := parallel(jobs); err != nil {
+	switch {
+	case needs.Visits && !l.episodic:
+		// Every Encounter, class filtered here: at 10x the demo region a
+		// plain walk of the type took 11 s where the class=HH search took
+		// 17–30 s (and 239 ms instead of 278 ms at 1x).
+		jobs = append(jobs, func() error { return searchInto(ctx, s, "Encounter", []fhir.RawParam{}, serial(l, l.visit)) })
+	case needs.Visits:
+		visit := serial(l, l.visit)
+		for _, p := range subjects {
+			// subject alone, class checked here: a second parameter costs the
+			// store's planner an index count per search.
+			jobs = append(jobs, func() error { return searchInto(ctx, s, "Encounter", p, visit) })
+		}
+	default:
+		if len(needs.FirstVisitBy) > 0 {
+			// Class and status are checked here: each parameter more is one
+			// more index count for the store's planner per search.
+			jobs = append(jobs, visitJobs(ctx, s, nil,
+				firstVisitChunks(reg.Referrals, needs.FirstVisitBy, now, 100), serial(l, l.firstVisit))...)
+		}
+		if needs.Assessments {
+			// One walk of the home assessments, class and status checked
+			// here (one parameter: no planner counts on each page).
+			assess := serial(l, l.assessment)
+			jobs = append(jobs, func() error {
+				return searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "type", Value: base + csVisitType + "|home-assessment"}}, assess)
+			})
+		}
+	}
+	if needs.Arrivals {
+		ids := make([]string, 0, len(l.acute))
+		for id := range l.acute {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, chunk := range chunks(ids, 100) {
+			jobs = append(jobs, func() error {
+				return searchInto(ctx, s, "Encounter", []fhir.RawParam{{Name: "_id", Value: chunk}}, func(o *xEncounter) {
+					if r := l.acute[o.ID]; r != nil {
+						r.Arrival = instant(o.Period.End)
+					}
+				})
+			})
+		}
+	}
+	if err := parallelN(max(2, runtime.GOMAXPROCS(0)), jobs); err != nil {
 		return nil, err
 	}
 	return reg, nil
+}
+
+// loader is the state of one load: the referrals read so far, by id, by
+// episode and by the acute stay they name.
+type loader struct {
+	s         Searcher
+	base      string
+	f         Filter
+	episodic  bool
+	reg       *Region
+	byID      map[string]*Referral
+	byEpisode map[string]*Referral
+	acute     map[string]*Referral // acute Encounter id → referral
+	episodes  map[string]*xEpisode // referral id → episode
+	mu        sync.Mutex
+}
+
+// serial returns fn guarded by the loader's lock, for searches that run in
+// parallel and update the same referrals.
+func serial[T any](l *loader, fn func(*T)) func(*T) {
+	return func(o *T) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		fn(o)
+	}
+}
+
+// addReferral joins a ServiceRequest to its episode and adds it to the
+// region, unless the filter leaves it out.
+func (l *loader) addReferral(o *xServiceRequest) {
+	ep, ok := l.episodes[o.ID]
+	if l.episodic && !ok {
+		return
+	}
+	r := newReferral(o, l.base)
+	if enc := xRefID(o.Encounter, "Encounter"); enc != "" {
+		l.acute[enc] = r
+	}
+	if ep != nil {
+		r.Episode = ep.ID
+		r.EpisodeState = ep.Status
+		r.Locality = findExt(ep.Extension, l.base+extLocality).coding().Code
+		r.Exit = findExt(ep.Extension, l.base+extExitRoute).coding().Code
+		if p := xRefID(ep.ManagingOrganization, "Organization"); p != "" {
+			r.Provider = p
+		}
+		r.Start, r.End = instant(ep.Period.Start), instant(ep.Period.End)
+		l.byEpisode[r.Episode] = r
+	}
+	if l.f.Provider != "" && r.Provider != l.f.Provider {
+		return
+	}
+	l.byID[o.ID] = r
+	l.reg.Referrals = append(l.reg.Referrals, r)
+}
+
+// homeVisit returns the referral a home visit (class HH) belongs to, through
+// its first episode the load knows, and its start; nil for any other
+// Encounter.
+func (l *loader) homeVisit(o *xEncounter) (*Referral, time.Time) {
+	if o.Class.Code != "HH" {
+		return nil, time.Time{}
+	}
+	for _, e := range o.EpisodeOfCare {
+		if r := l.byEpisode[xRefID(e, "EpisodeOfCare")]; r != nil {
+			return r, instant(o.Period.Start)
+		}
+	}
+	return nil, time.Time{}
+}
+
+// visit reads everything the caseload knows of a home visit. A visit without
+// a start counts as missed when cancelled and is otherwise left out: it has
+// no time to compare.
+func (l *loader) visit(o *xEncounter) {
+	r, start := l.homeVisit(o)
+	if r == nil {
+		return
+	}
+	if o.Status == "cancelled" {
+		r.Missed++
+		return
+	}
+	if start.IsZero() {
+		return
+	}
+	switch o.Status {
+	case "finished":
+		l.firstVisit(o)
+		if start.After(r.LastVisit) {
+			r.LastVisit = start
+		}
+		l.assessment(o)
+	case "planned":
+		if r.NextVisit.IsZero() || start.Before(r.NextVisit) {
+			r.NextVisit = start
+		}
+	}
+}
+
+// firstVisit keeps the earliest start of the finished home visits.
+func (l *loader) firstVisit(o *xEncounter) {
+	r, start := l.homeVisit(o)
+	if r == nil || o.Status != "finished" || start.IsZero() {
+		return
+	}
+	if r.FirstVisit.IsZero() || start.Before(r.FirstVisit) {
+		r.FirstVisit = start
+	}
+}
+
+// assessment keeps the earliest start of the finished home assessments.
+func (l *loader) assessment(o *xEncounter) {
+	r, start := l.homeVisit(o)
+	if r == nil || o.Status != "finished" || start.IsZero() {
+		return
+	}
+	visitType := l.base + csVisitType
+	for _, cc := range o.Type {
+		for _, c := range cc.Coding {
+			if c.System == visitType && c.Code == "home-assessment" && (r.Assessment.IsZero() || start.Before(r.Assessment)) {
+				r.Assessment = start
+			}
+		}
+	}
+}
+
+// plan reads the calls per day of a care plan into the referral it is based
+// on.
+func (l *loader) plan(o *xCarePlan) {
+	for _, b := range o.BasedOn {
+		if r := l.byID[xRefID(b, "ServiceRequest")]; r != nil {
+			if e := findExt(o.Extension, l.base+extCallsPerDay); e != nil && e.ValueInteger != nil {
+				r.Calls = *e.ValueInteger
+			}
+			r.Plan = o.ID
+			return
+		}
+	}
 }
 
 // parallel runs jobs concurrently and returns the first error.
@@ -408,39 +535,6 @@ func parallel(jobs []func() error) error {
 		}
 	}
 	return nil
-}
-
-// loadReferrals reads the ServiceRequests that params find and joins each to
-// its episode.
-func loadReferrals(ctx context.Context, s Searcher, base string, params []fhir.RawParam, f Filter, episodes map[string]*xEpisode,
-	reg *Region, byID, byEpisode map[string]*Referral, acute map[string]*Referral) error {
-	episodic := f.Locality != "" || f.Active || f.Provider != ""
-	return searchInto(ctx, s, "ServiceRequest", params, func(o *xServiceRequest) {
-		ep, ok := episodes[o.ID]
-		if episodic && !ok {
-			return
-		}
-		r := newReferral(o, base)
-		if enc := xRefID(o.Encounter, "Encounter"); enc != "" {
-			acute[enc] = r
-		}
-		if ep != nil {
-			r.Episode = ep.ID
-			r.EpisodeState = ep.Status
-			r.Locality = findExt(ep.Extension, base+extLocality).coding().Code
-			r.Exit = findExt(ep.Extension, base+extExitRoute).coding().Code
-			if p := xRefID(ep.ManagingOrganization, "Organization"); p != "" {
-				r.Provider = p
-			}
-			r.Start, r.End = instant(ep.Period.Start), instant(ep.Period.End)
-			byEpisode[r.Episode] = r
-		}
-		if f.Provider != "" && r.Provider != f.Provider {
-			return
-		}
-		byID[o.ID] = r
-		reg.Referrals = append(reg.Referrals, r)
-	})
 }
 
 // newReferral reads what the measures know of a referral from its

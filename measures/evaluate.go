@@ -157,7 +157,7 @@ func (ev *Evaluator) Evaluate(ctx context.Context, req Request) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
-	reg, err := load(ctx, ev.eng, ev.base, Filter{}, needsOf(m))
+	reg, err := load(ctx, ev.eng, ev.base, Filter{}, needsOf(m), ev.now())
 	if err != nil {
 		return nil, err
 	}

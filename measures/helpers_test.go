@@ -21,7 +21,14 @@ var testNow = time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
 // SQLite store, with the embedded access policy when policy is set.
 func newEngine(tb testing.TB, policy bool) *engine.Engine {
 	tb.Helper()
-	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	return newEngineAt(tb, filepath.Join(tb.TempDir(), "crs.db"), policy)
+}
+
+// newEngineAt is newEngine on the SQLite database at path (created when
+// missing).
+func newEngineAt(tb testing.TB, path string, policy bool) *engine.Engine {
+	tb.Helper()
+	st, err := sqlite.Open(path, sqlite.Options{NoSync: true})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -56,13 +56,13 @@ var rules = map[string]rule{
 		anchor:    func(r *Referral) time.Time { return r.DRD },
 		eligible:  func(r *Referral, now time.Time) bool { return !r.FirstVisit.IsZero() || now.Sub(r.DRD) > day },
 		numerator: func(r *Referral) bool { return !r.FirstVisit.IsZero() && r.FirstVisit.Sub(r.DRD) <= day },
-		needs:     Needs{Visits: true},
+		needs:     Needs{FirstVisitBy: []deadline{{func(r *Referral) time.Time { return r.DRD }, day}}},
 	},
 	"crs-care-start-3-days#main": {
 		anchor:    func(r *Referral) time.Time { return r.Authored },
 		eligible:  func(r *Referral, now time.Time) bool { return !r.FirstVisit.IsZero() || now.Sub(r.Authored) > 3*day },
 		numerator: func(r *Referral) bool { return !r.FirstVisit.IsZero() && r.FirstVisit.Sub(r.Authored) <= 3*day },
-		needs:     Needs{Visits: true},
+		needs:     Needs{FirstVisitBy: []deadline{{func(r *Referral) time.Time { return r.Authored }, 3 * day}}},
 	},
 	"crs-assessment-2h#main": {
 		anchor: func(r *Referral) time.Time { return r.Arrival },

@@ -71,7 +71,7 @@ func (s *Service) evaluateViews(ctx context.Context, ids []string, req Request, 
 		defs[id] = m
 		needs = needs.union(needsOf(m))
 	}
-	reg, err := load(ctx, s.eng, s.eval.base, Filter{}, needs)
+	reg, err := load(ctx, s.eng, s.eval.base, Filter{}, needs, s.now())
 	if err != nil {
 		return nil, err
 	}
