@@ -55,7 +55,10 @@ func principal(role, org string) *auth.Principal {
 
 func newEnv(t testing.TB, cfg subscriptions.Config) *env {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: true})
+	// CRS_BENCH_DURABLE=1 syncs every commit as crs serve does (the benchmarks'
+	// durable figures); tests skip the fsync.
+	durable := os.Getenv("CRS_BENCH_DURABLE") == "1"
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: !durable})
 	if err != nil {
 		t.Fatal(err)
 	}
