@@ -862,7 +862,7 @@ func page(ctx context.Context, db querier, pl *planner, q *fhir.Query, fb *build
 	} else {
 		res.Plan = plan.describe(q, 0, true)
 		if empty, err := pl.emptyDriver(q); err != nil || empty {
-			return res, err
+			return err
 		}
 	}
 	return drivePage(ctx, db, q, fb, kinds, after, last, res)
