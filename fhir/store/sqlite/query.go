@@ -975,7 +975,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (*store.Histo
 		f.add(" AND ts >= ?", q.Since.UnixNano())
 	}
 	res := &store.HistoryResult{}
-	if err := s.read.QueryRowContext(ctx, "SELECT COUNT(*)"+f.sql.String(), f.args...).Scan(&res.Total); err != nil {
+	if err := s.rq.QueryRowContext(ctx, "SELECT COUNT(*)"+f.sql.String(), f.args...).Scan(&res.Total); err != nil {
 		return nil, fhir.InternalError("history", err)
 	}
 	b := builder{args: append([]any(nil), f.args...)}
@@ -995,7 +995,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) (*store.Histo
 	} else {
 		b.add(" ORDER BY seq DESC LIMIT ?", count+1)
 	}
-	rows, err := s.read.QueryContext(ctx, b.sql.String(), b.args...)
+	rows, err := s.rq.QueryContext(ctx, b.sql.String(), b.args...)
 	if err != nil {
 		return nil, fhir.InternalError("history", err)
 	}

@@ -60,7 +60,9 @@ type Store struct {
 	onCommit func(writes int, d time.Duration, err error)
 	stmts    readStmts
 	wstmts   writeStmts
-	walkFrom int // the driving set size from which a page walks (walk.go); tests lower it
+	rq       *stmtCache // the read pool's searches, prepared (stmtcache.go)
+	wq       *stmtCache // the writer's searches and transaction control (writer goroutine only)
+	walkFrom int        // the driving set size from which a page walks (walk.go); tests lower it
 	keys     keySet
 	cache    map[string][]tokenRow // the committed values of key targets (writer goroutine only)
 	dataVer  int64                 // PRAGMA data_version when cache was last known valid
@@ -199,6 +201,7 @@ func openKeys(path string, opt Options, keys keySet) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
+	s.rq = newStmtCache(read, stmtCacheSize, false)
 	go s.writer()
 	return s, nil
 }
@@ -233,6 +236,7 @@ func (s *Store) Close() error {
 	close(s.done)
 	<-s.closed
 	s.stmts.close()
+	s.rq.close()
 	return errors.Join(s.read.Close(), s.write.Close())
 }
 
@@ -271,6 +275,8 @@ func (s *Store) writer() {
 		return
 	}
 	defer conn.Close()
+	s.wq = newStmtCache(conn, stmtCacheSize, true)
+	defer s.wq.close()
 	batch := make([]*writeReq, 0, s.max)
 	last, sinceAnalyze := 0, 0
 	analyze(conn)
@@ -356,13 +362,13 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		pending = append(pending, i)
 	}
 	for len(pending) > 0 {
-		if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		if _, err := s.wq.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 			for _, i := range pending {
 				results[i] = fhir.InternalError("begin", err)
 			}
 			break
 		}
-		t := &txn{conn: conn, stmts: &s.wstmts, keys: s.keys, cache: s.keyCache(conn)}
+		t := &txn{conn: conn, q: s.wq, stmts: &s.wstmts, keys: s.keys, cache: s.keyCache(conn)}
 		t0 := time.Now()
 		failed := -1
 		for k, i := range pending {
@@ -380,7 +386,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			}
 		}
 		if failed >= 0 {
-			if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+			if _, err := s.wq.ExecContext(ctx, `ROLLBACK`); err != nil {
 				s.rollbackFailed(pending, results, err)
 				break
 			}
@@ -390,7 +396,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		s.commits.Add(1)
 		s.writes.Add(int64(len(pending)))
 		t1 := time.Now()
-		_, err := conn.ExecContext(ctx, `COMMIT`)
+		_, err := s.wq.ExecContext(ctx, `COMMIT`)
 		s.execNanos.Add(int64(t1.Sub(t0)))
 		s.commitNanos.Add(int64(time.Since(t1)))
 		if s.onCommit != nil {
@@ -402,13 +408,16 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 			}
 			// A failed COMMIT may leave the transaction open: end it so the next
 			// batch starts clean.
-			_, _ = conn.ExecContext(ctx, `ROLLBACK`)
+			_, _ = s.wq.ExecContext(ctx, `ROLLBACK`)
 		} else {
 			puts = t.puts
 			s.keysCommitted(t)
 		}
 		break
 	}
+	// The transaction has ended and no rows are open: statements evicted
+	// during it can close.
+	s.wq.release()
 	for i, r := range batch {
 		r.done <- results[i]
 	}
@@ -487,7 +496,7 @@ func scanVersion(typ, id string, row *sql.Row) (store.Version, error) {
 
 // VRead returns one version of a resource.
 func (s *Store) VRead(ctx context.Context, typ, id string, vid int) (store.Version, error) {
-	v, err := scanVersion(typ, id, s.read.QueryRowContext(ctx,
+	v, err := scanVersion(typ, id, s.rq.QueryRowContext(ctx,
 		`SELECT vid, ts, deleted, method, body FROM versions WHERE type = ? AND id = ? AND vid = ?`, typ, id, vid))
 	if fhir.KindOf(err) == fhir.NotFound {
 		return v, fhir.Errorf(fhir.NotFound, "", "%s/%s has no version %d", typ, id, vid)
@@ -497,7 +506,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int) (store.Versi
 
 // Search runs a query on the read pool.
 func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	return search(ctx, s.read, s.keys.rewrite(q), s.walkFrom)
+	return search(ctx, s.rq, s.keys.rewrite(q), s.walkFrom)
 }
 
 // txn is the store.Tx of one batch's transaction on the writer's connection.
@@ -510,6 +519,7 @@ func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult,
 // or replaces search values in the transaction, and before COMMIT.
 type txn struct {
 	conn    *sql.Conn
+	q       *stmtCache // the writer's prepared statement cache
 	stmts   *writeStmts
 	puts    int                      // versions written, for the statistics refresh
 	pending map[string][][]any       // search value rows not yet inserted, by table
@@ -583,7 +593,7 @@ func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, e
 	if err := t.flushFor(ctx, q); err != nil {
 		return nil, err
 	}
-	return search(ctx, t.conn, t.keys.rewrite(q), sampleLimit)
+	return search(ctx, t.q, t.keys.rewrite(q), sampleLimit)
 }
 
 // lastSQL finds the version of a type written last (versions_type_seq serves it).
