@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/base64"
 
+	"crs/auth"
 	"crs/fhir"
 )
 
@@ -113,28 +114,7 @@ func (x *Rendered) Body(id, lastUpdated, previous, hash string) ([]byte, error) 
 		b = append(b, `,{"type":{"coding":[`...)
 		b = codingDef(b, v3Participation, "IRCP", "information recipient")
 		b = append(b, `]}`...)
-		if len(w.Roles) > 0 || w.Org != "" {
-			b = append(b, `,"role":[`...)
-			for i, role := range w.Roles {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, `{"text":`...)
-				b = str(b, role)
-				b = append(b, '}')
-			}
-			if w.Org != "" {
-				if len(w.Roles) > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, `{"coding":[`...)
-				b = codingDef(b, odsOrganisation, w.Org, "")
-				b = append(b, `],"text":`...)
-				b = str(b, "organisation "+w.Org)
-				b = append(b, '}')
-			}
-			b = append(b, ']')
-		}
+		b = whoRoles(b, w, codingDef)
 		b = append(b, `,"who":{"identifier":{"system":`...)
 		b = str(b, w.Issuer)
 		b = append(b, `,"value":`...)
@@ -247,28 +227,7 @@ func (x *Rendered) appendCanonical(b []byte) []byte {
 			b = append(b, `],`...)
 		}
 		b = append(b, `"requestor":true`...)
-		if len(w.Roles) > 0 || w.Org != "" {
-			b = append(b, `,"role":[`...)
-			for i, role := range w.Roles {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, `{"text":`...)
-				b = str(b, role)
-				b = append(b, '}')
-			}
-			if w.Org != "" {
-				if len(w.Roles) > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, `{"coding":[`...)
-				b = codingSorted(b, odsOrganisation, w.Org, "")
-				b = append(b, `],"text":`...)
-				b = str(b, "organisation "+w.Org)
-				b = append(b, '}')
-			}
-			b = append(b, ']')
-		}
+		b = whoRoles(b, w, codingSorted)
 		b = append(b, `,"type":{"coding":[`...)
 		b = codingSorted(b, v3Participation, "IRCP", "information recipient")
 		b = append(b, `]},"who":{"identifier":{"system":`...)
@@ -441,6 +400,36 @@ func str(b []byte, s string) []byte { return fhir.AppendJSONString(b, s) }
 
 // codingDef writes a Coding in the definition's order (system, code,
 // display; no display when "").
+// whoRoles appends the caller's roles and organisation as the agent's role
+// array (",\"role\":[…]"), nothing when it has neither; coding writes the
+// organisation's Coding in the order of the JSON being built (the stored
+// body's definition order or the hashed canonical JSON's sorted order).
+func whoRoles(b []byte, w *auth.Principal, coding func(b []byte, system, code, display string) []byte) []byte {
+	if len(w.Roles) == 0 && w.Org == "" {
+		return b
+	}
+	b = append(b, `,"role":[`...)
+	for i, role := range w.Roles {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"text":`...)
+		b = str(b, role)
+		b = append(b, '}')
+	}
+	if w.Org != "" {
+		if len(w.Roles) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"coding":[`...)
+		b = coding(b, odsOrganisation, w.Org, "")
+		b = append(b, `],"text":`...)
+		b = str(b, "organisation "+w.Org)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
 func codingDef(b []byte, system, code, display string) []byte {
 	b = append(b, `{"system":`...)
 	b = str(b, system)
