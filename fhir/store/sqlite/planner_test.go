@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +15,7 @@ import (
 // TestPlannerDriver checks which parameter drives a search: the one that finds
 // fewest rows, chains and _has included, whatever their order in the query.
 func TestPlannerDriver(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	reg := fsearch.Default()
 	ctx := context.Background()
 	var puts []func(store.Tx) error
@@ -138,11 +133,7 @@ func TestPlannerDriver(t *testing.T) {
 // driving set give the same pages: a small driving set is built; from walkFrom
 // rows a page walks the sort key's index or the type's rows in id order.
 func TestPlanChoice(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	reg := fsearch.Default()
 	ctx := context.Background()
 	if err := s.Write(ctx, func(tx store.Tx) error {
@@ -272,11 +263,7 @@ func ids(res *store.SearchResult) []string {
 // rows: "subject=Patient/p1" and "status=active" never meet), with the same
 // pages as the driving set alone.
 func TestWalkLowYield(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	reg := fsearch.Default()
 	ctx := context.Background()
 	if err := s.Write(ctx, func(tx store.Tx) error {

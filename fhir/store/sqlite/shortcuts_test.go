@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,11 +36,7 @@ func (c *countingQuerier) QueryRowContext(ctx context.Context, query string, arg
 // not the empty one still read their page, with the same matches as before.
 // An _id parameter is ranked without a sample.
 func TestEmptyDriverSkipsPage(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	reg := fsearch.Default()
 	ctx := context.Background()
 	if err := s.Write(ctx, func(tx store.Tx) error {

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,11 +20,7 @@ const countTo = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c 
 // deadline (SQLite's interrupt) answers correctly when it runs again, on the
 // read pool and on the writer's connection, and stays one cache entry.
 func TestStmtCacheInterrupted(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	check := func(name string, c *stmtCache) {
 		before := c.len()
 		for round := range 3 {
@@ -57,11 +52,7 @@ func TestStmtCacheInterrupted(t *testing.T) {
 // again, finds what it found before; a search in a write transaction sees the
 // transaction's writes through the writer's cache.
 func TestStmtCacheSearchAfterCancel(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	reg := fsearch.Default()
 	ctx := context.Background()
 	put := func(tx store.Tx, i int) error {
@@ -166,11 +157,7 @@ func TestStmtCacheSearchAfterCancel(t *testing.T) {
 // and on the writer's connection (the cache retires it until release); many
 // readers sharing a small cache get their own answers.
 func TestStmtCacheEviction(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "crs.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTemp(t)
 	ctx := context.Background()
 	series := func(k int) string {
 		return fmt.Sprintf(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT x * %d FROM c`, k)
