@@ -78,16 +78,7 @@ func BenchmarkRawStoreWrite(b *testing.B) {
 					pat := fmt.Sprintf(`{"resourceType":"Patient","id":%q,"meta":{"versionId":"1","lastUpdated":"2026-11-29T12:00:00.000Z"},"identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":%q},{"system":"https://community-recovery.example.org/fhir/Id/la-person/E10000031","value":"LA-B%d"}],"gender":"female","birthDate":"1941-03-14","address":[{"use":"home","postalCode":"CV21"}],"extension":[{"url":"https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority","valueCoding":{"system":"http://statistics.data.gov.uk/id/statistical-geography","code":"E10000031"}}]}`, id, nhsNumber(n), n)
 					prov := fmt.Sprintf(`{"resourceType":"Provenance","id":%q,"meta":{"versionId":"1","lastUpdated":"2026-11-29T12:00:00.000Z"},"target":[{"reference":"Patient/%s"}],"recorded":"2026-11-29T12:00:00Z","agent":[{"who":{"reference":"Organization/council"}}],"entity":[{"role":"source","what":{"identifier":{"system":"https://community-recovery.example.org/fhir/Id/import-source/cld","value":"bench.csv#line=%d"}}}]}`, fhir.NewUUID(), id, r+2)
 					for _, body := range []string{pat, prov} {
-						obj, err := fhir.Parse([]byte(body), fhir.Limits{})
-						if err != nil {
-							return err
-						}
-						rt := fhir.ResourceType(obj)
-						index, err := params.Extract(rt, obj)
-						if err != nil {
-							return err
-						}
-						if err := tx.Put(ctx, store.Version{Type: rt, ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(body)}, index); err != nil {
+						if err := mappingtest.PutFirstVersion(ctx, tx, params, []byte(body)); err != nil {
 							return err
 						}
 					}

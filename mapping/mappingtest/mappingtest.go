@@ -18,6 +18,7 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
+	"crs/fhir/search"
 	"crs/fhir/store"
 	"crs/fhir/store/sqlite"
 	"crs/fhir/validate"
@@ -230,4 +231,20 @@ func (e *Env) ImportFile(t testing.TB, p *auth.Principal, source, ods, name stri
 	err = imp(context.Background(), door, run, bytes.NewReader(data), rep)
 	_ = rep.Flush()
 	return rep.Summary, out.String(), err
+}
+
+// PutFirstVersion writes body straight into a store transaction as the first
+// version of its resource, with the search values reg extracts: the raw store
+// write the import benchmarks compare themselves with.
+func PutFirstVersion(ctx context.Context, tx store.Tx, reg *search.Registry, body []byte) error {
+	obj, err := fhir.Parse(body, fhir.Limits{})
+	if err != nil {
+		return err
+	}
+	rt := fhir.ResourceType(obj)
+	index, err := reg.Extract(rt, obj)
+	if err != nil {
+		return err
+	}
+	return tx.Put(ctx, store.Version{Type: rt, ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: body}, index)
 }

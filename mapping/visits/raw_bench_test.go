@@ -64,16 +64,7 @@ func BenchmarkRawVisitWrite(b *testing.B) {
 						strings.ReplaceAll(strings.ReplaceAll(string(provBody), provs[0]["id"].(string), prov), encID, enc),
 					}
 					for _, body := range bodies {
-						obj, err := fhir.Parse([]byte(body), fhir.Limits{})
-						if err != nil {
-							return err
-						}
-						rt := fhir.ResourceType(obj)
-						index, err := params.Extract(rt, obj)
-						if err != nil {
-							return err
-						}
-						if err := tx.Put(ctx, store.Version{Type: rt, ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(body)}, index); err != nil {
+						if err := mappingtest.PutFirstVersion(ctx, tx, params, []byte(body)); err != nil {
 							return err
 						}
 					}
