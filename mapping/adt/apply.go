@@ -30,6 +30,10 @@ type apply struct {
 	dupDone   bool
 	dupAnswer dupCheck
 
+	// inTx: the lookups run inside the message's transaction
+	// (applyInTx), so the writes need no conditional creates.
+	inTx bool
+
 	visits      <-chan visitLookup // the Encounter search by visit number, running (nil: not started)
 	visitDone   bool
 	visitAnswer visitLookup
@@ -44,19 +48,47 @@ type visitLookup struct {
 type identifier struct{ System, Value string }
 
 func (a *apply) run(ctx context.Context) Result {
+	if pid := a.m.Segment("PID"); pid != nil && a.event == "A40" {
+		return a.merge(ctx, pid)
+	}
+	entries, res := a.writes(ctx)
+	if res.Code != hl7v2.AA {
+		return res
+	}
+	if dup, herr := a.duplicate(); herr != nil {
+		return Result{Code: hl7v2.AE, Err: herr}
+	} else if dup {
+		return duplicateResult
+	}
+	results, err := a.door.Transaction(ctx, entries)
+	if err != nil {
+		return Result{Code: hl7v2.AE, Err: describe(err)}
+	}
+	for i, r := range results {
+		if i == 0 {
+			continue // the Provenance
+		}
+		if r.Location != "" {
+			res.Written = append(res.Written, r.Location)
+		}
+	}
+	return res
+}
+
+// writes looks up what the message is about and returns its writes (the
+// Provenance first) with an AA result carrying the note for MSA-3, or the
+// AE result of a message that cannot be applied (no writes).
+func (a *apply) writes(ctx context.Context) ([]mapping.Entry, Result) {
 	pid := a.m.Segment("PID")
 	if pid == nil {
-		return Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
-	}
-	if a.event == "A40" {
-		return a.merge(ctx, pid)
+		return nil, Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
 	}
 	nhs, status, hosp, herr := a.identifiers(pid)
 	if herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, Result{Code: hl7v2.AE, Err: herr}
 	}
 	withEncounter := a.event != "A28" && a.event != "A31" && (a.event != "A08" || a.m.Segment("PV1").Value(19, 1) != "")
-	if withEncounter {
+	if withEncounter && !a.inTx {
 		// The Encounter's search needs only the visit number: it runs while the
 		// Patient is looked for (as the duplicate check does), and is waited
 		// for on every path, so no search outlives its message.
@@ -64,23 +96,23 @@ func (a *apply) run(ctx context.Context) Result {
 		defer a.visitLookup()
 	}
 	if err := a.findPatient(ctx, nhs, hosp); err != nil {
-		return Result{Code: hl7v2.AE, Err: err}
+		return nil, Result{Code: hl7v2.AE, Err: err}
 	}
 	demographics := a.event == "A08" || a.event == "A28" || a.event == "A31" || a.patient.Old == nil
 	if herr := a.setPatient(pid, nhs, status, hosp, demographics); herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, Result{Code: hl7v2.AE, Err: herr}
 	}
 	states := []*mapping.State{a.patient}
 	var note string
 	if withEncounter {
 		if herr := a.encounter(ctx); herr != nil {
-			return Result{Code: hl7v2.AE, Err: herr}
+			return nil, Result{Code: hl7v2.AE, Err: herr}
 		}
 		states = append(states, a.encntr)
 		if a.event == "A03" {
 			sr, n, herr := a.dischargeReady(ctx)
 			if herr != nil {
-				return Result{Code: hl7v2.AE, Err: herr}
+				return nil, Result{Code: hl7v2.AE, Err: herr}
 			}
 			note = n
 			if sr != nil {
@@ -96,27 +128,11 @@ func (a *apply) run(ctx context.Context) Result {
 	}
 	// The Provenance goes first: it is what lets the feed see and update a
 	// person it has not written about before (the acute-adt Patient rule).
-	entries = append([]mapping.Entry{{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
-		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)}}, entries...)
-	if dup, herr := a.duplicate(); herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
-	} else if dup {
-		return duplicateResult
+	prov := mapping.Entry{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance", Resource: a.provenance(targets)}
+	if !a.inTx {
+		prov.IfNoneExist = "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value
 	}
-	res, err := a.door.Transaction(ctx, entries)
-	if err != nil {
-		return Result{Code: hl7v2.AE, Err: describe(err)}
-	}
-	out := Result{Code: hl7v2.AA, Note: note}
-	for i, r := range res {
-		if i == 0 {
-			continue // the Provenance
-		}
-		if r.Location != "" {
-			out.Written = append(out.Written, r.Location)
-		}
-	}
-	return out
+	return append([]mapping.Entry{prov}, entries...), Result{Code: hl7v2.AA, Note: note}
 }
 
 var verificationCode = regexp.MustCompile(`^0[1-8]$`)
@@ -578,7 +594,11 @@ func (a *apply) entries(states []*mapping.State) ([]mapping.Entry, []string) {
 			continue
 		}
 		if s.ID == "" {
-			out = append(out, mapping.Entry{FullURL: s.FullURL, Method: "POST", URL: s.Type, IfNoneExist: s.Cond, Resource: s.Obj})
+			cond := s.Cond
+			if a.inTx {
+				cond = "" // the lookup that found nothing ran in this transaction
+			}
+			out = append(out, mapping.Entry{FullURL: s.FullURL, Method: "POST", URL: s.Type, IfNoneExist: cond, Resource: s.Obj})
 		} else {
 			obj := mapping.StripMeta(s.Obj)
 			obj["id"] = s.ID
