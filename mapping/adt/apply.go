@@ -29,55 +29,26 @@ type apply struct {
 	dups      <-chan dupCheck // the duplicate control id check, running
 	dupDone   bool
 	dupAnswer dupCheck
-
-	// inTx: the lookups run inside the message's transaction
-	// (applyInTx), so the writes need no conditional creates.
-	inTx bool
-
-	visits      <-chan visitLookup // the Encounter search by visit number, running (nil: not started)
-	visitDone   bool
-	visitAnswer visitLookup
-}
-
-// visitLookup is the answer of the Encounter search by visit number.
-type visitLookup struct {
-	found []mapping.Current
-	err   error
 }
 
 type identifier struct{ System, Value string }
 
+// run applies a merge (A40), the one event whose lookups run before its
+// transaction (Engine.MergePatients); every other event is applied by
+// applyInTx.
 func (a *apply) run(ctx context.Context) Result {
-	if pid := a.m.Segment("PID"); pid != nil && a.event == "A40" {
-		return a.merge(ctx, pid)
+	pid := a.m.Segment("PID")
+	if pid == nil {
+		return Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
 	}
-	entries, res := a.writes(ctx)
-	if res.Code != hl7v2.AA {
-		return res
-	}
-	if dup, herr := a.duplicate(); herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
-	} else if dup {
-		return duplicateResult
-	}
-	results, err := a.door.Transaction(ctx, entries)
-	if err != nil {
-		return Result{Code: hl7v2.AE, Err: describe(err)}
-	}
-	for i, r := range results {
-		if i == 0 {
-			continue // the Provenance
-		}
-		if r.Location != "" {
-			res.Written = append(res.Written, r.Location)
-		}
-	}
-	return res
+	return a.merge(ctx, pid)
 }
 
-// writes looks up what the message is about and returns its writes (the
-// Provenance first) with an AA result carrying the note for MSA-3, or the
-// AE result of a message that cannot be applied (no writes).
+// writes looks up what the message is about (inside its transaction,
+// applyInTx) and returns its writes, the Provenance first, with an AA result
+// carrying the note for MSA-3, or the AE result of a message that cannot be
+// applied (no writes). The lookups ran in the same transaction, so a create
+// needs no condition: nothing can have come in between.
 func (a *apply) writes(ctx context.Context) ([]mapping.Entry, Result) {
 	pid := a.m.Segment("PID")
 	if pid == nil {
@@ -88,13 +59,6 @@ func (a *apply) writes(ctx context.Context) ([]mapping.Entry, Result) {
 		return nil, Result{Code: hl7v2.AE, Err: herr}
 	}
 	withEncounter := a.event != "A28" && a.event != "A31" && (a.event != "A08" || a.m.Segment("PV1").Value(19, 1) != "")
-	if withEncounter && !a.inTx {
-		// The Encounter's search needs only the visit number: it runs while the
-		// Patient is looked for (as the duplicate check does), and is waited
-		// for on every path, so no search outlives its message.
-		a.startVisitLookup(ctx)
-		defer a.visitLookup()
-	}
 	if err := a.findPatient(ctx, nhs, hosp); err != nil {
 		return nil, Result{Code: hl7v2.AE, Err: err}
 	}
@@ -129,9 +93,6 @@ func (a *apply) writes(ctx context.Context) ([]mapping.Entry, Result) {
 	// The Provenance goes first: it is what lets the feed see and update a
 	// person it has not written about before (the acute-adt Patient rule).
 	prov := mapping.Entry{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance", Resource: a.provenance(targets)}
-	if !a.inTx {
-		prov.IfNoneExist = "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value
-	}
 	return append([]mapping.Entry{prov}, entries...), Result{Code: hl7v2.AA, Note: note}
 }
 
@@ -187,9 +148,6 @@ func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error 
 	switch len(found) {
 	case 0:
 		a.patient = &mapping.State{Type: "Patient", FullURL: "urn:uuid:" + fhir.NewUUID(), Obj: fhir.Object{"resourceType": "Patient"}}
-		if nhs != "" {
-			a.patient.Cond = "identifier=" + mapping.NHSNumberSystem + "|" + nhs
-		}
 	case 1:
 		for _, c := range found {
 			a.patient = mapping.NewState(c, "Patient")
@@ -372,10 +330,7 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		return fail("PV1", 19, hl7v2.CodeRequiredMissing, "no visit number: the acute Encounter is identified by it")
 	}
 	sys := a.im.system(visitNumberPath + a.ods)
-	found, err := a.visitLookup()
-	if a.visits == nil {
-		found, err = a.door.Search(ctx, "Encounter", "identifier="+sys+"|"+visit)
-	}
+	found, err := a.door.Search(ctx, "Encounter", "identifier="+sys+"|"+visit)
 	if err != nil {
 		return describe(err)
 	}
@@ -392,7 +347,7 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 	case a.event == "A11" || a.event == "A12" || a.event == "A13":
 		return fail("PV1", 19, hl7v2.CodeUnknownKey, "no Encounter has visit number %s: nothing to cancel", visit)
 	default:
-		a.encntr = &mapping.State{Type: "Encounter", FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + sys + "|" + visit,
+		a.encntr = &mapping.State{Type: "Encounter", FullURL: "urn:uuid:" + fhir.NewUUID(),
 			Obj: fhir.Object{"resourceType": "Encounter", "identifier": []any{map[string]any{"system": sys, "value": visit}}, "status": "in-progress"}}
 	}
 	e := a.encntr.Obj
@@ -477,34 +432,6 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		delete(e, "period")
 	}
 	return nil
-}
-
-// startVisitLookup starts the search for the Encounter of PV1-19's visit
-// number, when the message has one (encounter reports its absence).
-func (a *apply) startVisitLookup(ctx context.Context) {
-	visit := a.m.Segment("PV1").Value(19, 1)
-	if visit == "" {
-		return
-	}
-	ch := make(chan visitLookup, 1)
-	a.visits = ch
-	query := "identifier=" + a.im.system(visitNumberPath+a.ods) + "|" + visit
-	go func() {
-		found, err := a.door.Search(ctx, "Encounter", query)
-		ch <- visitLookup{found: found, err: err}
-	}()
-}
-
-// visitLookup waits for the Encounter search started by startVisitLookup
-// (nothing when none was started); later calls give the same answer.
-func (a *apply) visitLookup() ([]mapping.Current, error) {
-	if a.visits == nil {
-		return nil, nil
-	}
-	if !a.visitDone {
-		a.visitAnswer, a.visitDone = <-a.visits, true
-	}
-	return a.visitAnswer.found, a.visitAnswer.err
 }
 
 func wardText(pv1 *hl7v2.Segment) string {
@@ -594,11 +521,7 @@ func (a *apply) entries(states []*mapping.State) ([]mapping.Entry, []string) {
 			continue
 		}
 		if s.ID == "" {
-			cond := s.Cond
-			if a.inTx {
-				cond = "" // the lookup that found nothing ran in this transaction
-			}
-			out = append(out, mapping.Entry{FullURL: s.FullURL, Method: "POST", URL: s.Type, IfNoneExist: cond, Resource: s.Obj})
+			out = append(out, mapping.Entry{FullURL: s.FullURL, Method: "POST", URL: s.Type, Resource: s.Obj})
 		} else {
 			obj := mapping.StripMeta(s.Obj)
 			obj["id"] = s.ID

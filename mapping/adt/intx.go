@@ -30,7 +30,7 @@ func (im *Importer) applyInTx(ctx context.Context, m *hl7v2.Message, ods, event,
 	var res Result
 	b, err := im.Engine.TransactionWith(auth.WithPrincipal(ctx, feed), func(ctx context.Context, l engine.Lookup) (fhir.Object, error) {
 		res = Result{}
-		a := &apply{im: im, m: m, ods: ods, event: event, facility: facility, msgID: msgID, inTx: true,
+		a := &apply{im: im, m: m, ods: ods, event: event, facility: facility, msgID: msgID,
 			door: txDoor{l: l}, referrals: txDoor{l: l, principal: trust}}
 		found, err := a.door.Search(ctx, "Provenance", "entity:identifier="+msgID.System+"|"+msgID.Value)
 		if err != nil {
