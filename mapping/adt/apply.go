@@ -339,10 +339,10 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		return fail("PV1", 19, hl7v2.CodeUnknownKey, "%d Encounters have visit number %s", len(found), visit)
 	case len(found) == 1:
 		a.encntr = mapping.NewState(found[0], "Encounter")
-		if a.patient.ID != "" {
-			if ref, _ := mapAt(a.encntr.Obj, "subject")["reference"].(string); ref != "" && ref != a.patient.Ref() {
-				return fail("PV1", 19, hl7v2.CodeUnknownKey, "visit number %s belongs to another Patient", visit)
-			}
+		// A person not on the record yet cannot hold a visit that is: the
+		// Encounter's subject is someone else.
+		if ref, _ := mapAt(a.encntr.Obj, "subject")["reference"].(string); ref != "" && ref != a.patient.Ref() {
+			return fail("PV1", 19, hl7v2.CodeUnknownKey, "visit number %s belongs to another Patient", visit)
 		}
 	case a.event == "A11" || a.event == "A12" || a.event == "A13":
 		return fail("PV1", 19, hl7v2.CodeUnknownKey, "no Encounter has visit number %s: nothing to cancel", visit)

@@ -82,3 +82,20 @@ func TestOneAuditEventPerMessage(t *testing.T) {
 		t.Errorf("the refused A02 made %d AuditEvents (want 1 naming the Encounter it found)", len(all)-before)
 	}
 }
+
+// TestNewPersonCannotTakeAVisit: a message about a person not on the record
+// naming the visit number of someone who is is refused (AE at PV1-19), and
+// stores nothing: neither the new person nor the Encounter moved to them.
+func TestNewPersonCannotTakeAVisit(t *testing.T) {
+	im, env := newImporter(t)
+	accepted(t, im, "a01.hl7") // 9449305552, visit V1001
+	patients, encounters := env.Versions(t, "Patient"), env.Versions(t, "Encounter")
+	stranger := strings.NewReplacer("9449305552", "9000000009", "|C002|", "|C903|").Replace(string(mustRead(t, "a02.hl7")))
+	_, res := im.Process(context.Background(), []byte(stranger))
+	if res.Code != hl7v2.AE || res.Err == nil || res.Err.Location() != "PV1-19" {
+		t.Fatalf("a new person's A02 naming another person's visit: %s %v, want AE at PV1-19", res.Code, res.Err)
+	}
+	if p, e := env.Versions(t, "Patient"), env.Versions(t, "Encounter"); p != patients || e != encounters {
+		t.Errorf("the refused message stored: Patient versions %d → %d, Encounter versions %d → %d", patients, p, encounters, e)
+	}
+}
