@@ -133,6 +133,10 @@ func TransactionBundle(entries []Entry) ([]byte, error) {
 	return json.Marshal(transactionTree(entries))
 }
 
+// TransactionTree is entries as a FHIR transaction Bundle tree; the
+// resources are shared, not copied (Engine.TransactionWith copies it).
+func TransactionTree(entries []Entry) fhir.Object { return transactionTree(entries) }
+
 // transactionTree is entries as a FHIR transaction Bundle tree; the resources
 // are shared, not copied.
 func transactionTree(entries []Entry) fhir.Object {

@@ -143,7 +143,7 @@ exe=$(median BenchmarkExport/engine resources/s </tmp/crs-bench-export.txt)
 exr=$(median BenchmarkExport/raw-store resources/s </tmp/crs-bench-export.txt)
 exh=$(median BenchmarkExport/engine heap-MB </tmp/crs-bench-export.txt)
 printf '$export through the engine:     %8s resources/s  [>= 20000]  (%.2fx raw store pages, %s resources/s; heap %s MB)\n' "$exe" "$(echo "$exe $exr" | awk '{print $1/$2}')" "$exr" "$exh"
-echo "== HL7 v2: parsing one ITK-style A01 on one core; A01s over 1 and 8 MLLP connections wired as crs serve (each ACK after its synced commit, lookups' AuditEvents in the fdatasync'd journal), beside a raw synced store write of the same resources (Patient, Encounter, Provenance, AuditEvent) in the same run, $COUNT runs"
+echo "== HL7 v2: parsing one ITK-style A01 on one core; A01s over 1 and 8 MLLP connections wired as crs serve (each ACK after its synced commit; a message's lookups, writes and AuditEvent in that one transaction), beside a raw synced store write of the same resources (Patient, Encounter, Provenance, AuditEvent) in the same run, $COUNT runs"
 go test -run '^$' -bench 'BenchmarkParse$' -benchtime 2s -cpu 1 -count "$COUNT" ./mapping/hl7v2/ | tee /tmp/crs-bench-hl7v2.txt
 go test -run '^$' -bench 'BenchmarkADTOverMLLP(8)?Durable$|BenchmarkRawStoreWrite(8)?Durable$' -benchtime 500x -count "$COUNT" ./mapping/mllp/ | tee /tmp/crs-bench-mllp.txt
 go test -run '^$' -bench 'BenchmarkSyncedWrite$' -benchtime 2000x -count "$COUNT" ./mapping/mllp/ | tee -a /tmp/crs-bench-mllp.txt

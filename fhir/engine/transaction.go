@@ -143,6 +143,29 @@ func (e *Engine) bundle(ctx context.Context, ia *interaction, obj fhir.Object, b
 	if err := checkBundleShape(obj); err != nil {
 		return nil, err
 	}
+	entries, err := e.bundleEntries(obj, typ, bodyOrder)
+	if err != nil {
+		return nil, err
+	}
+	if typ == "batch" {
+		if ia != nil {
+			ia.rec.Interaction = "batch"
+		}
+		b := e.batch(ctx, entries, opt)
+		if ia != nil {
+			// Each entry recorded its own write or failure; the batch itself is
+			// recorded too, naming what its successful entries disclosed.
+			ia.recorded.Store(false)
+			ia.rec.Entities = entriesRecord("batch", entries).Entities
+		}
+		return b, nil
+	}
+	return e.transaction(ctx, entries, opt)
+}
+
+// bundleEntries parses the entries of a Bundle of type typ (a batch keeps a
+// failed entry with its error response; a transaction fails on it).
+func (e *Engine) bundleEntries(obj fhir.Object, typ string, bodyOrder *fhir.Order) ([]*bundleEntry, error) {
 	raw, _ := obj["entry"].([]any)
 	if len(raw) > MaxBundleEntries {
 		return nil, fhir.Errorf(fhir.TooLarge, "Bundle.entry", "the Bundle has %d entries; the limit is %d", len(raw), MaxBundleEntries)
@@ -169,20 +192,7 @@ func (e *Engine) bundle(ctx context.Context, ia *interaction, obj fhir.Object, b
 		}
 		entries = append(entries, be)
 	}
-	if typ == "batch" {
-		if ia != nil {
-			ia.rec.Interaction = "batch"
-		}
-		b := e.batch(ctx, entries, opt)
-		if ia != nil {
-			// Each entry recorded its own write or failure; the batch itself is
-			// recorded too, naming what its successful entries disclosed.
-			ia.recorded.Store(false)
-			ia.rec.Entities = entriesRecord("batch", entries).Entities
-		}
-		return b, nil
-	}
-	return e.transaction(ctx, entries, opt)
+	return entries, nil
 }
 
 // parseEntry reads one entry's request and resource. The returned entry is never
@@ -324,17 +334,43 @@ func order(method string) int {
 }
 
 func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt SearchOptions) (*Bundle, error) {
+	sorted, ids, now, err := e.prepareTransaction(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	err = e.store.Write(ctx, func(tx store.Tx) error {
+		return e.transactionInTx(ctx, tx, entries, sorted, ids, now, opt, nil)
+	})
+	if err != nil {
+		return nil, fhir.WithOp("transaction", err)
+	}
+	return e.transactionResponse(entries), nil
+}
+
+// transactionResponse is the transaction-response Bundle of entries processed.
+func (e *Engine) transactionResponse(entries []*bundleEntry) *Bundle {
+	b := e.newBundle("transaction-response")
+	for _, be := range entries {
+		b.Entry = append(b.Entry, be.response)
+	}
+	return b
+}
+
+// prepareTransaction checks that the caller may use each entry's interaction,
+// mints the ids of the creates (ids maps their fullUrls to Type/id) and sorts
+// the entries in processing order.
+func (e *Engine) prepareTransaction(ctx context.Context, entries []*bundleEntry) (sorted []*bundleEntry, ids map[string]string, now time.Time, err error) {
 	for _, be := range entries {
 		if err := checkType(be.rt, interactionOf(be)); err != nil {
-			return nil, be.entryError(err)
+			return nil, nil, now, be.entryError(err)
 		}
 		if _, err := e.conditions(ctx, be.rt, fhir.PermissionOf(interactionOf(be))); err != nil {
-			return nil, be.entryError(err)
+			return nil, nil, now, be.entryError(err)
 		}
 	}
-	now := e.now()
+	now = e.now()
 	// New ids for the creates, so that urn:uuid references can be rewritten.
-	ids := map[string]string{} // fullUrl → Type/id
+	ids = map[string]string{} // fullUrl → Type/id
 	for _, be := range entries {
 		switch {
 		case be.method == "POST":
@@ -346,58 +382,54 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 			ids[be.fullURL] = be.rt + "/" + be.id
 		}
 	}
-	sorted := make([]*bundleEntry, len(entries))
+	sorted = make([]*bundleEntry, len(entries))
 	copy(sorted, entries)
 	sort.SliceStable(sorted, func(i, j int) bool { return order(sorted[i].method) < order(sorted[j].method) })
+	return sorted, ids, now, nil
+}
 
-	err := e.store.Write(ctx, func(tx store.Tx) error {
-		// Conditional creates and conditional updates pick their targets first, so
-		// that references to them resolve to the resource actually used.
-		if err := e.preResolveCreates(ctx, tx, sorted); err != nil {
-			return err
-		}
-		for _, be := range sorted {
-			if err := e.resolveTarget(ctx, tx, be, ids, opt); err != nil {
-				return be.entryError(err)
-			}
-		}
-		for _, be := range sorted {
-			if be.resource == nil {
-				continue
-			}
-			if err := e.rewriteReferences(ctx, tx, be, be.resource, ids); err != nil {
-				return err
-			}
-		}
-		for _, be := range sorted {
-			if err := e.processInTx(ctx, tx, be, now, opt); err != nil {
-				return be.entryError(err)
-			}
-		}
-		// References are checked once everything is written, so that entries
-		// may refer to each other in any order.
-		if err := e.checkCreates(ctx, tx, sorted); err != nil {
-			return err
-		}
-		rtx := &resolvedTx{Tx: tx} // nothing is written while the entries are finished
-		for _, be := range sorted {
-			if err := e.finishEntry(ctx, rtx, be); err != nil {
-				return err
-			}
-		}
-		if err := e.moveReferences(ctx, tx, now); err != nil { // MergePatients only
-			return err
-		}
-		return e.auditInTx(ctx, tx, entriesRecord("transaction", entries))
-	})
-	if err != nil {
-		return nil, fhir.WithOp("transaction", err)
+// transactionInTx processes a transaction's entries inside tx and stores its
+// AuditEvent, which also names read (the records the transaction's own
+// lookups disclosed, TransactionWith).
+func (e *Engine) transactionInTx(ctx context.Context, tx store.Tx, entries, sorted []*bundleEntry, ids map[string]string, now time.Time, opt SearchOptions, read []store.Version) error {
+	// Conditional creates and conditional updates pick their targets first, so
+	// that references to them resolve to the resource actually used.
+	if err := e.preResolveCreates(ctx, tx, sorted); err != nil {
+		return err
 	}
-	b := e.newBundle("transaction-response")
-	for _, be := range entries {
-		b.Entry = append(b.Entry, be.response)
+	for _, be := range sorted {
+		if err := e.resolveTarget(ctx, tx, be, ids, opt); err != nil {
+			return be.entryError(err)
+		}
 	}
-	return b, nil
+	for _, be := range sorted {
+		if be.resource == nil {
+			continue
+		}
+		if err := e.rewriteReferences(ctx, tx, be, be.resource, ids); err != nil {
+			return err
+		}
+	}
+	for _, be := range sorted {
+		if err := e.processInTx(ctx, tx, be, now, opt); err != nil {
+			return be.entryError(err)
+		}
+	}
+	// References are checked once everything is written, so that entries
+	// may refer to each other in any order.
+	if err := e.checkCreates(ctx, tx, sorted); err != nil {
+		return err
+	}
+	rtx := &resolvedTx{Tx: tx} // nothing is written while the entries are finished
+	for _, be := range sorted {
+		if err := e.finishEntry(ctx, rtx, be); err != nil {
+			return err
+		}
+	}
+	if err := e.moveReferences(ctx, tx, now); err != nil { // MergePatients only
+		return err
+	}
+	return e.auditInTx(ctx, tx, withRead(entriesRecord("transaction", entries), read))
 }
 
 // resolveTarget runs the condition of a conditional create or update inside tx.

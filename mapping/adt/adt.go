@@ -130,8 +130,12 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 	if !ok {
 		return m, reject(hl7v2.CodeUnknownKey, "MSH", 4, fmt.Sprintf("sending facility %q is not configured", facility))
 	}
-	door := lookups{&mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}}
 	msgID := identifier{System: im.system(messagePath + ods), Value: m.ControlID()}
+	if event != "A40" {
+		return m, im.applyInTx(ctx, m, ods, event, facility, msgID)
+	}
+	// A merge (Engine.MergePatients) looks its two Patients up first.
+	door := lookups{&mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}}
 	// The duplicate check runs while the message's lookups do: its answer is
 	// awaited before anything is written (and before an error is answered).
 	dups := make(chan dupCheck, 1)

@@ -29,58 +29,54 @@ type apply struct {
 	dups      <-chan dupCheck // the duplicate control id check, running
 	dupDone   bool
 	dupAnswer dupCheck
-
-	visits      <-chan visitLookup // the Encounter search by visit number, running (nil: not started)
-	visitDone   bool
-	visitAnswer visitLookup
-}
-
-// visitLookup is the answer of the Encounter search by visit number.
-type visitLookup struct {
-	found []mapping.Current
-	err   error
 }
 
 type identifier struct{ System, Value string }
 
+// run applies a merge (A40), the one event whose lookups run before its
+// transaction (Engine.MergePatients); every other event is applied by
+// applyInTx.
 func (a *apply) run(ctx context.Context) Result {
 	pid := a.m.Segment("PID")
 	if pid == nil {
 		return Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
 	}
-	if a.event == "A40" {
-		return a.merge(ctx, pid)
+	return a.merge(ctx, pid)
+}
+
+// writes looks up what the message is about (inside its transaction,
+// applyInTx) and returns its writes, the Provenance first, with an AA result
+// carrying the note for MSA-3, or the AE result of a message that cannot be
+// applied (no writes). The lookups ran in the same transaction, so a create
+// needs no condition: nothing can have come in between.
+func (a *apply) writes(ctx context.Context) ([]mapping.Entry, Result) {
+	pid := a.m.Segment("PID")
+	if pid == nil {
+		return nil, Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
 	}
 	nhs, status, hosp, herr := a.identifiers(pid)
 	if herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, Result{Code: hl7v2.AE, Err: herr}
 	}
 	withEncounter := a.event != "A28" && a.event != "A31" && (a.event != "A08" || a.m.Segment("PV1").Value(19, 1) != "")
-	if withEncounter {
-		// The Encounter's search needs only the visit number: it runs while the
-		// Patient is looked for (as the duplicate check does), and is waited
-		// for on every path, so no search outlives its message.
-		a.startVisitLookup(ctx)
-		defer a.visitLookup()
-	}
 	if err := a.findPatient(ctx, nhs, hosp); err != nil {
-		return Result{Code: hl7v2.AE, Err: err}
+		return nil, Result{Code: hl7v2.AE, Err: err}
 	}
 	demographics := a.event == "A08" || a.event == "A28" || a.event == "A31" || a.patient.Old == nil
 	if herr := a.setPatient(pid, nhs, status, hosp, demographics); herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, Result{Code: hl7v2.AE, Err: herr}
 	}
 	states := []*mapping.State{a.patient}
 	var note string
 	if withEncounter {
 		if herr := a.encounter(ctx); herr != nil {
-			return Result{Code: hl7v2.AE, Err: herr}
+			return nil, Result{Code: hl7v2.AE, Err: herr}
 		}
 		states = append(states, a.encntr)
 		if a.event == "A03" {
 			sr, n, herr := a.dischargeReady(ctx)
 			if herr != nil {
-				return Result{Code: hl7v2.AE, Err: herr}
+				return nil, Result{Code: hl7v2.AE, Err: herr}
 			}
 			note = n
 			if sr != nil {
@@ -96,27 +92,8 @@ func (a *apply) run(ctx context.Context) Result {
 	}
 	// The Provenance goes first: it is what lets the feed see and update a
 	// person it has not written about before (the acute-adt Patient rule).
-	entries = append([]mapping.Entry{{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
-		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)}}, entries...)
-	if dup, herr := a.duplicate(); herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
-	} else if dup {
-		return duplicateResult
-	}
-	res, err := a.door.Transaction(ctx, entries)
-	if err != nil {
-		return Result{Code: hl7v2.AE, Err: describe(err)}
-	}
-	out := Result{Code: hl7v2.AA, Note: note}
-	for i, r := range res {
-		if i == 0 {
-			continue // the Provenance
-		}
-		if r.Location != "" {
-			out.Written = append(out.Written, r.Location)
-		}
-	}
-	return out
+	prov := mapping.Entry{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance", Resource: a.provenance(targets)}
+	return append([]mapping.Entry{prov}, entries...), Result{Code: hl7v2.AA, Note: note}
 }
 
 var verificationCode = regexp.MustCompile(`^0[1-8]$`)
@@ -171,9 +148,6 @@ func (a *apply) findPatient(ctx context.Context, nhs, hosp string) *hl7v2.Error 
 	switch len(found) {
 	case 0:
 		a.patient = &mapping.State{Type: "Patient", FullURL: "urn:uuid:" + fhir.NewUUID(), Obj: fhir.Object{"resourceType": "Patient"}}
-		if nhs != "" {
-			a.patient.Cond = "identifier=" + mapping.NHSNumberSystem + "|" + nhs
-		}
 	case 1:
 		for _, c := range found {
 			a.patient = mapping.NewState(c, "Patient")
@@ -356,10 +330,7 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		return fail("PV1", 19, hl7v2.CodeRequiredMissing, "no visit number: the acute Encounter is identified by it")
 	}
 	sys := a.im.system(visitNumberPath + a.ods)
-	found, err := a.visitLookup()
-	if a.visits == nil {
-		found, err = a.door.Search(ctx, "Encounter", "identifier="+sys+"|"+visit)
-	}
+	found, err := a.door.Search(ctx, "Encounter", "identifier="+sys+"|"+visit)
 	if err != nil {
 		return describe(err)
 	}
@@ -368,15 +339,15 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		return fail("PV1", 19, hl7v2.CodeUnknownKey, "%d Encounters have visit number %s", len(found), visit)
 	case len(found) == 1:
 		a.encntr = mapping.NewState(found[0], "Encounter")
-		if a.patient.ID != "" {
-			if ref, _ := mapAt(a.encntr.Obj, "subject")["reference"].(string); ref != "" && ref != a.patient.Ref() {
-				return fail("PV1", 19, hl7v2.CodeUnknownKey, "visit number %s belongs to another Patient", visit)
-			}
+		// A person not on the record yet cannot hold a visit that is: the
+		// Encounter's subject is someone else.
+		if ref, _ := mapAt(a.encntr.Obj, "subject")["reference"].(string); ref != "" && ref != a.patient.Ref() {
+			return fail("PV1", 19, hl7v2.CodeUnknownKey, "visit number %s belongs to another Patient", visit)
 		}
 	case a.event == "A11" || a.event == "A12" || a.event == "A13":
 		return fail("PV1", 19, hl7v2.CodeUnknownKey, "no Encounter has visit number %s: nothing to cancel", visit)
 	default:
-		a.encntr = &mapping.State{Type: "Encounter", FullURL: "urn:uuid:" + fhir.NewUUID(), Cond: "identifier=" + sys + "|" + visit,
+		a.encntr = &mapping.State{Type: "Encounter", FullURL: "urn:uuid:" + fhir.NewUUID(),
 			Obj: fhir.Object{"resourceType": "Encounter", "identifier": []any{map[string]any{"system": sys, "value": visit}}, "status": "in-progress"}}
 	}
 	e := a.encntr.Obj
@@ -461,34 +432,6 @@ func (a *apply) encounter(ctx context.Context) *hl7v2.Error {
 		delete(e, "period")
 	}
 	return nil
-}
-
-// startVisitLookup starts the search for the Encounter of PV1-19's visit
-// number, when the message has one (encounter reports its absence).
-func (a *apply) startVisitLookup(ctx context.Context) {
-	visit := a.m.Segment("PV1").Value(19, 1)
-	if visit == "" {
-		return
-	}
-	ch := make(chan visitLookup, 1)
-	a.visits = ch
-	query := "identifier=" + a.im.system(visitNumberPath+a.ods) + "|" + visit
-	go func() {
-		found, err := a.door.Search(ctx, "Encounter", query)
-		ch <- visitLookup{found: found, err: err}
-	}()
-}
-
-// visitLookup waits for the Encounter search started by startVisitLookup
-// (nothing when none was started); later calls give the same answer.
-func (a *apply) visitLookup() ([]mapping.Current, error) {
-	if a.visits == nil {
-		return nil, nil
-	}
-	if !a.visitDone {
-		a.visitAnswer, a.visitDone = <-a.visits, true
-	}
-	return a.visitAnswer.found, a.visitAnswer.err
 }
 
 func wardText(pv1 *hl7v2.Segment) string {
@@ -578,7 +521,7 @@ func (a *apply) entries(states []*mapping.State) ([]mapping.Entry, []string) {
 			continue
 		}
 		if s.ID == "" {
-			out = append(out, mapping.Entry{FullURL: s.FullURL, Method: "POST", URL: s.Type, IfNoneExist: s.Cond, Resource: s.Obj})
+			out = append(out, mapping.Entry{FullURL: s.FullURL, Method: "POST", URL: s.Type, Resource: s.Obj})
 		} else {
 			obj := mapping.StripMeta(s.Obj)
 			obj["id"] = s.ID

@@ -34,14 +34,13 @@ func BenchmarkADTOverMLLP(b *testing.B) { benchMLLP(b, 1, sqlite.Options{NoSync:
 // BenchmarkADTOverMLLP8: the same over 8 connections at once.
 func BenchmarkADTOverMLLP8(b *testing.B) { benchMLLP(b, 8, sqlite.Options{NoSync: true}) }
 
-// BenchmarkADTOverMLLPDurable: one connection, wired as crs serve runs: each
-// message's commit synced (synchronous=FULL) before its ACK, and its lookups'
-// AuditEvents durable in the audit journal (fdatasync) before they answer.
+// BenchmarkADTOverMLLPDurable: one connection, wired as crs serve runs (audit
+// journal): each message's commit synced (synchronous=FULL) before its ACK;
+// its lookups run inside that transaction, audited with its writes.
 func BenchmarkADTOverMLLPDurable(b *testing.B) { benchMLLP(b, 1, sqlite.Options{}) }
 
 // BenchmarkADTOverMLLP8Durable: 8 connections, as crs serve runs (the SQLite
-// writer groups the commits of concurrent messages, the journal their
-// lookups' fdatasyncs).
+// writer groups the commits of concurrent messages).
 func BenchmarkADTOverMLLP8Durable(b *testing.B) { benchMLLP(b, 8, sqlite.Options{}) }
 
 // a02 moves the person of a01 i to another ward.
@@ -237,8 +236,7 @@ func benchRaw(b *testing.B, workers int, opt sqlite.Options) {
 
 // BenchmarkSyncedWrite is the disk's floor under a durable ACK over one
 // connection: one writer appending 4 KiB and waiting for fdatasync, as each
-// message's commit must before its ACK (SQLite's WAL commit syncs once; the
-// audit journal's syncs are shared by concurrent lookups).
+// message's commit must before its ACK (SQLite's WAL commit syncs once).
 func BenchmarkSyncedWrite(b *testing.B) {
 	f, err := os.Create(filepath.Join(b.TempDir(), "synced"))
 	if err != nil {
