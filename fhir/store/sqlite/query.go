@@ -106,6 +106,10 @@ type planner struct {
 	// walkFrom is the driving set size from which the page walks rather than
 	// builds the set (walk.go).
 	walkFrom int
+	// total is the count of every match, when the page's plan counted it
+	// (counted; intersect.go); search then gives it as Bundle.total.
+	total   int
+	counted bool
 }
 
 // rankKey names one sampled rank: a parameter of a query, and the sample size.
@@ -816,6 +820,8 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 	}
 	switch {
 	case q.Total == fhir.TotalNone:
+	case pl.counted:
+		res.Total = limitTotal(q, pl.total)
 	case q.Cursor == "" && res.Next == "":
 		// The first page holds every match: they are the total, with no
 		// count (which costs as much as the page again, or far more).
@@ -843,6 +849,9 @@ func page(ctx context.Context, db querier, pl *planner, q *fhir.Query, fb *build
 	kinds := make([]byte, len(q.Sort))
 	for i, k := range q.Sort {
 		_, kinds[i] = sortKey(&builder{}, q.Type, k)
+	}
+	if ok, err := intersectPage(ctx, db, pl, q, kinds, res); err != nil || ok {
+		return err
 	}
 	plan, err := choosePlan(pl, q)
 	if err != nil {
