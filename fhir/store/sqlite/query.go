@@ -187,12 +187,27 @@ func (pl *planner) smallest(typ string, params []fhir.Param, limit int) (int, er
 	return best, nil
 }
 
-// count counts a plain parameter's index rows, up to limit.
+// count counts a plain parameter's index rows, up to limit. A date bounded
+// from below is counted through the latest ends' index (hiFloor); a count of
+// none is then made again without it, since an empty driver is trusted to
+// have no rows (emptyDriver).
 func (pl *planner) count(typ string, p fhir.Param, limit int) (int, error) {
+	floor, floored := hiFloor(p)
+	n, err := pl.countFloor(typ, p, limit, floor, floored)
+	if err == nil && floored && n == 0 {
+		return pl.countFloor(typ, p, limit, 0, false)
+	}
+	return n, err
+}
+
+func (pl *planner) countFloor(typ string, p fhir.Param, limit int, floor int64, floored bool) (int, error) {
 	var b builder
 	b.add("SELECT COUNT(*) FROM (")
 	if err := lookup(&b, typ, p, ""); err != nil {
 		return 0, err
+	}
+	if floored {
+		b.add(" AND rid > 0 AND hi >= ?", floor)
 	}
 	b.add(" LIMIT ?)", limit)
 	n := 0
