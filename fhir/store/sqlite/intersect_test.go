@@ -31,29 +31,13 @@ func TestIntersectPlan(t *testing.T) {
 				status = "active"
 			}
 			res := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"sr%d","status":"%s","intent":"plan","subject":{"reference":"Patient/p%d"},"performer":[{"reference":"Organization/prov%d"}],"authoredOn":"2026-05-%02dT09:00:00Z"}`, i, status, i%3, i%4, 1+i%28)
-			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
-			if err != nil {
-				return err
-			}
-			index, err := reg.Extract("ServiceRequest", obj)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(ctx, store.Version{Type: "ServiceRequest", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index); err != nil {
+			if err := putFirst(ctx, tx, reg, res); err != nil {
 				return err
 			}
 		}
 		for i := 60; i < 65; i++ {
 			res := fmt.Sprintf(`{"resourceType":"ServiceRequest","id":"sr%d","status":"active","intent":"plan","subject":{"reference":"Patient/p%d"},"performer":[{"reference":"Organization/prov3"}]}`, i, i%3)
-			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
-			if err != nil {
-				return err
-			}
-			index, err := reg.Extract("ServiceRequest", obj)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(ctx, store.Version{Type: "ServiceRequest", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index); err != nil {
+			if err := putFirst(ctx, tx, reg, res); err != nil {
 				return err
 			}
 		}
@@ -90,15 +74,7 @@ func TestIntersectPlan(t *testing.T) {
 		// One set small enough to build: the driving set, as before.
 		{"status=active&subject=Patient/p1&_count=2", "drive: driving set status"},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery("ServiceRequest", raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, "ServiceRequest", c.query)
 		q.Total = fhir.TotalNone
 		from := walkFrom
 		if strings.HasPrefix(c.want, "drive: driving set") {
@@ -137,4 +113,33 @@ func TestIntersectPlan(t *testing.T) {
 			}
 		}
 	}
+}
+
+// putFirst stores res, a resource with an id, as its first version with the
+// search values reg extracts.
+func putFirst(ctx context.Context, tx store.Tx, reg *fsearch.Registry, res string) error {
+	obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+	if err != nil {
+		return err
+	}
+	index, err := reg.Extract(fhir.ResourceType(obj), obj)
+	if err != nil {
+		return err
+	}
+	return tx.Put(ctx, store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index)
+}
+
+// parseQuery parses qs ("a=1&b=2") as a search of typ.
+func parseQuery(t *testing.T, reg *fsearch.Registry, typ, qs string) *fhir.Query {
+	t.Helper()
+	var raw []fhir.RawParam
+	for _, part := range strings.Split(qs, "&") {
+		name, value, _ := strings.Cut(part, "=")
+		raw = append(raw, fhir.RawParam{Name: name, Value: value})
+	}
+	q, err := reg.ParseQuery(typ, raw, fsearch.ParseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
 }

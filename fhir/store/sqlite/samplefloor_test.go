@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,15 +23,7 @@ func TestHiFloorCount(t *testing.T) {
 	if err := s.Write(ctx, func(tx store.Tx) error {
 		for i := 0; i < 120; i++ {
 			res := fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","birthDate":"%d-%02d-01"}`, i, 1930+i%60, 1+i%12)
-			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
-			if err != nil {
-				return err
-			}
-			index, err := reg.Extract("Patient", obj)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(ctx, store.Version{Type: "Patient", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index); err != nil {
+			if err := putFirst(ctx, tx, reg, res); err != nil {
 				return err
 			}
 		}
@@ -47,12 +38,7 @@ func TestHiFloorCount(t *testing.T) {
 		{"Patient", "birthdate=ge1950"}, {"Patient", "birthdate=gt1950-06"}, {"Patient", "birthdate=sa1970"},
 		{"Patient", "birthdate=ge1950,gt1980"}, {"Patient", "birthdate=ge2050"}, {"Encounter", "date=ge2015"},
 	} {
-		name, value, _ := strings.Cut(c.query, "=")
-		q, err := reg.ParseQuery(c.typ, []fhir.RawParam{{Name: name, Value: value}}, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := q.Params[0]
+		p := parseQuery(t, reg, c.typ, c.query).Params[0]
 		if _, ok := hiFloor(p); !ok {
 			t.Fatalf("%s: no floor", c.query)
 		}
