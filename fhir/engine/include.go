@@ -54,7 +54,7 @@ func (e *Engine) includes(ctx context.Context, r resolver, q *fhir.Query, matche
 			if inc.Reverse {
 				err = e.revInclude(ctx, r, inc, frontier, add)
 			} else {
-				err = e.forwardInclude(ctx, r, inc, frontier, add)
+				err = e.forwardInclude(ctx, r, inc, frontier, add, seen)
 			}
 			if err != nil {
 				return nil, err
@@ -66,8 +66,11 @@ func (e *Engine) includes(ctx context.Context, r resolver, q *fhir.Query, matche
 }
 
 // forwardInclude adds the resources the frontier's resources of inc.Type point
-// to along inc.Param (every reference parameter for *).
-func (e *Engine) forwardInclude(ctx context.Context, r resolver, inc fhir.Include, frontier []store.Version, add func(store.Version)) error {
+// to along inc.Param (every reference parameter for *). The references are
+// gathered first and their targets read in one search per target type
+// (readMany), then added in the order the references come in.
+func (e *Engine) forwardInclude(ctx context.Context, r resolver, inc fhir.Include, frontier []store.Version, add func(store.Version), seen map[key]bool) error {
+	var refs []key
 	for _, v := range frontier {
 		if v.Type != inc.Type {
 			continue
@@ -90,15 +93,17 @@ func (e *Engine) forwardInclude(ctx context.Context, r resolver, inc fhir.Includ
 				if iv.RefID == "" || !fhir.Served(iv.RefType) || (inc.Target != "" && iv.RefType != inc.Target) {
 					continue
 				}
-				t, err := r.Read(ctx, iv.RefType, iv.RefID)
-				if fhir.KindOf(err) == fhir.NotFound {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				add(t)
+				refs = append(refs, key{iv.RefType, iv.RefID})
 			}
+		}
+	}
+	found, err := e.readMany(ctx, r, refs, seen)
+	if err != nil {
+		return err
+	}
+	for _, k := range refs {
+		if v, ok := found[k]; ok {
+			add(v)
 		}
 	}
 	return nil

@@ -106,6 +106,10 @@ type planner struct {
 	// walkFrom is the driving set size from which the page walks rather than
 	// builds the set (walk.go).
 	walkFrom int
+	// total is the count of every match, when the page's plan counted it
+	// (counted; intersect.go); search then gives it as Bundle.total.
+	total   int
+	counted bool
 }
 
 // rankKey names one sampled rank: a parameter of a query, and the sample size.
@@ -183,12 +187,27 @@ func (pl *planner) smallest(typ string, params []fhir.Param, limit int) (int, er
 	return best, nil
 }
 
-// count counts a plain parameter's index rows, up to limit.
+// count counts a plain parameter's index rows, up to limit. A date bounded
+// from below is counted through the latest ends' index (hiFloor); a count of
+// none is then made again without it, since an empty driver is trusted to
+// have no rows (emptyDriver).
 func (pl *planner) count(typ string, p fhir.Param, limit int) (int, error) {
+	floor, floored := hiFloor(p)
+	n, err := pl.countFloor(typ, p, limit, floor, floored)
+	if err == nil && floored && n == 0 {
+		return pl.countFloor(typ, p, limit, 0, false)
+	}
+	return n, err
+}
+
+func (pl *planner) countFloor(typ string, p fhir.Param, limit int, floor int64, floored bool) (int, error) {
 	var b builder
 	b.add("SELECT COUNT(*) FROM (")
 	if err := lookup(&b, typ, p, ""); err != nil {
 		return 0, err
+	}
+	if floored {
+		b.add(" AND rid > 0 AND hi >= ?", floor)
 	}
 	b.add(" LIMIT ?)", limit)
 	n := 0
@@ -816,6 +835,8 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 	}
 	switch {
 	case q.Total == fhir.TotalNone:
+	case pl.counted:
+		res.Total = limitTotal(q, pl.total)
 	case q.Cursor == "" && res.Next == "":
 		// The first page holds every match: they are the total, with no
 		// count (which costs as much as the page again, or far more).
@@ -843,6 +864,9 @@ func page(ctx context.Context, db querier, pl *planner, q *fhir.Query, fb *build
 	kinds := make([]byte, len(q.Sort))
 	for i, k := range q.Sort {
 		_, kinds[i] = sortKey(&builder{}, q.Type, k)
+	}
+	if ok, err := intersectPage(ctx, db, pl, q, kinds, res); err != nil || ok {
+		return err
 	}
 	plan, err := choosePlan(pl, q)
 	if err != nil {

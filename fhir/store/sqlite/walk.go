@@ -38,6 +38,10 @@ type walkPlan struct {
 	// driver, when >= 0, is the parameter whose index rows the walk reads in
 	// row id order (rowOrdered) instead of the type's rows; -1 otherwise.
 	driver int
+	// within, when set, is a JSON array of the only row ids that can match
+	// (an intersection, intersect.go): the walk passes over the others
+	// without probing them.
+	within string
 	why    string
 }
 
@@ -216,6 +220,9 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			using = " INDEXED BY idx_date_hi"
 		}
 		b.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
+		if plan.within != "" {
+			b.add(" AND +w.rid IN (SELECT value FROM json_each(?))", plan.within)
+		}
 		if q.Cursor != "" {
 			op := " >= ?"
 			if k.Descending {
