@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/rand"
 	"net/url"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,7 +42,10 @@ func localityCaseload(ctx context.Context, e *engine.Engine, prov int, locality 
 	if !everyVisit {
 		who = append(who, noTotal)
 	}
-	b, err := e.Search(ctx, "Patient", who, engine.SearchOptions{})
+	var b *engine.Bundle
+	pprof.Do(ctx, pprof.Labels("step", "people"), func(ctx context.Context) {
+		b, err = e.Search(ctx, "Patient", who, engine.SearchOptions{})
+	})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -67,7 +71,10 @@ func localityCaseload(ctx context.Context, e *engine.Engine, prov int, locality 
 			{"Goal", []fhir.RawParam{{Name: "subject", Value: subjects}, {Name: "_count", Value: "500"}}},
 			{"Encounter", []fhir.RawParam{{Name: "subject", Value: subjects}, {Name: "_sort", Value: "-date"}, {Name: "_count", Value: "500"}}},
 		} {
-			n, err := searchAll(ctx, e, q.rt, q.params)
+			var n int
+			pprof.Do(ctx, pprof.Labels("step", q.rt), func(ctx context.Context) {
+				n, err = searchAll(ctx, e, q.rt, q.params)
+			})
 			if err != nil {
 				return 0, 0, err
 			}
@@ -76,24 +83,33 @@ func localityCaseload(ctx context.Context, e *engine.Engine, prov int, locality 
 		return len(refs), read, nil
 	}
 	jobs := []func() (int, error){
-		func() (int, error) {
+		step(ctx, "CarePlan", func(ctx context.Context) (int, error) {
 			return searchAll(ctx, e, "CarePlan", []fhir.RawParam{{Name: "subject", Value: subjects}, {Name: "status", Value: "active"}, {Name: "_count", Value: "500"}, noTotal})
-		},
-		func() (int, error) {
+		}),
+		step(ctx, "Goal", func(ctx context.Context) (int, error) {
 			return searchAll(ctx, e, "Goal", []fhir.RawParam{{Name: "subject", Value: subjects}, {Name: "_count", Value: "500"}, noTotal})
-		},
+		}),
 	}
 	for _, ref := range refs {
-		jobs = append(jobs, func() (int, error) {
+		jobs = append(jobs, step(ctx, "last-visit", func(ctx context.Context) (int, error) {
 			b, err := e.Search(ctx, "Encounter", []fhir.RawParam{{Name: "subject", Value: ref}, {Name: "_sort", Value: "-date"}, {Name: "_count", Value: "1"}, noTotal}, engine.SearchOptions{})
 			if err != nil {
 				return 0, err
 			}
 			return len(b.Entry), nil
-		})
+		}))
 	}
 	n, err := runJobs(jobs, 2)
 	return len(refs), len(refs) + n, err
+}
+
+// step is f as a job whose CPU profile samples carry the label step=name
+// (go tool pprof -tagfocus step=last-visit).
+func step(ctx context.Context, name string, f func(context.Context) (int, error)) func() (int, error) {
+	return func() (n int, err error) {
+		pprof.Do(ctx, pprof.Labels("step", name), func(ctx context.Context) { n, err = f(ctx) })
+		return n, err
+	}
 }
 
 // runJobs runs jobs on workers goroutines and returns the sum of their
