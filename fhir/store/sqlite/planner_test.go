@@ -210,19 +210,29 @@ func TestPlanChoice(t *testing.T) {
 		// Bundle.total, whether the first page holds every match (then it is
 		// that page's length, not counted) or not, on the first page and the
 		// second.
+		// With a total limit too: below, at and past the number of matches
+		// (a first page in row id order counts only the matches after it,
+		// or none when it reaches the limit itself: pagetotal.go).
 		counted := *q
 		counted.Total = fhir.TotalAccurate
-		for _, cur := range []string{"", res.Next} {
-			counted.Cursor = cur
-			r, err := search(ctx, s.read, &counted, c.walkFrom)
-			if err != nil {
-				t.Fatal(err)
+		for _, limit := range []int{0, 2, q.Count, q.Count + 1, q.Count + 2, len(all), len(all) + 1, 100} {
+			counted.TotalLimit = limit
+			want := len(all)
+			if limit > 0 && want >= limit {
+				want = -1
 			}
-			if r.Total != len(all) {
-				t.Errorf("%s (cursor %q): total %d, want %d", c.query, cur, r.Total, len(all))
-			}
-			if res.Next == "" {
-				break
+			for _, cur := range []string{"", res.Next} {
+				counted.Cursor = cur
+				r, err := search(ctx, s.read, &counted, c.walkFrom)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Total != want {
+					t.Errorf("%s (cursor %q, total limit %d): total %d, want %d", c.query, cur, limit, r.Total, want)
+				}
+				if res.Next == "" {
+					break
+				}
 			}
 		}
 	}

@@ -841,6 +841,14 @@ func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*stor
 		// The first page holds every match: they are the total, with no
 		// count (which costs as much as the page again, or far more).
 		res.Total = limitTotal(q, len(res.Matches))
+	case q.Cursor == "" && len(q.Sort) == 0:
+		// The first page in row id order: only the matches after it are
+		// counted (pagetotal.go).
+		total, err := firstPageTotal(ctx, db, pl, q, &fb, res)
+		if err != nil {
+			return nil, err
+		}
+		res.Total = limitTotal(q, total)
 	default:
 		if err := countTotal(); err != nil {
 			return nil, err

@@ -19,15 +19,21 @@ import (
 // well (no limit, a compartment, no plain driver, or a driving set smaller
 // than the limit, which the IN list holds cheaply).
 func boundedTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query) (int, bool, error) {
-	if q.TotalLimit <= 0 || q.Compartment != nil {
+	return boundedTotalAfter(ctx, db, pl, q, 0, q.TotalLimit)
+}
+
+// boundedTotalAfter is boundedTotal counting only the matches whose row id
+// is above after (all of them when after is 0), up to limit.
+func boundedTotalAfter(ctx context.Context, db querier, pl *planner, q *fhir.Query, after int64, limit int) (int, bool, error) {
+	if limit <= 0 || q.Compartment != nil {
 		return 0, false, nil
 	}
 	d, n, err := pl.driverCount(q.Type, q.Params, false)
-	if err != nil || d < 0 || n < q.TotalLimit {
+	if err != nil || d < 0 || n < limit {
 		return 0, false, err
 	}
 	if !plain(q.Params[d]) {
-		return chainTotal(ctx, db, pl, q, d)
+		return chainTotal(ctx, db, pl, q, d, after, limit)
 	}
 	others := make([]fhir.Param, 0, len(q.Params)-1)
 	others = append(append(others, q.Params[:d]...), q.Params[d+1:]...)
@@ -37,10 +43,13 @@ func boundedTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query) (
 		return 0, false, err
 	}
 	b.add(") d CROSS JOIN current c ON c.rid = d.rid WHERE c.deleted = 0")
+	if after > 0 {
+		b.add(" AND d.rid > ?", after)
+	}
 	if _, err := conditions(&b, nil, "c", q.Type, others, 0); err != nil {
 		return 0, false, err
 	}
-	b.add(" LIMIT ?)", q.TotalLimit)
+	b.add(" LIMIT ?)", limit)
 	total := 0
 	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&total); err != nil {
 		return 0, false, fhir.InternalError("search", err)
@@ -56,7 +65,9 @@ func boundedTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query) (
 // driving-set count would first build every row the chain reaches (each
 // target, then what points at it) whatever the limit. It reports false when
 // the chain has several target types or no plain parameter of its own drives.
-func chainTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query, d int) (int, bool, error) {
+// Only the matches whose row id is above after count (all when it is 0), up
+// to limit.
+func chainTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query, d int, after int64, limit int) (int, bool, error) {
 	p := q.Params[d]
 	if len(p.Chain) != 1 || p.Has != nil {
 		return 0, false, nil
@@ -81,10 +92,13 @@ func chainTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query, d i
 		return 0, false, err
 	}
 	b.add(" AND c.deleted = 0 AND c.type = ?", q.Type)
+	if after > 0 {
+		b.add(" AND c.rid > ?", after)
+	}
 	if _, err := conditions(&b, nil, "c", q.Type, others, 0); err != nil {
 		return 0, false, err
 	}
-	b.add(" LIMIT ?)", q.TotalLimit)
+	b.add(" LIMIT ?)", limit)
 	total := 0
 	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&total); err != nil {
 		return 0, false, fhir.InternalError("search", err)
