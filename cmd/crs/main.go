@@ -124,6 +124,12 @@ type Config struct {
 	QueryTimeout time.Duration // a search's store work past this stops with 400 too-costly; negative: none
 	QueryPlans   bool          // the X-Query-Plan debug header on search responses
 	AuditQueue   int           // AuditEvents waiting for their commit before requests are refused
+	// SQLiteMmapMiB is how many MiB of the database file each SQLite read
+	// connection maps (0: the store's default, -1: none); SQLiteReadConns how many read connections
+	// the store keeps (0: 2×GOMAXPROCS, at least 4). Their product bounds the
+	// mapped file pages the resident set can count.
+	SQLiteMmapMiB   int
+	SQLiteReadConns int
 	// ProfileEnforcement is strict (every write of a profiled type must conform
 	// to the pathway profile) or declared (only claimed profiles are checked).
 	ProfileEnforcement string
@@ -203,6 +209,8 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.TotalLimit, "total-limit", envInt("CRS_TOTAL_LIMIT", engine.DefaultTotalLimit), "without _total, Bundle.total is counted only up to this many matches; -1: always (CRS_TOTAL_LIMIT)")
 	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", ev.duration("CRS_QUERY_TIMEOUT", engine.DefaultQueryTimeout), "a search still working in the store after this long stops with 400 too-costly; -1s: no bound (CRS_QUERY_TIMEOUT)")
 	fs.BoolVar(&cfg.QueryPlans, "query-plan-header", ev.bool("CRS_QUERY_PLAN_HEADER", false), "say in an X-Query-Plan header how the store found each search page, for debugging slow queries; its row counts ignore access rules (CRS_QUERY_PLAN_HEADER=true)")
+	fs.IntVar(&cfg.SQLiteMmapMiB, "sqlite-mmap-mib", envInt("CRS_SQLITE_MMAP_MIB", sqlite.DefaultMmapBytes>>20), "MiB of the database file each SQLite read connection maps (mapped pages count in the resident set once per connection); -1: none, every page read with a copy (CRS_SQLITE_MMAP_MIB)")
+	fs.IntVar(&cfg.SQLiteReadConns, "sqlite-read-conns", envInt("CRS_SQLITE_READ_CONNS", 0), "SQLite read connections; 0: 2×GOMAXPROCS, at least 4 (CRS_SQLITE_READ_CONNS)")
 	fs.IntVar(&cfg.AuditQueue, "audit-queue", envInt("CRS_AUDIT_QUEUE", engine.DefaultAuditQueue), "AuditEvents that may wait for their durable commit before requests are refused with 503 (CRS_AUDIT_QUEUE)")
 	fs.StringVar(&cfg.ProfileEnforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)),
 		"strict: writes of the pathway's types must conform to its profiles; declared: only claimed profiles are checked (CRS_PROFILE_ENFORCEMENT)")
@@ -288,6 +296,8 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		{"max-count", "CRS_MAX_COUNT", cfg.MaxCount, 1},
 		{"total-limit", "CRS_TOTAL_LIMIT", cfg.TotalLimit, -1},
 		{"audit-queue", "CRS_AUDIT_QUEUE", cfg.AuditQueue, 1},
+		{"sqlite-mmap-mib", "CRS_SQLITE_MMAP_MIB", cfg.SQLiteMmapMiB, -1},
+		{"sqlite-read-conns", "CRS_SQLITE_READ_CONNS", cfg.SQLiteReadConns, 0},
 		{"export-max-file-bytes", "CRS_EXPORT_MAX_FILE_BYTES", cfg.ExportMaxFileBytes, 1},
 	} {
 		if c.v < c.min {
@@ -407,7 +417,7 @@ func (m *Main) Start(ctx context.Context) error {
 
 func (m *Main) start(ctx context.Context) error {
 	met := metrics.New()
-	st, err := openStoreLog(m.Config.Store, m.Log, sqlite.Options{OnCommit: met.ObserveCommit})
+	st, err := openStoreLog(m.Config.Store, m.Log, m.Config.sqliteOptions(met.ObserveCommit))
 	if err != nil {
 		return err
 	}
@@ -699,6 +709,19 @@ func openJournal(spec string, max int) (*audit.Journal, error) {
 		return nil, fmt.Errorf("open the audit journal: %w", err)
 	}
 	return j, nil
+}
+
+// sqliteOptions are the SQLite store's options of the configuration; a zero
+// Config (as tests make) keeps the store's defaults.
+func (c Config) sqliteOptions(onCommit func(int, time.Duration, error)) sqlite.Options {
+	opt := sqlite.Options{OnCommit: onCommit, ReadConns: c.SQLiteReadConns}
+	switch {
+	case c.SQLiteMmapMiB > 0:
+		opt.MmapBytes = int64(c.SQLiteMmapMiB) << 20
+	case c.SQLiteMmapMiB < 0:
+		opt.MmapBytes = -1
+	}
+	return opt
 }
 
 func openStore(spec string) (store.Store, error) {

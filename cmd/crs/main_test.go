@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"crs/fhir/search"
+	"crs/fhir/store/sqlite"
 	"crs/fhir/store"
 	"crs/profiles"
 )
@@ -345,6 +346,8 @@ func TestBadEnvironmentStopsTheStart(t *testing.T) {
 		{"CRS_AUDIT_QUEUE", "1e6"},
 		{"CRS_INSECURE_NO_AUTH", "yes please"},
 		{"CRS_PROFILE_ENFORCEMENT", "loose"},
+		{"CRS_SQLITE_MMAP_MIB", "-2"},
+		{"CRS_SQLITE_READ_CONNS", "two"},
 	} {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {
 			t.Setenv(c.name, c.value)
@@ -358,6 +361,30 @@ func TestBadEnvironmentStopsTheStart(t *testing.T) {
 	t.Setenv("CRS_TOTAL_LIMIT", "-1")
 	if cfg, err := parseServeFlags(nil, io.Discard); err != nil || !cfg.InsecureNoAuth || cfg.TotalLimit != -1 {
 		t.Errorf("good values: %+v %v", cfg, err)
+	}
+}
+
+// TestSQLiteFlags: --sqlite-mmap-mib and --sqlite-read-conns reach the
+// store's options, in MiB, with -1 mapping nothing and 0 the store's defaults.
+func TestSQLiteFlags(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		mmap  int64
+		conns int
+	}{
+		{nil, sqlite.DefaultMmapBytes, 0},
+		{[]string{"--sqlite-mmap-mib", "64", "--sqlite-read-conns", "2"}, 64 << 20, 2},
+		{[]string{"--sqlite-mmap-mib", "-1"}, -1, 0},
+		{[]string{"--sqlite-mmap-mib", "0"}, 0, 0},
+	} {
+		cfg, err := parseServeFlags(c.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt := cfg.sqliteOptions(nil)
+		if opt.MmapBytes != c.mmap || opt.ReadConns != c.conns {
+			t.Errorf("%v: mmap %d, read conns %d; want %d, %d", c.args, opt.MmapBytes, opt.ReadConns, c.mmap, c.conns)
+		}
 	}
 }
 
