@@ -156,14 +156,20 @@ func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
 	return e.prepared(x, entry.ID, entry.Recorded)
 }
 
-// prepared gives the event x its id and meta and extracts its search values.
+// prepared gives the event x its id and meta and its search values: straight
+// from its record when the registry's AuditEvent parameters are the ones
+// audit.Rendered.Index knows (auditIndex), else extracted from its tree.
 func (e *Engine) prepared(x *audit.Rendered, id string, now time.Time) (*preparedAudit, error) {
-	ev := x.Event
-	ev["id"] = id
-	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
-	index, err := e.params.Extract("AuditEvent", ev)
-	if err != nil {
-		return nil, fhir.WithOp("audit", err)
+	lastUpdated := formatInstant(now)
+	index, ok := e.auditIndex(x, id, lastUpdated)
+	if !ok {
+		ev := x.Tree()
+		ev["id"] = id
+		ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": lastUpdated}
+		var err error
+		if index, err = e.params.Extract("AuditEvent", ev); err != nil {
+			return nil, fhir.WithOp("audit", err)
+		}
 	}
 	return &preparedAudit{rendered: x, index: index,
 		version: store.Version{Type: "AuditEvent", ID: id, VersionID: 1, LastUpdated: now, Method: "POST"}}, nil
