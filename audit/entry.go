@@ -62,7 +62,7 @@ func (e Entry) Event() (fhir.Object, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return x.Event, x.Canonical, nil
+	return x.Tree(), x.Canonical, nil
 }
 
 // Render renders the entry's AuditEvent: from its compact record, or, for a
@@ -73,7 +73,7 @@ func (e Entry) Render() (*Rendered, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Rendered{Event: ev, Canonical: e.Canonical, parsed: true}, nil
+		return &Rendered{tree: ev, Canonical: e.Canonical, parsed: true}, nil
 	}
 	er := e.record
 	r := Record{Kind: er.Kind, Interaction: er.Interaction, Action: er.Action, Entities: er.Entities, Patient: er.Patient,

@@ -7,9 +7,10 @@ import (
 	"crs/fhir"
 )
 
-// Rendered is an AuditEvent rendered from its record: the resource tree
-// (for its search values), its canonical JSON (which its chain hash covers)
-// and, once its place in the chain is known, its stored JSON (Body).
+// Rendered is an AuditEvent rendered from its record: its canonical JSON
+// (which its chain hash covers), its search values (Index), once its place in
+// the chain is known its stored JSON (Body), and on demand the resource tree
+// (Tree).
 //
 // The two JSON forms are written straight from the record by the writers
 // below, in the order each needs (keys sorted for the canonical form, the
@@ -18,12 +19,13 @@ import (
 // TestRenderedIsTheEvent and FuzzRendered hold them byte for byte to
 // Canonical and fhir.Marshal of the tree.
 type Rendered struct {
-	Event     fhir.Object // without id, meta and chain extension
 	Canonical []byte
+
+	tree fhir.Object // without id, meta and chain extension: built by Tree, or parsed from an old journal line
 
 	r             Record
 	outcome, desc string
-	parsed        bool // Event came from an old journal line's canonical JSON: Body encodes the tree
+	parsed        bool // tree came from an old journal line's canonical JSON: Body encodes the tree
 }
 
 // Render renders r as an AuditEvent.
@@ -33,18 +35,28 @@ func Render(r Record) *Rendered {
 }
 
 func render(r Record, outcome, desc string) *Rendered {
-	x := &Rendered{Event: event(r, outcome, desc), r: r, outcome: outcome, desc: desc}
+	x := &Rendered{r: r, outcome: outcome, desc: desc}
 	x.Canonical = x.appendCanonical(make([]byte, 0, 2048))
 	return x
 }
 
+// Tree is the AuditEvent as a resource tree, without id, meta and chain
+// extension. Storing the event needs only Canonical, Body and Index; the tree
+// is built (a few dozen maps) only when asked for.
+func (x *Rendered) Tree() fhir.Object {
+	if x.tree == nil {
+		x.tree = event(x.r, x.outcome, x.desc)
+	}
+	return x.tree
+}
+
 // Body is the AuditEvent's stored JSON under id and meta.lastUpdated, linked
 // after previous ("" for the first event) with hash: what fhir.Marshal writes
-// for Event with id, meta and SetChain(previous, hash).
+// for Tree with id, meta and SetChain(previous, hash).
 func (x *Rendered) Body(id, lastUpdated, previous, hash string) ([]byte, error) {
 	if x.parsed {
-		ev := make(fhir.Object, len(x.Event)+3)
-		for k, v := range x.Event {
+		ev := make(fhir.Object, len(x.tree)+3)
+		for k, v := range x.tree {
 			ev[k] = v
 		}
 		ev["id"] = id

@@ -156,14 +156,20 @@ func (e *Engine) prepareEntry(entry audit.Entry) (*preparedAudit, error) {
 	return e.prepared(x, entry.ID, entry.Recorded)
 }
 
-// prepared gives the event x its id and meta and extracts its search values.
+// prepared gives the event x its id and meta and its search values: straight
+// from its record when the registry's AuditEvent parameters are the ones
+// audit.Rendered.Index knows (auditIndex), else extracted from its tree.
 func (e *Engine) prepared(x *audit.Rendered, id string, now time.Time) (*preparedAudit, error) {
-	ev := x.Event
-	ev["id"] = id
-	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": formatInstant(now)}
-	index, err := e.params.Extract("AuditEvent", ev)
-	if err != nil {
-		return nil, fhir.WithOp("audit", err)
+	lastUpdated := formatInstant(now)
+	index, ok := e.auditIndex(x, id, lastUpdated)
+	if !ok {
+		ev := x.Tree()
+		ev["id"] = id
+		ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": lastUpdated}
+		var err error
+		if index, err = e.params.Extract("AuditEvent", ev); err != nil {
+			return nil, fhir.WithOp("audit", err)
+		}
 	}
 	return &preparedAudit{rendered: x, index: index,
 		version: store.Version{Type: "AuditEvent", ID: id, VersionID: 1, LastUpdated: now, Method: "POST"}}, nil
@@ -172,23 +178,40 @@ func (e *Engine) prepared(x *audit.Rendered, id string, now time.Time) (*prepare
 // appendAudit links a prepared AuditEvent to the last one written (the store's
 // single writer makes the chain a line) and stores it in tx.
 func (e *Engine) appendAudit(ctx context.Context, tx store.Tx, p *preparedAudit) error {
-	prev := ""
-	switch last, err := tx.Last(ctx, "AuditEvent"); {
-	case err == nil:
-		prev = audit.LastHash(last.Body)
-	case fhir.KindOf(err) != fhir.NotFound:
+	prev, err := lastAuditHash(ctx, tx)
+	if err != nil {
 		return err
 	}
+	_, err = appendAuditAfter(ctx, tx, p, prev)
+	return err
+}
+
+// lastAuditHash is the chain hash of the last AuditEvent stored ("" before the first).
+func lastAuditHash(ctx context.Context, tx store.Tx) (string, error) {
+	switch last, err := tx.Last(ctx, "AuditEvent"); {
+	case err == nil:
+		return audit.LastHash(last.Body), nil
+	case fhir.KindOf(err) != fhir.NotFound:
+		return "", err
+	}
+	return "", nil
+}
+
+// appendAuditAfter stores p in tx linked after the event whose hash is prev,
+// and returns p's hash: the next event's prev when the caller stores several
+// in a row (the materialiser), without reading back the one just stored.
+func appendAuditAfter(ctx context.Context, tx store.Tx, p *preparedAudit, prev string) (string, error) {
 	v := p.version
-	body, err := p.rendered.Body(v.ID, formatInstant(v.LastUpdated), prev, audit.HashAfter(prev, p.rendered.Canonical))
+	hash := audit.HashAfter(prev, p.rendered.Canonical)
+	body, err := p.rendered.Body(v.ID, formatInstant(v.LastUpdated), prev, hash)
 	if err != nil {
-		return fhir.InternalError("audit", err)
+		return "", fhir.InternalError("audit", err)
 	}
 	v.Body = body
 	if err := tx.Put(ctx, v, p.index); err != nil {
-		return err
+		return "", err
 	}
-	return nil
+	return hash, nil
 }
 
 // auditInTx records a write's AuditEvent in the transaction that writes.

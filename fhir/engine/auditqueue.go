@@ -229,15 +229,28 @@ func (e *Engine) materialiseEntries(entries []audit.Entry, recovered int) error 
 	}
 	ctx := context.Background()
 	return e.store.Write(ctx, func(tx store.Tx) error {
+		// The chain's last hash is read once; then each event links after
+		// the one stored before it (nothing else writes AuditEvents in this
+		// transaction: the store has one writer).
+		prev, known := "", false
 		for i, p := range prepared {
 			if i < recovered {
 				if _, err := tx.Read(ctx, "AuditEvent", p.version.ID); err == nil {
+					known = false // stored by an earlier run: read the chain's end again
 					continue
 				} else if fhir.KindOf(err) != fhir.NotFound {
 					return err
 				}
 			}
-			if err := e.appendAudit(ctx, tx, p); err != nil {
+			if !known {
+				var err error
+				if prev, err = lastAuditHash(ctx, tx); err != nil {
+					return err
+				}
+				known = true
+			}
+			var err error
+			if prev, err = appendAuditAfter(ctx, tx, p, prev); err != nil {
 				return err
 			}
 		}
