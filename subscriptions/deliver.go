@@ -45,14 +45,21 @@ func (m *Manager) specOf(s *sub) *spec {
 // many in a row set the status to error, then off (which ends it). Only
 // this goroutine posts to the subscription's endpoint, so a receiver that
 // hangs holds up nobody else, and each post is bounded by the
-// subscription's timeout.
-func (m *Manager) deliver(s *sub) {
+// subscription's timeout. With nothing to do it parks (park.go), leaving
+// its progress (saved) to the next one.
+func (m *Manager) deliver(s *sub, saved *state) {
 	ctx := m.ctx
 	octx := auth.WithPrincipal(ctx, s.owner)
-	st, _, err := m.readState(ctx, s.spec.ID)
-	if err != nil {
-		m.cfg.Log.Error("subscription state unreadable", "id", s.spec.ID, "error", err.Error())
-		return
+	var st state
+	if saved != nil {
+		st = *saved
+	} else {
+		var err error
+		if st, _, err = m.readState(ctx, s.spec.ID); err != nil {
+			m.cfg.Log.Error("subscription state unreadable", "id", s.spec.ID, "error", err.Error())
+			s.exited()
+			return
+		}
 	}
 	for {
 		sp := m.specOf(s)
@@ -111,22 +118,15 @@ func (m *Manager) deliver(s *sub) {
 				continue
 			}
 		}
-		var tick <-chan time.Time
-		var t *time.Timer
-		if wait > 0 {
-			t = time.NewTimer(wait)
-			tick = t.C
+		if m.park(s, st, wait) {
+			return
 		}
 		select {
-		case <-s.wake:
-		case <-tick:
 		case <-s.stop:
 			return
 		case <-ctx.Done():
 			return
-		}
-		if t != nil {
-			t.Stop()
+		default:
 		}
 	}
 }
