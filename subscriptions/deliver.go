@@ -57,7 +57,7 @@ func (m *Manager) deliver(s *sub, saved *state) {
 		var err error
 		if st, _, err = m.readState(ctx, s.spec.ID); err != nil {
 			m.cfg.Log.Error("subscription state unreadable", "id", s.spec.ID, "error", err.Error())
-			s.exited()
+			s.exited(nil)
 			return
 		}
 	}
@@ -66,6 +66,7 @@ func (m *Manager) deliver(s *sub, saved *state) {
 		if sp.ended(m.cfg.Now()) && m.count(ctx, sp.ID) <= st.Delivered {
 			// Events recorded before the end are delivered first; then it is off.
 			m.setStatus(ctx, sp.ID, "off", "Subscription.end ("+sp.End.UTC().Format(time.RFC3339)+") has passed")
+			s.exited(&st)
 			return
 		}
 		wait := time.Duration(-1) // until woken
@@ -79,6 +80,7 @@ func (m *Manager) deliver(s *sub, saved *state) {
 			m.saveState(ctx, sp.ID, st)
 			if st.Failures >= m.cfg.OffAfter {
 				m.setStatus(ctx, sp.ID, "off", fmt.Sprintf("%d deliveries failed in a row; the last: %v", st.Failures, err))
+				s.exited(&st)
 				return
 			}
 			if st.Failures >= m.cfg.ErrorAfter && sp.Status != "error" {

@@ -79,11 +79,13 @@ func (m *Manager) park(s *sub, st state, wait time.Duration) bool {
 	return true
 }
 
-// exited notes that s's delivery goroutine ends without parking (its state
-// could not be read): the next wake starts one that reads it again.
-func (s *sub) exited() {
+// exited notes that s's delivery goroutine ends without parking, having
+// turned the subscription off or failed to read its state (st nil): should
+// it still be served, the next wake starts one (with st, or reading it).
+func (s *sub) exited(st *state) {
 	s.run.mu.Lock()
 	s.run.running = false
+	s.run.st = st
 	s.run.mu.Unlock()
 }
 
