@@ -45,20 +45,28 @@ func (m *Manager) specOf(s *sub) *spec {
 // many in a row set the status to error, then off (which ends it). Only
 // this goroutine posts to the subscription's endpoint, so a receiver that
 // hangs holds up nobody else, and each post is bounded by the
-// subscription's timeout.
-func (m *Manager) deliver(s *sub) {
+// subscription's timeout. With nothing to do it parks (park.go), leaving
+// its progress (saved) to the next one.
+func (m *Manager) deliver(s *sub, saved *state) {
 	ctx := m.ctx
 	octx := auth.WithPrincipal(ctx, s.owner)
-	st, _, err := m.readState(ctx, s.spec.ID)
-	if err != nil {
-		m.cfg.Log.Error("subscription state unreadable", "id", s.spec.ID, "error", err.Error())
-		return
+	var st state
+	if saved != nil {
+		st = *saved
+	} else {
+		var err error
+		if st, _, err = m.readState(ctx, s.spec.ID); err != nil {
+			m.cfg.Log.Error("subscription state unreadable", "id", s.spec.ID, "error", err.Error())
+			s.exited(nil)
+			return
+		}
 	}
 	for {
 		sp := m.specOf(s)
 		if sp.ended(m.cfg.Now()) && m.count(ctx, sp.ID) <= st.Delivered {
 			// Events recorded before the end are delivered first; then it is off.
 			m.setStatus(ctx, sp.ID, "off", "Subscription.end ("+sp.End.UTC().Format(time.RFC3339)+") has passed")
+			s.exited(&st)
 			return
 		}
 		wait := time.Duration(-1) // until woken
@@ -72,6 +80,7 @@ func (m *Manager) deliver(s *sub) {
 			m.saveState(ctx, sp.ID, st)
 			if st.Failures >= m.cfg.OffAfter {
 				m.setStatus(ctx, sp.ID, "off", fmt.Sprintf("%d deliveries failed in a row; the last: %v", st.Failures, err))
+				s.exited(&st)
 				return
 			}
 			if st.Failures >= m.cfg.ErrorAfter && sp.Status != "error" {
@@ -111,22 +120,15 @@ func (m *Manager) deliver(s *sub) {
 				continue
 			}
 		}
-		var tick <-chan time.Time
-		var t *time.Timer
-		if wait > 0 {
-			t = time.NewTimer(wait)
-			tick = t.C
+		if m.park(s, st, wait) {
+			return
 		}
 		select {
-		case <-s.wake:
-		case <-tick:
 		case <-s.stop:
 			return
 		case <-ctx.Done():
 			return
-		}
-		if t != nil {
-			t.Stop()
+		default:
 		}
 	}
 }

@@ -87,6 +87,7 @@ type Manager struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
+	closed  bool // Close was called: no delivery goroutine starts
 }
 
 // sub is a subscription being served.
@@ -96,6 +97,7 @@ type sub struct {
 	judge string // judgeKey: subscriptions with the same one match the same writes
 	wake  chan struct{}
 	stop  chan struct{}
+	run   *runner // its delivery goroutine, which runs only while it has work (park.go)
 }
 
 // New returns a Manager; Start attaches the engine and starts delivery.
@@ -200,6 +202,9 @@ func (m *Manager) Load(ctx context.Context, eng Engine) error {
 
 // Close stops delivery and waits for the delivery goroutines.
 func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
 	if m.cancel != nil {
 		m.cancel()
 	}
@@ -305,11 +310,11 @@ func (m *Manager) put(s *spec, owner *auth.Principal) {
 	}
 	if old, ok := m.subs[s.ID]; ok && old.spec.Topic == s.Topic && refKey(old.spec) == refKey(s) && old.judge == judgeKey(s, old.owner) {
 		old.spec = s
-		old.poke()
+		m.poke(old)
 		return
 	}
 	m.drop(s.ID)
-	ns := &sub{spec: s, owner: owner, judge: judgeKey(s, owner), wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	ns := &sub{spec: s, owner: owner, judge: judgeKey(s, owner), wake: make(chan struct{}, 1), stop: make(chan struct{}), run: &runner{}}
 	m.subs[s.ID] = ns
 	ts := m.byType[s.Topic.Resource]
 	if ts == nil {
@@ -339,6 +344,7 @@ func (m *Manager) drop(id string) {
 		return
 	}
 	close(old.stop)
+	old.halt()
 	delete(m.subs, id)
 	ts := m.byType[old.spec.Topic.Resource]
 	if k := refKey(old.spec); k != "" {
@@ -375,22 +381,6 @@ func judgeKey(s *spec, owner *auth.Principal) string {
 	sort.Strings(scopes)
 	fmt.Fprintf(&b, "%q %q %q %q %v %q", owner.Org, roles, owner.LocalAuthority, owner.Patient, owner.Anonymous, scopes)
 	return b.String()
-}
-
-// poke wakes the subscription's delivery goroutine.
-func (s *sub) poke() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (m *Manager) spawn(s *sub) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.deliver(s)
-	}()
 }
 
 // allowed checks an endpoint host against the owner organisation's hosts.

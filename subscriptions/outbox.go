@@ -481,7 +481,7 @@ func (m *Manager) Committed(recorded any) {
 	for id, n := range b.wake {
 		m.counts.update(id, func(k *count) { k.committed = max(k.committed, n) })
 		if s, ok := m.subs[id]; ok {
-			s.poke()
+			m.poke(s)
 		}
 	}
 }
