@@ -87,7 +87,12 @@ func newOKReceiver(b *testing.B) *okReceiver {
 //   - one-provider: no filter, all of another care provider (VN2B3, whose
 //     policy does not reach Alice), made by 100 clients: the outbox judges
 //     the write once for all the subscriptions with the same topic, filter
-//     and owner organisation and roles (judgeKey).
+//     and owner organisation and roles (judgeKey);
+//   - stored-off: the one-provider subscriptions stored with status off, so
+//     that the database holds the same records (Subscriptions, their states,
+//     the set-up's AuditEvents) with none of them active: the ratio
+//     one-provider / stored-off is what being active costs, apart from a
+//     database grown from empty by the set-up.
 //
 // Report the ratios to subscriptions=0 (cpu-µs/write is the less
 // load-sensitive figure).
@@ -96,20 +101,23 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SUBSCRIPTIONS")); err == nil && v > 0 {
 		many = v
 	}
+	oneProvider := func(k int) (*auth.Principal, []byte) {
+		p := principal("care-provider", "VN2B3")
+		p.ClientID = fmt.Sprintf("dscr-%d", k%100)
+		return p, subscriptionJSON("VN2B3", "careplan-changed", "", "", nil)
+	}
 	cases := []struct {
 		name string
 		n    int
 		sub  func(k int) (*auth.Principal, []byte)
+		off  bool // stored with status off: none active
 	}{
-		{"subscriptions=0", 0, nil},
-		{fmt.Sprintf("per-person=%d", many), many, func(k int) (*auth.Principal, []byte) {
+		{name: "subscriptions=0"},
+		{name: fmt.Sprintf("per-person=%d", many), n: many, sub: func(k int) (*auth.Principal, []byte) {
 			return nil, subscriptionJSON("", "careplan-changed", "", "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
 		}},
-		{fmt.Sprintf("one-provider=%d", many), many, func(k int) (*auth.Principal, []byte) {
-			p := principal("care-provider", "VN2B3")
-			p.ClientID = fmt.Sprintf("dscr-%d", k%100)
-			return p, subscriptionJSON("VN2B3", "careplan-changed", "", "", nil)
-		}},
+		{name: fmt.Sprintf("one-provider=%d", many), n: many, sub: oneProvider},
+		{name: fmt.Sprintf("stored-off=%d", many), n: many, sub: oneProvider, off: true},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -125,6 +133,9 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 					p, body := c.sub(k)
 					owner = p
 					body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
+					if c.off {
+						body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
+					}
 					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"Subscription"}}`)
 				}
 				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
@@ -136,8 +147,12 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			waitWithin(b, 20*time.Minute, "every subscription active", func() bool {
-				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: "active"}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
+			status := "active"
+			if c.off {
+				status = "off"
+			}
+			waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
+				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
 				return err == nil && bundle.Total != nil && *bundle.Total == c.n
 			})
 			// the setup's AuditEvents (handshakes, status changes) are written first
