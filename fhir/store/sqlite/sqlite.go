@@ -681,7 +681,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		if _, err := t.stmts.updateCurrent.ExecContext(ctx, v.VersionID, seq, deleted, rid); err != nil {
 			return fhir.InternalError("put", err)
 		}
-		if err := t.flush(ctx); err != nil {
+		if err := t.beforeReplace(ctx, v.Type, rid); err != nil {
 			return err
 		}
 		if err := t.keysBefore(ctx, v, rid); err != nil {
