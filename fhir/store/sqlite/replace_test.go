@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +155,108 @@ func countRows(t *testing.T, s *Store, table, where string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestUpdateLeavesExactlyNewValues checks, after every version of resources
+// with values in every index table, that the index rows of the resource are
+// exactly its current version's search values: values the versions share
+// stay, changed ones are replaced, dropped ones go, and a deleted version
+// leaves none.
+func TestUpdateLeavesExactlyNewValues(t *testing.T) {
+	reg := fsearch.Default()
+	ctx := context.Background()
+	s := openTemp(t)
+	versions := map[string][]string{
+		"Observation/o": {
+			`{"resourceType":"Observation","id":"o","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2026-01-01","valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`,
+			`{"resourceType":"Observation","id":"o","status":"amended","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/a"},"effectiveDateTime":"2026-01-01","valueQuantity":{"value":72.5,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`,
+			`{"resourceType":"Observation","id":"o","status":"amended","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/b"},"effectiveDateTime":"2026-01-02"}`,
+			`{"resourceType":"Observation","id":"o","status":"amended","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/b"},"effectiveDateTime":"2026-01-02"}`,
+		},
+		"Patient/p": {
+			`{"resourceType":"Patient","id":"p","name":[{"family":"Smith","given":["Ann"]}],"birthDate":"1950-01-01","gender":"female"}`,
+			`{"resourceType":"Patient","id":"p","name":[{"family":"Smith","given":["Anne"]}],"birthDate":"1950-01-01","gender":"female"}`,
+			"deleted",
+			`{"resourceType":"Patient","id":"p","name":[{"family":"Jones"}],"birthDate":"1950-01-02"}`,
+		},
+		"Questionnaire/q": {
+			`{"resourceType":"Questionnaire","id":"q","status":"active","url":"https://example.org/q/1","name":"one"}`,
+			`{"resourceType":"Questionnaire","id":"q","status":"active","url":"https://example.org/q/2","name":"one"}`,
+		},
+	}
+	check := func(key, body string) {
+		t.Helper()
+		typ, id, _ := strings.Cut(key, "/")
+		var want []string
+		if body != "deleted" {
+			obj, err := fhir.Parse([]byte(body), fhir.DefaultLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			index, err := reg.Extract(typ, obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, iv := range index {
+				table, r, err := indexRow(0, typ, iv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k := table + " " + fmt.Sprint(r[1:]...)
+				if !seen[k] {
+					seen[k] = true
+					want = append(want, k)
+				}
+			}
+		}
+		var got []string
+		for _, table := range indexTables {
+			rows, err := s.read.Query("SELECT * FROM "+table+" WHERE rid = (SELECT rid FROM current WHERE type = ? AND id = ?)", typ, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]any, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, table+" "+fmt.Sprint(vals[1:]...))
+			}
+			rows.Close()
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: index rows\n%q\nwant the current version's values\n%q", key, got, want)
+		}
+	}
+	for key, bodies := range versions {
+		typ, id, _ := strings.Cut(key, "/")
+		for i, body := range bodies {
+			v := store.Version{Type: typ, ID: id, VersionID: i + 1, LastUpdated: time.Unix(1700000000, 0), Method: "PUT"}
+			var index []fhir.IndexValue
+			if body == "deleted" {
+				v.Deleted, v.Method = true, "DELETE"
+			} else {
+				obj, err := fhir.Parse([]byte(body), fhir.DefaultLimits)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if index, err = reg.Extract(typ, obj); err != nil {
+					t.Fatal(err)
+				}
+				v.Body = []byte(body)
+			}
+			if err := s.Write(ctx, func(tx store.Tx) error { return tx.Put(ctx, v, index) }); err != nil {
+				t.Fatal(err)
+			}
+			check(key, body)
+		}
+	}
 }
