@@ -687,8 +687,10 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		if err := t.keysBefore(ctx, v, rid); err != nil {
 			return err
 		}
-		if err := t.replaceIndex(ctx, rid, v, index); err != nil {
-			return err
+		for _, st := range t.stmts.deleteIndex {
+			if _, err := st.ExecContext(ctx, rid); err != nil {
+				return fhir.InternalError("put", err)
+			}
 		}
 	}
 	t.puts++
