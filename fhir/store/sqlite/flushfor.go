@@ -66,9 +66,8 @@ func tablesRead(q *fhir.Query) (map[string]bool, bool) {
 }
 
 // insertRows inserts rows into table with multi-row INSERTs of at most
-// maxRowsPerInsert rows, in the order of the table's key (sortRows).
+// maxRowsPerInsert rows.
 func (t *txn) insertRows(ctx context.Context, table string, all [][]any) error {
-	sortRows(table, all)
 	for len(all) > 0 {
 		n := min(len(all), maxRowsPerInsert)
 		st, err := t.stmts.insertRows(ctx, table, n)
