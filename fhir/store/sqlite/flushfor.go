@@ -85,3 +85,30 @@ func (t *txn) insertRows(ctx context.Context, table string, all [][]any) error {
 	}
 	return nil
 }
+
+// beforeReplace readies the index tables for the replacement of resource
+// rid's search values (Put of a later version deletes them by rid). The
+// values buffered for rid would be deleted as soon as inserted, so they are
+// dropped; the rest of the batch stays buffered for its one flush, rather than
+// going in as the small statements a flush at every update makes. Only when
+// a denormalised key reads rid's values before they go (keysBefore: a key
+// target, or a resource a reverse key's carriers point to) does it flush
+// everything first, as before.
+func (t *txn) beforeReplace(ctx context.Context, typ string, rid int64) error {
+	for _, k := range t.keys {
+		if k.has == typ || (k.has == "" && k.target == typ) {
+			return t.flush(ctx)
+		}
+	}
+	for table, rows := range t.pending {
+		kept := rows[:0]
+		for _, r := range rows {
+			if r[0] != rid { // the rows' rid column
+				kept = append(kept, r)
+			}
+		}
+		clear(rows[len(kept):]) // let the dropped rows' values go
+		t.pending[table] = kept
+	}
+	return nil
+}

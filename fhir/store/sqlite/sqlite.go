@@ -681,7 +681,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		if _, err := t.stmts.updateCurrent.ExecContext(ctx, v.VersionID, seq, deleted, rid); err != nil {
 			return fhir.InternalError("put", err)
 		}
-		if err := t.flush(ctx); err != nil {
+		if err := t.beforeReplace(ctx, v.Type, rid); err != nil {
 			return err
 		}
 		if err := t.keysBefore(ctx, v, rid); err != nil {
@@ -731,23 +731,9 @@ func (t *txn) bufferIndex(rid int64, typ string, index []fhir.IndexValue) error 
 	}
 	rows := t.pending
 	for _, iv := range index {
-		table := tableOf(iv.Type)
-		var r []any
-		switch iv.Type {
-		case fhir.TypeToken:
-			r = []any{rid, typ, iv.Param, iv.System, iv.Code, iv.Text}
-		case fhir.TypeString:
-			r = []any{rid, typ, iv.Param, iv.Str, iv.Exact}
-		case fhir.TypeDate:
-			r = []any{rid, typ, iv.Param, lowMillis(iv.Low), highMillis(iv.High)}
-		case fhir.TypeNumber, fhir.TypeQuantity:
-			r = []any{rid, typ, iv.Param, iv.Num, finite(iv.NumLow), finite(iv.NumHi), iv.System, iv.Code}
-		case fhir.TypeReference:
-			r = []any{rid, typ, iv.Param, iv.RefType, iv.RefID, iv.Exact, iv.System, iv.Code}
-		case fhir.TypeURI:
-			r = []any{rid, typ, iv.Param, iv.Exact}
-		default:
-			return fhir.InternalError("index", fmt.Errorf("index value of unknown type %q", iv.Type))
+		table, r, err := indexRow(rid, typ, iv)
+		if err != nil {
+			return err
 		}
 		rows[table] = append(rows[table], r)
 	}
