@@ -147,10 +147,12 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	t.Logf("%d acknowledged creates all present after kill -9", len(ids))
 }
 
-// TestKill9KeepsAcknowledgedReadsAudited: during a burst of concurrent reads,
-// the server is killed with SIGKILL; after it, every read that was answered
-// 200 has its AuditEvent on disk (found by its X-Request-Id) and the hash
-// chain verifies.
+// TestKill9KeepsAcknowledgedReadsAudited: during a burst of concurrent reads
+// and creates, the server is killed with SIGKILL; after it, every read that
+// was answered 200 and every create answered 201 has its AuditEvent on disk
+// (found by its X-Request-Id), once — a create's from the pending record its
+// transaction stored, if the kill came before its materialisation — and the
+// hash chain verifies.
 func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "crs.db")
 	c := startChild(t, db)
@@ -189,6 +191,34 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 			}
 		}(w)
 	}
+	creates := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rid := fmt.Sprintf("kill-create-%d", i)
+			req, _ := http.NewRequest(http.MethodPost, c.base+"/Patient", strings.NewReader(patientWithoutNHSNumber))
+			req.Header.Set("Content-Type", "application/fhir+json")
+			req.Header.Set("X-Request-Id", rid)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return // the server is gone
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated {
+				mu.Lock()
+				acked = append(acked, rid)
+				creates++
+				mu.Unlock()
+			}
+		}
+	}()
 	time.Sleep(1500 * time.Millisecond)
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -196,8 +226,8 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 	<-c.exit
 	close(stop)
 	wg.Wait()
-	if len(acked) < 20 {
-		t.Fatalf("only %d acknowledged reads before the kill", len(acked))
+	if len(acked)-creates < 20 || creates < 3 {
+		t.Fatalf("only %d acknowledged reads and %d creates before the kill", len(acked)-creates, creates)
 	}
 	// crs audit verify stores what the journal still holds, then checks the chain.
 	var out, errOut bytes.Buffer
@@ -209,7 +239,7 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	recorded := map[string]bool{}
+	recorded := map[string]int{}
 	cursor := ""
 	for {
 		page, err := st.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 1000, Cursor: cursor})
@@ -227,7 +257,7 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 			}
 			for _, e := range ev.Entity {
 				if e.What.Identifier.Value != "" {
-					recorded[e.What.Identifier.Value] = true
+					recorded[e.What.Identifier.Value]++
 				}
 			}
 		}
@@ -236,11 +266,11 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 		}
 	}
 	for _, rid := range acked {
-		if !recorded[rid] {
-			t.Fatalf("read %s was answered 200 but its AuditEvent is not on disk after kill -9", rid)
+		if recorded[rid] != 1 {
+			t.Fatalf("%s was answered but has %d AuditEvents on disk after kill -9, want 1", rid, recorded[rid])
 		}
 	}
-	t.Logf("%d acknowledged reads, each with its AuditEvent after kill -9; chain intact", len(acked))
+	t.Logf("%d acknowledged reads and %d creates, each with its AuditEvent after kill -9; chain intact", len(acked)-creates, creates)
 }
 
 // TestSIGTERMShutsDownGracefully: SIGTERM makes the server finish and exit 0.
