@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"crs/fhir/search"
-	"crs/fhir/store/sqlite"
 	"crs/fhir/store"
+	"crs/fhir/store/sqlite"
 	"crs/profiles"
 )
 
