@@ -26,6 +26,10 @@ const auditPendingType = OutboxPrefix + "AuditPending"
 // interaction.
 const pendingRecheck = time.Second
 
+// pendingIdle is how long writes must have put no pending row before the
+// materialiser stores fewer than a batch of them (materialisePending).
+const pendingIdle = 200 * time.Millisecond
+
 // pendingAudits is what the engine knows of the pending rows in the store.
 type pendingAudits struct {
 	puts    atomic.Int64  // pending rows put (some may have been rolled back)
@@ -81,32 +85,38 @@ func (e *Engine) kickPending() {
 // and removes the rows in the same transaction. It returns how many it
 // stored; fewer than materialiseBatch means none was left when it looked.
 // Unless force, it does not look when no row was put since it last found
-// none.
-func (e *Engine) materialisePending(force bool) (int, error) {
+// none. Unless drain, it defers (deferred true) while writes still put rows
+// (within pendingIdle) and fewer than a batch wait: an import's transactions
+// come a few tens of milliseconds apart, and storing each one's AuditEvent
+// in a transaction of its own would cost a commit each.
+func (e *Engine) materialisePending(force, drain bool) (n int, deferred bool, err error) {
 	puts := e.pending.puts.Load()
 	if !force && puts == e.pending.checked {
-		return 0, nil
+		return 0, false, nil
+	}
+	if !drain && e.pending.busy(pendingIdle) && e.pending.backlog() < materialiseBatch {
+		return 0, true, nil
 	}
 	ctx := context.Background()
 	res, err := e.store.Search(ctx, &fhir.Query{Type: auditPendingType, Count: materialiseBatch, Total: fhir.TotalNone})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if len(res.Matches) == 0 {
 		e.pending.checked = puts
 		e.pending.done.Store(puts)
-		return 0, nil
+		return 0, false, nil
 	}
 	prepared := make([]*preparedAudit, 0, len(res.Matches))
 	ids := make([]string, 0, len(res.Matches))
 	for _, v := range res.Matches {
 		entry, err := audit.DecodeEntry(v.Body)
 		if err != nil {
-			return 0, fhir.InternalError("audit pending "+v.ID, err)
+			return 0, false, fhir.InternalError("audit pending "+v.ID, err)
 		}
 		p, err := e.prepareEntry(entry)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		prepared = append(prepared, p)
 		ids = append(ids, v.ID)
@@ -131,14 +141,14 @@ func (e *Engine) materialisePending(force bool) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	e.pending.done.Add(int64(len(prepared)))
 	if len(prepared) < materialiseBatch {
 		e.pending.checked = puts
 		e.pending.done.Store(max(e.pending.done.Load(), puts))
 	}
-	return len(prepared), nil
+	return len(prepared), false, nil
 }
 
 // purgerOf finds, under the engine's own wrappers, the store transaction

@@ -168,10 +168,13 @@ func (e *Engine) materialise() {
 			}
 			// A write's pending audit records first (they were committed
 			// before this look), then the journal's entries: the chain's order.
-			n, err := e.materialisePending(force)
+			n, deferred, err := e.materialisePending(force, waiters != nil || stopping)
 			if err != nil {
 				failed = true
 				break
+			}
+			if deferred && recheck == nil {
+				recheck = time.After(pendingIdle) // come back once the writes pause
 			}
 			batch := e.journal.Take(materialiseBatch)
 			if len(batch) == 0 {
