@@ -166,3 +166,10 @@ func purgerOf(tx store.Tx) (outboxPurger, bool) {
 		}
 	}
 }
+
+// MaterialiseAudit stores every AuditEvent made durable so far (the audit
+// journal's and the writes' pending records) as a resource before it
+// returns: for a tool or a test that reads the trail from the store itself.
+// A read, search, history or export of AuditEvents through the engine does
+// this on its own. Without an audit journal there is nothing to do.
+func (e *Engine) MaterialiseAudit(ctx context.Context) { e.materialiseNow(ctx) }
