@@ -163,38 +163,12 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var acked []string
+	creates := 0
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				rid := fmt.Sprintf("kill-read-%d-%d", w, i)
-				req, _ := http.NewRequest(http.MethodGet, c.base+"/Patient/"+id, nil)
-				req.Header.Set("X-Request-Id", rid)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return // the server is gone
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					mu.Lock()
-					acked = append(acked, rid)
-					mu.Unlock()
-				}
-			}
-		}(w)
-	}
-	creates := 0
-	wg.Add(1)
-	go func() {
+	// send repeats a request, each with its own X-Request-Id (prefix-i),
+	// until stop or the server is gone, and notes those answered want.
+	send := func(prefix, method, url, body string, want int) {
 		defer wg.Done()
 		for i := 0; ; i++ {
 			select {
@@ -202,24 +176,34 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 				return
 			default:
 			}
-			rid := fmt.Sprintf("kill-create-%d", i)
-			req, _ := http.NewRequest(http.MethodPost, c.base+"/Patient", strings.NewReader(patientWithoutNHSNumber))
-			req.Header.Set("Content-Type", "application/fhir+json")
+			rid := fmt.Sprintf("%s-%d", prefix, i)
+			req, _ := http.NewRequest(method, url, strings.NewReader(body))
 			req.Header.Set("X-Request-Id", rid)
+			if body != "" {
+				req.Header.Set("Content-Type", "application/fhir+json")
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return // the server is gone
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusCreated {
+			if resp.StatusCode == want {
 				mu.Lock()
 				acked = append(acked, rid)
-				creates++
+				if method == http.MethodPost {
+					creates++
+				}
 				mu.Unlock()
 			}
 		}
-	}()
+	}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go send(fmt.Sprintf("kill-read-%d", w), http.MethodGet, c.base+"/Patient/"+id, "", http.StatusOK)
+	}
+	wg.Add(1)
+	go send("kill-create", http.MethodPost, c.base+"/Patient", patientWithoutNHSNumber, http.StatusCreated)
 	time.Sleep(1500 * time.Millisecond)
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -10,11 +10,29 @@ import (
 	"crs/fhir"
 	"crs/fhir/engine"
 	"crs/fhir/store"
+	"crs/fhir/validate"
 )
 
 // pendingAuditType is the type of a write's pending audit record (the
 // engine's auditPendingType).
 const pendingAuditType = engine.OutboxPrefix + "AuditPending"
+
+// journaled is an engine on st auditing as crs serve does, with the audit
+// journal at path; both are closed at the end of the test (closing them
+// earlier is fine).
+func journaled(t *testing.T, st store.Store, v *validate.Validator, path string) (*engine.Engine, *audit.Journal) {
+	t.Helper()
+	j, _, err := audit.OpenJournal(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(engine.Config{Store: st, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
+	t.Cleanup(func() {
+		eng.Close()
+		j.Close()
+	})
+	return eng, j
+}
 
 // countPending is how many pending audit records st holds.
 func countPending(t *testing.T, st store.Store) int {
@@ -96,11 +114,7 @@ func TestWriteAuditPendingRecovered(t *testing.T) {
 	fs := &faultStore{Store: sq}
 	fs.failEvents.Store(true)
 	path := filepath.Join(t.TempDir(), "audit-journal")
-	j, _, err := audit.OpenJournal(path, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := engine.New(engine.Config{Store: fs, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
+	eng, j := journaled(t, fs, v, path)
 	want := auditWrites(t, eng)
 	eng.Close()
 	j.Close()
@@ -112,11 +126,7 @@ func TestWriteAuditPendingRecovered(t *testing.T) {
 	}
 
 	for run := 0; run < 2; run++ { // the second start finds nothing left to do
-		j, _, err := audit.OpenJournal(path, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng := engine.New(engine.Config{Store: sq, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
+		eng, j := journaled(t, sq, v, path)
 		eng.Close()
 		j.Close()
 		if got := verifyChain(t, sq); got != len(want) {
@@ -136,13 +146,7 @@ func TestWriteAuditPendingRecovered(t *testing.T) {
 // leave pending records for the materialiser.
 func TestAuditSearchSeesWrites(t *testing.T) {
 	sq, v := openStore(t)
-	j, _, err := audit.OpenJournal(filepath.Join(t.TempDir(), "audit-journal"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	eng := engine.New(engine.Config{Store: sq, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
-	defer eng.Close()
+	eng, _ := journaled(t, sq, v, filepath.Join(t.TempDir(), "audit-journal"))
 	ctx := context.Background()
 	for round := 1; round <= 3; round++ {
 		res, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","name":[{"family":"S"}]}`), "")
@@ -175,13 +179,7 @@ func TestAuditSearchSeesWrites(t *testing.T) {
 func TestPendingAuditFaults(t *testing.T) {
 	sq, v := openStore(t)
 	fs := &faultStore{Store: sq}
-	j, _, err := audit.OpenJournal(filepath.Join(t.TempDir(), "audit-journal"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	eng := engine.New(engine.Config{Store: fs, Validator: v, Base: "http://test/fhir", Audit: true, AuditJournal: j})
-	defer eng.Close()
+	eng, _ := journaled(t, fs, v, filepath.Join(t.TempDir(), "audit-journal"))
 	fs.failAudit.Store(true)
 	ctx := context.Background()
 	if _, err := eng.Create(ctx, "Patient", []byte(`{"resourceType":"Patient","id":"x","name":[{"family":"F"}]}`), ""); fhir.KindOf(err) != fhir.Unavailable {
