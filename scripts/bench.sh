@@ -62,6 +62,7 @@ rds=$(median BenchmarkAuditedRead/store reads/s </tmp/crs-bench-audit.txt)
 rdj=$(median BenchmarkAuditedRead/journal reads/s </tmp/crs-bench-audit.txt)
 cru=$(median BenchmarkAuditedCreate/unaudited creates/s </tmp/crs-bench-audit.txt)
 cra=$(median BenchmarkAuditedCreate/audited creates/s </tmp/crs-bench-audit.txt)
+crj=$(median BenchmarkAuditedCreate/journal creates/s </tmp/crs-bench-audit.txt)
 jap=$(median BenchmarkJournalAppend appends/s </tmp/crs-bench-audit.txt)
 echo "== imports: CLD and visit rows through the engine (strict profiles, policy, audit, a Provenance each), in-process and over HTTP, vs raw store writes of the same resources, $COUNT runs"
 go test -run '^$' -bench 'BenchmarkCLDImport$|BenchmarkRawStoreWrite$' -benchtime 3x -count "$COUNT" ./mapping/cld/ | tee /tmp/crs-bench-cld.txt
@@ -96,6 +97,7 @@ printf 'engine reads, audit journal:    %8s reads/s  (%.2fx unaudited)  [>= 0.85
 printf 'engine reads, audit via store:  %8s reads/s  (%.2fx unaudited)\n' "$rds" "$(echo "$rds $rdu" | awk '{print $1/$2}')"
 printf 'engine creates, unaudited:      %8s creates/s  (baseline)\n' "$cru"
 printf 'engine creates, audited in tx:  %8s creates/s  (%.2fx unaudited)\n' "$cra" "$(echo "$cra $cru" | awk '{print $1/$2}')"
+printf 'engine creates, audited, journal (a pending record in tx, as crs serve): %8s creates/s  (%.2fx unaudited)\n' "$crj" "$(echo "$crj $cru" | awk '{print $1/$2}')"
 printf 'audit journal appends, c=8:     %8s appends/s  (each durable before it returns)\n' "$jap"
 printf 'HTTP reads, c=8, audited:       %8s req/s  [>= 12000]  (%.2fx unaudited, %s req/s)  [>= 0.85x]\n' "$h_read_a" "$(echo "$h_read_a $h_read_u" | awk '{print $1/$2}')" "$h_read_u"
 printf 'HTTP creates, c=8, audited:     %8s req/s  [>= 4750]  (%.2fx unaudited, %s req/s)\n' "$h_create_a" "$(echo "$h_create_a $h_create_u" | awk '{print $1/$2}')" "$h_create_u"

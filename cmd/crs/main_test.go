@@ -18,9 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"crs/fhir"
 	"crs/fhir/search"
-	"crs/fhir/store/sqlite"
 	"crs/fhir/store"
+	"crs/fhir/store/sqlite"
 	"crs/profiles"
 )
 
@@ -147,10 +148,12 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	t.Logf("%d acknowledged creates all present after kill -9", len(ids))
 }
 
-// TestKill9KeepsAcknowledgedReadsAudited: during a burst of concurrent reads,
-// the server is killed with SIGKILL; after it, every read that was answered
-// 200 has its AuditEvent on disk (found by its X-Request-Id) and the hash
-// chain verifies.
+// TestKill9KeepsAcknowledgedReadsAudited: during a burst of concurrent reads
+// and creates, the server is killed with SIGKILL; after it, every read that
+// was answered 200 and every create answered 201 has its AuditEvent on disk
+// (found by its X-Request-Id), once — a create's from the pending record its
+// transaction stored, if the kill came before its materialisation — and the
+// hash chain verifies.
 func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "crs.db")
 	c := startChild(t, db)
@@ -160,35 +163,47 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var acked []string
+	creates := 0
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// send repeats a request, each with its own X-Request-Id (prefix-i),
+	// until stop or the server is gone, and notes those answered want.
+	send := func(prefix, method, url, body string, want int) {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rid := fmt.Sprintf("%s-%d", prefix, i)
+			req, _ := http.NewRequest(method, url, strings.NewReader(body))
+			req.Header.Set("X-Request-Id", rid)
+			if body != "" {
+				req.Header.Set("Content-Type", "application/fhir+json")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return // the server is gone
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				mu.Lock()
+				acked = append(acked, rid)
+				if method == http.MethodPost {
+					creates++
+				}
+				mu.Unlock()
+			}
+		}
+	}
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				rid := fmt.Sprintf("kill-read-%d-%d", w, i)
-				req, _ := http.NewRequest(http.MethodGet, c.base+"/Patient/"+id, nil)
-				req.Header.Set("X-Request-Id", rid)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return // the server is gone
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					mu.Lock()
-					acked = append(acked, rid)
-					mu.Unlock()
-				}
-			}
-		}(w)
+		go send(fmt.Sprintf("kill-read-%d", w), http.MethodGet, c.base+"/Patient/"+id, "", http.StatusOK)
 	}
+	wg.Add(1)
+	go send("kill-create", http.MethodPost, c.base+"/Patient", patientWithoutNHSNumber, http.StatusCreated)
 	time.Sleep(1500 * time.Millisecond)
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -196,10 +211,23 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 	<-c.exit
 	close(stop)
 	wg.Wait()
-	if len(acked) < 20 {
-		t.Fatalf("only %d acknowledged reads before the kill", len(acked))
+	if len(acked)-creates < 20 || creates < 3 {
+		t.Fatalf("only %d acknowledged reads and %d creates before the kill", len(acked)-creates, creates)
 	}
-	// crs audit verify stores what the journal still holds, then checks the chain.
+	// What the kill left between a write's commit and its AuditEvent.
+	pending := 0
+	if st, err := openStore("sqlite:" + db); err != nil {
+		t.Fatal(err)
+	} else {
+		res, err := st.Search(context.Background(), &fhir.Query{Type: "CrsAuditPending", Count: 1, Total: fhir.TotalAccurate})
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = res.Total
+	}
+	// crs audit verify stores what the journal still holds and the pending
+	// audit records, then checks the chain.
 	var out, errOut bytes.Buffer
 	if err := run([]string{"audit", "verify", "--store", "sqlite:" + db}, &out, &errOut); err != nil {
 		t.Fatalf("crs audit verify after kill -9: %v\n%s%s", err, out.String(), errOut.String())
@@ -209,7 +237,7 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	recorded := map[string]bool{}
+	recorded := map[string]int{}
 	cursor := ""
 	for {
 		page, err := st.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 1000, Cursor: cursor})
@@ -227,7 +255,7 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 			}
 			for _, e := range ev.Entity {
 				if e.What.Identifier.Value != "" {
-					recorded[e.What.Identifier.Value] = true
+					recorded[e.What.Identifier.Value]++
 				}
 			}
 		}
@@ -236,11 +264,11 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 		}
 	}
 	for _, rid := range acked {
-		if !recorded[rid] {
-			t.Fatalf("read %s was answered 200 but its AuditEvent is not on disk after kill -9", rid)
+		if recorded[rid] != 1 {
+			t.Fatalf("%s was answered but has %d AuditEvents on disk after kill -9, want 1", rid, recorded[rid])
 		}
 	}
-	t.Logf("%d acknowledged reads, each with its AuditEvent after kill -9; chain intact", len(acked))
+	t.Logf("%d acknowledged reads and %d creates (%d writes' audit records still pending at the kill), each with its AuditEvent after kill -9; chain intact", len(acked)-creates, creates, pending)
 }
 
 // TestSIGTERMShutsDownGracefully: SIGTERM makes the server finish and exit 0.

@@ -120,6 +120,7 @@ type preparedAudit struct {
 	rendered *audit.Rendered
 	index    []fhir.IndexValue
 	version  store.Version
+	pending  bool // version is a write's pending audit record (auditpending.go), not an AuditEvent
 }
 
 func (e *Engine) prepareAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
@@ -225,10 +226,15 @@ func (e *Engine) auditInTx(ctx context.Context, tx store.Tx, rec audit.Record) e
 
 // prepareWriteAudit renders and indexes a write's AuditEvent ahead of its
 // transaction, so that the store's writer only links and stores it
-// (preparedInTx). It is nil when the engine does not audit.
+// (preparedInTx); with an audit journal, it makes the write's pending audit
+// record instead (auditpending.go), which the materialiser stores as an
+// AuditEvent after the write. It is nil when the engine does not audit.
 func (e *Engine) prepareWriteAudit(ctx context.Context, rec audit.Record) (*preparedAudit, error) {
 	if !e.audit {
 		return nil, nil
+	}
+	if e.journal != nil {
+		return e.preparePending(ctx, rec)
 	}
 	return e.prepareAudit(ctx, rec)
 }
@@ -241,7 +247,11 @@ func (e *Engine) preparedInTx(ctx context.Context, tx store.Tx, p *preparedAudit
 	if p == nil {
 		return nil
 	}
-	if err := e.appendAudit(ctx, tx, p); err != nil {
+	if p.pending {
+		if err := e.putPending(ctx, tx, p); err != nil {
+			return err
+		}
+	} else if err := e.appendAudit(ctx, tx, p); err != nil {
 		return err
 	}
 	if ia, _ := ctx.Value(interactionKey{}).(*interaction); ia != nil {

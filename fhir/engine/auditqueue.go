@@ -95,11 +95,12 @@ func (q *auditQueue) depth() int {
 
 // AuditQueueDepth is the number of AuditEvents waiting for their durable
 // commit, or (with an audit journal) for their fsync or their
-// materialisation — for metrics: a growing depth means the store cannot keep
+// materialisation (the journal's entries and the writes' pending audit
+// records) — for metrics: a growing depth means the store cannot keep
 // up, and at the configured bound interactions are refused with 503.
 func (e *Engine) AuditQueueDepth() int {
 	if e.journal != nil {
-		return e.journal.Depth()
+		return e.journal.Depth() + e.pending.backlog()
 	}
 	return e.auditQ.depth()
 }
@@ -123,27 +124,37 @@ const materialiseIdle = 20 * time.Millisecond
 func (e *Engine) materialise() {
 	defer close(e.matDone)
 	stopping := false
+	var recheck <-chan time.Time // a look at the pending rows some time after one was put
 	for {
 		var waiters []chan struct{}
+		force := false // look for pending rows even if none was put since the last look
 		if !stopping {
 			select {
 			case <-e.journal.Durable():
+			case <-e.pending.wake:
+				if recheck == nil {
+					recheck = time.After(pendingRecheck)
+				}
+			case <-recheck:
+				recheck, force = nil, true
 			case w := <-e.matNow:
 				waiters = append(waiters, w)
 			case <-e.matStop:
 				stopping = true
 			}
 		}
+		if waiters != nil || stopping || e.pending.checked < 0 {
+			force = true
+		}
 		for !stopping && waiters == nil {
-			busy, backlog := e.journal.Busy(materialiseIdle)
-			if !busy || backlog >= e.journal.Max()/4 {
+			if !e.busy() {
 				break
 			}
 			select {
 			case <-e.matStop:
-				stopping = true
+				stopping, force = true, true
 			case w := <-e.matNow:
-				waiters = append(waiters, w)
+				waiters, force = append(waiters, w), true
 			case <-time.After(materialiseIdle):
 			}
 		}
@@ -151,15 +162,26 @@ func (e *Engine) materialise() {
 		for {
 			// Between batches, interactions that came back get the disk and
 			// the writer (unless the backlog is large, or someone waits).
-			if waiters == nil && !stopping {
-				if busy, backlog := e.journal.Busy(materialiseIdle); busy && backlog < e.journal.Max()/4 {
-					yielded = true
-					break
-				}
+			if waiters == nil && !stopping && e.busy() {
+				yielded = true
+				break
+			}
+			// A write's pending audit records first (they were committed
+			// before this look), then the journal's entries: the chain's order.
+			n, deferred, err := e.materialisePending(force, waiters != nil || stopping)
+			if err != nil {
+				failed = true
+				break
+			}
+			if deferred && recheck == nil {
+				recheck = time.After(pendingIdle) // come back once the writes pause
 			}
 			batch := e.journal.Take(materialiseBatch)
 			if len(batch) == 0 {
-				break
+				if n < materialiseBatch {
+					break
+				}
+				continue
 			}
 			if err := e.materialiseEntries(batch, e.journal.Recovered(len(batch))); err != nil {
 				// The entries stay in the journal file; they are tried again
@@ -186,12 +208,25 @@ func (e *Engine) materialise() {
 		if failed || yielded {
 			// Come back to what is left even without a new entry (after a
 			// yield, once the journal is quiet again).
+			e.pending.checked = -1 // and look at the pending rows then
 			select {
 			case e.journal.Kick() <- struct{}{}:
 			default:
 			}
 		}
 	}
+}
+
+// busy reports whether interactions are under way (entries became durable in
+// the journal, or writes put pending audit records, within materialiseIdle)
+// while the backlog is below a quarter of the journal's bound: then the
+// materialiser leaves the disk and the writer to them.
+func (e *Engine) busy() bool {
+	jbusy, backlog := e.journal.Busy(materialiseIdle)
+	if !jbusy && !e.pending.busy(materialiseIdle) {
+		return false
+	}
+	return backlog+e.pending.backlog() < e.journal.Max()/4
 }
 
 // materialiseNow stores every AuditEvent durable in the journal so far as a

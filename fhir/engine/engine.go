@@ -53,7 +53,11 @@ type Config struct {
 	// operations and refusals become durable (group-committed fsync); the
 	// engine materialises them into AuditEvent resources behind it until
 	// Close. Without it they are group-committed to the store directly.
-	// Writes record theirs in their own transaction either way.
+	// Writes record theirs in their own transaction either way: with the
+	// journal as a compact pending row (auditpending.go) that the
+	// materialiser stores as an AuditEvent with the journal's entries (the
+	// store must then remove records outright: SQLite's), without it as the
+	// AuditEvent itself.
 	AuditJournal *audit.Journal
 	QueryLimits  search.Limits // bounds on a query's size; search.DefaultLimits for zero fields
 	// MaxConditionalDelete is how many resources one conditional delete may
@@ -101,6 +105,7 @@ type Engine struct {
 	matStop      chan struct{}
 	matNow       chan chan struct{}
 	matDone      chan struct{}
+	pending      pendingAudits // a write's audit records waiting in the store (auditpending.go)
 	closeOnce    sync.Once
 	queryLimits  search.Limits
 	// maxCondDelete is how many resources one conditional delete may delete.
@@ -130,6 +135,8 @@ func New(cfg Config) *Engine {
 	if cfg.AuditJournal != nil && cfg.Audit {
 		e.journal = cfg.AuditJournal
 		e.matStop, e.matDone, e.matNow = make(chan struct{}), make(chan struct{}), make(chan chan struct{})
+		e.pending.wake, e.pending.checked = make(chan struct{}, 1), -1
+		e.kickPending() // what an earlier run left pending is stored at start
 		defer func() { go e.materialise() }()
 	}
 	if e.auditQ.max <= 0 {

@@ -14,8 +14,13 @@ import (
 func newImporter(t *testing.T) (*Importer, *mappingtest.Env) {
 	t.Helper()
 	env := mappingtest.New(t, "testdata/fixtures.json")
+	return importerOf(env), env
+}
+
+// importerOf is the importer of the tests on env.
+func importerOf(env *mappingtest.Env) *Importer {
 	return &Importer{Engine: env.Engine, Config: Config{Facilities: map[string]string{"RR801": "RR8"},
-		Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}, env
+		Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
 }
 
 func send(t *testing.T, im *Importer, name string) ([]byte, Result) {

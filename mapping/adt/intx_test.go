@@ -6,7 +6,9 @@ import (
 	"sync"
 	"testing"
 
+	"crs/fhir/store/sqlite"
 	"crs/mapping/hl7v2"
+	"crs/mapping/mappingtest"
 	"crs/profiles"
 )
 
@@ -53,7 +55,19 @@ func TestConcurrentDuplicates(t *testing.T) {
 // for a message refused (AE, nothing stored) one naming what its lookups
 // found; the hash chain verifies.
 func TestOneAuditEventPerMessage(t *testing.T) {
-	im, env := newImporter(t)
+	t.Run("in the transaction", func(t *testing.T) {
+		im, env := newImporter(t)
+		oneAuditEventPerMessage(t, im, env)
+	})
+	// As crs serve runs: the message's audit record is a pending row in its
+	// transaction, stored as the AuditEvent behind.
+	t.Run("journal", func(t *testing.T) {
+		env := mappingtest.NewServing(t, "testdata/fixtures.json", sqlite.Options{NoSync: true})
+		oneAuditEventPerMessage(t, importerOf(env), env)
+	})
+}
+
+func oneAuditEventPerMessage(t *testing.T, im *Importer, env *mappingtest.Env) {
 	accepted(t, im, "a01.hl7")
 	before := len(env.VerifyAudit(t))
 	res := accepted(t, im, "a02.hl7")

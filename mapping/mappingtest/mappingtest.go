@@ -156,9 +156,11 @@ func JSON(v any) string {
 }
 
 // VerifyAudit checks the hash chain of the AuditEvents (as crs audit verify
-// does) and returns their bodies, oldest first.
+// does) and returns their bodies, oldest first. With an audit journal
+// (NewServing) it first has every AuditEvent durable so far stored.
 func (e *Env) VerifyAudit(t testing.TB) []string {
 	t.Helper()
+	e.Engine.MaterialiseAudit(context.Background())
 	res, err := e.Store.History(context.Background(), store.HistoryQuery{Type: "AuditEvent", Count: 100000})
 	if err != nil {
 		t.Fatal(err)
