@@ -48,7 +48,9 @@ import (
 //
 // Each key costs the writes of its carriers, and some cost more than they
 // save (BenchmarkKeysWriteCost, CPU per create of the pathway's records):
-// the three below add about 8%; the reverse keys on Patient of the
+// the first three below add about 8%, the care plan's person's organisation
+// a few per cent more (round 5b: 1.11× the time of a person's records
+// durable, all four); the reverse keys on Patient of the
 // performer and requester chains (which the mechanism supports, and the
 // tests keep correct) add about 35%, since every new referral then writes
 // into its person's index rows as well; a record's person's council
