@@ -257,28 +257,22 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			}
 		}
 		b.add("w.rid ASC")
-	} else if plan.driver >= 0 && !anyHas(others) {
-		// The driver's index rows (rowOrdered) in row id order, each probed
-		// for the other conditions on its row id before its resource's row is
-		// looked up: only a match needs its version (most rows walked fail a
-		// condition: a provider's people outside the locality). A _has probe
-		// needs the resource's id, hence the plan below.
-		var wcond builder
-		if _, err := conditions(&wcond, nil, "w", q.Type, others, 0); err != nil {
-			return false, "", last, 0, err
-		}
-		b.add("SELECT w.rid, CASE WHEN 1"+wcond.sql.String()+" THEN (SELECT c.seq FROM current c WHERE c.rid = w.rid AND c.deleted = 0) END, NULL, 1", wcond.args...)
-		b.add(" FROM (")
-		if err := lookup(&b, q.Type, q.Params[plan.driver], ""); err != nil {
-			return false, "", last, 0, err
-		}
-		if q.Cursor != "" {
-			b.add(" AND rid > ?", from.RID)
-		}
-		b.add(" ORDER BY rid) w ORDER BY w.rid ASC")
 	} else if plan.driver >= 0 {
-		// The driver's index rows (rowOrdered) in row id order.
-		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		// The driver's index rows (rowOrdered) in row id order. Without a
+		// _has condition each row is probed for the others on its row id
+		// before its resource's row is looked up: only a match needs its
+		// version (most rows walked fail a condition: a provider's people
+		// outside the locality). A _has probe joins on the resource's id.
+		byRid := !anyHas(others)
+		if byRid {
+			var wcond builder
+			if _, err := conditions(&wcond, nil, "w", q.Type, others, 0); err != nil {
+				return false, "", last, 0, err
+			}
+			b.add("SELECT w.rid, CASE WHEN 1"+wcond.sql.String()+" THEN (SELECT c.seq FROM current c WHERE c.rid = w.rid AND c.deleted = 0) END, NULL, 1", wcond.args...)
+		} else {
+			b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		}
 		b.add(" FROM (")
 		if err := lookup(&b, q.Type, q.Params[plan.driver], ""); err != nil {
 			return false, "", last, 0, err
@@ -286,7 +280,11 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		if q.Cursor != "" {
 			b.add(" AND rid > ?", from.RID)
 		}
-		b.add(" ORDER BY rid) w CROSS JOIN current c ON c.rid = w.rid WHERE c.deleted = 0 ORDER BY w.rid ASC")
+		if byRid {
+			b.add(" ORDER BY rid) w ORDER BY w.rid ASC")
+		} else {
+			b.add(" ORDER BY rid) w CROSS JOIN current c ON c.rid = w.rid WHERE c.deleted = 0 ORDER BY w.rid ASC")
+		}
 	} else {
 		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
 		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0 AND c.rid > 0", q.Type)
