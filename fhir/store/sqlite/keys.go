@@ -48,7 +48,9 @@ import (
 //
 // Each key costs the writes of its carriers, and some cost more than they
 // save (BenchmarkKeysWriteCost, CPU per create of the pathway's records):
-// the three below add about 8%; the reverse keys on Patient of the
+// the first three below add about 8%, the care plan's person's organisation
+// a few per cent more (round 5b: 1.11× the time of a person's records
+// durable, all four); the reverse keys on Patient of the
 // performer and requester chains (which the mechanism supports, and the
 // tests keep correct) add about 35%, since every new referral then writes
 // into its person's index rows as well; a record's person's council
@@ -58,7 +60,18 @@ var keyChains = []string{
 	"ServiceRequest?performer:Organization.identifier",
 	"ServiceRequest?requester:Organization.identifier",
 	"EpisodeOfCare?organization:Organization.identifier",
+	"CarePlan?subject:Patient.organization",
 }
+
+// refParams are the key chains' last parameters that are references, not
+// tokens (the store has no search parameter registry to ask). A reference
+// key's rows hold each live target's reference as a token: system the
+// referenced type, code its id (absolute URLs and identifiers are not kept,
+// and a search naming one reads the chain). A provider's care plans
+// (CarePlan?subject:Patient.organization=Organization/…, the MDT's list)
+// then drive by one index lookup instead of walking care plans and probing
+// each one's person.
+var refParams = map[string]bool{"Patient.organization": true}
 
 // key is one denormalised chain. A reference key (has == "") holds, on a
 // resource of typ, the token values of tparam of the live targets of type
@@ -70,6 +83,7 @@ type key struct {
 	ref, target, tparam string
 	has, hasRef         string
 	inner               *key
+	refValued           bool              // tparam is a reference (refParams)
 	def                 *fhir.SearchParam // the token parameter a search uses instead of the chain
 }
 
@@ -118,6 +132,7 @@ func (ks keySet) parse(typ, chain string) (*key, error) {
 		return nil, fmt.Errorf("a key is ref:Target.param")
 	}
 	k.ref, k.target, k.tparam = ref, target, tparam
+	k.refValued = refParams[target+"."+tparam]
 	return k, nil
 }
 
@@ -187,7 +202,9 @@ func (ks keySet) rewriteParam(typ string, p fhir.Param) (fhir.Param, bool) {
 
 // matches reports whether p, a parameter of k.typ, is the chain k holds
 // (exactly: one target type, one token parameter at its end with no modifier
-// but :text, nothing else inside), and returns that innermost parameter.
+// but :text, or a reference parameter with no modifier whose values are all
+// local references; nothing else inside), and returns the lookup of k's rows
+// that replaces it.
 func (k *key) matches(p fhir.Param) (*fhir.Param, bool) {
 	if k.has != "" {
 		if p.Has == nil || len(p.Chain) > 0 || p.Def != nil || p.Has.Type != k.has || p.Has.Ref == nil || p.Has.Ref.Code != k.hasRef ||
@@ -204,10 +221,34 @@ func (k *key) matches(p fhir.Param) (*fhir.Param, bool) {
 		return nil, false
 	}
 	ip := &cq.Params[0]
-	if !plain(*ip) || ip.Def == nil || ip.Def.Code != k.tparam || ip.Def.Type != fhir.TypeToken || ip.Missing != nil || (ip.Modifier != "" && ip.Modifier != "text") {
+	if !plain(*ip) || ip.Def == nil || ip.Def.Code != k.tparam || ip.Missing != nil {
 		return nil, false
 	}
-	return ip, true
+	if k.refValued {
+		return k.refLookup(ip)
+	}
+	if ip.Def.Type != fhir.TypeToken || (ip.Modifier != "" && ip.Modifier != "text") {
+		return nil, false
+	}
+	return &fhir.Param{Def: k.def, Modifier: ip.Modifier, Values: ip.Values}, true
+}
+
+// refLookup turns the values of reference parameter ip into token values of
+// k's rows: Type/id is system Type and code id, a bare id is the code in any
+// system (as a reference search by bare id matches any type). Any other
+// value (an absolute URL, an identifier) keeps the chain.
+func (k *key) refLookup(ip *fhir.Param) (*fhir.Param, bool) {
+	if ip.Def.Type != fhir.TypeReference || ip.Modifier != "" {
+		return nil, false
+	}
+	vals := make([]fhir.Value, len(ip.Values))
+	for i, v := range ip.Values {
+		if v.URL != "" || v.RefID == "" {
+			return nil, false
+		}
+		vals[i] = fhir.Value{Raw: v.Raw, System: v.RefType, HasSystem: v.RefType != "", Code: v.RefID}
+	}
+	return &fhir.Param{Def: k.def, Values: vals}, true
 }
 
 // The statements that maintain keys. Sets of rows and ids are passed as one
@@ -222,6 +263,15 @@ const (
 		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
 		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
 		WHERE r.ref_type = ?2 AND o.deleted = 0`
+	// keyRefInsertRef is keyRefInsert for a reference-valued key: the
+	// targets' local references as (type, id) tokens.
+	keyRefInsertRef = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
+		SELECT r.rid, r.type, ?1, t.ref_type, t.ref_id, ''
+		FROM json_each(?4) j
+		CROSS JOIN idx_reference r INDEXED BY idx_reference_rid ON r.rid = j.value AND r.type = ?5 AND r.param = ?6
+		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
+		CROSS JOIN idx_reference t INDEXED BY idx_reference_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
+		WHERE r.ref_type = ?2 AND o.deleted = 0 AND t.ref_id != ''`
 	// keyHasInsert adds the rows of a reverse key (?1 name, ?2 has, ?3
 	// hasRef, ?4 inner name, ?5 carrier rids).
 	keyHasInsert = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
@@ -240,6 +290,12 @@ const (
 		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
 		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
 		WHERE r.type = ?4 AND r.param = ?5 AND r.ref_type = ?2 AND o.deleted = 0`
+	keyRefBuildRef = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
+		SELECT r.rid, r.type, ?1, t.ref_type, t.ref_id, ''
+		FROM idx_reference r
+		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
+		CROSS JOIN idx_reference t INDEXED BY idx_reference_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
+		WHERE r.type = ?4 AND r.param = ?5 AND r.ref_type = ?2 AND o.deleted = 0 AND t.ref_id != ''`
 	keyHasBuild = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
 		SELECT p.rid, p.type, ?1, k.system, k.code, k.text
 		FROM current p
@@ -263,6 +319,11 @@ const (
 	keyTokens = `SELECT t.system, t.code, t.text FROM current o
 		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = o.type AND t.param = ?3
 		WHERE o.type = ?1 AND o.id = ?2 AND o.deleted = 0`
+	// keyTokensRef lists the local references of parameter ?3 of the live
+	// ?1/?2 as a reference key holds them.
+	keyTokensRef = `SELECT t.ref_type, t.ref_id, '' FROM current o
+		CROSS JOIN idx_reference t INDEXED BY idx_reference_rid ON t.rid = o.rid AND t.type = o.type AND t.param = ?3
+		WHERE o.type = ?1 AND o.id = ?2 AND o.deleted = 0 AND t.ref_id != ''`
 	// keyCarrier finds the row of ?1/?2.
 	keyCarrier = `SELECT rid, deleted FROM current WHERE type = ?1 AND id = ?2`
 )
@@ -272,8 +333,8 @@ const (
 // value (a set of one is the common case, and json_each costs more than the
 // rest of the statement).
 type keyStmts struct {
-	refInsert, hasInsert, del, targets, rids pair
-	tokens, carrier, carriers, dataVersion   *sql.Stmt
+	refInsert, refInsertRef, hasInsert, del, targets, rids pair
+	tokens, tokensRef, carrier, carriers, dataVersion      *sql.Stmt
 }
 
 // pair is a statement for many values ([0]) and for one ([1]).
@@ -285,9 +346,9 @@ func (ks *keyStmts) prepare(prep func(string) *sql.Stmt) {
 	both := func(q string) pair {
 		return pair{prep(q), prep(jsonEach.ReplaceAllString(q, "(SELECT $1 AS value)"))}
 	}
-	ks.refInsert, ks.hasInsert, ks.del = both(keyRefInsert), both(keyHasInsert), both(keyDelete)
+	ks.refInsert, ks.refInsertRef, ks.hasInsert, ks.del = both(keyRefInsert), both(keyRefInsertRef), both(keyHasInsert), both(keyDelete)
 	ks.targets, ks.rids = both(keyTargets), both(keyRids)
-	ks.tokens, ks.carrier, ks.carriers = prep(keyTokens), prep(keyCarrier), prep(keyCarriers)
+	ks.tokens, ks.tokensRef, ks.carrier, ks.carriers = prep(keyTokens), prep(keyTokensRef), prep(keyCarrier), prep(keyCarriers)
 	ks.dataVersion = prep(`PRAGMA data_version`)
 }
 
@@ -364,7 +425,7 @@ func (t *txn) keysBefore(ctx context.Context, v store.Version, rid int64) error 
 			if _, done := t.dirt.before[k.tparam]; done {
 				continue
 			}
-			vals, err := t.targetTokens(ctx, v.Type, v.ID, k.tparam)
+			vals, err := t.targetTokens(ctx, k, v.ID)
 			if err != nil {
 				return err
 			}
@@ -394,7 +455,11 @@ func (t *txn) keysAfter(ctx context.Context, v store.Version, rid int64, index [
 		var now []tokenRow
 		if !v.Deleted {
 			for _, iv := range index {
-				if iv.Type == fhir.TypeToken && iv.Param == k.tparam {
+				switch {
+				case iv.Param != k.tparam:
+				case k.refValued && iv.Type == fhir.TypeReference && iv.RefID != "":
+					now = append(now, tokenRow{iv.RefType, iv.RefID, ""})
+				case !k.refValued && iv.Type == fhir.TypeToken:
 					now = append(now, tokenRow{iv.System, iv.Code, iv.Text})
 				}
 			}
@@ -418,7 +483,7 @@ func (t *txn) keysAfter(ctx context.Context, v store.Version, rid int64, index [
 				if iv.Type != fhir.TypeReference || iv.Param != k.ref || iv.RefType != k.target || iv.RefID == "" {
 					continue
 				}
-				rows, err := t.targetTokens(ctx, k.target, iv.RefID, k.tparam)
+				rows, err := t.targetTokens(ctx, k, iv.RefID)
 				if err != nil {
 					return err
 				}
@@ -479,11 +544,12 @@ func cacheKey(typ, id, param string) string { return typ + "/" + id + "?" + para
 // maxCached bounds the store's cache of targets' values.
 const maxCached = 200000
 
-// targetTokens returns the token values of param of the live typ/id as this
-// transaction sees it: written by it, or committed (cached in the store: only
-// the writer goroutine uses the cache, and a commit by another connection
-// empties it, see Store.commit).
-func (t *txn) targetTokens(ctx context.Context, typ, id, param string) ([]tokenRow, error) {
+// targetTokens returns the values of k.tparam of the live k.target/id, as
+// key k holds them, as this transaction sees it: written by it, or committed
+// (cached in the store: only the writer goroutine uses the cache, and a
+// commit by another connection empties it, see Store.commit).
+func (t *txn) targetTokens(ctx context.Context, k *key, id string) ([]tokenRow, error) {
+	typ, param := k.target, k.tparam
 	ck := cacheKey(typ, id, param)
 	if rows, ok := t.written[ck]; ok {
 		return rows, nil
@@ -491,7 +557,11 @@ func (t *txn) targetTokens(ctx context.Context, typ, id, param string) ([]tokenR
 	if rows, ok := t.cache[ck]; ok {
 		return rows, nil
 	}
-	qr, err := t.stmts.keys.tokens.QueryContext(ctx, typ, id, param)
+	st := t.stmts.keys.tokens
+	if k.refValued {
+		st = t.stmts.keys.tokensRef
+	}
+	qr, err := st.QueryContext(ctx, typ, id, param)
 	if err != nil {
 		return nil, fhir.InternalError("keys", err)
 	}
@@ -661,9 +731,12 @@ func (t *txn) recompute(ctx context.Context, k *key, rids map[int64]bool) (set, 
 	}
 	allSet := setOf(all)
 	var err error
-	if k.has == "" {
+	switch {
+	case k.has == "" && k.refValued:
+		_, err = t.stmts.keys.refInsertRef.with(allSet).ExecContext(ctx, k.name, k.target, k.tparam, allSet.arg, k.typ, k.ref)
+	case k.has == "":
 		_, err = t.stmts.keys.refInsert.with(allSet).ExecContext(ctx, k.name, k.target, k.tparam, allSet.arg, k.typ, k.ref)
-	} else {
+	default:
 		_, err = t.stmts.keys.hasInsert.with(allSet).ExecContext(ctx, k.name, k.has, k.hasRef, k.inner.name, allSet.arg)
 	}
 	if err != nil {
@@ -787,9 +860,12 @@ func buildMissing(ctx context.Context, conn *sql.Conn, ks keySet) error {
 			return err
 		}
 		var err error
-		if k.has == "" {
+		switch {
+		case k.has == "" && k.refValued:
+			_, err = conn.ExecContext(ctx, keyRefBuildRef, k.name, k.target, k.tparam, k.typ, k.ref)
+		case k.has == "":
 			_, err = conn.ExecContext(ctx, keyRefBuild, k.name, k.target, k.tparam, k.typ, k.ref)
-		} else {
+		default:
 			_, err = conn.ExecContext(ctx, keyHasBuild, k.name, k.has, k.hasRef, k.inner.name, k.typ)
 		}
 		if err != nil {

@@ -78,7 +78,7 @@ func benchmarkPathwayWrites(b *testing.B, opt Options, keys keySet) {
 	}
 	person := func(p int) []string {
 		return []string{
-			fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","extension":[{"url":"https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority","valueCodeableConcept":{"coding":[{"system":"http://statistics.data.gov.uk/id/statistical-geography","code":"E0700021%d"}]}}],"name":[{"family":"Smith"}]}`, p, p%3),
+			fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","extension":[{"url":"https://community-recovery.example.org/fhir/StructureDefinition/Extension-CRS-ResponsibleLocalAuthority","valueCodeableConcept":{"coding":[{"system":"http://statistics.data.gov.uk/id/statistical-geography","code":"E0700021%d"}]}}],"name":[{"family":"Smith"}],"managingOrganization":{"reference":"Organization/o%d"}}`, p, p%3, p%20),
 			sr(p, p%20),
 			fmt.Sprintf(`{"resourceType":"EpisodeOfCare","id":"ep%d","status":"active","patient":{"reference":"Patient/p%d"},"managingOrganization":{"reference":"Organization/o%d"}}`, p, p, p%20),
 			fmt.Sprintf(`{"resourceType":"Encounter","id":"e%d-0","status":"finished","class":{"code":"HH"},"subject":{"reference":"Patient/p%d"},"serviceProvider":{"reference":"Organization/o%d"}}`, p, p, p%20),

@@ -27,7 +27,8 @@ func TestKeys(t *testing.T) {
 	err = s.Write(ctx, func(tx store.Tx) error {
 		for _, res := range []string{
 			`{"resourceType":"ServiceRequest","id":"sr1","status":"active","intent":"plan","subject":{"reference":"Patient/pa"},"performer":[{"reference":"Organization/o1"}]}`,
-			`{"resourceType":"Patient","id":"pa"}`,
+			`{"resourceType":"Patient","id":"pa","managingOrganization":{"reference":"Organization/o1"}}`,
+			`{"resourceType":"CarePlan","id":"cp1","status":"active","intent":"plan","subject":{"reference":"Patient/pa"}}`,
 			`{"resourceType":"Goal","id":"g1","lifecycleStatus":"active","description":{"text":"tea"},"subject":{"reference":"Patient/pa"}}`,
 			`{"resourceType":"Organization","id":"o1","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"P1"}]}`,
 		} {
@@ -61,6 +62,8 @@ func TestKeys(t *testing.T) {
 			"drive: driving set subject (chain), 1 rows"},
 		{"ServiceRequest", "performer:Organization.identifier=P1&status=active", "sr1",
 			"drive: driving set performer:Organization.identifier (key), 1 rows"},
+		{"CarePlan", "subject:Patient.organization=Organization/o1&status=active", "cp1",
+			"drive: driving set subject:Patient.organization (key), 1 rows"},
 	} {
 		var raw []fhir.RawParam
 		for _, part := range strings.Split(c.query, "&") {

@@ -32,6 +32,9 @@ func boundedTotalAfter(ctx context.Context, db querier, pl *planner, q *fhir.Que
 	if err != nil || d < 0 || n < limit {
 		return 0, false, err
 	}
+	if total, ok, err := mergeTotal(ctx, db, q, after, limit); ok || err != nil {
+		return total, ok, err // mergetotal.go
+	}
 	if !plain(q.Params[d]) {
 		return chainTotal(ctx, db, pl, q, d, after, limit)
 	}

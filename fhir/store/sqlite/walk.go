@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -85,6 +86,17 @@ func choosePlan(pl *planner, q *fhir.Query) (walkPlan, error) {
 		budget = -1
 	}
 	return walkPlan{walk: true, budget: budget, driver: -1}, nil
+}
+
+// anyHas reports whether a parameter of ps is a reverse chain (its probe
+// joins on the resource's id, not its row id).
+func anyHas(ps []fhir.Param) bool {
+	for _, p := range ps {
+		if p.Has != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // rowOrdered reports whether p's index rows come in row id order: one exact
@@ -246,8 +258,21 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		}
 		b.add("w.rid ASC")
 	} else if plan.driver >= 0 {
-		// The driver's index rows (rowOrdered) in row id order.
-		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		// The driver's index rows (rowOrdered) in row id order. Without a
+		// _has condition each row is probed for the others on its row id
+		// before its resource's row is looked up: only a match needs its
+		// version (most rows walked fail a condition: a provider's people
+		// outside the locality). A _has probe joins on the resource's id.
+		byRid := !anyHas(others)
+		if byRid {
+			var wcond builder
+			if _, err := conditions(&wcond, nil, "w", q.Type, others, 0); err != nil {
+				return false, "", last, 0, err
+			}
+			b.add("SELECT w.rid, CASE WHEN 1"+wcond.sql.String()+" THEN (SELECT c.seq FROM current c WHERE c.rid = w.rid AND c.deleted = 0) END, NULL, 1", wcond.args...)
+		} else {
+			b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
+		}
 		b.add(" FROM (")
 		if err := lookup(&b, q.Type, q.Params[plan.driver], ""); err != nil {
 			return false, "", last, 0, err
@@ -255,7 +280,11 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		if q.Cursor != "" {
 			b.add(" AND rid > ?", from.RID)
 		}
-		b.add(" ORDER BY rid) w CROSS JOIN current c ON c.rid = w.rid WHERE c.deleted = 0 ORDER BY w.rid ASC")
+		if byRid {
+			b.add(" ORDER BY rid) w ORDER BY w.rid ASC")
+		} else {
+			b.add(" ORDER BY rid) w CROSS JOIN current c ON c.rid = w.rid WHERE c.deleted = 0 ORDER BY w.rid ASC")
+		}
 	} else {
 		b.add("SELECT c.rid, c.seq, NULL, CASE WHEN 1"+cond.sql.String()+" THEN 1 ELSE 0 END", cond.args...)
 		b.add(" FROM current c INDEXED BY current_type WHERE c.type = ? AND c.deleted = 0 AND c.rid > 0", q.Type)
@@ -277,7 +306,8 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 	prev := int64(-1)
 	exhausted := true
 	for rows.Next() {
-		var rid, seq int64
+		var rid int64
+		var seq sql.NullInt64 // NULL: no match (a driver walk looks up only its matches' versions)
 		keys := make([]any, len(kinds))
 		var ok int
 		dest := []any{&rid, &seq}
@@ -297,8 +327,8 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 			at.Keys[i] = keyString(kinds[i], k)
 		}
 		walked++
-		if ok == 1 && rid != prev {
-			hits = append(hits, hit{seq, at})
+		if ok == 1 && seq.Valid && rid != prev {
+			hits = append(hits, hit{seq.Int64, at})
 			if len(hits) > q.Count {
 				exhausted = false
 				break

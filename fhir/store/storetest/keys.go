@@ -344,4 +344,62 @@ func testDenormalisedKeys(t *testing.T, s store.Store) {
 		{"Patient", "_has:ServiceRequest:subject:status=active", "pc"},
 		{"Patient", "_has:ServiceRequest:subject:performer:Organization.identifier=P9&_has:ServiceRequest:subject:requester:Organization.identifier=T1", "pc"},
 	})
+	testPlanOrganisations(w)
+}
+
+func keyPlan(id, patient string) string {
+	return `{"resourceType":"CarePlan","id":"` + id + `","status":"active","intent":"plan","subject":{"reference":"Patient/` + patient + `"}}`
+}
+
+func keyPerson(id, org string) string {
+	return `{"resourceType":"Patient","id":"` + id + `","managingOrganization":{"reference":"Organization/` + org + `"}}`
+}
+
+// plansOf asks for a provider's care plans through their person's managing
+// organisation, a chain ending in a reference.
+const plansOf = "subject:Patient.organization=Organization/"
+
+// testPlanOrganisations asks a care plan's person's organisation after
+// every kind of write that changes it.
+func testPlanOrganisations(w *keyWorld) {
+	// The plan before its person; the person's organisation never exists
+	// (a reference search does not need its target).
+	w.write(keyPlan("cp1", "pp"))
+	w.expect("a plan for nobody yet", [][3]string{{"CarePlan", plansOf + "m1", ""}})
+	w.write(keyPerson("pp", "m1"))
+	w.expect("the person", [][3]string{
+		{"CarePlan", plansOf + "m1", "cp1"},
+		{"CarePlan", "subject:Patient.organization=m1", "cp1"},
+		{"CarePlan", "subject:Patient.organization=Organization/m1&status=active", "cp1"},
+		{"CarePlan", plansOf + "m2," + "Organization/m1", "cp1"},
+		{"CarePlan", "subject:Patient.organization=Patient/m1", ""},
+	})
+	// The person moves provider; a second plan, a plan moved to another person.
+	w.write(keyPerson("pp", "m2"), keyPlan("cp2", "pp"))
+	w.expect("the person moved provider", [][3]string{
+		{"CarePlan", plansOf + "m1", ""},
+		{"CarePlan", plansOf + "m2", "cp1 cp2"},
+	})
+	w.write(keyPerson("pq", "m1"), keyPlan("cp2", "pq"))
+	w.expect("a plan moved to another person", [][3]string{
+		{"CarePlan", plansOf + "m1", "cp2"},
+		{"CarePlan", plansOf + "m2", "cp1"},
+	})
+	// A person with no organisation, deleted, restored; a plan deleted.
+	w.write(`{"resourceType":"Patient","id":"pp"}`)
+	w.expect("a person without a provider", [][3]string{{"CarePlan", plansOf + "m2", ""}})
+	w.write(keyPerson("pp", "m2"))
+	w.write("-Patient/pp")
+	w.expect("a person deleted", [][3]string{{"CarePlan", plansOf + "m2", ""}})
+	w.write(keyPerson("pp", "m2"))
+	w.expect("a person restored", [][3]string{{"CarePlan", plansOf + "m2", "cp1"}})
+	w.write("-CarePlan/cp1")
+	w.expect("a plan deleted", [][3]string{{"CarePlan", plansOf + "m2", ""}})
+	// One transaction: a plan, its person, the person moved again.
+	w.write(keyPlan("cp3", "pr"), keyPerson("pr", "m3"), keyPerson("pr", "m4"))
+	w.expect("one transaction", [][3]string{
+		{"CarePlan", plansOf + "m3", ""},
+		{"CarePlan", plansOf + "m4", "cp3"},
+		{"CarePlan", plansOf + "m1&status=active", "cp2"},
+	})
 }
