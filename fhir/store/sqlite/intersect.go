@@ -169,11 +169,7 @@ func countLive(ctx context.Context, db querier, q *fhir.Query, rids []int64) (in
 		b.add(" LIMIT ?", q.TotalLimit)
 	}
 	b.add(")")
-	n := 0
-	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&n); err != nil {
-		return 0, fhir.InternalError("search", err)
-	}
-	return n, nil
+	return b.count(ctx, db)
 }
 
 // candidatePage fills res with q's page from the rows rids (every match among

@@ -41,11 +41,8 @@ func mergeTotal(ctx context.Context, db querier, q *fhir.Query, after int64, lim
 		}
 	}
 	b.add(" ORDER BY 1 LIMIT ?)", limit)
-	total := 0
-	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&total); err != nil {
-		return 0, false, fhir.InternalError("search", err)
-	}
-	return total, true, nil
+	total, err := b.count(ctx, db)
+	return total, err == nil, err
 }
 
 // runOf adds to b the SELECT of p's index rows above after as one run of

@@ -58,6 +58,21 @@ func (b *builder) add(s string, args ...any) {
 	b.args = append(b.args, args...)
 }
 
+// count runs the built SELECT COUNT(*) statement and returns its number.
+func (b *builder) count(ctx context.Context, db querier) (int, error) {
+	n := 0
+	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&n); err != nil {
+		return 0, fhir.InternalError("search", err)
+	}
+	return n, nil
+}
+
+// without is params without its i-th parameter, in a new slice.
+func without(params []fhir.Param, i int) []fhir.Param {
+	out := make([]fhir.Param, 0, len(params)-1)
+	return append(append(out, params[:i]...), params[i+1:]...)
+}
+
 // tableOf names the index table of a parameter type.
 func tableOf(t fhir.ParamType) string {
 	switch t {
@@ -210,11 +225,7 @@ func (pl *planner) countFloor(typ string, p fhir.Param, limit int, floor int64, 
 		b.add(" AND rid > 0 AND hi >= ?", floor)
 	}
 	b.add(" LIMIT ?)", limit)
-	n := 0
-	if err := pl.db.QueryRowContext(pl.ctx, b.sql.String(), b.args...).Scan(&n); err != nil {
-		return 0, fhir.InternalError("search", err)
-	}
-	return n, nil
+	return b.count(pl.ctx, pl.db)
 }
 
 // plain reports whether a parameter is an index lookup of its own (not a chain

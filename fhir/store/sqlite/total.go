@@ -38,8 +38,7 @@ func boundedTotalAfter(ctx context.Context, db querier, pl *planner, q *fhir.Que
 	if !plain(q.Params[d]) {
 		return chainTotal(ctx, db, pl, q, d, after, limit)
 	}
-	others := make([]fhir.Param, 0, len(q.Params)-1)
-	others = append(append(others, q.Params[:d]...), q.Params[d+1:]...)
+	others := without(q.Params, d)
 	var b builder
 	b.add("SELECT COUNT(*) FROM (SELECT DISTINCT d.rid FROM (")
 	if err := lookup(&b, q.Type, q.Params[d], ""); err != nil {
@@ -53,11 +52,8 @@ func boundedTotalAfter(ctx context.Context, db querier, pl *planner, q *fhir.Que
 		return 0, false, err
 	}
 	b.add(" LIMIT ?)", limit)
-	total := 0
-	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&total); err != nil {
-		return 0, false, fhir.InternalError("search", err)
-	}
-	return total, true, nil
+	total, err := b.count(ctx, db)
+	return total, err == nil, err
 }
 
 // chainTotal is boundedTotal when a chain to one type drives (CarePlan?
@@ -80,10 +76,8 @@ func chainTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query, d i
 	if err != nil || td < 0 || !plain(target.Params[td]) {
 		return 0, false, err
 	}
-	tothers := make([]fhir.Param, 0, len(target.Params)-1)
-	tothers = append(append(tothers, target.Params[:td]...), target.Params[td+1:]...)
-	others := make([]fhir.Param, 0, len(q.Params)-1)
-	others = append(append(others, q.Params[:d]...), q.Params[d+1:]...)
+	tothers := without(target.Params, td)
+	others := without(q.Params, d)
 	var b builder
 	b.add("SELECT COUNT(*) FROM (SELECT DISTINCT c.rid FROM (")
 	if err := lookup(&b, target.Type, target.Params[td], ""); err != nil {
@@ -102,9 +96,6 @@ func chainTotal(ctx context.Context, db querier, pl *planner, q *fhir.Query, d i
 		return 0, false, err
 	}
 	b.add(" LIMIT ?)", limit)
-	total := 0
-	if err := db.QueryRowContext(ctx, b.sql.String(), b.args...).Scan(&total); err != nil {
-		return 0, false, fhir.InternalError("search", err)
-	}
-	return total, true, nil
+	total, err := b.count(ctx, db)
+	return total, err == nil, err
 }
