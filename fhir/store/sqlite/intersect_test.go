@@ -130,7 +130,7 @@ func putFirst(ctx context.Context, tx store.Tx, reg *fsearch.Registry, res strin
 }
 
 // parseQuery parses qs ("a=1&b=2") as a search of typ.
-func parseQuery(t *testing.T, reg *fsearch.Registry, typ, qs string) *fhir.Query {
+func parseQuery(t testing.TB, reg *fsearch.Registry, typ, qs string) *fhir.Query {
 	t.Helper()
 	var raw []fhir.RawParam
 	for _, part := range strings.Split(qs, "&") {

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -195,15 +194,7 @@ func BenchmarkKeysQueries(b *testing.B) {
 			name = "keys"
 		}
 		for _, c := range queries {
-			var raw []fhir.RawParam
-			for _, part := range strings.Split(c.query, "&") {
-				n, v, _ := strings.Cut(part, "=")
-				raw = append(raw, fhir.RawParam{Name: n, Value: v})
-			}
-			q, err := reg.ParseQuery(c.typ, raw, fhirsearch.ParseOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
+			q := parseQuery(b, reg, c.typ, c.query)
 			q.Total, q.TotalLimit = fhir.TotalAccurate, 500
 			b.Run(c.name+"/"+name, func(b *testing.B) {
 				lat := make([]time.Duration, 0, 200)

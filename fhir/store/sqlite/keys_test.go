@@ -65,15 +65,7 @@ func TestKeys(t *testing.T) {
 		{"CarePlan", "subject:Patient.organization=Organization/o1&status=active", "cp1",
 			"drive: driving set subject:Patient.organization (key), 1 rows"},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, c.typ, c.query)
 		res, err := s.Search(ctx, q)
 		if err != nil {
 			t.Fatal(err)

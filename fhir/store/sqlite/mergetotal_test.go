@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -90,15 +89,7 @@ func TestMergeTotal(t *testing.T) {
 		{"status=active,completed&subject=Patient/p1", false},
 		{"status:not=active&subject=Patient/p1", false},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery("ServiceRequest", raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, "ServiceRequest", c.query)
 		q.Total = fhir.TotalNone
 		all := allPages(t, s, q, never)
 		for _, after := range []int64{0, rids["sr17"], rids["sr47"]} {

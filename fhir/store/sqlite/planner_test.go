@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -72,15 +71,7 @@ func TestPlannerDriver(t *testing.T) {
 		{"CarePlan", "intent=plan&status=active", 1},
 		{"CarePlan", "status=active&intent=plan", 0},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, c.typ, c.query)
 		pl := &planner{ctx: ctx, db: s.read}
 		got, err := pl.driver(c.typ, q.Params)
 		if err != nil {
@@ -100,15 +91,7 @@ func TestPlannerDriver(t *testing.T) {
 		{"Goal", "subject:Patient.organization=Organization/o1"},
 		{"Goal", "subject:Patient.organization=Organization/o2&lifecycle-status=cancelled"},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery(c.typ, raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, c.typ, c.query)
 		q.Total, q.Count = fhir.TotalNone, 500
 		all := len(allPages(t, s, q, never))
 		for _, limit := range []int{1, 20, 89, 90, 91, 1000, 5000} {
@@ -178,15 +161,7 @@ func TestPlanChoice(t *testing.T) {
 		{"subject=Patient/p2&status=active&_sort=authored&_count=4", 5, "drive: intersection of subject (10 rows) and status (30 rows), 10 rows, index of _sort authored, 5 rows walked of a budget of unbounded passing over the rest"},
 		{"_sort=status,-authored&subject=Patient/p1&_count=2", 5, "walk: index of _sort status (then 1 more keys per run of equal values), 9 rows walked of a budget of 10"},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery("ServiceRequest", raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, "ServiceRequest", c.query)
 		q.Total = fhir.TotalNone
 		res, err := search(ctx, s.read, q, c.walkFrom)
 		if err != nil {
@@ -307,15 +282,7 @@ func TestWalkLowYield(t *testing.T) {
 		{"subject=Patient/p1&status=active&_sort=-authored&_count=2", "drive: intersection of subject (200 rows) and status (400 rows), 0 rows"},
 		{"subject=Patient/p2&status=active&_sort=-authored&_count=2", "drive: intersection of subject (200 rows) and status (400 rows), 200 rows, index of _sort authored descending, 3 rows walked of a budget of unbounded passing over the rest"},
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery("ServiceRequest", raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, "ServiceRequest", c.query)
 		q.Total = fhir.TotalNone
 		res, err := search(ctx, s.read, q, 5)
 		if err != nil {

@@ -82,15 +82,7 @@ func TestEmptyDriverSkipsPage(t *testing.T) {
 		{"_id=nope&organization=Organization/o1", "", 1, 0},
 		{"organization=Organization/o1&_id=p1,p2", "p1", 1, 1}, // the reference is sampled first (1 row): it drives
 	} {
-		var raw []fhir.RawParam
-		for _, part := range strings.Split(c.query, "&") {
-			name, value, _ := strings.Cut(part, "=")
-			raw = append(raw, fhir.RawParam{Name: name, Value: value})
-		}
-		q, err := reg.ParseQuery("Patient", raw, fsearch.ParseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := parseQuery(t, reg, "Patient", c.query)
 		q.Total = fhir.TotalNone
 		cq := &countingQuerier{querier: s.read}
 		res, err := search(ctx, cq, s.keys.rewrite(q), s.walkFrom)
