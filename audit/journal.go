@@ -62,6 +62,13 @@ type Journal struct {
 	size      int64
 	extending bool
 	extended  *sync.Cond // signalled when an extension ends
+	// gather is signalled (non-blocking) by Append when the lines waiting
+	// reach want: the flusher, after an fdatasync, waits for the callers it
+	// just answered to come back (up to a linger) so that they share the
+	// next fdatasync instead of each cohort paying its own (group commit).
+	gather chan struct{}
+	want   int
+	syncs  int64 // successful fdatasyncs of lines
 }
 
 // Entry is one AuditEvent in the journal: its id, when it was recorded, and
@@ -115,7 +122,7 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 	if len(entries) == 0 {
 		seq = uint64(time.Now().UnixNano())
 	}
-	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq, size: size}
+	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), gather: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq, size: size}
 	j.extended = sync.NewCond(&j.mu)
 	if len(entries) > 0 {
 		j.durable <- struct{}{}
@@ -282,6 +289,13 @@ func (j *Journal) Append(e Entry) error {
 		return ErrJournalFull
 	}
 	j.pending = append(j.pending, w)
+	if j.want > 0 && len(j.pending) >= j.want {
+		j.want = 0
+		select {
+		case j.gather <- struct{}{}:
+		default:
+		}
+	}
 	if j.syncing < maxSyncs {
 		j.syncing++
 		go j.flush()
@@ -290,19 +304,57 @@ func (j *Journal) Append(e Entry) error {
 	return <-w.done
 }
 
-// maxSyncs is how many fdatasync calls may be in flight at once. A batch is
-// written (into the page cache, in order) and its fdatasync started without
-// waiting for the one before to return; each fdatasync makes durable every
-// line written before it started, so entries are acknowledged in order, as
-// soon as any flush that covers them returns.
-const maxSyncs = 2
+// maxSyncs is how many flush goroutines (each writing a batch and then
+// fdatasyncing it) may run at once. One: lines that arrive while an fdatasync
+// is under way wait for it and share the next one. Two in flight (as before)
+// split concurrent callers into cohorts of one or two lines each, and each
+// fdatasync costs ~50-80 us of system CPU whatever it covers: measured with 8
+// appenders, 1.7-2.4 lines per fdatasync and 25-34 cpu-us per append, against
+// 8 lines and 9-14 cpu-us with one flush and the linger below.
+const maxSyncs = 1
+
+// maxLinger bounds how long a flush, after an fdatasync, waits for the
+// callers it has just answered to come back before it writes the lines
+// already waiting (see flush).
+const maxLinger = 2 * time.Millisecond
 
 // flush writes the waiting lines and fdatasyncs them, batch after batch,
-// until none wait.
+// until none wait. After an fdatasync that answered some callers while
+// others waited, it expects the answered ones back (an HTTP client's next
+// request, a materialised page's next read): it waits until as many lines
+// wait as there were callers in that round, or for as long as the
+// fdatasync took (at most maxLinger), whichever comes first, so that they
+// all share the next fdatasync instead of alternating in two half-size
+// cohorts. A lone caller is never delayed (its round is itself), and a
+// round whose callers do not come back costs one linger, after which the
+// round's size is what came.
 func (j *Journal) flush() {
 	var buf []byte
+	var timer *time.Timer
+	want, linger := 0, time.Duration(0)
 	for {
 		j.mu.Lock()
+		if want > len(j.pending) && j.failed == nil && !j.closed {
+			select {
+			case <-j.gather:
+			default:
+			}
+			j.want = want
+			j.mu.Unlock()
+			if timer == nil {
+				timer = time.NewTimer(linger)
+			} else {
+				timer.Reset(linger)
+			}
+			select {
+			case <-j.gather:
+				timer.Stop()
+			case <-timer.C:
+			}
+			j.mu.Lock()
+			j.want = 0
+		}
+		want = 0
 		// Lines are written inside the preallocated part: an extension under
 		// way (zero-filling past the end) is waited for, not overtaken.
 		for j.extending && len(j.pending) > 0 && j.failed == nil && j.off+linesSize(j.pending) > j.size {
@@ -342,7 +394,9 @@ func (j *Journal) flush() {
 		covered, f := j.seq-1, j.f
 		j.mu.Unlock()
 
+		t0 := time.Now()
 		err := syncData(f)
+		linger = min(time.Since(t0), maxLinger)
 
 		j.mu.Lock()
 		var done []*journalWrite
@@ -363,6 +417,8 @@ func (j *Journal) flush() {
 			for _, w := range done {
 				j.ready = append(j.ready, w.entry)
 			}
+			j.syncs++
+			want = len(done) + len(j.pending) // this round's callers
 			if len(done) > 0 {
 				select {
 				case j.durable <- struct{}{}:
@@ -439,6 +495,14 @@ func (j *Journal) Busy(d time.Duration) (busy bool, backlog int) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return time.Since(j.lastDurable) < d, j.backlog
+}
+
+// Syncs is how many fdatasyncs have made lines durable: with the number of
+// entries appended, the group commit's batch size (benchmarks report it).
+func (j *Journal) Syncs() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.syncs
 }
 
 // Max is the journal's bound on entries waiting.
