@@ -122,11 +122,7 @@ func (e *Engine) materialisePending(force, drain bool) (n int, deferred bool, er
 		ids = append(ids, v.ID)
 	}
 	err = e.store.Write(ctx, func(tx store.Tx) error {
-		purger, ok := purgerOf(tx)
-		if !ok {
-			return fhir.Errorf(fhir.NotSupported, "", "this store cannot remove pending audit records")
-		}
-		if err := purger.Purge(ctx, auditPendingType, ids); err != nil {
+		if err := purgePending(ctx, tx, ids); err != nil {
 			return err
 		}
 		prev, err := lastAuditHash(ctx, tx)

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -194,5 +195,32 @@ func TestPendingAuditFaults(t *testing.T) {
 	}
 	if n := countPending(t, sq); n != 0 {
 		t.Fatalf("%d pending audit records stored by failed writes", n)
+	}
+}
+
+// TestPendingAuditPurged: once the materialiser has stored the writes'
+// AuditEvents, no pending audit record is left in the store, neither its
+// current row nor any version (the SQLite store removes them with its
+// unindexed purge), and every write has its AuditEvent.
+func TestPendingAuditPurged(t *testing.T) {
+	st, v := openStore(t)
+	eng, _ := journaled(t, st, v, filepath.Join(t.TempDir(), "audit-journal"))
+	want := auditWrites(t, eng)
+	eng.MaterialiseAudit(context.Background())
+	if n := countPending(t, st); n != 0 {
+		t.Errorf("%d pending audit records left", n)
+	}
+	hist, err := st.History(context.Background(), store.HistoryQuery{Type: pendingAuditType, Count: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist.Versions) != 0 {
+		t.Errorf("%d versions of pending audit records left", len(hist.Versions))
+	}
+	got := auditedEntities(t, st)
+	for _, ref := range want {
+		if !slices.Contains(got, ref) {
+			t.Errorf("no AuditEvent names %s (they name %q)", ref, got)
+		}
 	}
 }

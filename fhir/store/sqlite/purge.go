@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"crs/fhir"
@@ -38,6 +39,33 @@ func (t *txn) Purge(ctx context.Context, typ string, ids []string) error {
 			}
 		}
 		ids = ids[n:]
+	}
+	return nil
+}
+
+// PurgeUnindexed is Purge for records that never have search values (the
+// engine's pending audit records, which it stores with none): it removes
+// their versions and current rows, without Purge's DELETE from each of the
+// six index tables (lookups that find nothing, about 15 us per record).
+// Records stored with search values must go through Purge, or their index
+// rows would outlive them.
+func (t *txn) PurgeUnindexed(ctx context.Context, typ string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return fhir.InternalError("purge", err)
+	}
+	// One statement shape per table whatever the number of ids (an IN list
+	// would be prepared again for every length), kept in the writer's cache.
+	for _, s := range []string{
+		`DELETE FROM versions WHERE type = ? AND id IN (SELECT value FROM json_each(?))`,
+		`DELETE FROM current WHERE type = ? AND id IN (SELECT value FROM json_each(?))`,
+	} {
+		if _, err := t.q.ExecContext(ctx, s, typ, string(list)); err != nil {
+			return fhir.InternalError("purge", err)
+		}
 	}
 	return nil
 }

@@ -148,7 +148,7 @@ func dumpTable(t *testing.T, s *Store, table string) []string {
 	return out
 }
 
-func countRows(t *testing.T, s *Store, table, where string) int {
+func countRows(t testing.TB, s *Store, table, where string) int {
 	t.Helper()
 	var n int
 	if err := s.read.QueryRow("SELECT count(*) FROM " + table + " WHERE " + where).Scan(&n); err != nil {
