@@ -131,59 +131,10 @@ func (im *Importer) process(ctx context.Context, data []byte) (*hl7v2.Message, R
 		return m, reject(hl7v2.CodeUnknownKey, "MSH", 4, fmt.Sprintf("sending facility %q is not configured", facility))
 	}
 	msgID := identifier{System: im.system(messagePath + ods), Value: m.ControlID()}
-	if event != "A40" {
-		return m, im.applyInTx(ctx, m, ods, event, facility, msgID)
-	}
-	// A merge (Engine.MergePatients) looks its two Patients up first.
-	door := lookups{&mapping.EngineDoor{Engine: im.Engine, Principal: Principal(ods)}}
-	// The duplicate check runs while the message's lookups do: its answer is
-	// awaited before anything is written (and before an error is answered).
-	dups := make(chan dupCheck, 1)
-	go func() {
-		found, err := door.Search(ctx, "Provenance", "entity:identifier="+msgID.System+"|"+msgID.Value)
-		dups <- dupCheck{dup: len(found) > 0, err: err}
-	}()
-	a := &apply{im: im, m: m, ods: ods, door: door, event: event, facility: facility, msgID: msgID, dups: dups}
-	res := a.prepare(ctx)
-	if res.Code != hl7v2.AA {
-		if dup, _ := a.duplicate(); dup {
-			res = duplicateResult
-		}
-	}
-	return m, res
-}
-
-// dupCheck is the answer of the duplicate control id search.
-type dupCheck struct {
-	dup bool
-	err error
+	return m, im.applyInTx(ctx, m, ods, event, facility, msgID)
 }
 
 var duplicateResult = Result{Code: hl7v2.AA, Duplicate: true, Note: "duplicate control id: already applied, nothing stored"}
-
-// duplicate waits for the duplicate check (once).
-func (a *apply) duplicate() (bool, *hl7v2.Error) {
-	if !a.dupDone {
-		a.dupAnswer, a.dupDone = <-a.dups, true
-	}
-	if a.dupAnswer.err != nil {
-		return false, fail("", 0, hl7v2.CodeInternal, "%s", mapping.Describe(a.dupAnswer.err))
-	}
-	return a.dupAnswer.dup, nil
-}
-
-// prepare finds the trust's Organization and applies the message.
-func (a *apply) prepare(ctx context.Context) Result {
-	org, err := a.im.organization(ctx, a.door, a.ods)
-	if err != nil {
-		return Result{Code: hl7v2.AE, Err: fail("MSH", 4, hl7v2.CodeUnknownKey, "%s", mapping.Describe(err))}
-	}
-	a.org = org
-	referrals := &mapping.EngineDoor{Engine: a.im.Engine, Principal: Principal(a.ods)}
-	referrals.Principal.Roles = []string{"acute-trust"}
-	a.referrals = lookups{referrals}
-	return a.run(ctx)
-}
 
 // Principal is the principal a trust's messages are applied as: a backend
 // service of role acute-trust for the ODS code, with every system scope (the
@@ -210,19 +161,6 @@ func (im *Importer) organization(ctx context.Context, door mapping.Door, ods str
 	im.orgs[ods] = c
 	im.mu.Unlock()
 	return c, nil
-}
-
-// lookups is a Door whose searches ask for no total (_total=none): a
-// message's lookups need their matches (a second page is still reported as
-// too many candidates), and counting them would cost as much as finding them.
-type lookups struct{ mapping.Door }
-
-// Search implements mapping.Door.
-func (d lookups) Search(ctx context.Context, rt, query string) ([]mapping.Current, error) {
-	if query != "" {
-		query += "&"
-	}
-	return d.Door.Search(ctx, rt, query+"_total=none")
 }
 
 // describe is an engine error as the reason and code of an ERR segment.

@@ -25,24 +25,9 @@ type apply struct {
 	referrals       mapping.Door // as the trust's referrer role only (acute-trust)
 	msgID           identifier
 	patient, encntr *mapping.State
-
-	dups      <-chan dupCheck // the duplicate control id check, running
-	dupDone   bool
-	dupAnswer dupCheck
 }
 
 type identifier struct{ System, Value string }
-
-// run applies a merge (A40), the one event whose lookups run before its
-// transaction (Engine.MergePatients); every other event is applied by
-// applyInTx.
-func (a *apply) run(ctx context.Context) Result {
-	pid := a.m.Segment("PID")
-	if pid == nil {
-		return Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
-	}
-	return a.merge(ctx, pid)
-}
 
 // writes looks up what the message is about (inside its transaction,
 // applyInTx) and returns its writes, the Provenance first, with an AA result

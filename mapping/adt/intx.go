@@ -15,9 +15,9 @@ import (
 // too many candidates to match safely (as a second page was before).
 const lookupMax = 50
 
-// applyInTx applies a message (any event but a merge) in one engine
-// transaction whose lookups run inside it (Engine.TransactionWith): the
-// duplicate control id check, the Patient and Encounter lookups and the
+// applyInTx applies a message in one engine transaction whose lookups run
+// inside it (Engine.TransactionWith, or Engine.MergePatientsWith for a merge):
+// the duplicate control id check, the Patient and Encounter lookups and the
 // referral of a discharge see exactly what the writes will meet. So the
 // writes need no conditional creates (nothing can have come in between), a
 // control id applied by another connection at the same moment is found, not
@@ -28,31 +28,47 @@ func (im *Importer) applyInTx(ctx context.Context, m *hl7v2.Message, ods, event,
 	trust := Principal(ods)
 	trust.Roles = []string{"acute-trust"}
 	var res Result
-	b, err := im.Engine.TransactionWith(auth.WithPrincipal(ctx, feed), func(ctx context.Context, l engine.Lookup) (fhir.Object, error) {
+	build := func(ctx context.Context, l engine.Lookup) (_ fhir.Object, from, to string, _ error) {
 		res = Result{}
 		a := &apply{im: im, m: m, ods: ods, event: event, facility: facility, msgID: msgID,
 			door: txDoor{l: l}, referrals: txDoor{l: l, principal: trust}}
 		found, err := a.door.Search(ctx, "Provenance", "entity:identifier="+msgID.System+"|"+msgID.Value)
 		if err != nil {
-			return nil, err
+			return nil, "", "", err
 		}
 		if len(found) > 0 {
 			res = duplicateResult
-			return nil, nil
+			return nil, "", "", nil
 		}
 		org, err := im.organization(ctx, a.door, ods)
 		if err != nil {
 			res = Result{Code: hl7v2.AE, Err: fail("MSH", 4, hl7v2.CodeUnknownKey, "%s", mapping.Describe(err))}
-			return nil, nil
+			return nil, "", "", nil
 		}
 		a.org = org
-		entries, r := a.writes(ctx)
-		res = r
-		if res.Code != hl7v2.AA {
-			return nil, nil // nothing stored; the lookups are audited
+		var entries []mapping.Entry
+		if event == "A40" {
+			entries, from, to, res = a.mergeWrites(ctx)
+		} else {
+			entries, res = a.writes(ctx)
 		}
-		return mapping.TransactionTree(entries), nil
-	}, engine.SearchOptions{Minimal: true})
+		if res.Code != hl7v2.AA {
+			return nil, "", "", nil // nothing stored; the lookups are audited
+		}
+		return mapping.TransactionTree(entries), from, to, nil
+	}
+	ctx = auth.WithPrincipal(ctx, feed)
+	opt := engine.SearchOptions{Minimal: true}
+	var b *engine.Bundle
+	var err error
+	if event == "A40" {
+		b, err = im.Engine.MergePatientsWith(ctx, build, opt)
+	} else {
+		b, err = im.Engine.TransactionWith(ctx, func(ctx context.Context, l engine.Lookup) (fhir.Object, error) {
+			tree, _, _, err := build(ctx, l)
+			return tree, err
+		}, opt)
+	}
 	if err != nil {
 		return Result{Code: hl7v2.AE, Err: describe(err)}
 	}

@@ -3,55 +3,60 @@ package adt
 import (
 	"context"
 
-	"crs/auth"
 	"crs/fhir"
-	"crs/fhir/engine"
 	"crs/mapping"
 	"crs/mapping/hl7v2"
 )
 
-// merge applies an A40: the Patient named by MRG-1 (the merged, prior
-// identifiers) is merged into the one named by PID-3 (the survivor). Both
-// must be on the record. The merged Patient becomes inactive with a link
-// replaced-by the survivor, the survivor gets a link replaces (and the merged
-// one's NHS number when it has none), and the engine moves every reference to
-// the merged Patient onto the survivor in the same transaction
-// (Engine.MergePatients): nothing is deleted, nothing is lost.
-func (a *apply) merge(ctx context.Context, pid *hl7v2.Segment) Result {
+// mergeWrites looks up an A40's two Patients (inside its transaction,
+// applyInTx) and returns the merge's writes, the Provenance first, and the
+// ids of the Patient merged (from) and the survivor (to), or the AE result of
+// a merge that cannot be applied (no writes). The Patient named by MRG-1 (the
+// merged, prior identifiers) is merged into the one named by PID-3 (the
+// survivor); both must be on the record. The merged Patient becomes inactive
+// with a link replaced-by the survivor, the survivor gets a link replaces (and
+// the merged one's NHS number when it has none), and the engine moves every
+// reference to the merged Patient onto the survivor in the same transaction
+// (Engine.MergePatientsWith): nothing is deleted, nothing is lost.
+func (a *apply) mergeWrites(ctx context.Context) (_ []mapping.Entry, from, to string, _ Result) {
+	pid := a.m.Segment("PID")
+	if pid == nil {
+		return nil, "", "", Result{Code: hl7v2.AE, Err: fail("PID", 0, hl7v2.CodeSegmentSequence, "no PID segment")}
+	}
 	mrg := a.m.Segment("MRG")
 	if mrg == nil {
-		return Result{Code: hl7v2.AE, Err: fail("MRG", 0, hl7v2.CodeSegmentSequence, "an A40 carries an MRG segment naming the patient merged")}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: fail("MRG", 0, hl7v2.CodeSegmentSequence, "an A40 carries an MRG segment naming the patient merged")}
 	}
 	if len(a.m.All("MRG")) > 1 {
-		return Result{Code: hl7v2.AE, Err: fail("MRG", 0, hl7v2.CodeSegmentSequence, "one merge per message: send each PID/MRG pair as its own A40")}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: fail("MRG", 0, hl7v2.CodeSegmentSequence, "one merge per message: send each PID/MRG pair as its own A40")}
 	}
 	nhs, _, hosp, herr := a.identifiers(pid)
 	if herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: herr}
 	}
 	survivor, herr := a.onePatient(ctx, "PID", 3, nhs, hosp)
 	if herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: herr}
 	}
 	oldNHS, oldHosp, herr := identifiersAt(mrg, 1)
 	if herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: herr}
 	}
 	merged, herr := a.onePatient(ctx, "MRG", 1, oldNHS, oldHosp)
 	if herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: herr}
 	}
 	if merged.ID == survivor.ID {
 		if linkedTo(survivor.Obj, "replaced-by", "") {
-			return Result{Code: hl7v2.AE, Err: fail("MRG", 1, hl7v2.CodeUnknownKey, "Patient/%s is already merged", merged.ID)}
+			return nil, "", "", Result{Code: hl7v2.AE, Err: fail("MRG", 1, hl7v2.CodeUnknownKey, "Patient/%s is already merged", merged.ID)}
 		}
-		return Result{Code: hl7v2.AE, Err: fail("MRG", 1, hl7v2.CodeUnknownKey, "PID-3 and MRG-1 name the same Patient/%s: nothing to merge", merged.ID)}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: fail("MRG", 1, hl7v2.CodeUnknownKey, "PID-3 and MRG-1 name the same Patient/%s: nothing to merge", merged.ID)}
 	}
 	if linkedTo(merged.Obj, "replaced-by", "") {
-		return Result{Code: hl7v2.AE, Err: fail("MRG", 1, hl7v2.CodeUnknownKey, "Patient/%s is already merged into another Patient", merged.ID)}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: fail("MRG", 1, hl7v2.CodeUnknownKey, "Patient/%s is already merged into another Patient", merged.ID)}
 	}
 	if linkedTo(survivor.Obj, "replaced-by", "") {
-		return Result{Code: hl7v2.AE, Err: fail("PID", 3, hl7v2.CodeUnknownKey, "Patient/%s was itself merged into another Patient: name the surviving one", survivor.ID)}
+		return nil, "", "", Result{Code: hl7v2.AE, Err: fail("PID", 3, hl7v2.CodeUnknownKey, "Patient/%s was itself merged into another Patient: name the surviving one", survivor.ID)}
 	}
 	m, s := merged.Obj, survivor.Obj
 	m["active"] = false
@@ -68,28 +73,8 @@ func (a *apply) merge(ctx context.Context, pid *hl7v2.Segment) Result {
 	}
 	states := []*mapping.State{merged, survivor}
 	entries, targets := a.entries(states)
-	entries = append([]mapping.Entry{{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance",
-		IfNoneExist: "entity:identifier=" + a.msgID.System + "|" + a.msgID.Value, Resource: a.provenance(targets)}}, entries...)
-	if dup, herr := a.duplicate(); herr != nil {
-		return Result{Code: hl7v2.AE, Err: herr}
-	} else if dup {
-		return duplicateResult
-	}
-	body, err := mapping.TransactionBundle(entries)
-	if err != nil {
-		return Result{Code: hl7v2.AE, Err: describe(err)}
-	}
-	b, err := a.im.Engine.MergePatients(auth.WithPrincipal(ctx, Principal(a.ods)), body, merged.ID, survivor.ID, engine.SearchOptions{Minimal: true})
-	if err != nil {
-		return Result{Code: hl7v2.AE, Err: describe(err)}
-	}
-	out := Result{Code: hl7v2.AA}
-	for i, e := range b.Entry {
-		if i > 0 && e.Response != nil && e.Response.Location != "" {
-			out.Written = append(out.Written, e.Response.Location)
-		}
-	}
-	return out
+	prov := mapping.Entry{FullURL: "urn:uuid:" + fhir.NewUUID(), Method: "POST", URL: "Provenance", Resource: a.provenance(targets)}
+	return append([]mapping.Entry{prov}, entries...), merged.ID, survivor.ID, Result{Code: hl7v2.AA}
 }
 
 // onePatient is the one Patient the identifiers of a field name; none is an

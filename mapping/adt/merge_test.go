@@ -1,8 +1,10 @@
 package adt
 
 import (
+	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"crs/mapping/hl7v2"
@@ -105,4 +107,60 @@ func TestCancelTransfer(t *testing.T) {
 	if s := mappingtest.JSON(e); !strings.Contains(s, `"display":"WARD 7, BAY 2, BED 3"`) || !strings.Contains(s, `"status":"in-progress"`) {
 		t.Errorf("after A12: %s", s)
 	}
+}
+
+// TestConcurrentMerges: the same merge sent at once under several control
+// ids (two connections of the trust's engine resending) is applied once: its
+// lookups run inside its transaction (Engine.MergePatientsWith), so each
+// other copy finds the merge done (MRG-1 now names the survivor) and is
+// refused at MRG-1 with nothing stored, never a version conflict from a
+// stale lookup; copies of
+// one control id are acknowledged as duplicates. One Provenance per control
+// id applied, the merged Patient written once.
+func TestConcurrentMerges(t *testing.T) {
+	env := mappingtest.New(t, "testdata/fixtures-merge.json")
+	im := &Importer{Engine: env.Engine, Config: Config{Facilities: map[string]string{"RR801": "RR8"},
+		Base: profiles.DefaultCanonicalBase, Profiles: env.Profiles}}
+	raw, err := os.ReadFile("testdata/a40.hl7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patients := env.Versions(t, "Patient")
+	ids := []string{"C040", "C040", "C051", "C052", "C053", "C051"}
+	results := make([]Result, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, results[i] = im.Process(context.Background(), []byte(strings.Replace(string(raw), "|C040|", "|"+id+"|", 1)))
+		}()
+	}
+	wg.Wait()
+	applied := 0
+	for i, res := range results {
+		switch {
+		case res.Code == hl7v2.AA && !res.Duplicate:
+			applied++
+		case res.Code == hl7v2.AA:
+		case res.Code == hl7v2.AE && res.Err != nil && res.Err.Segment == "MRG" && strings.Contains(res.Err.Reason, "nothing to merge"):
+			// MRG-1's identifiers now stand for the survivor.
+		default:
+			t.Errorf("copy %d (%s): %s %+v", i, ids[i], res.Code, res.Err)
+		}
+	}
+	if applied != 1 {
+		t.Errorf("%d merges applied, want 1", applied)
+	}
+	if n := env.Versions(t, "Patient") - patients; n != 2 {
+		t.Errorf("%d Patient versions written, want 2 (the merged one and the survivor)", n)
+	}
+	provenances := 0
+	for _, id := range []string{"C040", "C051", "C052", "C053"} {
+		provenances += len(env.Search(t, "Provenance", "entity:identifier="+profiles.DefaultCanonicalBase+"/Id/hl7v2-message/RR8|"+id))
+	}
+	if provenances != 1 {
+		t.Errorf("%d Provenances, want 1", provenances)
+	}
+	env.VerifyAudit(t)
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"crs/mapping"
 	"crs/mapping/hl7v2"
 	"crs/mapping/mappingtest"
 )
@@ -40,31 +39,5 @@ func TestVisitLookup(t *testing.T) {
 	e := env.Search(t, "Encounter", "identifier="+im.system(visitNumberPath+"RR8")+"|V2002")
 	if len(e) != 1 || !strings.Contains(mappingtest.JSON(e[0]["location"]), "WARD 9") {
 		t.Errorf("V2002 after the A02: %v", e)
-	}
-}
-
-// queryDoor records the queries it is asked.
-type queryDoor struct {
-	mapping.Door
-	queries []string
-}
-
-func (d *queryDoor) Search(_ context.Context, rt, query string) ([]mapping.Current, error) {
-	d.queries = append(d.queries, rt+"?"+query)
-	return nil, nil
-}
-
-// TestLookupsAskNoTotal: the lookups' searches ask for no total, with or
-// without other parameters.
-func TestLookupsAskNoTotal(t *testing.T) {
-	rec := &queryDoor{}
-	d := lookups{rec}
-	for _, q := range []string{"identifier=a|b", ""} {
-		if _, err := d.Search(context.Background(), "Patient", q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := strings.Join(rec.queries, " "); got != "Patient?identifier=a|b&_total=none Patient?_total=none" {
-		t.Errorf("queries: %s", got)
 	}
 }

@@ -45,7 +45,15 @@ func New(t testing.TB, fixtures string) *Env {
 // benchmark of durable writes).
 func NewWith(t testing.TB, fixtures string, opt sqlite.Options) *Env {
 	t.Helper()
-	return newEnv(t, fixtures, opt, false)
+	return newEnv(t, fixtures, opt, false, nil)
+}
+
+// NewWrapped is NewWith with the engine writing through wrap(store): a test
+// may add a hook around each write transaction (e.g. a pause before its
+// commit). Env.Store stays the SQLite store.
+func NewWrapped(t testing.TB, fixtures string, opt sqlite.Options, wrap func(store.Store) store.Store) *Env {
+	t.Helper()
+	return newEnv(t, fixtures, opt, false, wrap)
 }
 
 // NewServing is NewWith wired as crs serve runs: the AuditEvents of reads,
@@ -53,10 +61,10 @@ func NewWith(t testing.TB, fixtures string, opt sqlite.Options) *Env {
 // fdatasync) and materialised behind, a write's in its own transaction.
 func NewServing(t testing.TB, fixtures string, opt sqlite.Options) *Env {
 	t.Helper()
-	return newEnv(t, fixtures, opt, true)
+	return newEnv(t, fixtures, opt, true, nil)
 }
 
-func newEnv(t testing.TB, fixtures string, opt sqlite.Options, journaled bool) *Env {
+func newEnv(t testing.TB, fixtures string, opt sqlite.Options, journaled bool, wrap func(store.Store) store.Store) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlite.Open(filepath.Join(dir, "crs.db"), opt)
@@ -87,7 +95,11 @@ func newEnv(t testing.TB, fixtures string, opt sqlite.Options, journaled bool) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.New(engine.Config{Store: st, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
+	var under store.Store = st
+	if wrap != nil {
+		under = wrap(st)
+	}
+	eng := engine.New(engine.Config{Store: under, Validator: v, Elements: v, Base: "http://crs.test/fhir", Params: params,
 		Profiles: prof, Enforcement: engine.EnforceStrict, Access: policy, Audit: true, AuditJournal: journal})
 	// Registered after the store's and the journal's: runs before them.
 	t.Cleanup(func() { eng.Close() })

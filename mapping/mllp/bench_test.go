@@ -24,7 +24,7 @@ import (
 )
 
 // a01 is the benchmarks' message: a new person and admission each.
-const a01 = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261129101500||ADT^A01|B%d|P|2.4\rEVN|A01|20261129101500\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD 7||||||||||||||||V%d\r"
+const a01 = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261129101500||ADT^A01|B%d|P|2.4\rEVN|A01|20261129101500\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD 7||||||||||||||||BV%d\r"
 
 // BenchmarkADTOverMLLP sends A01s over one connection and waits for each ACK:
 // stored through the engine (strict profiles, policy, audit) before the ACK,
@@ -44,7 +44,7 @@ func BenchmarkADTOverMLLPDurable(b *testing.B) { benchMLLP(b, 1, sqlite.Options{
 func BenchmarkADTOverMLLP8Durable(b *testing.B) { benchMLLP(b, 8, sqlite.Options{}) }
 
 // a02 moves the person of a01 i to another ward.
-const a02 = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261130090000||ADT^A02|T%d|P|2.4\rEVN|A02|20261130090000\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD %d||||||||||||||||V%d\r"
+const a02 = "MSH|^~\\&|PAS|RR801|CRS|CRS|20261130090000||ADT^A02|T%d|P|2.4\rEVN|A02|20261130090000\rPID|1||%s^^^NHS^NH~H%d^^^RR801^PI||SMITH^JOHN||19450312|M\rPV1|1|I|WARD %d||||||||||||||||BV%d\r"
 
 // BenchmarkADTOverMLLPKnown: the usual traffic — messages about people
 // already admitted (A02 transfers of people the A01s before the timer
@@ -206,7 +206,7 @@ func benchRaw(b *testing.B, workers int, opt sqlite.Options) {
 						{"Patient", p, fhir.Object{"resourceType": "Patient", "identifier": []any{map[string]any{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhsNumber(i)},
 							map[string]any{"system": profiles.DefaultCanonicalBase + "/Id/hospital-number/RR8", "value": fmt.Sprint("H", i)}},
 							"name": []any{map[string]any{"use": "official", "family": "SMITH", "given": []any{"JOHN"}}}, "gender": "male", "birthDate": "1945-03-12"}},
-						{"Encounter", fmt.Sprint("e", i), fhir.Object{"resourceType": "Encounter", "status": "in-progress", "identifier": []any{map[string]any{"system": profiles.DefaultCanonicalBase + "/Id/hospital-visit-number/RR8", "value": fmt.Sprint("V", i)}},
+						{"Encounter", fmt.Sprint("e", i), fhir.Object{"resourceType": "Encounter", "status": "in-progress", "identifier": []any{map[string]any{"system": profiles.DefaultCanonicalBase + "/Id/hospital-visit-number/RR8", "value": fmt.Sprint("BV", i)}},
 							"class": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}, "subject": map[string]any{"reference": "Patient/" + p},
 							"serviceProvider": map[string]any{"reference": "Organization/trust"}, "location": []any{map[string]any{"location": map[string]any{"display": "WARD 7"}}}, "period": map[string]any{"start": "2026-11-29T10:15:00Z"}}},
 						{"Provenance", fmt.Sprint("v", i), fhir.Object{"resourceType": "Provenance", "target": []any{map[string]any{"reference": "Patient/" + p}, map[string]any{"reference": fmt.Sprint("Encounter/e", i)}},

@@ -280,9 +280,11 @@ func FuzzReadFrame(f *testing.F) {
 	})
 }
 
-// nhsNumber is a valid test NHS number (999 prefix) for i.
+// nhsNumber is a valid test NHS number (999 prefix) for i, a different one
+// for each i below 500,000: of the serials 2i and 2i+1 (whose check sums
+// differ by 2, so at most one of them has no check digit) the first valid.
 func nhsNumber(i int) string {
-	for n := i; ; n++ {
+	for n := 2 * i; ; n++ {
 		s := fmt.Sprintf("999%06d", n%1000000)
 		sum := 0
 		for k := 0; k < 9; k++ {

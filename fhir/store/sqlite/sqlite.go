@@ -179,7 +179,7 @@ func openKeys(path string, opt Options, keys keySet) (*Store, error) {
 	if opt.NoSync {
 		sync = "NORMAL"
 	}
-	dsn := "file:" + url.PathEscape(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(off)&_pragma=temp_store(memory)&_txlock=immediate"
+	dsn := "file:" + url.PathEscape(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(off)&_pragma=temp_store(memory)&_txlock=immediate" + walPragma
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
