@@ -274,7 +274,8 @@ func (s Summary) String() string {
 // field, outcome, reason) and keeps the summary.
 type Report struct {
 	Summary
-	w *csv.Writer
+	w     *csv.Writer
+	lines [][]string // a Pipeline batch's lines, until it is joined
 }
 
 // NewReport writes the report to w (nil: only the summary is kept).
@@ -297,8 +298,11 @@ func (r *Report) Add(line int, field, outcome, reason string) {
 	case "skipped":
 		r.Skipped++
 	}
-	if r.w != nil {
-		_ = r.w.Write([]string{strconv.Itoa(line), field, outcome, reason})
+	switch {
+	case r.w != nil:
+		_ = r.w.Write(reportLine(line, field, outcome, reason))
+	case r.lines != nil:
+		r.lines = append(r.lines, reportLine(line, field, outcome, reason))
 	}
 }
 

@@ -33,6 +33,20 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 			laSet[rw.laID] = true
 		}
 	}
+	// The batch names these persons; while the batch before, which names
+	// some of them, is being written, its lookups would not see that write.
+	keys := map[string]bool{}
+	for v := range nhsSet {
+		keys[nhsSys+"|"+v] = true
+	}
+	for v := range laSet {
+		keys[laSys+"|"+v] = true
+	}
+	if im.pipe.Busy(keys) {
+		if err := im.pipe.Wait(); err != nil {
+			return err
+		}
+	}
 	byNHS, byLA := map[string]map[string]bool{}, map[string]map[string]bool{}
 	patients := map[string]mapping.Current{}
 	for _, q := range []struct {
@@ -173,7 +187,16 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 	for _, h := range held {
 		groups = append(groups, im.run.HeldGroup(h))
 	}
-	return mapping.Commit(ctx, im.door, groups, im.opt.DryRun, im.rep)
+	// The batch also names every person of the Patients it matched, by any
+	// of their identifiers.
+	var found []fhir.Object
+	for _, c := range patients {
+		found = append(found, c.Obj)
+	}
+	for k := range mapping.PersonKeys(found, []string{nhsSys, laSys}) {
+		keys[k] = true
+	}
+	return im.pipe.Commit(ctx, groups, keys)
 }
 
 // snapshot keeps a person's state before a row, so that a row that fails

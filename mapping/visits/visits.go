@@ -105,6 +105,7 @@ type importer struct {
 	cols   ColumnMap
 	header []string
 	seen   mapping.Seen
+	pipe   *mapping.Pipeline // writes a batch while the next is mapped
 }
 
 func (im *importer) clientSystem() string  { return im.run.System("/Id/provider-client/" + im.run.ODS) }
@@ -129,8 +130,13 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 	if err != nil {
 		return err
 	}
-	im := &importer{door: door, run: run, opt: opt, rep: rep, cols: cols, header: cr.Header}
-	return mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
+	im := &importer{door: door, run: run, opt: opt, rep: rep, cols: cols, header: cr.Header,
+		pipe: &mapping.Pipeline{Door: door, DryRun: opt.DryRun, Report: rep}}
+	err = mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
+	if werr := im.pipe.Wait(); err == nil {
+		err = werr
+	}
+	return err
 }
 
 // columnNames are the columns a column map names, required and optional.
@@ -234,8 +240,34 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 		persons = append(persons, mapping.Person{NHS: rw.nhs, Local: rw.client})
 		visitIDs = append(visitIDs, rw.id)
 	}
+	// The batch names these persons; while the batch before, which names
+	// some of them, is being written, its lookups would not see that write.
+	systems := []string{mapping.NHSNumberSystem, im.clientSystem()}
+	keys := map[string]bool{}
+	for _, p := range persons {
+		if p.NHS != "" {
+			keys[systems[0]+"|"+p.NHS] = true
+		}
+		if p.Local != "" {
+			keys[systems[1]+"|"+p.Local] = true
+		}
+	}
+	if im.pipe.Busy(keys) {
+		if err := im.pipe.Wait(); err != nil {
+			return err
+		}
+	}
 	if err := m.Find(ctx, persons); err != nil {
 		return err
+	}
+	// It also names every person of the Patients it matched, by any of
+	// their identifiers.
+	var matched []fhir.Object
+	for _, s := range m.Patients {
+		matched = append(matched, s.Obj)
+	}
+	for k := range mapping.PersonKeys(matched, systems) {
+		keys[k] = true
 	}
 	patients := m.Patients
 	visits := map[string]*mapping.State{}
@@ -305,7 +337,7 @@ func (im *importer) batch(ctx context.Context, rows []*row) error {
 			mapping.Written(link) // the link goes with this visit only
 		}
 	}
-	return mapping.Commit(ctx, im.door, groups, im.opt.DryRun, im.rep)
+	return im.pipe.Commit(ctx, groups, keys)
 }
 
 // episodeOn is the episode covering day (the latest starting on or before it).
