@@ -154,6 +154,11 @@ func toObject(v any) fhir.Object {
 	if err != nil {
 		panic(err) // a typed model always encodes: a programming error
 	}
+	if t, err := decodeTree(b); err == nil {
+		if obj, ok := t.(map[string]any); ok {
+			return obj
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var obj map[string]any
