@@ -407,7 +407,7 @@ func (e *Engine) transactionInTx(ctx context.Context, tx store.Tx, entries, sort
 	}
 	confirmPrestamps(sorted, ids) // prestamp.go
 	for _, be := range sorted {
-		if be.resource == nil {
+		if be.resource == nil || be.pre != nil { // prestamped: rewritten already
 			continue
 		}
 		if err := e.rewriteReferences(ctx, tx, be, be.resource, ids); err != nil {
