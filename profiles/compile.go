@@ -185,7 +185,7 @@ func (s *Set) compile(p *Profile) error {
 	}
 	p.elements = map[string]*Element{}
 	p.order = nil
-	p.matchers.Clear() // compiled from the elements as they were
+	p.matchers.Clear()            // compiled from the elements as they were
 	origin := map[string]string{} // element id → the profile that introduced it
 	for _, q := range chain {
 		for _, d := range q.Differential {
