@@ -6,12 +6,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"crs/fhir"
 )
 
 // TestSliceMatchersRemembered: every example gives the same issues when its
 // profiles' slice matchers are compiled for it (a fresh Set) as when they
-// were remembered from the checks before (the same Set, again), and each
-// slice's matcher is compiled once.
+// were remembered from the checks before (the same Set, again), and a
+// slice's matcher is remembered once compiled.
 func TestSliceMatchersRemembered(t *testing.T) {
 	files, _ := filepath.Glob("examples/*.json")
 	fresh := func(name string) Result {
@@ -31,10 +33,8 @@ func TestSliceMatchersRemembered(t *testing.T) {
 	if p == nil {
 		t.Fatal("no CRS-Organization profile")
 	}
-	m1, _ := p.sliceMatcher("Organization.identifier:odsOrganisationCode")
-	m2, _ := p.sliceMatcher("Organization.identifier:odsOrganisationCode")
-	if m1 == nil || reflect.ValueOf(m1).Pointer() != reflect.ValueOf(m2).Pointer() {
-		t.Errorf("the ODS slice's matcher was compiled again")
+	if _, ok := p.matchers.Load("Organization.identifier:odsOrganisationCode"); !ok {
+		t.Errorf("the ODS slice's matcher was not remembered")
 	}
 }
 
@@ -53,5 +53,25 @@ func TestContainsPatternScalars(t *testing.T) {
 		if got := containsPattern(tc.v, tc.pattern); got != tc.want {
 			t.Errorf("containsPattern(%#v, %#v) = %v, want %v", tc.v, tc.pattern, got, tc.want)
 		}
+	}
+}
+
+// TestExtensionPaths: an extension found deep in a resource is reported at
+// its whole FHIRPath, and its context is the element holding it.
+func TestExtensionPaths(t *testing.T) {
+	s := load(t)
+	pat := example(t, "valid-Patient-nhs-number")
+	pat["address"] = []any{map[string]any{"postalCode": "CV21"}, map[string]any{"postalCode": "CV22", "extension": []any{
+		map[string]any{"url": "http://example.org/other", "valueString": "x"},
+		map[string]any{"url": s.base + "/StructureDefinition/Extension-CRS-CallsPerDay", "valueInteger": json.Number("9")},
+	}}}
+	res := s.Check(pat, Options{Strict: true, Mode: "update"})
+	var found []string
+	for _, is := range errorsOf(res.Issues, fhir.SeverityError) {
+		found = append(found, is.Expression+": "+is.Diagnostics)
+	}
+	want := "Patient.address[1].extension[1]: extension " + s.base + "/StructureDefinition/Extension-CRS-CallsPerDay may be used on CarePlan, EpisodeOfCare, not on Patient.address"
+	if len(found) == 0 || found[0] != want {
+		t.Fatalf("errors %q, want first %q", found, want)
 	}
 }

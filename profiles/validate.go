@@ -285,6 +285,9 @@ func (r *run) cardinality(w *walker, el *Element) {
 			continue
 		}
 		got := len(w.children(n, parent, last))
+		if el.Min <= got && (max < 0 || got <= max) {
+			continue // built below only for a report: most values are fine
+		}
 		what := n.path + "." + strings.TrimSuffix(name, "[x]")
 		if el.SliceName != "" {
 			what = n.path + "." + name
@@ -436,31 +439,87 @@ func ReferenceTarget(ref string) (typ, id string, ok bool) {
 
 // extensions checks every extension the server defines wherever it is used.
 func (r *run) extensions(v any, path, rt string) {
+	r.extensionsAt(v, &extPath{root: path}, rt)
+}
+
+// extPath is the FHIRPath of a value extensions walks through, built only
+// for the extensions it finds: building it for every value cost a tenth of
+// a profile check.
+type extPath struct {
+	root string
+	segs []extSeg
+}
+
+type extSeg struct {
+	key string // "" for an index only
+	idx int    // -1: none
+}
+
+func (p *extPath) String() string {
+	var b strings.Builder
+	b.WriteString(p.root)
+	for _, s := range p.segs {
+		if s.key != "" {
+			b.WriteByte('.')
+			b.WriteString(s.key)
+		}
+		if s.idx >= 0 {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.idx))
+			b.WriteByte(']')
+		}
+	}
+	return b.String()
+}
+
+func (p *extPath) push(key string, idx int) { p.segs = append(p.segs, extSeg{key, idx}) }
+func (p *extPath) pop()                     { p.segs = p.segs[:len(p.segs)-1] }
+
+func (r *run) extensionsAt(v any, path *extPath, rt string) {
 	switch x := v.(type) {
 	case map[string]any:
-		for _, k := range sortedMapKeys(x) {
+		// Only objects and arrays can hold an extension; in key order, so
+		// that the issues come in the same order every time.
+		keys := make([]string, 0, len(x))
+		for k, c := range x {
+			switch c.(type) {
+			case map[string]any, []any:
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
 			child := x[k]
 			if k == "extension" || k == "modifierExtension" {
 				list, _ := child.([]any)
 				for i, e := range list {
 					em, _ := e.(map[string]any)
-					p := path + "." + k + "[" + strconv.Itoa(i) + "]"
+					path.push(k, i)
 					if def, ok := r.set.profiles[str(em["url"])]; ok && def.Type == "Extension" {
-						r.context(def, path, rt, p)
+						p := path.String()
+						path.pop()
+						parent := path.String()
+						path.push(k, i)
+						r.context(def, parent, rt, p)
 						r.profile(def, em, p)
 					}
-					r.extensions(em, p, rt)
+					r.extensionsAt(em, path, rt)
+					path.pop()
 				}
 				continue
 			}
 			if k == "contained" {
 				continue // contained resources are checked as themselves, not as part of this one
 			}
-			r.extensions(child, path+"."+k, rt)
+			path.push(k, -1)
+			r.extensionsAt(child, path, rt)
+			path.pop()
 		}
 	case []any:
 		for i, e := range x {
-			r.extensions(e, path+"["+strconv.Itoa(i)+"]", rt)
+			path.push("", i)
+			r.extensionsAt(e, path, rt)
+			path.pop()
 		}
 	}
 }
