@@ -210,6 +210,9 @@ func (w *walker) children(n node, parentID, seg string) []node {
 	up := &n.at
 	addValue := func(key string, v any) {
 		if list, ok := v.([]any); ok {
+			if out == nil {
+				out = make([]node, 0, len(list))
+			}
 			for i, x := range list {
 				out = append(out, node{x, loc{up: up, key: key, idx: i}})
 			}
@@ -269,7 +272,7 @@ func (r *run) holds(c Constraint, n node) (bool, string) {
 
 // profile checks the value at root (a resource, or an extension) against p.
 func (r *run) profile(p *Profile, v any, rootPath string) {
-	w := &walker{p: p, root: node{v, loc{key: rootPath, root: true}}, cache: map[string][]node{}}
+	w := &walker{p: p, root: node{v, loc{key: rootPath, root: true}}, cache: make(map[string][]node, len(p.order))}
 	for _, el := range p.order {
 		if el.ID != p.Type {
 			r.cardinality(w, el)
