@@ -77,7 +77,7 @@ func TestEncounterAsTyped(t *testing.T) {
 			start: "2026-11-29T09:00:00Z"}, bare},
 		"a coding with its own extension": {&row{id: "V3", outcome: coding("http://s/outcome", "cancelled", "Cancelled"),
 			visitType: fm.Coding{Code: mapping.Ptr("y"), Extension: []fm.Extension{{Url: "http://e", ValueString: mapping.Ptr("v")}}},
-			start: "2026-11-29T10:00:00Z"}, bare},
+			start:     "2026-11-29T10:00:00Z"}, bare},
 	} {
 		got, want := im.encounter(tc.rw, "pat1", tc.ep), im.typedEncounter(tc.rw, "pat1", tc.ep)
 		if !reflect.DeepEqual(map[string]any(got), map[string]any(want)) {
