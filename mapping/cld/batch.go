@@ -242,15 +242,24 @@ func (im *importer) applyRow(ctx context.Context, p *person, rw *row) *mapping.R
 	return nil
 }
 
-// newPatient is the Patient of a person the record does not have yet.
+// newPatient is the Patient of a person the record does not have yet
+// (mapRow fills in the rest).
 func (im *importer) newPatient(rw *row) *mapping.State {
-	pat := fm.Patient{Identifier: []fm.Identifier{{System: ptr(mapping.NHSNumberSystem), Value: ptr(rw.nhs)}}}
-	if rw.district != "" {
-		pat.Address = []fm.Address{{Use: ptr(fm.AddressUseHome), PostalCode: ptr(rw.district)}}
-	}
-	obj := toObject(pat)
+	obj := newPatientTree(rw.nhs, rw.district)
 	u := "urn:uuid:" + fhir.NewUUID()
 	return &mapping.State{Type: "Patient", Obj: obj, FullURL: u, Cond: "identifier=" + mapping.OrList(mapping.NHSNumberSystem, []string{rw.nhs})}
+}
+
+// newPatientTree is a new Patient with its NHS number and postcode district,
+// as the engine's tree: as fm.Patient{Identifier, Address} encodes
+// (TestNewPatientAsTyped), without encoding it (2% of a CLD row's CPU).
+func newPatientTree(nhs, district string) fhir.Object {
+	obj := fhir.Object{"resourceType": "Patient",
+		"identifier": []any{map[string]any{"system": mapping.NHSNumberSystem, "value": nhs}}}
+	if district != "" {
+		obj["address"] = []any{map[string]any{"use": fm.AddressUseHome.Code(), "postalCode": district}}
+	}
+	return obj
 }
 
 func ptr[T any](v T) *T { return mapping.Ptr(v) }
