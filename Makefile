@@ -81,6 +81,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzApplyPatch -fuzztime $(FUZZTIME) ./fhir/
 	$(GO) test -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) ./profiles/
 	$(GO) test -run '^$$' -fuzz FuzzCSVReader -fuzztime $(FUZZTIME) ./mapping/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeTree -fuzztime $(FUZZTIME) ./mapping/
 	$(GO) test -run '^$$' -fuzz FuzzCLD -fuzztime $(FUZZTIME) ./mapping/cld/
 	$(GO) test -run '^$$' -fuzz FuzzVisits -fuzztime $(FUZZTIME) ./mapping/visits/
 	$(GO) test -run '^$$' -fuzz FuzzTherapy -fuzztime $(FUZZTIME) ./mapping/therapy/

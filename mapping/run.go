@@ -154,6 +154,11 @@ func toObject(v any) fhir.Object {
 	if err != nil {
 		panic(err) // a typed model always encodes: a programming error
 	}
+	if t, err := decodeTree(b); err == nil {
+		if obj, ok := t.(map[string]any); ok {
+			return obj
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var obj map[string]any
@@ -274,7 +279,8 @@ func (s Summary) String() string {
 // field, outcome, reason) and keeps the summary.
 type Report struct {
 	Summary
-	w *csv.Writer
+	w     *csv.Writer
+	lines [][]string // a Pipeline batch's lines, until it is joined
 }
 
 // NewReport writes the report to w (nil: only the summary is kept).
@@ -297,8 +303,11 @@ func (r *Report) Add(line int, field, outcome, reason string) {
 	case "skipped":
 		r.Skipped++
 	}
-	if r.w != nil {
-		_ = r.w.Write([]string{strconv.Itoa(line), field, outcome, reason})
+	switch {
+	case r.w != nil:
+		_ = r.w.Write(reportLine(line, field, outcome, reason))
+	case r.lines != nil:
+		r.lines = append(r.lines, reportLine(line, field, outcome, reason))
 	}
 }
 

@@ -62,13 +62,16 @@ const SearchChunk = 100
 
 // OrList is a token OR-list of system|value pairs, escaped for a query string.
 func OrList(system string, values []string) string {
-	esc := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`)
 	parts := make([]string, len(values))
 	for i, v := range values {
-		parts[i] = url.QueryEscape(system + "|" + esc.Replace(v))
+		parts[i] = url.QueryEscape(system + "|" + tokenEscaper.Replace(v))
 	}
 	return strings.Join(parts, ",")
 }
+
+// tokenEscaper escapes a token search value's separators; built once (a
+// visit row's conditional create made one each, 2% of its CPU).
+var tokenEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`)
 
 // Identifiers returns the values of obj's identifiers with system.
 func Identifiers(obj fhir.Object, system string) []string {

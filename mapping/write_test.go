@@ -52,3 +52,13 @@ func TestCommitSplitsAtTheBundleLimit(t *testing.T) {
 		t.Errorf("transactions %v (%d entries), %d created; want 3 transactions, 2,100 entries", door.sizes, total, rep.Created)
 	}
 }
+
+// TestOrListEscapes: a token value's separators are escaped in each part of
+// the OR-list, and the list is query-escaped, for every value alike.
+func TestOrListEscapes(t *testing.T) {
+	got := OrList("http://s", []string{`a,b`, `c|d$e\f`, `plain`})
+	want := `http%3A%2F%2Fs%7Ca%5C%2Cb,http%3A%2F%2Fs%7Cc%5C%7Cd%5C%24e%5C%5Cf,http%3A%2F%2Fs%7Cplain`
+	if got != want {
+		t.Fatalf("OrList: %s, want %s", got, want)
+	}
+}

@@ -96,10 +96,11 @@ func TestBundleTreeRefusesWhatParseNeverMakes(t *testing.T) {
 		value any
 		where string
 	}{
-		{"go int", 3, "multipleBirthInteger"},
-		{"invalid UTF-8", "\xff", "multipleBirthInteger"},
-		{"malformed number", json.Number("1e"), "multipleBirthInteger"},
-		{"too deep", deep, "multipleBirthInteger"},
+		{"go int", 3, "entry[0].resource.multipleBirthInteger"},
+		{"invalid UTF-8", "\xff", "entry[0].resource.multipleBirthInteger"},
+		{"malformed number", json.Number("1e"), "entry[0].resource.multipleBirthInteger"},
+		{"too deep", deep, "entry[0].resource.multipleBirthInteger.extension[0].extension[0]"},
+		{"second of a list", []any{"fine", 3}, "entry[0].resource.multipleBirthInteger[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pat := fhir.Object{"resourceType": "Patient", "multipleBirthInteger": tc.value}
@@ -107,7 +108,7 @@ func TestBundleTreeRefusesWhatParseNeverMakes(t *testing.T) {
 				map[string]any{"resource": pat, "request": map[string]any{"method": "POST", "url": "Patient"}}}}
 			_, err := e.BundleTree(context.Background(), tree, engine.SearchOptions{})
 			fe := fhir.AsError(err)
-			if err == nil || fe.Kind != fhir.Invalid || len(fe.Issues) == 0 || !strings.Contains(fe.Issues[0].Expression, tc.where) {
+			if err == nil || fe.Kind != fhir.Invalid || len(fe.Issues) == 0 || !strings.HasPrefix(fe.Issues[0].Expression, tc.where) {
 				t.Fatalf("got %v, want an Invalid error at %s", err, tc.where)
 			}
 		})

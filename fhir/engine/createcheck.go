@@ -49,6 +49,18 @@ func (e *Engine) checkCreates(ctx context.Context, tx store.Tx, entries []*bundl
 			}
 			continue
 		}
+		// Creates stamped before the write carry the values they were stored
+		// with: those the conditions plainly hold for need no search
+		// (createcheck_index.go).
+		searched := list[:0:0]
+		for _, be := range list {
+			if be.pre != nil && inBoundsByIndex(conds, be.pre.index) {
+				be.inCreateBounds = true
+				continue
+			}
+			searched = append(searched, be)
+		}
+		list = searched
 		idDef, ok := e.params.Param(rt, "_id")
 		if !ok {
 			return fhir.InternalError("access", errNoIDParam)

@@ -73,6 +73,7 @@ type integrityTx struct {
 	store.Tx
 	deleted  []store.Version
 	patients []store.Version
+	indexes  [][]fhir.IndexValue // per patient, its search values (integrity_identity.go)
 }
 
 func (t *integrityTx) Put(ctx context.Context, v store.Version, index []fhir.IndexValue) error {
@@ -85,12 +86,13 @@ func (t *integrityTx) Put(ctx context.Context, v store.Version, index []fhir.Ind
 		t.deleted = append(t.deleted, v)
 	case v.Type == "Patient":
 		t.patients = append(t.patients, v)
+		t.indexes = append(t.indexes, index)
 	}
 	return nil
 }
 
 func (e *Engine) checkIntegrity(ctx context.Context, tx *integrityTx) error {
-	clear, err := e.nhsNumbersClear(ctx, tx, tx.patients) // integrity_batch.go
+	clear, err := e.nhsNumbersClear(ctx, tx, tx.patients, tx.indexes) // integrity_batch.go
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,10 @@ import (
 // checkNHSNumber, which decides and words the refusal as before. An import's
 // transaction writes hundreds of Patients, and each search costs SQL
 // statements that the embedded driver parses every time.
-func (e *Engine) nhsNumbersClear(ctx context.Context, tx store.Reader, patients []store.Version) ([]bool, error) {
+//
+// Each written Patient's numbers come from its search values (indexes, one
+// per Patient; nil: from its body), as writtenIdentity reads them.
+func (e *Engine) nhsNumbersClear(ctx context.Context, tx store.Reader, patients []store.Version, indexes [][]fhir.IndexValue) ([]bool, error) {
 	clear := make([]bool, len(patients))
 	if len(patients) < 2 {
 		return clear, nil
@@ -33,7 +36,11 @@ func (e *Engine) nhsNumbersClear(ctx context.Context, tx store.Reader, patients 
 	var values []fhir.Value
 	seen := map[string]bool{}
 	for i, v := range patients {
-		holds, all, ok := patientIdentity(v.Body) // integrity_identity.go
+		var index []fhir.IndexValue
+		if i < len(indexes) {
+			index = indexes[i]
+		}
+		holds, all, ok := writtenIdentity(v, index) // integrity_identity.go
 		if !ok {
 			return nil, fhir.InternalError("nhs number", errNotObject)
 		}

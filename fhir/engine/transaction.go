@@ -41,6 +41,8 @@ type bundleEntry struct {
 	// noMatch: preResolveCreates found that the ifNoneExist condition matches
 	// nothing (condcreate_batch.go).
 	noMatch bool
+	// pre: the create stamped before the write began (prestamp.go).
+	pre *prestamped
 
 	response BundleEntry // filled in when processed
 }
@@ -338,6 +340,7 @@ func (e *Engine) transaction(ctx context.Context, entries []*bundleEntry, opt Se
 	if err != nil {
 		return nil, err
 	}
+	e.prestamp(sorted, ids, now) // prestamp.go: outside the store's one writer
 	err = e.store.Write(ctx, func(tx store.Tx) error {
 		return e.transactionInTx(ctx, tx, entries, sorted, ids, now, opt, nil)
 	})
@@ -402,8 +405,9 @@ func (e *Engine) transactionInTx(ctx context.Context, tx store.Tx, entries, sort
 			return be.entryError(err)
 		}
 	}
+	confirmPrestamps(sorted, ids) // prestamp.go
 	for _, be := range sorted {
-		if be.resource == nil {
+		if be.resource == nil || be.pre != nil { // prestamped: rewritten already
 			continue
 		}
 		if err := e.rewriteReferences(ctx, tx, be, be.resource, ids); err != nil {
@@ -581,7 +585,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		if be.resource == nil {
 			return nil // a conditional create that matched: response already set
 		}
-		v, index, err := e.stamp(be.resource, be.checked.order, be.rt, be.id, 1, now, "POST")
+		v, index, err := e.stampCreate(be, now) // prestamp.go
 		if err != nil {
 			return err
 		}

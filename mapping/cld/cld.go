@@ -83,8 +83,13 @@ func Import(ctx context.Context, door mapping.Door, run *mapping.Run, r io.Reade
 	if err != nil {
 		return err
 	}
-	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, orgs: map[string]string{}}
-	return mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
+	im := &importer{door: door, run: run, opt: opt, rep: rep, header: cr.Header, orgs: map[string]string{},
+		pipe: &mapping.Pipeline{Door: door, DryRun: opt.DryRun, Report: rep}}
+	err = mapping.Batches(cr, rep, opt.BatchRows, im.parse, func(rows []*row) error { return im.batch(ctx, rows) }, opt.Progress)
+	if werr := im.pipe.Wait(); err == nil {
+		err = werr
+	}
+	return err
 }
 
 type importer struct {
@@ -95,6 +100,7 @@ type importer struct {
 	header []string
 	events mapping.Seen      // event references (duplicates in the file)
 	orgs   map[string]string // CQC location → Organization/id
+	pipe   *mapping.Pipeline // writes a batch while the next is mapped
 }
 
 // date reads a CLD date: YYYY-MM-DD or DD/MM/YYYY.
