@@ -23,10 +23,8 @@ import (
 func (e *Engine) BundleTree(ctx context.Context, bundle fhir.Object, opt SearchOptions) (b *Bundle, err error) {
 	ctx, ia := e.begin(ctx, "transaction", "E", "", "")
 	defer func() { b, err = endBundle(b, e.end(ctx, ia, err)) }()
-	cp, ok := copyTreeFast(bundle, 0, e.limits.MaxDepth)
-	if !ok {
-		// Only now is the path of the refused value worth building.
-		_, err := copyTree(bundle, 0, "", e.limits.MaxDepth)
+	cp, err := copyCheckedTree(bundle, e.limits.MaxDepth)
+	if err != nil {
 		return nil, fhir.WithOp("bundle", err)
 	}
 	obj, _ := cp.(map[string]any)
@@ -34,6 +32,16 @@ func (e *Engine) BundleTree(ctx context.Context, bundle fhir.Object, opt SearchO
 		return nil, fhir.WithOp("bundle", fhir.Errorf(fhir.Invalid, "", "the body must be a JSON object (a FHIR resource)"))
 	}
 	return e.bundle(ctx, ia, obj, nil, opt)
+}
+
+// copyCheckedTree copies v as copyTree does, building no value's FHIRPath
+// unless v holds something copyTree refuses: only then is the path of the
+// refused value worth building, for the error that names it.
+func copyCheckedTree(v any, maxDepth int) (any, error) {
+	if cp, ok := copyTreeFast(v, 0, maxDepth); ok {
+		return cp, nil
+	}
+	return copyTree(v, 0, "", maxDepth)
 }
 
 // copyTreeFast is copyTree without the FHIRPath of each value: ok is false

@@ -52,7 +52,7 @@ func (e *Engine) TransactionWith(ctx context.Context, build BuildFunc, opt Searc
 		if tree == nil {
 			return e.auditInTx(ctx, tx, withRead(audit.Record{Interaction: "transaction", Action: "E"}, l.read))
 		}
-		cp, err := copyTree(tree, 0, "", e.limits.MaxDepth)
+		cp, err := copyCheckedTree(tree, e.limits.MaxDepth)
 		if err != nil {
 			return fhir.WithOp("bundle", err)
 		}
