@@ -218,20 +218,42 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		k := q.Sort[0]
 		col, agg := walkColumn(k)
 		table := tableOf(k.Def.Type)
-		b.add("SELECT w.rid, c.seq, w." + col + " AS k0")
-		for i, k := range q.Sort[1:] {
-			expr, _ := sortKey(&b, q.Type, k)
-			b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
+		// With one sort key and no _has condition (which joins on the
+		// resource's id), the conditions are probed on the index row's rid
+		// and the resource's row is looked up only for a match. A join for
+		// every row walked cost SQLite that lookup before the within list's
+		// check, four times the walk itself (a provider's referrals awaiting
+		// a start pass over 7,500 index rows before the first of theirs).
+		byRid := len(q.Sort) == 1 && !anyHas(others)
+		if byRid {
+			var probe builder
+			if _, err := conditions(&probe, nil, "w", q.Type, others, 0); err != nil {
+				return false, "", last, 0, err
+			}
+			b.add("SELECT w.rid, CASE WHEN 1"+probe.sql.String(), probe.args...)
+			b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
+			// The match's version (NULL: the resource is deleted).
+			b.add(" THEN (SELECT c.seq FROM current c WHERE c.rid = w.rid AND c.deleted = 0) END, w." + col + " AS k0, 1")
+		} else {
+			b.add("SELECT w.rid, c.seq, w." + col + " AS k0")
+			for i, k := range q.Sort[1:] {
+				expr, _ := sortKey(&b, q.Type, k)
+				b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
+			}
+			// The conditions first: most rows fail one, and the check that this
+			// index row holds the resource's sort value costs a seek per row.
+			b.add(", CASE WHEN 1"+cond.sql.String(), cond.args...)
+			b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?) THEN 1 ELSE 0 END", q.Type, k.Def.Code)
 		}
-		// The conditions first: most rows fail one, and the check that this
-		// index row holds the resource's sort value costs a seek per row.
-		b.add(", CASE WHEN 1"+cond.sql.String(), cond.args...)
-		b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?) THEN 1 ELSE 0 END", q.Type, k.Def.Code)
 		using := ""
 		if k.Def.Type == fhir.TypeDate && k.Descending {
 			using = " INDEXED BY idx_date_hi"
 		}
-		b.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
+		if byRid {
+			b.add(" FROM "+table+" w"+using+" WHERE w.type = ? AND w.param = ? AND w.rid > 0", q.Type, k.Def.Code)
+		} else {
+			b.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
+		}
 		if plan.within != "" {
 			b.add(" AND +w.rid IN (SELECT value FROM json_each(?))", plan.within)
 		}
