@@ -310,6 +310,10 @@ const (
 	// returns each with the index of its pair.
 	keyCarriers = `SELECT r.rid, p.key FROM json_each(?1) p CROSS JOIN json_each(?2) i
 		CROSS JOIN idx_reference r ON r.type = json_extract(p.value, '$[0]') AND r.param = json_extract(p.value, '$[1]') AND r.ref_id = i.value AND r.ref_type = ?3`
+	// keyCarriersOne is keyCarriers for one pair (?1 type, ?2 reference
+	// parameter) and one id ?3 of type ?4, the common case (a person
+	// created): no JSON to parse, and the rows come from the primary key.
+	keyCarriersOne = `SELECT rid FROM idx_reference WHERE type = ?1 AND param = ?2 AND ref_id = ?3 AND ref_type = ?4`
 	// keyTargets lists the ids of type ?4 that the resources ?1 (of type ?2)
 	// point to by reference ?3.
 	keyTargets = `SELECT DISTINCT ref_id FROM idx_reference INDEXED BY idx_reference_rid WHERE rid IN (SELECT value FROM json_each(?1)) AND type = ?2 AND param = ?3 AND ref_type = ?4`
@@ -335,6 +339,7 @@ const (
 type keyStmts struct {
 	refInsert, refInsertRef, hasInsert, del, targets, rids pair
 	tokens, tokensRef, carrier, carriers, dataVersion      *sql.Stmt
+	carriersOne                                            *sql.Stmt
 }
 
 // pair is a statement for many values ([0]) and for one ([1]).
@@ -349,6 +354,7 @@ func (ks *keyStmts) prepare(prep func(string) *sql.Stmt) {
 	ks.refInsert, ks.refInsertRef, ks.hasInsert, ks.del = both(keyRefInsert), both(keyRefInsertRef), both(keyHasInsert), both(keyDelete)
 	ks.targets, ks.rids = both(keyTargets), both(keyRids)
 	ks.tokens, ks.tokensRef, ks.carrier, ks.carriers = prep(keyTokens), prep(keyTokensRef), prep(keyCarrier), prep(keyCarriers)
+	ks.carriersOne = prep(keyCarriersOne)
 	ks.dataVersion = prep(`PRAGMA data_version`)
 }
 
@@ -682,6 +688,17 @@ func (t *txn) carriersOf(ctx context.Context, d *keyDirt) error {
 		}
 	}
 	for typ, ks := range byType {
+		if len(ks) == 1 && len(ids[typ]) == 1 {
+			id := keysOf(ids[typ])[0]
+			rids, err := t.queryInts(ctx, t.stmts.keys.carriersOne, ks[0].typ, ks[0].ref, id, typ)
+			if err != nil {
+				return err
+			}
+			for _, rid := range rids {
+				addTo(&d.rids, ks[0], rid, true)
+			}
+			continue
+		}
 		pairs := make([][2]string, len(ks))
 		for i, k := range ks {
 			pairs[i] = [2]string{k.typ, k.ref}

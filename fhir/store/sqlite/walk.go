@@ -218,45 +218,80 @@ func walkPage(ctx context.Context, db querier, q *fhir.Query, kinds []byte, plan
 		k := q.Sort[0]
 		col, agg := walkColumn(k)
 		table := tableOf(k.Def.Type)
-		b.add("SELECT w.rid, c.seq, w." + col + " AS k0")
-		for i, k := range q.Sort[1:] {
-			expr, _ := sortKey(&b, q.Type, k)
-			b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
+		// With one sort key and no _has condition (which joins on the
+		// resource's id), the index rows are read and ordered alone, with
+		// no other column, and only the rows the page reads are probed:
+		// their conditions on the index row's rid, and the resource's row
+		// for a match. SQLite sorts a whole run of equal sort values (a
+		// day's referrals) before it gives the first row of it, and probed
+		// every row of the run first when the probes were columns of the
+		// sorted rows; it also joined current for every row walked before
+		// the within list's check.
+		byRid := len(q.Sort) == 1 && !anyHas(others)
+		var order builder // the index rows walked, in the page's order
+		if byRid {
+			var probe builder
+			if _, err := conditions(&probe, nil, "w", q.Type, others, 0); err != nil {
+				return false, "", last, 0, err
+			}
+			b.add("SELECT w.rid, CASE WHEN 1"+probe.sql.String(), probe.args...)
+			b.add(" AND w.k0 = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?)", q.Type, k.Def.Code)
+			// The match's version (NULL: the resource is deleted).
+			b.add(" THEN (SELECT c.seq FROM current c WHERE c.rid = w.rid AND c.deleted = 0) END, w.k0, 1")
+			order.add("SELECT w.rid AS rid, w." + col + " AS k0")
+		} else {
+			b.add("SELECT w.rid, c.seq, w." + col + " AS k0")
+			for i, k := range q.Sort[1:] {
+				expr, _ := sortKey(&b, q.Type, k)
+				b.sql.WriteString(", " + expr + " AS k" + strconv.Itoa(i+1))
+			}
+			// The conditions first: most order fail one, and the check that this
+			// index row holds the resource's sort value costs a seek per row.
+			b.add(", CASE WHEN 1"+cond.sql.String(), cond.args...)
+			b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?) THEN 1 ELSE 0 END", q.Type, k.Def.Code)
 		}
-		// The conditions first: most rows fail one, and the check that this
-		// index row holds the resource's sort value costs a seek per row.
-		b.add(", CASE WHEN 1"+cond.sql.String(), cond.args...)
-		b.add(" AND w."+col+" = (SELECT "+agg+"("+col+") FROM "+table+" WHERE rid = w.rid AND type = ? AND param = ?) THEN 1 ELSE 0 END", q.Type, k.Def.Code)
 		using := ""
 		if k.Def.Type == fhir.TypeDate && k.Descending {
 			using = " INDEXED BY idx_date_hi"
 		}
-		b.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
+		if byRid {
+			order.add(" FROM "+table+" w"+using+" WHERE w.type = ? AND w.param = ? AND w.rid > 0", q.Type, k.Def.Code)
+		} else {
+			order.add(" FROM "+table+" w"+using+" CROSS JOIN current c ON c.rid = w.rid WHERE w.type = ? AND w.param = ? AND w.rid > 0 AND c.deleted = 0", q.Type, k.Def.Code)
+		}
 		if plan.within != "" {
-			b.add(" AND +w.rid IN (SELECT value FROM json_each(?))", plan.within)
+			order.add(" AND +w.rid IN (SELECT value FROM json_each(?))", plan.within)
 		}
 		if q.Cursor != "" {
 			op := " >= ?"
 			if k.Descending {
 				op = " <= ?"
 			}
-			b.add(" AND w."+col+op, vals[0])
-			b.add(" AND ")
-			keysetAfter(&b, q.Sort, vals, "k", "w.rid", from.RID)
+			order.add(" AND w."+col+op, vals[0])
+			order.add(" AND ")
+			keysetAfter(&order, q.Sort, vals, "k", "w.rid", from.RID)
 		}
-		b.add(" ORDER BY ")
+		order.add(" ORDER BY ")
 		for i, k := range q.Sort {
 			name := "k" + strconv.Itoa(i)
 			if i == 0 {
 				name = "w." + col
 			}
 			if k.Descending {
-				b.add(name + " DESC, ")
+				order.add(name + " DESC, ")
 			} else {
-				b.add(name + " ASC, ")
+				order.add(name + " ASC, ")
 			}
 		}
-		b.add("w.rid ASC")
+		order.add("w.rid ASC")
+		if byRid {
+			// OFFSET keeps SQLite from flattening the subquery into the
+			// probing query (which would probe before sorting again): it
+			// runs as a co-routine whose order the probes read in its order.
+			b.add(" FROM ("+order.sql.String()+" LIMIT -1 OFFSET 0) w", order.args...)
+		} else {
+			b.add(order.sql.String(), order.args...)
+		}
 	} else if plan.driver >= 0 {
 		// The driver's index rows (rowOrdered) in row id order. Without a
 		// _has condition each row is probed for the others on its row id

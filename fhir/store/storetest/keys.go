@@ -395,6 +395,19 @@ func testPlanOrganisations(w *keyWorld) {
 	w.expect("a person restored", [][3]string{{"CarePlan", plansOf + "m2", "cp1"}})
 	w.write("-CarePlan/cp1")
 	w.expect("a plan deleted", [][3]string{{"CarePlan", plansOf + "m2", ""}})
+	// Two plans, each in its own transaction, before their person; the
+	// person then changed in an element the key does not read, then moved.
+	w.write(keyPlan("cp4", "ps"))
+	w.write(keyPlan("cp5", "ps"))
+	w.write(keyPerson("ps", "m5"))
+	w.expect("two plans before their person", [][3]string{{"CarePlan", plansOf + "m5", "cp4 cp5"}})
+	w.write(`{"resourceType":"Patient","id":"ps","name":[{"family":"Jones"}],"managingOrganization":{"reference":"Organization/m5"}}`)
+	w.expect("the person renamed", [][3]string{{"CarePlan", plansOf + "m5", "cp4 cp5"}})
+	w.write(keyPerson("ps", "m6"))
+	w.expect("the renamed person moved", [][3]string{
+		{"CarePlan", plansOf + "m5", ""},
+		{"CarePlan", plansOf + "m6", "cp4 cp5"},
+	})
 	// One transaction: a plan, its person, the person moved again.
 	w.write(keyPlan("cp3", "pr"), keyPerson("pr", "m3"), keyPerson("pr", "m4"))
 	w.expect("one transaction", [][3]string{
