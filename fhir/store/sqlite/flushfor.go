@@ -8,21 +8,33 @@ import (
 
 // flushFor inserts the buffered search values a search of q inside the
 // transaction can read, and leaves the rest buffered for the batch's one
-// flush before COMMIT. A conditional create's search (an acute referral's
-// Patient by NHS number) then inserts a few token rows of one type, rather
-// than every value the batch's earlier requests wrote, each table in
-// statements of its own; a query that reaches other types or tables
-// (chains, _has, includes, a compartment, parameters without a table of
-// their own) flushes everything.
-func (t *txn) flushFor(ctx context.Context, q *fhir.Query) error {
-	tables, ok := tablesRead(q)
-	if !ok {
+// flush before COMMIT. Every index row a search reads is named by its table,
+// type and param (the SQL asks "type = ? AND param = ?" at every level), so
+// only the buffered rows of those are inserted: a conditional create's
+// search (an acute referral's Patient by NHS number) inserts a few token
+// rows, and a policy check inside a write (the outbox's judgement of a
+// CarePlan against a care provider's conditions, a bounded caller's "as
+// written" check: _id, a chain on subject, a _has through the referrals)
+// inserts the written resource's _id and subject rows rather than all its
+// values in a statement per table. rq is q as the store runs it (keys.rewrite:
+// a chain a denormalised key holds reads the key's rows). A query that
+// reaches rows not named so (a compartment, includes), or one with chains
+// while keys are stale (their rows are recomputed by flush), flushes
+// everything.
+func (t *txn) flushFor(ctx context.Context, q, rq *fhir.Query) error {
+	if len(t.pending) == 0 && t.dirt.empty() {
+		return nil
+	}
+	read := rowsRead{}
+	if !read.add(rq) || (!t.dirt.empty() && chained(q)) {
 		return t.flush(ctx)
 	}
-	for table := range tables {
+	for table, rows := range t.pending {
 		var mine, rest [][]any
-		for _, r := range t.pending[table] {
-			if r[1] == q.Type { // the rows' type column
+		for _, r := range rows {
+			typ, _ := r[1].(string)   // the rows' type column
+			param, _ := r[2].(string) // and param column
+			if read[rowsOf{table, typ, param}] {
 				mine = append(mine, r)
 			} else {
 				rest = append(rest, r)
@@ -43,26 +55,66 @@ func (t *txn) flushFor(ctx context.Context, q *fhir.Query) error {
 	return nil
 }
 
-// tablesRead names the index tables a search of q reads, all of them rows of
-// q.Type; ok is false when the search may read more than that.
-func tablesRead(q *fhir.Query) (map[string]bool, bool) {
-	if q.Type == "" || q.Compartment != nil || len(q.Include) > 0 {
-		return nil, false
+// rowsOf names the index rows of one table, type and param.
+type rowsOf struct{ table, typ, param string }
+
+// rowsRead is the index rows a search reads.
+type rowsRead map[rowsOf]bool
+
+// add notes the rows a search of q reads, with those of its chains and
+// reverse chains; false when it may read others too.
+func (r rowsRead) add(q *fhir.Query) bool {
+	if q == nil || q.Type == "" || q.Compartment != nil || len(q.Include) > 0 {
+		return false
 	}
-	tables := map[string]bool{}
 	for _, p := range q.Params {
-		if p.Def == nil || len(p.Chain) > 0 || p.Has != nil || tableOf(p.Def.Type) == "" {
-			return nil, false
+		switch {
+		case p.Has != nil:
+			if p.Has.Ref == nil || p.Has.Query == nil || p.Has.Query.Type != p.Has.Type {
+				return false
+			}
+			r[rowsOf{"idx_reference", p.Has.Type, p.Has.Ref.Code}] = true
+			if !r.add(p.Has.Query) {
+				return false
+			}
+		case len(p.Chain) > 0:
+			if p.Def == nil {
+				return false
+			}
+			r[rowsOf{"idx_reference", q.Type, p.Def.Code}] = true
+			for _, c := range p.Chain {
+				if !r.add(c) {
+					return false
+				}
+			}
+		default:
+			if p.Def == nil || tableOf(p.Def.Type) == "" {
+				return false
+			}
+			param := p.Def.Code
+			if p.Modifier == "of-type" {
+				param += ":of-type" // the rows extraction keeps for :of-type
+			}
+			r[rowsOf{tableOf(p.Def.Type), q.Type, param}] = true
 		}
-		tables[tableOf(p.Def.Type)] = true
 	}
 	for _, s := range q.Sort {
 		if s.Def == nil || tableOf(s.Def.Type) == "" {
-			return nil, false
+			return false
 		}
-		tables[tableOf(s.Def.Type)] = true
+		r[rowsOf{tableOf(s.Def.Type), q.Type, s.Def.Code}] = true
 	}
-	return tables, true
+	return true
+}
+
+// chained reports whether q has a chain or a reverse chain.
+func chained(q *fhir.Query) bool {
+	for _, p := range q.Params {
+		if len(p.Chain) > 0 || p.Has != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // insertRows inserts rows into table with multi-row INSERTs of at most
