@@ -8,33 +8,33 @@ import (
 
 // flushFor inserts the buffered search values a search of q inside the
 // transaction can read, and leaves the rest buffered for the batch's one
-// flush before COMMIT. Every index row a search reads is named by its table,
-// type and param (the SQL asks "type = ? AND param = ?" at every level), so
-// only the buffered rows of those are inserted: a conditional create's
-// search (an acute referral's Patient by NHS number) inserts a few token
-// rows, and a policy check inside a write (the outbox's judgement of a
-// CarePlan against a care provider's conditions, a bounded caller's "as
-// written" check: _id, a chain on subject, a _has through the referrals)
-// inserts the written resource's _id and subject rows rather than all its
-// values in a statement per table. rq is q as the store runs it (keys.rewrite:
-// a chain a denormalised key holds reads the key's rows). A query that
-// reaches rows not named so (a compartment, includes), or one with chains
-// while keys are stale (their rows are recomputed by flush), flushes
-// everything.
+// flush before COMMIT (rq is q as the store runs it, keys.rewrite: a chain a
+// denormalised key holds reads the key's rows). A search of one type's own
+// parameters (a conditional create's search: an acute referral's Patient by
+// NHS number) inserts the rows of that type in the tables it reads, rather
+// than every value the batch's earlier requests wrote. A search with chains
+// or reverse chains (a policy check inside a write: a bounded caller's "as
+// written" check, the outbox's judgement of a CarePlan against a care
+// provider's conditions, _id and a chain on subject to a _has through the
+// referrals) inserts every buffered row of the tables it reads (there,
+// idx_token and idx_reference) in one statement each, and leaves the others
+// (dates, strings, numbers, URIs) to the batch's flush, instead of all six
+// tables in statements of their own at every such check of a batch. A query
+// that reaches other rows (a compartment, includes), or chains while the
+// keys are stale (flush recomputes them from every row), flushes everything.
 func (t *txn) flushFor(ctx context.Context, q, rq *fhir.Query) error {
 	if len(t.pending) == 0 && t.dirt.empty() {
 		return nil
 	}
-	read := rowsRead{}
-	if !read.add(rq) || (!t.dirt.empty() && chained(q)) {
+	tables := map[string]bool{}
+	chain := chained(q)
+	if !tablesRead(rq, tables) || (chain && !t.dirt.empty()) {
 		return t.flush(ctx)
 	}
-	for table, rows := range t.pending {
+	for table := range tables {
 		var mine, rest [][]any
-		for _, r := range rows {
-			typ, _ := r[1].(string)   // the rows' type column
-			param, _ := r[2].(string) // and param column
-			if read[rowsOf{table, typ, param}] {
+		for _, r := range t.pending[table] {
+			if chain || r[1] == q.Type { // the rows' type column
 				mine = append(mine, r)
 			} else {
 				rest = append(rest, r)
@@ -55,35 +55,27 @@ func (t *txn) flushFor(ctx context.Context, q, rq *fhir.Query) error {
 	return nil
 }
 
-// rowsOf names the index rows of one table, type and param.
-type rowsOf struct{ table, typ, param string }
-
-// rowsRead is the index rows a search reads.
-type rowsRead map[rowsOf]bool
-
-// add notes the rows a search of q reads, with those of its chains and
-// reverse chains; false when it may read others too.
-func (r rowsRead) add(q *fhir.Query) bool {
+// tablesRead adds to tables the index tables a search of q reads, with
+// those its chains and reverse chains read; false when it may read other
+// rows too.
+func tablesRead(q *fhir.Query, tables map[string]bool) bool {
 	if q == nil || q.Type == "" || q.Compartment != nil || len(q.Include) > 0 {
 		return false
 	}
 	for _, p := range q.Params {
 		switch {
 		case p.Has != nil:
-			if p.Has.Ref == nil || p.Has.Query == nil || p.Has.Query.Type != p.Has.Type {
+			if p.Has.Ref == nil || p.Has.Query == nil || !tablesRead(p.Has.Query, tables) {
 				return false
 			}
-			r[rowsOf{"idx_reference", p.Has.Type, p.Has.Ref.Code}] = true
-			if !r.add(p.Has.Query) {
-				return false
-			}
+			tables["idx_reference"] = true
 		case len(p.Chain) > 0:
 			if p.Def == nil {
 				return false
 			}
-			r[rowsOf{"idx_reference", q.Type, p.Def.Code}] = true
+			tables["idx_reference"] = true
 			for _, c := range p.Chain {
-				if !r.add(c) {
+				if !tablesRead(c, tables) {
 					return false
 				}
 			}
@@ -91,18 +83,14 @@ func (r rowsRead) add(q *fhir.Query) bool {
 			if p.Def == nil || tableOf(p.Def.Type) == "" {
 				return false
 			}
-			param := p.Def.Code
-			if p.Modifier == "of-type" {
-				param += ":of-type" // the rows extraction keeps for :of-type
-			}
-			r[rowsOf{tableOf(p.Def.Type), q.Type, param}] = true
+			tables[tableOf(p.Def.Type)] = true
 		}
 	}
 	for _, s := range q.Sort {
 		if s.Def == nil || tableOf(s.Def.Type) == "" {
 			return false
 		}
-		r[rowsOf{tableOf(s.Def.Type), q.Type, s.Def.Code}] = true
+		tables[tableOf(s.Def.Type)] = true
 	}
 	return true
 }
