@@ -8,21 +8,33 @@ import (
 
 // flushFor inserts the buffered search values a search of q inside the
 // transaction can read, and leaves the rest buffered for the batch's one
-// flush before COMMIT. A conditional create's search (an acute referral's
-// Patient by NHS number) then inserts a few token rows of one type, rather
-// than every value the batch's earlier requests wrote, each table in
-// statements of its own; a query that reaches other types or tables
-// (chains, _has, includes, a compartment, parameters without a table of
-// their own) flushes everything.
-func (t *txn) flushFor(ctx context.Context, q *fhir.Query) error {
-	tables, ok := tablesRead(q)
-	if !ok {
+// flush before COMMIT (rq is q as the store runs it, keys.rewrite: a chain a
+// denormalised key holds reads the key's rows). A search of one type's own
+// parameters (a conditional create's search: an acute referral's Patient by
+// NHS number) inserts the rows of that type in the tables it reads, rather
+// than every value the batch's earlier requests wrote. A search with chains
+// or reverse chains (a policy check inside a write: a bounded caller's "as
+// written" check, the outbox's judgement of a CarePlan against a care
+// provider's conditions, _id and a chain on subject to a _has through the
+// referrals) inserts every buffered row of the tables it reads (there,
+// idx_token and idx_reference) in one statement each, and leaves the others
+// (dates, strings, numbers, URIs) to the batch's flush, instead of all six
+// tables in statements of their own at every such check of a batch. A query
+// that reaches other rows (a compartment, includes), or chains while the
+// keys are stale (flush recomputes them from every row), flushes everything.
+func (t *txn) flushFor(ctx context.Context, q, rq *fhir.Query) error {
+	if len(t.pending) == 0 && t.dirt.empty() {
+		return nil
+	}
+	tables := map[string]bool{}
+	chain := chained(q)
+	if !tablesRead(rq, tables) || (chain && !t.dirt.empty()) {
 		return t.flush(ctx)
 	}
 	for table := range tables {
 		var mine, rest [][]any
 		for _, r := range t.pending[table] {
-			if r[1] == q.Type { // the rows' type column
+			if chain || r[1] == q.Type { // the rows' type column
 				mine = append(mine, r)
 			} else {
 				rest = append(rest, r)
@@ -43,26 +55,54 @@ func (t *txn) flushFor(ctx context.Context, q *fhir.Query) error {
 	return nil
 }
 
-// tablesRead names the index tables a search of q reads, all of them rows of
-// q.Type; ok is false when the search may read more than that.
-func tablesRead(q *fhir.Query) (map[string]bool, bool) {
-	if q.Type == "" || q.Compartment != nil || len(q.Include) > 0 {
-		return nil, false
+// tablesRead adds to tables the index tables a search of q reads, with
+// those its chains and reverse chains read; false when it may read other
+// rows too.
+func tablesRead(q *fhir.Query, tables map[string]bool) bool {
+	if q == nil || q.Type == "" || q.Compartment != nil || len(q.Include) > 0 {
+		return false
 	}
-	tables := map[string]bool{}
 	for _, p := range q.Params {
-		if p.Def == nil || len(p.Chain) > 0 || p.Has != nil || tableOf(p.Def.Type) == "" {
-			return nil, false
+		switch {
+		case p.Has != nil:
+			if p.Has.Ref == nil || p.Has.Query == nil || !tablesRead(p.Has.Query, tables) {
+				return false
+			}
+			tables["idx_reference"] = true
+		case len(p.Chain) > 0:
+			if p.Def == nil {
+				return false
+			}
+			tables["idx_reference"] = true
+			for _, c := range p.Chain {
+				if !tablesRead(c, tables) {
+					return false
+				}
+			}
+		default:
+			if p.Def == nil || tableOf(p.Def.Type) == "" {
+				return false
+			}
+			tables[tableOf(p.Def.Type)] = true
 		}
-		tables[tableOf(p.Def.Type)] = true
 	}
 	for _, s := range q.Sort {
 		if s.Def == nil || tableOf(s.Def.Type) == "" {
-			return nil, false
+			return false
 		}
 		tables[tableOf(s.Def.Type)] = true
 	}
-	return tables, true
+	return true
+}
+
+// chained reports whether q has a chain or a reverse chain.
+func chained(q *fhir.Query) bool {
+	for _, p := range q.Params {
+		if len(p.Chain) > 0 || p.Has != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // insertRows inserts rows into table with multi-row INSERTs of at most

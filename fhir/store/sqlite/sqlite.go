@@ -607,10 +607,11 @@ func (t *txn) Read(ctx context.Context, typ, id string) (store.Version, error) {
 
 // Search searches as this transaction sees the store.
 func (t *txn) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	if err := t.flushFor(ctx, q); err != nil {
+	rq := t.keys.rewrite(q)
+	if err := t.flushFor(ctx, q, rq); err != nil {
 		return nil, err
 	}
-	return search(ctx, t.q, t.keys.rewrite(q), sampleLimit)
+	return search(ctx, t.q, rq, sampleLimit)
 }
 
 // lastSQL finds the version of a type written last (versions_type_seq serves it).
