@@ -69,6 +69,11 @@ type Journal struct {
 	gather chan struct{}
 	want   int
 	syncs  int64 // successful fdatasyncs of lines
+	// room is closed (and replaced) whenever materialised entries or Close
+	// may have made room for an Append waiting in a full journal, which
+	// waits up to fullWait for it.
+	room     chan struct{}
+	fullWait time.Duration
 }
 
 // Entry is one AuditEvent in the journal: its id, when it was recorded, and
@@ -124,6 +129,7 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 	}
 	j := &Journal{path: path, max: max, f: f, durable: make(chan struct{}, 1), gather: make(chan struct{}, 1), backlog: len(entries), ready: entries, recovered: len(entries), off: good, seq: seq, size: size}
 	j.extended = sync.NewCond(&j.mu)
+	j.room, j.fullWait = make(chan struct{}), DefaultFullWait
 	if len(entries) > 0 {
 		j.durable <- struct{}{}
 	}
@@ -132,6 +138,60 @@ func OpenJournal(path string, max int) (*Journal, int, error) {
 
 // DefaultJournalMax is the default bound of entries waiting in a journal.
 const DefaultJournalMax = 65536
+
+// DefaultFullWait is how long Append waits, by default, for room in a full
+// journal before it refuses with ErrJournalFull. Interactions that come
+// faster than their AuditEvents are materialised are slowed to that pace
+// (back-pressure) rather than refused; only a materialiser stalled for this
+// long turns them away.
+const DefaultFullWait = 5 * time.Second
+
+// SetFullWait sets how long Append waits for room in a full journal before
+// it refuses with ErrJournalFull (DefaultFullWait until set; 0 refuses at
+// once).
+func (j *Journal) SetFullWait(d time.Duration) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.fullWait = d
+}
+
+// madeRoom wakes the Appends waiting for room. j.mu is held.
+func (j *Journal) madeRoom() {
+	close(j.room)
+	j.room = make(chan struct{})
+}
+
+// waitForRoom waits, with j.mu held (and released while it waits), until the
+// journal has room for one more entry, it is closed or failed, or fullWait
+// has passed: then ErrJournalFull.
+func (j *Journal) waitForRoom() error {
+	var deadline <-chan time.Time
+	for len(j.pending)+len(j.written)+j.backlog >= j.max {
+		if j.closed || j.failed != nil {
+			return nil // the caller reports which
+		}
+		if deadline == nil {
+			if j.fullWait <= 0 {
+				return ErrJournalFull
+			}
+			t := time.NewTimer(j.fullWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		room := j.room
+		j.mu.Unlock()
+		select {
+		case <-room:
+			j.mu.Lock()
+		case <-deadline:
+			j.mu.Lock()
+			if len(j.pending)+len(j.written)+j.backlog >= j.max {
+				return ErrJournalFull
+			}
+		}
+	}
+	return nil
+}
 
 // journalSize is the size the journal file is preallocated to at first, and
 // the step by which it is extended ahead of the lines while many entries wait
@@ -266,8 +326,9 @@ func appendLine(buf []byte, seq uint64, body []byte) []byte {
 }
 
 // Append writes e to the journal and returns once it is durable (fsynced),
-// sharing the write and fsync with every entry appended meanwhile. A full
-// journal is ErrJournalFull at once.
+// sharing the write and fsync with every entry appended meanwhile. In a full
+// journal it waits for room (SetFullWait) and then refuses with
+// ErrJournalFull.
 func (j *Journal) Append(e Entry) error {
 	line, err := encodeEntry(e)
 	if err != nil {
@@ -275,6 +336,10 @@ func (j *Journal) Append(e Entry) error {
 	}
 	w := &journalWrite{line: line, entry: e, done: make(chan error, 1)}
 	j.mu.Lock()
+	if err := j.waitForRoom(); err != nil {
+		j.mu.Unlock()
+		return err
+	}
 	if j.closed {
 		j.mu.Unlock()
 		return errors.New("the audit journal is closed")
@@ -283,10 +348,6 @@ func (j *Journal) Append(e Entry) error {
 		err := j.failed
 		j.mu.Unlock()
 		return fmt.Errorf("the audit journal failed: %w", err)
-	}
-	if len(j.pending)+len(j.written)+j.backlog >= j.max {
-		j.mu.Unlock()
-		return ErrJournalFull
 	}
 	j.pending = append(j.pending, w)
 	if j.want > 0 && len(j.pending) >= j.want {
@@ -382,6 +443,7 @@ func (j *Journal) flush() {
 		}
 		if _, err := j.f.WriteAt(buf, j.off); err != nil {
 			j.failed = err
+			j.madeRoom() // Appends waiting for room are refused now
 			j.mu.Unlock()
 			for _, w := range batch {
 				w.done <- err
@@ -404,6 +466,7 @@ func (j *Journal) flush() {
 			// After a failed fsync the file's state is unknown: the journal
 			// refuses everything from now on (the server answers 503).
 			j.failed = err
+			j.madeRoom() // Appends waiting for room are refused now
 			done, j.written = j.written, nil
 		} else {
 			n := 0
@@ -480,6 +543,9 @@ func (j *Journal) Materialised(n int) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.backlog -= n
+	if n > 0 {
+		j.madeRoom()
+	}
 	if j.backlog > 0 || len(j.pending) > 0 || len(j.written) > 0 || len(j.ready) > 0 || j.closed {
 		return nil
 	}
@@ -530,6 +596,7 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
+	j.madeRoom()
 	return j.f.Close()
 }
 

@@ -81,13 +81,15 @@ func TestJournalRecovers(t *testing.T) {
 	j.Close()
 }
 
-// TestJournalFull: past its bound, Append refuses at once.
+// TestJournalFull: past its bound, with no wait for room, Append refuses at
+// once.
 func TestJournalFull(t *testing.T) {
 	j, _, err := audit.OpenJournal(filepath.Join(t.TempDir(), "j"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer j.Close()
+	j.SetFullWait(0)
 	for _, id := range []string{"a", "b"} {
 		if err := j.Append(entry(id)); err != nil {
 			t.Fatal(err)
@@ -181,5 +183,50 @@ func TestJournalConcurrentAppends(t *testing.T) {
 	}
 	if n != 800 || len(seen) != len(acked) {
 		t.Fatalf("recovered %d (%d distinct), want the %d acknowledged", n, len(seen), len(acked))
+	}
+}
+
+// TestJournalFullWaits: an Append in a full journal waits for the
+// materialiser to make room (back-pressure) instead of refusing, and refuses
+// with ErrJournalFull only once its wait has passed with no room made.
+func TestJournalFullWaits(t *testing.T) {
+	j, _, err := audit.OpenJournal(filepath.Join(t.TempDir(), "j"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.SetFullWait(10 * time.Second)
+	for _, id := range []string{"a", "b"} {
+		if err := j.Append(entry(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appended := make(chan error, 1)
+	go func() { appended <- j.Append(entry("c")) }()
+	select {
+	case err := <-appended:
+		t.Fatalf("append into a full journal returned %v before room was made", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	j.Materialised(len(j.Take(1)))
+	select {
+	case err := <-appended:
+		if err != nil {
+			t.Fatalf("append after room was made: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("append still waiting after room was made")
+	}
+	if d := j.Depth(); d != 2 {
+		t.Fatalf("depth %d, want 2", d)
+	}
+
+	j.SetFullWait(50 * time.Millisecond)
+	start := time.Now()
+	if err := j.Append(entry("d")); !errors.Is(err, audit.ErrJournalFull) {
+		t.Fatalf("append with no room made: %v, want ErrJournalFull", err)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Fatalf("refused after %v, before its wait", waited)
 	}
 }
