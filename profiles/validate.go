@@ -166,11 +166,19 @@ func (l *loc) write(b *strings.Builder) {
 		return
 	}
 	l.up.write(b)
-	b.WriteByte('.')
-	b.WriteString(l.key)
-	if l.idx >= 0 {
+	writeStep(b, l.key, l.idx)
+}
+
+// writeStep writes one step of a FHIRPath to b: ".key" unless key is empty,
+// then "[idx]" when idx is not negative.
+func writeStep(b *strings.Builder, key string, idx int) {
+	if key != "" {
+		b.WriteByte('.')
+		b.WriteString(key)
+	}
+	if idx >= 0 {
 		b.WriteByte('[')
-		b.WriteString(strconv.Itoa(l.idx))
+		b.WriteString(strconv.Itoa(idx))
 		b.WriteByte(']')
 	}
 }
@@ -495,15 +503,7 @@ func (p *extPath) String() string {
 	var b strings.Builder
 	b.WriteString(p.root)
 	for _, s := range p.segs {
-		if s.key != "" {
-			b.WriteByte('.')
-			b.WriteString(s.key)
-		}
-		if s.idx >= 0 {
-			b.WriteByte('[')
-			b.WriteString(strconv.Itoa(s.idx))
-			b.WriteByte(']')
-		}
+		writeStep(&b, s.key, s.idx)
 	}
 	return b.String()
 }
