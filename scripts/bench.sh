@@ -153,3 +153,16 @@ printf 'HL7 v2 parse, one core:         %8s msgs/s  [>= 100000]\n' "$(median Ben
 printf 'ADT over 1 MLLP connection:     %8s msgs/s  [>= 2000]  (%s ms CPU/msg; raw synced store write of the same resources: %s msgs/s, %s ms CPU/msg)\n' "$(median BenchmarkADTOverMLLPDurable msgs/s </tmp/crs-bench-mllp.txt)" "$(median BenchmarkADTOverMLLPDurable cpu-ms/msg </tmp/crs-bench-mllp.txt)" "$(median BenchmarkRawStoreWriteDurable msgs/s </tmp/crs-bench-mllp.txt)" "$(median BenchmarkRawStoreWriteDurable cpu-ms/msg </tmp/crs-bench-mllp.txt)"
 printf 'ADT over MLLP, the disk floor:  %8s synced 4 KiB writes/s, one writer (a durable ACK waits for one)\n' "$(median BenchmarkSyncedWrite syncs/s </tmp/crs-bench-mllp.txt)"
 printf 'ADT over 8 MLLP connections:    %8s msgs/s  [>= 5000]  (%s SQLite commits/msg; raw synced store write, 8 writers: %s msgs/s)\n' "$(median BenchmarkADTOverMLLP8Durable msgs/s </tmp/crs-bench-mllp.txt)" "$(median BenchmarkADTOverMLLP8Durable commits/msg </tmp/crs-bench-mllp.txt)" "$(median BenchmarkRawStoreWrite8Durable msgs/s </tmp/crs-bench-mllp.txt)"
+echo "== Subscriptions: CPU per durable CarePlan update with none, 10,000 per-person filtered, 10,000 of one other provider unfiltered, and the same 10,000 stored off; a change reaching a rest-hook receiver at 1,000 writes/s, $COUNT runs"
+go test -run '^$' -bench 'BenchmarkWriteWithSubscriptions' -benchtime 2000x -count "$COUNT" -timeout 60m ./subscriptions/ | tee /tmp/crs-bench-subs.txt
+CRS_BENCH_DURABLE=1 CRS_BENCH_RATE=1000 CRS_BENCH_SECONDS=10 go test -run '^$' -bench 'BenchmarkNotificationAtRate$' -benchtime 1x ./subscriptions/ | tee -a /tmp/crs-bench-subs.txt
+s0=$(median BenchmarkWriteWithSubscriptions/subscriptions=0 cpu-µs/write </tmp/crs-bench-subs.txt)
+for c in per-person=10000 one-provider=10000 stored-off=10000; do
+  sc=$(median "BenchmarkWriteWithSubscriptions/$c" cpu-µs/write </tmp/crs-bench-subs.txt)
+  printf 'CarePlan update, %-22s %8s cpu-µs  [<= 1.10x none]  (%.2fx none, %s cpu-µs)\n' "$c:" "$sc" "$(echo "$sc $s0" | awk '{print $1/$2}')" "$s0"
+done
+echo "== Denormalised keys: CPU per durable create with and without the four keys, $COUNT runs"
+go test -run '^$' -bench 'KeysWriteCost/^durable$/^(nokeys|keys)$' -benchtime 4000x -count "$COUNT" ./fhir/store/sqlite/ | tee /tmp/crs-bench-keys.txt
+kn=$(median BenchmarkKeysWriteCost/durable/nokeys cpu-µs/create </tmp/crs-bench-keys.txt)
+kk=$(median BenchmarkKeysWriteCost/durable/keys cpu-µs/create </tmp/crs-bench-keys.txt)
+printf 'create with the keys:           %8s cpu-µs  [<= 1.10x without]  (%.2fx without, %s cpu-µs)\n' "$kk" "$(echo "$kk $kn" | awk '{print $1/$2}')" "$kn"
