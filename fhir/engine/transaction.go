@@ -43,6 +43,9 @@ type bundleEntry struct {
 	noMatch bool
 	// pre: the create stamped before the write began (prestamp.go).
 	pre *prestamped
+	// created: the search values a create was stored with, for the "as
+	// written" check (createcheck_chain.go).
+	created []fhir.IndexValue
 
 	response BundleEntry // filled in when processed
 }
@@ -63,7 +66,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 		return nil
 	}
 	if be.method == "POST" && !be.inCreateBounds {
-		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate); err != nil {
+		if err := e.mayWriteIndexed(ctx, tx, be.rt, be.id, 1, fhir.PermCreate, be.created); err != nil {
 			return be.entryError(err)
 		}
 	}
@@ -592,6 +595,7 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		if err := tx.Put(ctx, v, index); err != nil {
 			return err
 		}
+		be.created = index
 		be.response = e.writeEntry(v, "201 Created", opt)
 	case "PUT":
 		res, err := e.putNext(ctx, tx, be.rt, be.id, be.fresh, be.resource, be.checked.order, nil, be.ifMatch, "PUT", now)
