@@ -98,7 +98,6 @@ type Engine struct {
 	now          func() time.Time
 	profiles     Profiles
 	access       Access
-	targetIndex  targetIndexes // the chained targets' search values (createcheck_chain.go)
 	audit        bool
 	enforcement  Enforcement
 	auditQ       *auditQueue
@@ -329,7 +328,7 @@ func (e *Engine) Create(ctx context.Context, rt string, body []byte, ifNoneExist
 		if err := tx.Put(ctx, v, index); err != nil {
 			return err
 		}
-		if err := e.mayWriteIndexed(ctx, tx, rt, id, 1, fhir.PermCreate, index); err != nil {
+		if err := e.mayWrite(ctx, tx, rt, id, fhir.PermCreate); err != nil {
 			return err
 		}
 		return e.preparedInTx(ctx, tx, pre)
@@ -541,7 +540,7 @@ func (e *Engine) putNext(ctx context.Context, tx store.Tx, rt, id string, fresh 
 	if err := tx.Put(ctx, pre.version, pre.index); err != nil {
 		return Result{}, err
 	}
-	if err := e.mayWriteIndexed(ctx, tx, rt, id, pre.version.VersionID, fhir.PermUpdate, pre.index); err != nil {
+	if err := e.mayWrite(ctx, tx, rt, id, fhir.PermUpdate); err != nil {
 		return Result{}, err
 	}
 	return Result{Version: pre.version, Created: next == 1}, nil

@@ -43,9 +43,6 @@ type bundleEntry struct {
 	noMatch bool
 	// pre: the create stamped before the write began (prestamp.go).
 	pre *prestamped
-	// created: the search values a create was stored with, for the "as
-	// written" check (createcheck_chain.go).
-	created []fhir.IndexValue
 
 	response BundleEntry // filled in when processed
 }
@@ -66,7 +63,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 		return nil
 	}
 	if be.method == "POST" && !be.inCreateBounds {
-		if err := e.mayWriteIndexed(ctx, tx, be.rt, be.id, 1, fhir.PermCreate, be.created); err != nil {
+		if err := e.mayWrite(ctx, tx, be.rt, be.id, fhir.PermCreate); err != nil {
 			return be.entryError(err)
 		}
 	}
@@ -595,7 +592,6 @@ func (e *Engine) processInTx(ctx context.Context, tx store.Tx, be *bundleEntry, 
 		if err := tx.Put(ctx, v, index); err != nil {
 			return err
 		}
-		be.created = index
 		be.response = e.writeEntry(v, "201 Created", opt)
 	case "PUT":
 		res, err := e.putNext(ctx, tx, be.rt, be.id, be.fresh, be.resource, be.checked.order, nil, be.ifMatch, "PUT", now)
