@@ -20,9 +20,9 @@ import (
 // person" (Goal?subject:Patient.responsible-la=…). Resolved as chains they
 // cost several index seeks per candidate and cannot drive a search by a plain
 // index lookup. Each chain listed in keyChains is instead kept on the resource
-// that asks it, as idx_token rows whose param is the chain itself, holding the
-// token values the chain reaches; a search names the chain, and the store
-// reads the rows instead (rewrite).
+// that asks it, as idx_token rows whose param is the chain's short code
+// (keyCodes), holding the token values the chain reaches; a search names the
+// chain, and the store reads the rows instead (rewrite).
 //
 // The rows are maintained inside the write transaction that changes them,
 // whatever the order of the writes: a carrier written (its references
@@ -63,6 +63,60 @@ var keyChains = []string{
 	"CarePlan?subject:Patient.organization",
 }
 
+// keyCodes are the short codes that key rows store as their idx_token.param
+// instead of their chain ("~" cannot start a search parameter's code), one
+// per chain the store supports (keyChains and the reverse keys the tests
+// keep). A key row is written into the table and its rid index, and into the
+// WAL that checkpoints them; a 3-byte param instead of a 30- to 60-byte chain
+// makes each row about a third smaller. A code names one chain for ever:
+// a chain dropped leaves its code unused, a new chain takes a new code, since
+// keys_built records keys by code (a database built with the chains as
+// params, before the codes, rebuilds its keys at Open). Searches never name
+// a code: rewrite maps a chain to its key's code.
+var keyCodes = map[string]string{
+	"ServiceRequest?performer:Organization.identifier":                      "~k1",
+	"ServiceRequest?requester:Organization.identifier":                      "~k2",
+	"EpisodeOfCare?organization:Organization.identifier":                    "~k3",
+	"CarePlan?subject:Patient.organization":                                 "~k4",
+	"Patient?_has:ServiceRequest:subject:performer:Organization.identifier": "~k5",
+	"Patient?_has:ServiceRequest:subject:requester:Organization.identifier": "~k6",
+}
+
+// keySystems are short codes that key rows store instead of their token
+// values' commonest systems (ODS codes' system, 44 bytes, in every
+// organisation key's row and again in its idx_token_rid entry). rewrite maps
+// a search's system to its code; a search naming a system that starts with
+// "~" reads the chain, so that no client's system can read a code. Like
+// keyCodes, a code names one system for ever, and a system added here needs
+// its keys rebuilt (new keyCodes for them).
+var keySystems = map[string]string{odsSystem: odsCode}
+
+const (
+	odsSystem = "https://fhir.nhs.uk/Id/ods-organization-code"
+	odsCode   = "~ods"
+)
+
+// keySystem is the system a key row stores for a token value's system.
+func keySystem(system string) string {
+	if c, ok := keySystems[system]; ok {
+		return c
+	}
+	return system
+}
+
+// keySystemCase is keySystem in SQL, of a target's token row t.
+const keySystemCase = "CASE t.system WHEN '" + odsSystem + "' THEN '" + odsCode + "' ELSE t.system END"
+
+// keyChainOf maps a key's code back to its chain, for plan descriptions.
+var keyChainOf = func() map[string]string {
+	m := map[string]string{}
+	for chain, code := range keyCodes {
+		_, c, _ := strings.Cut(chain, "?")
+		m[code] = c
+	}
+	return m
+}()
+
 // refParams are the key chains' last parameters that are references, not
 // tokens (the store has no search parameter registry to ask). A reference
 // key's rows hold each live target's reference as a token: system the
@@ -79,7 +133,8 @@ var refParams = map[string]bool{"Patient.organization": true}
 // of typ, the values of key inner of the live resources of type has whose
 // reference parameter hasRef points to it.
 type key struct {
-	typ, name           string // carrier type; idx_token.param of its rows (the chain)
+	typ, chain          string // carrier type; the chain it holds
+	name                string // idx_token.param of its rows (keyCodes)
 	ref, target, tparam string
 	has, hasRef         string
 	inner               *key
@@ -102,6 +157,12 @@ func parseKeys(chains []string) (keySet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", c, err)
 		}
+		code, ok := keyCodes[c]
+		if !ok {
+			return nil, fmt.Errorf("key %q: no code in keyCodes", c)
+		}
+		k.name = code
+		k.def.Code = code
 		ks = append(ks, k)
 	}
 	return ks, nil
@@ -109,7 +170,7 @@ func parseKeys(chains []string) (keySet, error) {
 
 // parse reads "ref:Target.param" or "_has:Type:ref:<a key of Type>".
 func (ks keySet) parse(typ, chain string) (*key, error) {
-	k := &key{typ: typ, name: chain, def: &fhir.SearchParam{Code: chain, Type: fhir.TypeToken}}
+	k := &key{typ: typ, chain: chain, def: &fhir.SearchParam{Type: fhir.TypeToken}}
 	if rest, ok := strings.CutPrefix(chain, "_has:"); ok {
 		parts := strings.SplitN(rest, ":", 3)
 		if len(parts) != 3 {
@@ -117,7 +178,7 @@ func (ks keySet) parse(typ, chain string) (*key, error) {
 		}
 		k.has, k.hasRef = parts[0], parts[1]
 		for _, in := range ks {
-			if in.typ == k.has && in.name == parts[2] && in.has == "" {
+			if in.typ == k.has && in.chain == parts[2] && in.has == "" {
 				k.inner = in
 			}
 		}
@@ -230,7 +291,15 @@ func (k *key) matches(p fhir.Param) (*fhir.Param, bool) {
 	if ip.Def.Type != fhir.TypeToken || (ip.Modifier != "" && ip.Modifier != "text") {
 		return nil, false
 	}
-	return &fhir.Param{Def: k.def, Modifier: ip.Modifier, Values: ip.Values}, true
+	vals := make([]fhir.Value, len(ip.Values))
+	for i, v := range ip.Values {
+		if strings.HasPrefix(v.System, "~") {
+			return nil, false
+		}
+		v.System = keySystem(v.System)
+		vals[i] = v
+	}
+	return &fhir.Param{Def: k.def, Modifier: ip.Modifier, Values: vals}, true
 }
 
 // refLookup turns the values of reference parameter ip into token values of
@@ -257,7 +326,7 @@ const (
 	// keyRefInsert adds the rows of a reference key (?1 name, ?2 target,
 	// ?3 tparam, ?4 carrier rids, ?5 carrier type, ?6 ref): the chain's joins.
 	keyRefInsert = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
-		SELECT r.rid, r.type, ?1, t.system, t.code, t.text
+		SELECT r.rid, r.type, ?1, ` + keySystemCase + `, t.code, t.text
 		FROM json_each(?4) j
 		CROSS JOIN idx_reference r INDEXED BY idx_reference_rid ON r.rid = j.value AND r.type = ?5 AND r.param = ?6
 		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
@@ -285,7 +354,7 @@ const (
 	// keyRefBuild and keyHasBuild are the inserts for every carrier of the
 	// type (the carriers' rids replaced by their type, ?4 or ?5).
 	keyRefBuild = `INSERT OR IGNORE INTO idx_token (rid, type, param, system, code, text)
-		SELECT r.rid, r.type, ?1, t.system, t.code, t.text
+		SELECT r.rid, r.type, ?1, ` + keySystemCase + `, t.code, t.text
 		FROM idx_reference r
 		CROSS JOIN current o ON o.type = ?2 AND o.id = r.ref_id
 		CROSS JOIN idx_token t INDEXED BY idx_token_rid ON t.rid = o.rid AND t.type = ?2 AND t.param = ?3
@@ -538,7 +607,7 @@ func (t *txn) bufferKey(rid int64, k *key, rows []tokenRow) {
 		t.pending = map[string][][]any{}
 	}
 	for _, r := range rows {
-		t.pending["idx_token"] = append(t.pending["idx_token"], []any{rid, k.typ, k.name, r.system, r.code, r.text})
+		t.pending["idx_token"] = append(t.pending["idx_token"], []any{rid, k.typ, k.name, keySystem(r.system), r.code, r.text})
 	}
 }
 

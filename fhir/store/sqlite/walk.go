@@ -157,8 +157,8 @@ func name(p fhir.Param) string {
 		return "_has:" + p.Has.Type + ":" + p.Has.Ref.Code
 	case len(p.Chain) > 0:
 		return p.Def.Code + " (chain)"
-	case strings.ContainsAny(p.Def.Code, ":."):
-		return p.Def.Code + " (key)"
+	case keyChainOf[p.Def.Code] != "":
+		return keyChainOf[p.Def.Code] + " (key)"
 	}
 	return p.Def.Code
 }
