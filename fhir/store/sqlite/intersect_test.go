@@ -80,36 +80,47 @@ func TestIntersectPlan(t *testing.T) {
 		if strings.HasPrefix(c.want, "drive: driving set") {
 			from = 11
 		}
-		res, err := search(ctx, s.read, q, from)
-		if err != nil {
-			t.Fatal(err)
+		checkPlanAgainstDrivingSet(t, s, c.query, q, from, c.want, []int{0, 2, 3})
+	}
+}
+
+// checkPlanAgainstDrivingSet runs q, parsed from query, (its total off) with the walk allowed from
+// from rows and requires: the plan to start with want (to equal it when want
+// ends in "$"), every page to equal the driving-set plan's, and the total, at
+// each of limits (0: unbounded) on the first page and the next, to be the
+// driving set's (-1 where it reaches the limit).
+func checkPlanAgainstDrivingSet(t *testing.T, s *Store, query string, q *fhir.Query, from int, want string, limits []int) {
+	t.Helper()
+	ctx := context.Background()
+	res, err := search(ctx, s.read, q, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prefix, whole := strings.CutSuffix(want, "$"); !strings.HasPrefix(res.Plan, prefix) || (whole && res.Plan != prefix) {
+		t.Errorf("%s: plan %q, want %q…", query, res.Plan, want)
+	}
+	all := allPages(t, s, q, never)
+	if got := allPages(t, s, q, from); fmt.Sprint(got) != fmt.Sprint(all) {
+		t.Errorf("%s: all pages with the plan give %v, with the driving set %v", query, got, all)
+	}
+	for _, limit := range limits {
+		counted := *q
+		counted.Total, counted.TotalLimit = fhir.TotalAccurate, limit
+		wantTotal := len(all)
+		if limit > 0 && wantTotal >= limit {
+			wantTotal = -1
 		}
-		if want, whole := strings.CutSuffix(c.want, "$"); !strings.HasPrefix(res.Plan, want) || (whole && res.Plan != want) {
-			t.Errorf("%s: plan %q, want %q…", c.query, res.Plan, c.want)
-		}
-		all := allPages(t, s, q, never)
-		if got := allPages(t, s, q, from); fmt.Sprint(got) != fmt.Sprint(all) {
-			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, all)
-		}
-		for _, limit := range []int{0, 2, 3} {
-			counted := *q
-			counted.Total, counted.TotalLimit = fhir.TotalAccurate, limit
-			want := len(all)
-			if limit > 0 && want >= limit {
-				want = -1
+		for _, cur := range []string{"", res.Next} {
+			counted.Cursor = cur
+			r, err := search(ctx, s.read, &counted, from)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, cur := range []string{"", res.Next} {
-				counted.Cursor = cur
-				r, err := search(ctx, s.read, &counted, from)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Total != want {
-					t.Errorf("%s (cursor %q, total limit %d): total %d, want %d", c.query, cur, limit, r.Total, want)
-				}
-				if res.Next == "" {
-					break
-				}
+			if r.Total != wantTotal {
+				t.Errorf("%s (cursor %q, total limit %d): total %d, want %d", query, cur, limit, r.Total, wantTotal)
+			}
+			if res.Next == "" {
+				break
 			}
 		}
 	}

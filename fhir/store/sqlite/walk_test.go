@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -55,35 +54,6 @@ func TestWalkEqualRun(t *testing.T) {
 	} {
 		q := parseQuery(t, reg, "ServiceRequest", c.query)
 		q.Total = fhir.TotalNone
-		const walkFrom = 4
-		res, err := search(ctx, s.read, q, walkFrom)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(res.Plan, c.want) {
-			t.Errorf("%s: plan %q, want %q…", c.query, res.Plan, c.want)
-		}
-		all := allPages(t, s, q, never)
-		if got := allPages(t, s, q, walkFrom); fmt.Sprint(got) != fmt.Sprint(all) {
-			t.Errorf("%s: all pages with the plan give %v, with the driving set %v", c.query, got, all)
-		}
-		for _, limit := range []int{0, 10, 100} {
-			counted := *q
-			counted.Total, counted.TotalLimit = fhir.TotalAccurate, limit
-			want := len(all)
-			if limit > 0 && want >= limit {
-				want = -1
-			}
-			for _, cur := range []string{"", res.Next} {
-				counted.Cursor = cur
-				r, err := search(ctx, s.read, &counted, walkFrom)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Total != want {
-					t.Errorf("%s (cursor %q, total limit %d): total %d, want %d", c.query, cur, limit, r.Total, want)
-				}
-			}
-		}
+		checkPlanAgainstDrivingSet(t, s, c.query, q, 4, c.want, []int{0, 10, 100})
 	}
 }
