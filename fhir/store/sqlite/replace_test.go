@@ -127,13 +127,24 @@ func TestReplaceInBatch(t *testing.T) {
 // dumpTable returns every row of an index table, in key order.
 func dumpTable(t *testing.T, s *Store, table string) []string {
 	t.Helper()
-	rows, err := s.read.Query("SELECT * FROM " + table)
+	var out []string
+	for _, vals := range queryRows(t, s, "SELECT * FROM "+table) {
+		out = append(out, fmt.Sprint(vals...))
+	}
+	return out
+}
+
+// queryRows returns every row query (with args) reads, each as its columns'
+// values.
+func queryRows(t *testing.T, s *Store, query string, args ...any) [][]any {
+	t.Helper()
+	rows, err := s.read.Query(query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
-	var out []string
+	var out [][]any
 	for rows.Next() {
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -143,7 +154,10 @@ func dumpTable(t *testing.T, s *Store, table string) []string {
 		if err := rows.Scan(ptrs...); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fmt.Sprint(vals...))
+		out = append(out, vals)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -212,23 +226,9 @@ func TestUpdateLeavesExactlyNewValues(t *testing.T) {
 		}
 		var got []string
 		for _, table := range indexTables {
-			rows, err := s.read.Query("SELECT * FROM "+table+" WHERE rid = (SELECT rid FROM current WHERE type = ? AND id = ?)", typ, id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cols, _ := rows.Columns()
-			for rows.Next() {
-				vals := make([]any, len(cols))
-				ptrs := make([]any, len(cols))
-				for i := range vals {
-					ptrs[i] = &vals[i]
-				}
-				if err := rows.Scan(ptrs...); err != nil {
-					t.Fatal(err)
-				}
+			for _, vals := range queryRows(t, s, "SELECT * FROM "+table+" WHERE rid = (SELECT rid FROM current WHERE type = ? AND id = ?)", typ, id) {
 				got = append(got, table+" "+fmt.Sprint(vals[1:]...))
 			}
-			rows.Close()
 		}
 		slices.Sort(got)
 		slices.Sort(want)
