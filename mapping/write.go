@@ -132,7 +132,13 @@ type Group struct {
 	States  []*State // per entry: the resource state (resources only)
 	Held    []Held
 	Same    int // resources its rows named that need no change
+
+	run *Run // the run whose rows these are (nil: no resource written)
 }
+
+// provenanceEntries bounds the Provenance entries a transaction adds to its
+// groups' writes (provenances: one for creates, one for updates).
+const provenanceEntries = 2
 
 // Commit writes the groups in as few transactions as the engine's Bundle
 // limit allows (engine.MaxBundleEntries, a Group never split); when one fails,
@@ -141,7 +147,7 @@ type Group struct {
 func Commit(ctx context.Context, door Door, groups []Group, dryRun bool, rep *Report) error {
 	for len(groups) > 0 {
 		n, entries := 0, 0
-		for n < len(groups) && (n == 0 || entries+len(groups[n].Entries) <= engine.MaxBundleEntries) {
+		for n < len(groups) && (n == 0 || entries+len(groups[n].Entries)+provenanceEntries <= engine.MaxBundleEntries) {
 			entries += len(groups[n].Entries)
 			n++
 		}
@@ -180,6 +186,7 @@ func commitOne(ctx context.Context, door Door, groups []Group, dryRun bool, rep 
 		}
 		return nil
 	}
+	all = append(all, provenances(groups)...)
 	res, err := door.Transaction(ctx, all)
 	if err == nil {
 		for _, g := range groups {
@@ -196,7 +203,7 @@ func commitOne(ctx context.Context, door Door, groups []Group, dryRun bool, rep 
 			count(rep, g, nil)
 			continue
 		}
-		res, err := door.Transaction(ctx, g.Entries)
+		res, err := door.Transaction(ctx, append(g.Entries[:len(g.Entries):len(g.Entries)], provenances([]Group{g})...))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -270,11 +277,13 @@ func versionOfLocation(loc string) int {
 	return n
 }
 
-// Writes turns the changed states among states into writes, each with its
-// Provenance naming the rows (sources) behind it; a state no row touched is
-// left out, and one that needs no change is counted as such.
+// Writes turns the changed states among states into writes, each with
+// meta.source naming the rows (sources) behind it (SourceURI); a state no
+// row touched is left out, and one that needs no change is counted as such.
+// The transaction that stores the writes adds their Provenance
+// (provenances): one per transaction, not one per resource.
 func (r *Run) Writes(states []*State, sources map[*State][]SourceRow) Group {
-	var g Group
+	g := Group{run: r}
 	lines := map[int]bool{}
 	for _, s := range states {
 		src := sources[s]
@@ -288,6 +297,7 @@ func (r *Run) Writes(states []*State, sources map[*State][]SourceRow) Group {
 			g.Same++
 			continue
 		}
+		r.setSource(s.Obj, src)
 		e := Entry{Resource: s.Obj}
 		if s.ID == "" {
 			e.Method, e.URL, e.FullURL, e.IfNoneExist = "POST", s.Type, s.FullURL, s.Cond
@@ -298,9 +308,6 @@ func (r *Run) Writes(states []*State, sources map[*State][]SourceRow) Group {
 		g.Entries = append(g.Entries, e)
 		g.Kinds = append(g.Kinds, "resource")
 		g.States = append(g.States, s)
-		g.Entries = append(g.Entries, Entry{Method: "POST", URL: "Provenance", Resource: r.Provenance(s.Ref(), src, s.ID == "")})
-		g.Kinds = append(g.Kinds, "provenance")
-		g.States = append(g.States, nil)
 	}
 	for l := range lines {
 		g.Lines = append(g.Lines, l)

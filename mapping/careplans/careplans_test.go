@@ -65,8 +65,9 @@ func TestSamplePlans(t *testing.T) {
 	if len(goals) != 2 || !strings.Contains(mappingtest.JSON(goals), "I want to make my own breakfast, like before") {
 		t.Fatalf("goals: %v", goals)
 	}
-	if p := e.Search(t, "Provenance", "target=CarePlan/"+plans[0]["id"].(string)); len(p) != 1 || !strings.Contains(mappingtest.JSON(p), "careplans-sample.csv#line=4") {
-		t.Fatalf("Provenance of the plan: %v", p)
+	e.Origin(t, "CarePlan", plans[0]["id"].(string), "agency", "careplans-sample.csv", "2,3,4")
+	for _, g := range goals {
+		e.Origin(t, "Goal", g["id"].(string), "agency", "careplans-sample.csv", map[bool]string{true: "2", false: "4"}[strings.Contains(mappingtest.JSON(g), "breakfast")])
 	}
 	before := map[string]int{}
 	for _, rt := range []string{"Patient", "CarePlan", "Goal", "Provenance", "Task"} {

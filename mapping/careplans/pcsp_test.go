@@ -68,8 +68,7 @@ func TestPCSPPlans(t *testing.T) {
 	if len(goals) != 2 || !strings.Contains(mappingtest.JSON(goals), "Walk to the post box") {
 		t.Fatalf("goals: %v", goals)
 	}
-	p := e.Search(t, "Provenance", "target=CarePlan/"+plans[0]["id"].(string))
-	if len(p) != 1 || !strings.Contains(mappingtest.JSON(p), "careplans-pcsp.json#line=1") || len(p[0]["entity"].([]any)) != 1 {
+	if p := e.Origin(t, "CarePlan", plans[0]["id"].(string), "agency", "careplans-pcsp.json", "1"); len(p["entity"].([]any)) != 1 {
 		t.Fatalf("Provenance of the plan: %v", p)
 	}
 	tasks := e.Search(t, "Task", "status=requested")

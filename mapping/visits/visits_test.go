@@ -63,10 +63,24 @@ func TestSampleVisits(t *testing.T) {
 			t.Errorf("want %s in %s", w, all)
 		}
 	}
+	// Every resource the import wrote has its Provenance (one for the
+	// transaction's creates, one for its updates) and its row (meta.source).
+	lines := map[string]string{"V-1": "2", "V-2": "3", "V-3": "4"}
+	var created map[string]any
 	for _, enc := range encs {
-		if p := e.Search(t, "Provenance", "target=Encounter/"+enc["id"].(string)); len(p) != 1 {
-			t.Errorf("Provenance of Encounter/%s: %d", enc["id"], len(p))
+		visit := enc["identifier"].([]any)[0].(map[string]any)["value"].(string)
+		p := e.Origin(t, "Encounter", enc["id"].(string), "agency", "visits-sample.csv", lines[visit])
+		if created == nil {
+			created = p
+		} else if p["id"] != created["id"] {
+			t.Errorf("the visits of one transaction have different Provenances: %v and %v", p["id"], created["id"])
 		}
+	}
+	if n := len(created["target"].([]any)); n != 3 || !strings.Contains(mappingtest.JSON(created), `"code":"CREATE"`) {
+		t.Errorf("the Provenance of the created visits: %d targets, want 3: %v", n, created)
+	}
+	if p := e.Origin(t, "Patient", "alice", "agency", "visits-sample.csv", "2"); !strings.Contains(mappingtest.JSON(p), `"code":"UPDATE"`) {
+		t.Errorf("the Provenance of the linked Patient: %v", p)
 	}
 	if a := e.Search(t, "Patient", "identifier=https://community-recovery.example.org/fhir/Id/provider-client/VN1A2|C-77"); len(a) != 1 || a[0]["id"] != "alice" {
 		t.Fatalf("client reference link: %v", a)
