@@ -60,7 +60,10 @@ func (e *Engine) checkCreates(ctx context.Context, tx store.Tx, entries []*bundl
 			}
 			searched = append(searched, be)
 		}
-		list = searched
+		list, err = e.inBoundsByTargets(ctx, tx, conds, searched)
+		if err != nil {
+			return err
+		}
 		idDef, ok := e.params.Param(rt, "_id")
 		if !ok {
 			return fhir.InternalError("access", errNoIDParam)
