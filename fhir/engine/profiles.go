@@ -83,8 +83,13 @@ type reader interface {
 // resolves, to a type its profile allows. References to other servers are not
 // followed; contained ("#x") ones are the base validator's business.
 func (e *Engine) resolveReferences(ctx context.Context, r reader, obj fhir.Object, allowed map[string][]string) error {
+	return e.resolveRefs(ctx, r, profiles.References(obj, allowed))
+}
+
+// resolveRefs is resolveReferences for references already found.
+func (e *Engine) resolveRefs(ctx context.Context, r reader, refs []profiles.Reference) error {
 	var issues []fhir.Issue
-	for _, ref := range profiles.References(obj, allowed) {
+	for _, ref := range refs {
 		v := ref.Value
 		if strings.HasPrefix(v, "#") {
 			continue

@@ -68,7 +68,7 @@ func (e *Engine) finishEntry(ctx context.Context, tx store.Tx, be *bundleEntry) 
 		}
 	}
 	if be.checked.resolve {
-		if err := e.resolveReferences(ctx, tx, obj, be.checked.allowed); err != nil {
+		if err := e.resolveRefs(ctx, tx, be.references()); err != nil {
 			return be.entryError(err)
 		}
 	}
