@@ -9,7 +9,6 @@ import (
 	"crs/auth"
 	"crs/fhir"
 	"crs/fhir/engine"
-	"crs/mapping/visits"
 )
 
 // TestPrestampedReferencesChecked: the references of an import's creates,
@@ -19,12 +18,7 @@ import (
 // nothing; the same Encounters with the episode that exists are stored.
 func TestPrestampedReferencesChecked(t *testing.T) {
 	e := newEnv(t)
-	one := "Visit_ID,Client_Reference,NHS_Number,Carer_IDs,Planned_Start,Actual_Start,Actual_End,Status\n" +
-		"REF-1,C-77,9000000009,K12,2026-11-22 08:00,2026-11-22 08:05,2026-11-22 08:34,Delivered\n"
-	if sum, report, err := e.importFile(t, "refs.csv", []byte(one), visits.Options{}); err != nil || sum.Created != 1 {
-		t.Fatal(err, sum, report)
-	}
-	enc := e.Search(t, "Encounter", "identifier=REF-1")[0]
+	enc := e.importOne(t, "refs.csv", "REF-1")
 	delete(enc, "id")
 	delete(enc, "meta")
 	body, _ := json.Marshal(enc)
