@@ -531,7 +531,7 @@ func lookup(b *builder, typ string, p fhir.Param, probe string) error {
 }
 
 // identifierCodes reports whether p is a reference :identifier search whose
-// every value names a code. Its lookup then says code != '' in as many
+// every value names a code. Its lookup then says the code is not empty in as many
 // words, so that SQLite may use the partial index of identifier codes
 // (idx_reference_ident): it does not infer that from code = ?, and without
 // it walks every row of the parameter (every Provenance's entity, for an
