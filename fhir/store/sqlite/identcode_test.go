@@ -23,32 +23,7 @@ func TestIdentifierLookupUsesIndex(t *testing.T) {
 	reg := fsearch.Default()
 	ctx := context.Background()
 	const sys = "https://example.org/Id/hl7v2-message/RR8"
-	if err := s.Write(ctx, func(tx store.Tx) error {
-		for i := 0; i < 300; i++ {
-			// Each message's Provenance names it by identifier; every third
-			// also names a Patient by reference (an entity row without a code).
-			entity := fmt.Sprintf(`{"role":"source","what":{"identifier":{"system":%q,"value":"B%d"}}}`, sys, i)
-			if i%3 == 0 {
-				entity += fmt.Sprintf(`,{"role":"source","what":{"reference":"Patient/p%d"}}`, i)
-			}
-			res := fmt.Sprintf(`{"resourceType":"Provenance","id":"v%d","target":[{"reference":"Patient/p%d"}],"recorded":"2026-11-29T10:15:00Z","agent":[{"who":{"reference":"Organization/o1"}}],"entity":[%s]}`, i, i, entity)
-			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
-			if err != nil {
-				return err
-			}
-			index, err := reg.Extract("Provenance", obj)
-			if err != nil {
-				return err
-			}
-			v := store.Version{Type: "Provenance", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}
-			if err := tx.Put(ctx, v, index); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	putMessageProvenances(t, s, reg, sys, 300)
 	for _, c := range []struct {
 		query   string
 		want    []string
@@ -90,5 +65,68 @@ func TestIdentifierLookupUsesIndex(t *testing.T) {
 		if uses := strings.Contains(strings.Join(plan, "; "), "idx_reference_ident"); uses != c.indexed {
 			t.Errorf("%s: lookup plan %q uses idx_reference_ident: %v, want %v", c.query, plan, uses, c.indexed)
 		}
+	}
+}
+
+// putMessageProvenances stores n Provenances as the ADT importer writes them,
+// each naming its message's control id B<i> in system sys; every third also
+// names a Patient by reference (an entity row without a code).
+func putMessageProvenances(t testing.TB, s *Store, reg *fsearch.Registry, sys string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Write(ctx, func(tx store.Tx) error {
+		for i := 0; i < n; i++ {
+			entity := fmt.Sprintf(`{"role":"source","what":{"identifier":{"system":%q,"value":"B%d"}}}`, sys, i)
+			if i%3 == 0 {
+				entity += fmt.Sprintf(`,{"role":"source","what":{"reference":"Patient/p%d"}}`, i)
+			}
+			res := fmt.Sprintf(`{"resourceType":"Provenance","id":"v%d","target":[{"reference":"Patient/p%d"}],"recorded":"2026-11-29T10:15:00Z","agent":[{"who":{"reference":"Organization/o1"}}],"entity":[%s]}`, i, i, entity)
+			obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+			if err != nil {
+				return err
+			}
+			index, err := reg.Extract("Provenance", obj)
+			if err != nil {
+				return err
+			}
+			v := store.Version{Type: "Provenance", ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}
+			if err := tx.Put(ctx, v, index); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkMessageDuplicateCheck is an importer's duplicate check of a new
+// message control id (Provenance?entity:identifier=system|value, found in
+// none) with 1,000 and 20,000 messages' Provenances stored: the lookup's
+// cost should not grow with them. cpu-us/op is the process's CPU per search.
+func BenchmarkMessageDuplicateCheck(b *testing.B) {
+	const sys = "https://example.org/Id/hl7v2-message/RR8"
+	for _, stored := range []int{1000, 20000} {
+		b.Run(fmt.Sprint(stored), func(b *testing.B) {
+			s := openTemp(b)
+			reg := fsearch.Default()
+			putMessageProvenances(b, s, reg, sys, stored)
+			// Two conditions, as the access policy adds one to the feed's
+			// search: the identifier is sampled before it drives.
+			q := parseQuery(b, reg, "Provenance", "entity:identifier="+sys+"|NEW&agent=Organization/o1")
+			ctx := context.Background()
+			b.ResetTimer()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				res, err := s.Search(ctx, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Matches) != 0 {
+					b.Fatalf("%d matches, want none", len(res.Matches))
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
+		})
 	}
 }
