@@ -21,7 +21,6 @@ import (
 func TestIdentifierLookupUsesIndex(t *testing.T) {
 	s := openTemp(t)
 	reg := fsearch.Default()
-	ctx := context.Background()
 	const sys = "https://example.org/Id/hl7v2-message/RR8"
 	putMessageProvenances(t, s, reg, sys, 300)
 	for _, c := range []struct {
@@ -44,24 +43,10 @@ func TestIdentifierLookupUsesIndex(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.query, got, c.want)
 		}
 		var b builder
-		b.add("EXPLAIN QUERY PLAN ")
 		if err := lookup(&b, "Provenance", q.Params[0], ""); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := s.read.QueryContext(ctx, b.sql.String(), b.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, s, b.sql.String(), b.args...)
 		if uses := strings.Contains(strings.Join(plan, "; "), "idx_reference_ident"); uses != c.indexed {
 			t.Errorf("%s: lookup plan %q uses idx_reference_ident: %v, want %v", c.query, plan, uses, c.indexed)
 		}
