@@ -155,3 +155,19 @@ func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestEscapeValue: each of the search separators is escaped with a
+// backslash, a backslash first, and anything else is left as it is.
+func TestEscapeValue(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`plain`, `plain`},
+		{`a,b`, `a\,b`},
+		{`c|d$e\f`, `c\|d\$e\\f`},
+		{`\,`, `\\\,`},
+		{`https://x.example/Id/hospital-number/RR8`, `https://x.example/Id/hospital-number/RR8`},
+	} {
+		if got := EscapeValue(c.in); got != c.want {
+			t.Errorf("EscapeValue(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

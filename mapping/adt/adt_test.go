@@ -200,3 +200,29 @@ func TestDischargeWithoutAdmission(t *testing.T) {
 		t.Errorf("Encounter: %s", mappingtest.JSON(e))
 	}
 }
+
+// TestHospitalNumberWithSeparators: a hospital number holding the search
+// separators (comma, bar, dollar, backslash) is escaped in the Patient
+// look-up, so a later message finds the same person instead of failing or
+// making a second one.
+func TestHospitalNumberWithSeparators(t *testing.T) {
+	im, env := newImporter(t)
+	// PID-3 H,7\F\1$2\E\: the hospital number H,7|1$2\ (HL7 escapes \F\ and \E\).
+	// The A01 sends the NHS number too, the A08 only the hospital number.
+	msg := func(event, ctl, nhs, family, visit string) []byte {
+		return []byte("MSH|^~\\&|PAS|RR801|CRS|CRS|20261129101500||ADT^" + event + "|" + ctl + "|P|2.4\rEVN|" + event + "|20261129101500\r" +
+			"PID|1||" + nhs + "H,7\\F\\1$2\\E\\^^^RR801^PI||" + family + "^JOHN||19450312|M\rPV1|1|I|WARD 7||||||||||||||||" + visit + "\r")
+	}
+	for _, m := range [][]byte{msg("A01", "SEP1", "9990000018^^^NHS^NH~", "SMITH", "SEPV1"), msg("A08", "SEP2", "", "SMYTH", "")} {
+		if ack, res := im.Process(context.Background(), m); res.Code != hl7v2.AA {
+			t.Fatalf("%s %v\n%s", res.Code, res.Err, ack)
+		}
+	}
+	found := env.Search(t, "Patient", "identifier="+profiles.DefaultCanonicalBase+`/Id/hospital-number/RR8|H\,7\|1\$2\\`)
+	if len(found) != 1 {
+		t.Fatalf("%d Patients with the hospital number, want 1", len(found))
+	}
+	if got := mappingtest.JSON(found[0]); !strings.Contains(got, `"family":"SMYTH"`) {
+		t.Errorf("the A08 did not update the person the A01 made: %s", got)
+	}
+}

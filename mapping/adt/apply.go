@@ -151,7 +151,7 @@ func (a *apply) candidates(ctx context.Context, nhs, hosp string) (map[string]ma
 	var ids []string
 	for _, q := range []identifier{{mapping.NHSNumberSystem, nhs}, {hospSystem, hosp}} {
 		if q.Value != "" {
-			ids = append(ids, escapeValue(q.System)+"|"+escapeValue(q.Value))
+			ids = append(ids, mapping.EscapeValue(q.System)+"|"+mapping.EscapeValue(q.Value))
 		}
 	}
 	found := map[string]mapping.Current{}
@@ -211,12 +211,6 @@ func replacedBy(p fhir.Object) string {
 		}
 	}
 	return ""
-}
-
-// escapeValue escapes a search value's own commas, bars and backslashes (the
-// FHIR search escapes), so that it is one value of an OR list.
-func escapeValue(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`).Replace(v)
 }
 
 var genders = map[string]string{"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}

@@ -84,20 +84,7 @@ func TestPurgeUnindexed(t *testing.T) {
 		t.Errorf("read of a purged record: %v, want NotFound", err)
 	}
 	for _, table := range []string{"versions", "current"} {
-		rows, err := s.read.Query(`EXPLAIN QUERY PLAN DELETE FROM `+table+` WHERE type = ? AND id IN (SELECT value FROM json_each(?))`, typ, `["a"]`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, s, `DELETE FROM `+table+` WHERE type = ? AND id IN (SELECT value FROM json_each(?))`, typ, `["a"]`)
 		all := strings.Join(plan, "; ")
 		if !strings.Contains(all, "SEARCH "+table+" USING") || strings.Contains(all, "SCAN "+table) {
 			t.Errorf("%s: the purge's plan %q does not find the records by key", table, all)

@@ -524,7 +524,28 @@ func lookup(b *builder, typ string, p fhir.Param, probe string) error {
 	}
 	b.add(" AND ")
 	balanced(b, " OR ", parts)
+	if identifierCodes(p) {
+		b.add(" AND code != ''")
+	}
 	return nil
+}
+
+// identifierCodes reports whether p is a reference :identifier search whose
+// every value names a code. Its lookup then says the code is not empty in as many
+// words, so that SQLite may use the partial index of identifier codes
+// (idx_reference_ident): it does not infer that from code = ?, and without
+// it walks every row of the parameter (every Provenance's entity, for an
+// importer's duplicate check of one message control id).
+func identifierCodes(p fhir.Param) bool {
+	if p.Def.Type != fhir.TypeReference || p.Modifier != "identifier" || len(p.Values) == 0 {
+		return false
+	}
+	for _, v := range p.Values {
+		if v.Code == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // refList reports whether p is a plain list of several typed references.
