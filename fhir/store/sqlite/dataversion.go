@@ -17,8 +17,10 @@ import (
 // BEGIN IMMEDIATE (keyCache). A commit by another connection in between is
 // seen by the BEGIN, which starts a read transaction on the new WAL and
 // resets the pager, moving the counter; nothing else runs on the writer's
-// connection between the two reads. A move for any other reason (a
-// checkpoint restarting the WAL) only empties the cache once.
+// connection between the two reads but the writer's ANALYZE (every 20,000
+// versions, analyzeEvery), which moves the counter too and so empties the
+// cache once; so would anything else that resets the pager (a checkpoint
+// restarting the WAL): a false alarm costs a refill, never a stale value.
 
 // fileDataVersion reads the pager's data version of conn's main database.
 func fileDataVersion(conn *sql.Conn) (uint32, error) {
