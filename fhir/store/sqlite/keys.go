@@ -407,7 +407,7 @@ const (
 // rest of the statement).
 type keyStmts struct {
 	refInsert, refInsertRef, hasInsert, del, targets, rids pair
-	tokens, tokensRef, carrier, carriers, dataVersion      *sql.Stmt
+	tokens, tokensRef, carrier, carriers                   *sql.Stmt
 	carriersOne                                            *sql.Stmt
 }
 
@@ -424,7 +424,6 @@ func (ks *keyStmts) prepare(prep func(string) *sql.Stmt) {
 	ks.targets, ks.rids = both(keyTargets), both(keyRids)
 	ks.tokens, ks.tokensRef, ks.carrier, ks.carriers = prep(keyTokens), prep(keyTokensRef), prep(keyCarrier), prep(keyCarriers)
 	ks.carriersOne = prep(keyCarriersOne)
-	ks.dataVersion = prep(`PRAGMA data_version`)
 }
 
 // set is a set of rids or ids as a statement argument.
@@ -962,21 +961,6 @@ func buildMissing(ctx context.Context, conn *sql.Conn, ks keySet) error {
 		}
 	}
 	return nil
-}
-
-// keyCache returns the store's cache of key targets' values for a batch's
-// transaction, emptied first when another connection (another process) has
-// committed to the database since the last batch.
-func (s *Store) keyCache(conn *sql.Conn) map[string][]tokenRow {
-	if len(s.keys) == 0 {
-		return nil
-	}
-	var v int64
-	if err := s.wstmts.keys.dataVersion.QueryRow().Scan(&v); err != nil || v != s.dataVer || s.cache == nil {
-		s.cache = map[string][]tokenRow{}
-		s.dataVer = v
-	}
-	return s.cache
 }
 
 // keysCommitted puts the key targets' values a committed transaction wrote in

@@ -281,7 +281,7 @@ func (pl *planner) driverCount(typ string, params []fhir.Param, sized bool) (int
 	// that it cannot drive, and counting a huge set costs a read per row.
 	limit := sampleLimit * bigSample
 	fewest, pick := never, -1
-	for _, i := range saturated {
+	for _, i := range plainFirst(params, saturated) { // sampleorder.go
 		bound := limit
 		if fewest < limit {
 			bound = fewest + 1

@@ -77,7 +77,8 @@ type Store struct {
 	walkFrom int        // the driving set size from which a page walks (walk.go); tests lower it
 	keys     keySet
 	cache    map[string][]tokenRow // the committed values of key targets (writer goroutine only)
-	dataVer  int64                 // PRAGMA data_version when cache was last known valid
+	dataVer  int64                 // the pager's data version when the writer's last transaction ended (dataversion.go)
+	dataOK   bool                  // dataVer was read
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -432,6 +433,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		}
 		break
 	}
+	s.settleKeyCache(conn)
 	// The transaction has ended and no rows are open: statements evicted
 	// during it can close.
 	s.wq.release()

@@ -38,6 +38,9 @@ func boundedTotalAfter(ctx context.Context, db querier, pl *planner, q *fhir.Que
 	if !plain(q.Params[d]) {
 		return chainTotal(ctx, db, pl, q, d, after, limit)
 	}
+	if total, ok, err := indexTotal(ctx, db, q, d, after, limit); ok || err != nil {
+		return total, ok, err // indextotal.go
+	}
 	others := without(q.Params, d)
 	var b builder
 	b.add("SELECT COUNT(*) FROM (SELECT DISTINCT d.rid FROM (")
