@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"crs/fhir"
 	"crs/fhir/search"
 	"crs/fhir/store"
+	"crs/fhir/store/mongo"
+	"crs/fhir/store/mongo/mongotest"
 	"crs/fhir/store/sqlite"
 )
 
@@ -21,9 +25,15 @@ import (
 // ae-b (a refused read, no user), and Patient p1. With old, the events are
 // stored as before the _lastUpdated alias (with their _lastUpdated values),
 // as a database written by an earlier crs holds them.
-func auditSearchStore(t *testing.T, old bool) (*Engine, store.Store) {
+func auditSearchStore(t *testing.T, backend string, old bool) (*Engine, store.Store) {
 	t.Helper()
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{})
+	var st store.Store
+	var err error
+	if backend == "mongo" {
+		st, err = mongo.Open(context.Background(), mongotest.URI(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	} else {
+		st, err = sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +111,8 @@ func searchIDs(t *testing.T, e *Engine, s store.Store, rt, qs string) []string {
 // finds the events it should and not the others, both in a store the
 // materialiser writes now (no _lastUpdated rows: read from the date's) and
 // in one written before (both rows), through the engine's store as every
-// search is made; and the new store holds no _lastUpdated values.
+// search is made, on SQLite and on MongoDB (FerretDB); and the new stores
+// hold no _lastUpdated values.
 func TestAuditEventSearchParams(t *testing.T) {
 	const (
 		ods    = "https://fhir.nhs.uk/Id/ods-organization-code"
@@ -173,8 +184,12 @@ func TestAuditEventSearchParams(t *testing.T) {
 		{"Patient", "_has:AuditEvent:patient:_lastUpdated=2026-11-29", []string{"p1"}, false},
 		{"Patient", "_has:AuditEvent:patient:_lastUpdated=2026-11-30", nil, false},
 	}
-	for _, old := range []bool{false, true} {
-		e, raw := auditSearchStore(t, old)
+	for _, tc := range []struct {
+		backend string
+		old     bool
+	}{{"sqlite", false}, {"sqlite", true}, {"mongo", false}, {"mongo", true}} {
+		old := tc.old
+		e, raw := auditSearchStore(t, tc.backend, old)
 		for _, c := range cases {
 			got := searchIDs(t, e, e.store, c.rt, c.q)
 			want := append([]string{}, c.want...)
@@ -182,14 +197,14 @@ func TestAuditEventSearchParams(t *testing.T) {
 				slices.Sort(got)
 			}
 			if !slices.Equal(got, want) {
-				t.Errorf("old=%v %s?%s: found %v, want %v", old, c.rt, c.q, got, want)
+				t.Errorf("%s old=%v %s?%s: found %v, want %v", tc.backend, old, c.rt, c.q, got, want)
 			}
 		}
 		// The store itself, asked without the alias, holds _lastUpdated
 		// values only for the events written before.
 		n := len(searchIDs(t, e, raw, "AuditEvent", "_lastUpdated=ge2000-01-01"))
 		if want := map[bool]int{false: 0, true: 2}[old]; n != want {
-			t.Errorf("old=%v: %d AuditEvents with _lastUpdated rows, want %d", old, n, want)
+			t.Errorf("%s old=%v: %d AuditEvents with _lastUpdated values, want %d", tc.backend, old, n, want)
 		}
 	}
 }
