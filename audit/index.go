@@ -74,9 +74,11 @@ var (
 // meta.lastUpdated lastUpdated, parameter by parameter in code order: what
 // fhir/search extraction of IndexedParams gives for the event, computed from
 // the record instead of evaluating FHIRPath over the rendered tree (which
-// was about a sixth of the CPU of materialising an event). ok is false for an
-// event of an old journal line (parsed from its JSON): extract its values
-// from Tree instead.
+// was about a sixth of the CPU of materialising an event). It leaves out
+// _lastUpdated, whose values are the date values. ok is false
+// for an event of an old journal line (parsed from its JSON), or when
+// lastUpdated is not the event's recorded instant: extract its values from
+// Tree instead.
 func (x *Rendered) Index(id, lastUpdated string) (vals []fhir.IndexValue, ok bool) {
 	if x.parsed {
 		return nil, false
@@ -130,7 +132,13 @@ func (x *Rendered) Index(id, lastUpdated string) (vals []fhir.IndexValue, ok boo
 	if id != "" {
 		tok("_id", "", id, "")
 	}
-	date("_lastUpdated", lastUpdated)
+	// No _lastUpdated values: an AuditEvent's meta.lastUpdated is its
+	// recorded instant, so its date values below are the same, and the
+	// engine reads _lastUpdated of AuditEvents from them (fhir/engine,
+	// auditalias.go). lastUpdated is checked to be that instant.
+	if lastUpdated != recordedOf(r) {
+		return nil, false
+	}
 
 	evType, subSystem, subCode, _, action := x.types()
 	if action != "" {

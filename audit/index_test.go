@@ -13,9 +13,12 @@ import (
 
 // checkIndex compares the search values Index computes from r's record with
 // what fhir/search extraction gives for the rendered AuditEvent under the
-// same id and meta: the values a search of AuditEvents finds.
+// same id and meta (lastUpdated the recorded instant, as the engine stores
+// it): the values a search of AuditEvents finds, less _lastUpdated's, which
+// must be the date values (the engine reads _lastUpdated from them).
 func checkIndex(t testing.TB, r audit.Record) {
-	const id, lastUpdated = "ae-1", "2026-11-29T12:00:00.123Z"
+	const id = "ae-1"
+	lastUpdated := r.Recorded.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	got, ok := audit.Render(r).Index(id, lastUpdated)
 	if !ok {
 		t.Fatalf("Index refused a rendered record %+v", r)
@@ -23,9 +26,24 @@ func checkIndex(t testing.TB, r audit.Record) {
 	ev := audit.Event(r)
 	ev["id"] = id
 	ev["meta"] = map[string]any{"versionId": "1", "lastUpdated": lastUpdated}
-	want, err := search.Default().Extract("AuditEvent", ev)
+	all, err := search.Default().Extract("AuditEvent", ev)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var want, lu, date []fhir.IndexValue
+	for _, v := range all {
+		switch v.Param {
+		case "_lastUpdated":
+			v.Param = "date"
+			lu = append(lu, v)
+			continue
+		case "date":
+			date = append(date, v)
+		}
+		want = append(want, v)
+	}
+	if len(lu) == 0 || !reflect.DeepEqual(lu, date) {
+		t.Fatalf("the _lastUpdated values %+v are not the date values %+v", lu, date)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("search values differ for %+v", r)
@@ -159,4 +177,17 @@ func FuzzIndex(f *testing.F) {
 		}
 		checkIndex(t, r)
 	})
+}
+
+// TestIndexRefusesAnotherLastUpdated: Index leaves out _lastUpdated only
+// because it is the recorded instant; asked for another one, it refuses (the
+// engine then extracts every value, _lastUpdated's included).
+func TestIndexRefusesAnotherLastUpdated(t *testing.T) {
+	r := audit.Record{Interaction: "read", Action: "R", Recorded: time.Date(2026, 11, 29, 12, 0, 0, 123e6, time.UTC)}
+	if _, ok := audit.Render(r).Index("ae-1", "2026-11-29T12:00:00.123Z"); !ok {
+		t.Fatal("Index refused the recorded instant as lastUpdated")
+	}
+	if _, ok := audit.Render(r).Index("ae-1", "2026-11-29T12:00:00.124Z"); ok {
+		t.Fatal("Index computed the values of an event whose lastUpdated is not its recorded instant")
+	}
 }

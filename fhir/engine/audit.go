@@ -202,17 +202,12 @@ func lastAuditHash(ctx context.Context, tx store.Tx) (string, error) {
 // and returns p's hash: the next event's prev when the caller stores several
 // in a row (the materialiser), without reading back the one just stored.
 func appendAuditAfter(ctx context.Context, tx store.Tx, p *preparedAudit, prev string) (string, error) {
-	v := p.version
-	hash := audit.HashAfter(prev, p.rendered.Canonical)
-	body, err := p.rendered.Body(v.ID, formatInstant(v.LastUpdated), prev, hash)
+	var b auditBatch
+	hash, err := b.link(p, prev)
 	if err != nil {
-		return "", fhir.InternalError("audit", err)
-	}
-	v.Body = body
-	if err := tx.Put(ctx, v, p.index); err != nil {
 		return "", err
 	}
-	return hash, nil
+	return hash, tx.Put(ctx, b.vs[0], b.index[0])
 }
 
 // auditInTx records a write's AuditEvent in the transaction that writes.

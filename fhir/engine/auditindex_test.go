@@ -2,6 +2,7 @@ package engine
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 
 	"crs/fhir"
@@ -10,7 +11,7 @@ import (
 
 // TestMaterialisedIndexIsExtraction: the search values an AuditEvent is
 // stored with (computed from its journal entry) are those extraction gives
-// for its stored body; and with an AuditEvent search parameter added to the
+// for its stored body, less _lastUpdated's; and with an AuditEvent search parameter added to the
 // registry, the engine extracts them instead, the added one included.
 func TestMaterialisedIndexIsExtraction(t *testing.T) {
 	added, err := search.New()
@@ -41,6 +42,11 @@ func TestMaterialisedIndexIsExtraction(t *testing.T) {
 			want, err := reg.Extract("AuditEvent", ev)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if reg != added {
+				// Computed values leave out _lastUpdated: searches read it
+				// from the date values (auditalias.go).
+				want = slices.DeleteFunc(want, func(v fhir.IndexValue) bool { return v.Param == "_lastUpdated" })
 			}
 			if !reflect.DeepEqual(p.index, want) {
 				t.Fatalf("stored search values of %s differ from extraction\n got %+v\nwant %+v", p.version.ID, p.index, want)

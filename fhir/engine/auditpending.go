@@ -129,12 +129,13 @@ func (e *Engine) materialisePending(force, drain bool) (n int, deferred bool, er
 		if err != nil {
 			return err
 		}
+		var batch auditBatch // stored together (auditbatch.go)
 		for _, p := range prepared {
-			if prev, err = appendAuditAfter(ctx, tx, p, prev); err != nil {
+			if prev, err = batch.link(p, prev); err != nil {
 				return err
 			}
 		}
-		return nil
+		return batch.flush(ctx, tx)
 	})
 	if err != nil {
 		return 0, false, err

@@ -267,9 +267,15 @@ func (e *Engine) materialiseEntries(entries []audit.Entry, recovered int) error 
 		// The chain's last hash is read once; then each event links after
 		// the one stored before it (nothing else writes AuditEvents in this
 		// transaction: the store has one writer).
+		// They are stored together (auditBatch), before anything reads
+		// AuditEvents in tx again.
+		var batch auditBatch
 		prev, known := "", false
 		for i, p := range prepared {
 			if i < recovered {
+				if err := batch.flush(ctx, tx); err != nil {
+					return err
+				}
 				if _, err := tx.Read(ctx, "AuditEvent", p.version.ID); err == nil {
 					known = false // stored by an earlier run: read the chain's end again
 					continue
@@ -278,6 +284,9 @@ func (e *Engine) materialiseEntries(entries []audit.Entry, recovered int) error 
 				}
 			}
 			if !known {
+				if err := batch.flush(ctx, tx); err != nil {
+					return err
+				}
 				var err error
 				if prev, err = lastAuditHash(ctx, tx); err != nil {
 					return err
@@ -285,11 +294,11 @@ func (e *Engine) materialiseEntries(entries []audit.Entry, recovered int) error 
 				known = true
 			}
 			var err error
-			if prev, err = appendAuditAfter(ctx, tx, p, prev); err != nil {
+			if prev, err = batch.link(p, prev); err != nil {
 				return err
 			}
 		}
-		return nil
+		return batch.flush(ctx, tx)
 	})
 }
 

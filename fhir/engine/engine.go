@@ -101,6 +101,7 @@ type Engine struct {
 	audit        bool
 	enforcement  Enforcement
 	auditQ       *auditQueue
+	auditDate    *fhir.SearchParam // AuditEvent's date, which its _lastUpdated is read as (auditalias.go); nil: no alias
 	journal      *audit.Journal
 	matStop      chan struct{}
 	matNow       chan chan struct{}
@@ -176,6 +177,7 @@ func New(cfg Config) *Engine {
 	if e.store != nil {
 		e.store = &integrityStore{Store: e.store, e: e} // integrity.go: checks at the end of every write
 	}
+	e.auditDate = e.auditDateParam()
 	return e
 }
 
