@@ -92,7 +92,13 @@ func newOKReceiver(b *testing.B) *okReceiver {
 //     that the database holds the same records (Subscriptions, their states,
 //     the set-up's AuditEvents) with none of them active: the ratio
 //     one-provider / stored-off is what being active costs, apart from a
-//     database grown from empty by the set-up.
+//     database grown from empty by the set-up;
+//   - groups: the control of stored-off without Subscriptions: as many
+//     Groups of the same size (groupJSON), created by the same clients in
+//     transactions of 100 through the same audited path, and no
+//     subscription: the ratio groups / subscriptions=0 is what a database
+//     grown by that many other resources costs a write, which is not the
+//     subscriptions' doing.
 //
 // Report the ratios to subscriptions=0 (cpu-µs/write is the less
 // load-sensitive figure).
@@ -110,7 +116,8 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 		name string
 		n    int
 		sub  func(k int) (*auth.Principal, []byte)
-		off  bool // stored with status off: none active
+		off  bool   // stored with status off: none active
+		rt   string // the type c.sub creates: Subscription unless set
 	}{
 		{name: "subscriptions=0"},
 		{name: fmt.Sprintf("per-person=%d", many), n: many, sub: func(k int) (*auth.Principal, []byte) {
@@ -118,6 +125,10 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 		}},
 		{name: fmt.Sprintf("one-provider=%d", many), n: many, sub: oneProvider},
 		{name: fmt.Sprintf("stored-off=%d", many), n: many, sub: oneProvider, off: true},
+		{name: fmt.Sprintf("groups=%d", many), n: many, rt: "Group", sub: func(k int) (*auth.Principal, []byte) {
+			p, _ := oneProvider(k)
+			return p, groupJSON(k)
+		}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -136,7 +147,11 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 					if c.off {
 						body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
 					}
-					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"Subscription"}}`)
+					rt := c.rt
+					if rt == "" {
+						rt = "Subscription"
+					}
+					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"`+rt+`"}}`)
 				}
 				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
 				octx := ctx
@@ -151,10 +166,12 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 			if c.off {
 				status = "off"
 			}
-			waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
-				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
-				return err == nil && bundle.Total != nil && *bundle.Total == c.n
-			})
+			if c.rt == "" {
+				waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
+					bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
+					return err == nil && bundle.Total != nil && *bundle.Total == c.n
+				})
+			}
 			// the setup's AuditEvents (handshakes, status changes) are written first
 			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
 			time.Sleep(time.Second)
@@ -172,6 +189,25 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
+}
+
+// groupJSON is the control's resource k: a Group of care provider VN2B3 of
+// about the size of a subscriptionJSON with an owner (about 500 bytes).
+func groupJSON(k int) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"resourceType":   "Group",
+		"type":           "person",
+		"actual":         false,
+		"name":           fmt.Sprintf("DSCR caseload %d of care provider VN2B3, for the control of stored-off", k),
+		"managingEntity": map[string]any{"reference": "Organization/agency2"},
+		"identifier":     []any{map[string]any{"system": "https://dscr.example/caseload", "value": fmt.Sprintf("caseload-%d", k)}},
+		"characteristic": []any{map[string]any{
+			"code":                 map[string]any{"text": "the DSCR hears about plan changes"},
+			"valueCodeableConcept": map[string]any{"text": "careplan-changed"},
+			"exclude":              false,
+		}},
+	})
+	return b
 }
 
 // BenchmarkNotificationLatency: one healthy rest-hook receiver subscribed
