@@ -2,6 +2,7 @@ package subscriptions_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -103,6 +104,39 @@ func newOKReceiver(b *testing.B) *okReceiver {
 // Report the ratios to subscriptions=0 (cpu-µs/write is the less
 // load-sensitive figure).
 func BenchmarkWriteWithSubscriptions(b *testing.B) {
+	for _, c := range writeCases() {
+		b.Run(c.name, func(b *testing.B) {
+			e, ctx := setUpWriteCase(b, c)
+			b.ResetTimer()
+			stop := profileTimed(b, c.name)
+			cpu0, w0 := cpuTime(), bytesWritten()
+			for i := 0; i < b.N; i++ {
+				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu, w := cpuTime()-cpu0, bytesWritten()-w0
+			stop()
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+			b.ReportMetric(float64(w)/1024/float64(b.N), "written-KiB/write")
+		})
+	}
+}
+
+// writeCase is one case of BenchmarkWriteWithSubscriptions: n resources
+// made by sub (Subscriptions unless rt says), 100 per transaction.
+type writeCase struct {
+	name string
+	n    int
+	sub  func(k int) (*auth.Principal, []byte)
+	off  bool   // stored with status off: none active
+	rt   string // the type sub makes: Subscription unless set
+}
+
+// writeCases are the cases of BenchmarkWriteWithSubscriptions, in its
+// order.
+func writeCases() []writeCase {
 	many := 10000
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SUBSCRIPTIONS")); err == nil && v > 0 {
 		many = v
@@ -112,13 +146,7 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 		p.ClientID = fmt.Sprintf("dscr-%d", k%100)
 		return p, subscriptionJSON("VN2B3", "careplan-changed", "", "", nil)
 	}
-	cases := []struct {
-		name string
-		n    int
-		sub  func(k int) (*auth.Principal, []byte)
-		off  bool   // stored with status off: none active
-		rt   string // the type c.sub creates: Subscription unless set
-	}{
+	return []writeCase{
 		{name: "subscriptions=0"},
 		{name: fmt.Sprintf("per-person=%d", many), n: many, sub: func(k int) (*auth.Principal, []byte) {
 			return nil, subscriptionJSON("", "careplan-changed", "", "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
@@ -130,65 +158,143 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 			return p, groupJSON(k)
 		}},
 	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
-			e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
-			e.seedPlan(b)
-			rcv := newOKReceiver(b)
-			ctx := e.as(e.admin)
-			for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
-				var entries []string
-				var owner *auth.Principal
-				for k := i; k < min(c.n, i+100); k++ {
-					p, body := c.sub(k)
-					owner = p
-					body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
-					if c.off {
-						body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
-					}
-					rt := c.rt
-					if rt == "" {
-						rt = "Subscription"
-					}
-					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"`+rt+`"}}`)
-				}
-				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
-				octx := ctx
-				if owner != nil {
-					octx = e.as(owner)
-				}
-				if _, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			status := "active"
+}
+
+// setUpWriteCase makes case c's server (Alice's plan cp-alice, and c's
+// resources, their subscriptions active or off, and the set-up's
+// AuditEvents written) and returns it with the administrator's context the
+// timed writes use.
+func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
+	e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
+	e.seedPlan(b)
+	rcv := newOKReceiver(b)
+	ctx := e.as(e.admin)
+	rt := c.rt
+	if rt == "" {
+		rt = "Subscription"
+	}
+	for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
+		var entries []string
+		var owner *auth.Principal
+		for k := i; k < min(c.n, i+100); k++ {
+			p, body := c.sub(k)
+			owner = p
+			body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
 			if c.off {
-				status = "off"
+				body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
 			}
-			if c.rt == "" {
-				waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
-					bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
-					return err == nil && bundle.Total != nil && *bundle.Total == c.n
-				})
-			}
-			// the setup's AuditEvents (handshakes, status changes) are written first
-			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
-			time.Sleep(time.Second)
-			b.ResetTimer()
-			stop := profileTimed(b, c.name)
-			cpu0 := cpuTime()
-			for i := 0; i < b.N; i++ {
-				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu := cpuTime() - cpu0
-			stop()
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+			entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"`+rt+`"}}`)
+		}
+		tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
+		octx := ctx
+		if owner != nil {
+			octx = e.as(owner)
+		}
+		if _, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	status := "active"
+	if c.off {
+		status = "off"
+	}
+	if rt == "Subscription" {
+		waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
+			bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
+			return err == nil && bundle.Total != nil && *bundle.Total == c.n
 		})
 	}
+	// the setup's AuditEvents (handshakes, status changes) are written first
+	waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+	time.Sleep(time.Second)
+	return e, ctx
+}
+
+// BenchmarkWriteWithSubscriptionsInterleaved: the cases of
+// BenchmarkWriteWithSubscriptions set up side by side in one process, and
+// their CarePlan updates timed in turns (CRS_BENCH_ROUNDS rounds, default
+// 10, of CRS_BENCH_WRITES/rounds writes per case, default 2,000 writes in
+// all, each case's turn ending when its audit queue is empty, so that its
+// AuditEvents are counted in its own turn), so
+// that a change of the machine's load during the run weighs on every case
+// alike. On a shared machine, BenchmarkWriteWithSubscriptions's cases, run
+// one after the other, differ by 10-15% between runs of the same code; here
+// each case's CPU per write is the median of its turns, and the ratios to
+// subscriptions=0 are reported beside them (x-<case>). Run it with
+// -benchtime 1x (each iteration sets up all five servers again).
+func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
+	rounds, writes := 10, 2000
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_WRITES")); err == nil && v > 0 {
+		writes = v
+	}
+	cases := writeCases()
+	envs := make([]*env, len(cases))
+	ctxs := make([]context.Context, len(cases))
+	for i, c := range cases {
+		envs[i], ctxs[i] = setUpWriteCase(b, c)
+	}
+	per := max(1, writes/rounds)
+	turns := make([][]float64, len(cases)) // cpu-µs per write of each turn
+	written := make([]int64, len(cases))
+	b.ResetTimer()
+	for r := 0; r < rounds*b.N; r++ {
+		for i := range cases {
+			k := (i + r) % len(cases) // each case first in some round
+			e, ctx := envs[k], ctxs[k]
+			cpu0, w0 := cpuTime(), bytesWritten()
+			for j := 0; j < per; j++ {
+				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d.%d", r, j)), 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			waitWithin(b, time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+			turns[k] = append(turns[k], float64((cpuTime()-cpu0).Microseconds())/float64(per))
+			written[k] += bytesWritten() - w0
+		}
+	}
+	b.StopTimer()
+	base := median(turns[0])
+	for i, c := range cases {
+		name, _, _ := strings.Cut(c.name, "=")
+		m := median(turns[i])
+		b.ReportMetric(m, "cpu-µs/write-"+name)
+		b.ReportMetric(float64(written[i])/1024/float64(per*rounds*b.N), "KiB/write-"+name)
+		if i > 0 {
+			b.ReportMetric(m/base, "x-"+name)
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// median is the median of xs (which it sorts).
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// bytesWritten is what the process has passed to write system calls so far
+// (/proc/self/io wchar: SQLite's WAL frames and checkpoints, the journal),
+// 0 where that file is missing.
+func bytesWritten() int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // groupJSON is the control's resource k: a Group of care provider VN2B3 of
