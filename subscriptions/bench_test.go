@@ -3,6 +3,7 @@ package subscriptions_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -94,6 +95,11 @@ func newOKReceiver(b *testing.B) *okReceiver {
 //     the set-up's AuditEvents) with none of them active: the ratio
 //     one-provider / stored-off is what being active costs, apart from a
 //     database grown from empty by the set-up;
+//   - was-active: the one-provider subscriptions made active, then turned
+//     off by their owners: the database holds what one-provider's does (the
+//     handshakes' AuditEvents, the state rows' versions), and one version
+//     more of each Subscription, with none of them active: the control of
+//     the active cases;
 //   - groups: the control of stored-off without Subscriptions: as many
 //     Groups of the same size (groupJSON), created by the same clients in
 //     transactions of 100 through the same audited path, and no
@@ -132,6 +138,9 @@ type writeCase struct {
 	sub  func(k int) (*auth.Principal, []byte)
 	off  bool   // stored with status off: none active
 	rt   string // the type sub makes: Subscription unless set
+	// thenOff: made active (handshake and all), then turned off by their
+	// owners, so that the database holds what an active case's does
+	thenOff bool
 }
 
 // writeCases are the cases of BenchmarkWriteWithSubscriptions, in its
@@ -153,6 +162,7 @@ func writeCases() []writeCase {
 		}},
 		{name: fmt.Sprintf("one-provider=%d", many), n: many, sub: oneProvider},
 		{name: fmt.Sprintf("stored-off=%d", many), n: many, sub: oneProvider, off: true},
+		{name: fmt.Sprintf("was-active=%d", many), n: many, sub: oneProvider, thenOff: true},
 		{name: fmt.Sprintf("groups=%d", many), n: many, rt: "Group", sub: func(k int) (*auth.Principal, []byte) {
 			p, _ := oneProvider(k)
 			return p, groupJSON(k)
@@ -174,8 +184,11 @@ func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
 	if rt == "" {
 		rt = "Subscription"
 	}
+	var offs []string // for thenOff: each transaction's PUTs turning its subscriptions off
+	var owners []*auth.Principal
 	for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
 		var entries []string
+		var bodies [][]byte
 		var owner *auth.Principal
 		for k := i; k < min(c.n, i+100); k++ {
 			p, body := c.sub(k)
@@ -184,6 +197,7 @@ func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
 			if c.off {
 				body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
 			}
+			bodies = append(bodies, body)
 			entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"`+rt+`"}}`)
 		}
 		tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
@@ -191,19 +205,42 @@ func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
 		if owner != nil {
 			octx = e.as(owner)
 		}
-		if _, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{}); err != nil {
+		res, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{})
+		if err != nil {
 			b.Fatal(err)
+		}
+		if c.thenOff {
+			var puts []string
+			for j, en := range res.Entry {
+				parts := strings.Split(en.Response.Location, "/") // Subscription/{id}/_history/1
+				body := bytes.Replace(bodies[j], []byte(`"status":"requested"`), []byte(`"status":"off","id":"`+parts[1]+`"`), 1)
+				puts = append(puts, `{"resource":`+string(body)+`,"request":{"method":"PUT","url":"Subscription/`+parts[1]+`"}}`)
+			}
+			offs = append(offs, `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(puts, ",")+`]}`)
+			owners = append(owners, owner)
 		}
 	}
 	status := "active"
 	if c.off {
 		status = "off"
 	}
-	if rt == "Subscription" {
-		waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
+	count := func(status string) func() bool {
+		return func() bool {
 			bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
 			return err == nil && bundle.Total != nil && *bundle.Total == c.n
-		})
+		}
+	}
+	if rt == "Subscription" {
+		waitWithin(b, 20*time.Minute, "every subscription "+status, count(status))
+	}
+	if c.thenOff {
+		waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+		for i, tx := range offs {
+			if _, err := e.eng.Bundle(e.as(owners[i]), []byte(tx), engine.SearchOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitWithin(b, 20*time.Minute, "every subscription off", count("off"))
 	}
 	// the setup's AuditEvents (handshakes, status changes) are written first
 	waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
@@ -237,6 +274,10 @@ func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
 	for i, c := range cases {
 		envs[i], ctxs[i] = setUpWriteCase(b, c)
 	}
+	pages, depths := make([]int, len(cases)), make([]int, len(cases))
+	for i := range cases {
+		pages[i], depths[i] = databaseShape(b, envs[i].path)
+	}
 	per := max(1, writes/rounds)
 	turns := make([][]float64, len(cases)) // cpu-µs per write of each turn
 	written := make([]int64, len(cases))
@@ -246,11 +287,15 @@ func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
 			k := (i + r) % len(cases) // each case first in some round
 			e, ctx := envs[k], ctxs[k]
 			cpu0, w0 := cpuTime(), bytesWritten()
-			for j := 0; j < per; j++ {
-				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d.%d", r, j)), 0); err != nil {
-					b.Fatal(err)
+			// labelled, so that a -cpuprofile's samples of the writing
+			// goroutine tell the cases apart (-tagfocus case=…)
+			pprof.Do(ctx, pprof.Labels("case", cases[k].name), func(ctx context.Context) {
+				for j := 0; j < per; j++ {
+					if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d.%d", r, j)), 0); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
+			})
 			waitWithin(b, time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
 			turns[k] = append(turns[k], float64((cpuTime()-cpu0).Microseconds())/float64(per))
 			written[k] += bytesWritten() - w0
@@ -261,6 +306,8 @@ func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
 	for i, c := range cases {
 		name, _, _ := strings.Cut(c.name, "=")
 		m := median(turns[i])
+		b.ReportMetric(float64(pages[i]), "pages-"+name)
+		b.ReportMetric(float64(depths[i]), "depth-"+name)
 		b.ReportMetric(m, "cpu-µs/write-"+name)
 		b.ReportMetric(float64(written[i])/1024/float64(per*rounds*b.N), "KiB/write-"+name)
 		if i > 0 {
@@ -268,6 +315,50 @@ func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// databaseShape returns the pages of the SQLite database at path (its file
+// and WAL, as a reader sees them) and the depth of its deepest b-tree (the
+// pages an insert into it walks), from SQLite's dbstat table.
+func databaseShape(b *testing.B, path string) (pages, depth int) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`PRAGMA page_count`).Scan(&pages); err != nil {
+		b.Fatal(err)
+	}
+	// a page's path is "/" for a root and gains "xxx/" per level
+	if err := db.QueryRow(`SELECT max(length(path) - length(replace(path, '/', ''))) FROM dbstat`).Scan(&depth); err != nil {
+		b.Logf("no dbstat: %v", err)
+	}
+	rows, err := db.Query(`SELECT name, count(*), max(length(path) - length(replace(path, '/', ''))) FROM dbstat GROUP BY name ORDER BY count(*) DESC LIMIT 8`)
+	if err == nil {
+		defer rows.Close()
+		var tables []string
+		for rows.Next() {
+			var name string
+			var n, d int
+			if rows.Scan(&name, &n, &d) == nil {
+				tables = append(tables, fmt.Sprintf("%s %d pages depth %d", name, n, d))
+			}
+		}
+		b.Logf("%s: %s", path, strings.Join(tables, ", "))
+	}
+	var kinds []string
+	if rows, err := db.Query(`SELECT type, count(*) FROM versions GROUP BY type ORDER BY count(*) DESC LIMIT 8`); err == nil {
+		defer rows.Close()
+		for rows.Next() {
+			var typ string
+			var n int
+			if rows.Scan(&typ, &n) == nil {
+				kinds = append(kinds, fmt.Sprintf("%s %d", typ, n))
+			}
+		}
+		b.Logf("versions: %s", strings.Join(kinds, ", "))
+	}
+	return pages, depth
 }
 
 // median is the median of xs (which it sorts).
