@@ -257,9 +257,10 @@ func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
 // that a change of the machine's load during the run weighs on every case
 // alike. On a shared machine, BenchmarkWriteWithSubscriptions's cases, run
 // one after the other, differ by 10-15% between runs of the same code; here
-// each case's CPU per write is the median of its turns, and the ratios to
-// subscriptions=0 are reported beside them (x-<case>). Run it with
-// -benchtime 1x (each iteration sets up all five servers again).
+// each case's CPU per write is the median of its turns, and its ratio to
+// subscriptions=0 (x-<case>) the median of the rounds' ratios, each turn
+// against none's turn of the same round. Run it with -benchtime 1x (each
+// iteration sets up all the servers again).
 func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
 	rounds, writes := 10, 2000
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_ROUNDS")); err == nil && v > 0 {
@@ -302,17 +303,22 @@ func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	base := median(turns[0])
 	for i, c := range cases {
 		name, _, _ := strings.Cut(c.name, "=")
-		m := median(turns[i])
+		if i > 0 { // the median of the rounds' ratios: each turn against none's in the same round
+			ratios := make([]float64, len(turns[i]))
+			for r := range ratios {
+				ratios[r] = turns[i][r] / turns[0][r]
+			}
+			b.ReportMetric(median(ratios), "x-"+name)
+		}
+	}
+	for i, c := range cases { // median sorts the turns
+		name, _, _ := strings.Cut(c.name, "=")
 		b.ReportMetric(float64(pages[i]), "pages-"+name)
 		b.ReportMetric(float64(depths[i]), "depth-"+name)
-		b.ReportMetric(m, "cpu-µs/write-"+name)
+		b.ReportMetric(median(turns[i]), "cpu-µs/write-"+name)
 		b.ReportMetric(float64(written[i])/1024/float64(per*rounds*b.N), "KiB/write-"+name)
-		if i > 0 {
-			b.ReportMetric(m/base, "x-"+name)
-		}
 	}
 	b.ReportMetric(0, "ns/op")
 }
