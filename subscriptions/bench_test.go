@@ -248,7 +248,7 @@ func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
 	return e, ctx
 }
 
-// BenchmarkWriteWithSubscriptionsInterleaved: the cases of
+// BenchmarkSubscriptionWriteCostInterleaved: the cases of
 // BenchmarkWriteWithSubscriptions set up side by side in one process, and
 // their CarePlan updates timed in turns (CRS_BENCH_ROUNDS rounds, default
 // 10, of CRS_BENCH_WRITES/rounds writes per case, default 2,000 writes in
@@ -261,7 +261,7 @@ func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
 // subscriptions=0 (x-<case>) the median of the rounds' ratios, each turn
 // against none's turn of the same round. Run it with -benchtime 1x (each
 // iteration sets up all the servers again).
-func BenchmarkWriteWithSubscriptionsInterleaved(b *testing.B) {
+func BenchmarkSubscriptionWriteCostInterleaved(b *testing.B) {
 	rounds, writes := 10, 2000
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_ROUNDS")); err == nil && v > 0 {
 		rounds = v
