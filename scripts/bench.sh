@@ -157,10 +157,12 @@ echo "== Subscriptions: CPU per durable CarePlan update with none, 10,000 per-pe
 go test -run '^$' -bench 'BenchmarkWriteWithSubscriptions' -benchtime 2000x -count "$COUNT" -timeout 60m ./subscriptions/ | tee /tmp/crs-bench-subs.txt
 CRS_BENCH_DURABLE=1 CRS_BENCH_RATE=1000 CRS_BENCH_SECONDS=10 go test -run '^$' -bench 'BenchmarkNotificationAtRate$' -benchtime 1x ./subscriptions/ | tee -a /tmp/crs-bench-subs.txt
 s0=$(median BenchmarkWriteWithSubscriptions/subscriptions=0 cpu-µs/write </tmp/crs-bench-subs.txt)
-for c in per-person=10000 one-provider=10000 stored-off=10000; do
+for c in per-person=10000 one-provider=10000 stored-off=10000 was-active=10000 groups=10000; do
   sc=$(median "BenchmarkWriteWithSubscriptions/$c" cpu-µs/write </tmp/crs-bench-subs.txt)
   printf 'CarePlan update, %-22s %8s cpu-µs  [<= 1.10x none]  (%.2fx none, %s cpu-µs)\n' "$c:" "$sc" "$(echo "$sc $s0" | awk '{print $1/$2}')" "$s0"
 done
+echo "== Subscriptions, the same cases interleaved in one process (each case's ratio to none, paired by round; its database's pages)"
+CRS_BENCH_ROUNDS=20 CRS_BENCH_WRITES=4000 go test -run '^$' -bench 'BenchmarkSubscriptionWriteCostInterleaved$' -benchtime 1x -timeout 60m ./subscriptions/ | tr '\t' '\n' | grep -E ' (x|pages|cpu-µs/write)-'
 echo "== Denormalised keys: CPU per durable create with and without the four keys, $COUNT runs"
 go test -run '^$' -bench 'KeysWriteCost/^durable$/^(nokeys|keys)$' -benchtime 4000x -count "$COUNT" ./fhir/store/sqlite/ | tee /tmp/crs-bench-keys.txt
 kn=$(median BenchmarkKeysWriteCost/durable/nokeys cpu-µs/create </tmp/crs-bench-keys.txt)

@@ -2,6 +2,8 @@ package subscriptions_test
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -88,15 +90,63 @@ func newOKReceiver(b *testing.B) *okReceiver {
 //     policy does not reach Alice), made by 100 clients: the outbox judges
 //     the write once for all the subscriptions with the same topic, filter
 //     and owner organisation and roles (judgeKey);
-//   - stored-off: the one-provider subscriptions stored with status off, so
-//     that the database holds the same records (Subscriptions, their states,
-//     the set-up's AuditEvents) with none of them active: the ratio
-//     one-provider / stored-off is what being active costs, apart from a
-//     database grown from empty by the set-up.
+//   - stored-off: the one-provider subscriptions stored with status off,
+//     none of them active. Its database is about a sixth of an active
+//     case's (8,900 pages against 52,800 at 10,000: activating a
+//     subscription writes about three AuditEvents and its state's
+//     versions), so one-provider / stored-off is not what being active
+//     costs: was-active is that case's control;
+//   - was-active: the one-provider subscriptions made active, then turned
+//     off by their owners: the database holds what one-provider's does (the
+//     handshakes' AuditEvents, the state rows' versions), and one version
+//     more of each Subscription, with none of them active: the control of
+//     the active cases;
+//   - groups: the control of stored-off without Subscriptions: as many
+//     Groups of the same size (groupJSON), created by the same clients in
+//     transactions of 100 through the same audited path, and no
+//     subscription: the ratio groups / subscriptions=0 is what a database
+//     grown by that many other resources costs a write, which is not the
+//     subscriptions' doing.
 //
 // Report the ratios to subscriptions=0 (cpu-µs/write is the less
 // load-sensitive figure).
 func BenchmarkWriteWithSubscriptions(b *testing.B) {
+	for _, c := range writeCases() {
+		b.Run(c.name, func(b *testing.B) {
+			e, ctx := setUpWriteCase(b, c)
+			b.ResetTimer()
+			stop := profileTimed(b, c.name)
+			cpu0, w0 := cpuTime(), bytesWritten()
+			for i := 0; i < b.N; i++ {
+				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu, w := cpuTime()-cpu0, bytesWritten()-w0
+			stop()
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+			b.ReportMetric(float64(w)/1024/float64(b.N), "written-KiB/write")
+		})
+	}
+}
+
+// writeCase is one case of BenchmarkWriteWithSubscriptions: n resources
+// made by sub (Subscriptions unless rt says), 100 per transaction.
+type writeCase struct {
+	name string
+	n    int
+	sub  func(k int) (*auth.Principal, []byte)
+	off  bool   // stored with status off: none active
+	rt   string // the type sub makes: Subscription unless set
+	// thenOff: made active (handshake and all), then turned off by their
+	// owners, so that the database holds what an active case's does
+	thenOff bool
+}
+
+// writeCases are the cases of BenchmarkWriteWithSubscriptions, in its
+// order.
+func writeCases() []writeCase {
 	many := 10000
 	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_SUBSCRIPTIONS")); err == nil && v > 0 {
 		many = v
@@ -106,72 +156,262 @@ func BenchmarkWriteWithSubscriptions(b *testing.B) {
 		p.ClientID = fmt.Sprintf("dscr-%d", k%100)
 		return p, subscriptionJSON("VN2B3", "careplan-changed", "", "", nil)
 	}
-	cases := []struct {
-		name string
-		n    int
-		sub  func(k int) (*auth.Principal, []byte)
-		off  bool // stored with status off: none active
-	}{
+	return []writeCase{
 		{name: "subscriptions=0"},
 		{name: fmt.Sprintf("per-person=%d", many), n: many, sub: func(k int) (*auth.Principal, []byte) {
 			return nil, subscriptionJSON("", "careplan-changed", "", "", nil, fmt.Sprintf("CarePlan?subject=Patient/person-%d", k))
 		}},
 		{name: fmt.Sprintf("one-provider=%d", many), n: many, sub: oneProvider},
 		{name: fmt.Sprintf("stored-off=%d", many), n: many, sub: oneProvider, off: true},
+		{name: fmt.Sprintf("was-active=%d", many), n: many, sub: oneProvider, thenOff: true},
+		{name: fmt.Sprintf("groups=%d", many), n: many, rt: "Group", sub: func(k int) (*auth.Principal, []byte) {
+			p, _ := oneProvider(k)
+			return p, groupJSON(k)
+		}},
 	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
-			e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
-			e.seedPlan(b)
-			rcv := newOKReceiver(b)
-			ctx := e.as(e.admin)
-			for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
-				var entries []string
-				var owner *auth.Principal
-				for k := i; k < min(c.n, i+100); k++ {
-					p, body := c.sub(k)
-					owner = p
-					body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
-					if c.off {
-						body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
-					}
-					entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"Subscription"}}`)
-				}
-				tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
-				octx := ctx
-				if owner != nil {
-					octx = e.as(owner)
-				}
-				if _, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			status := "active"
+}
+
+// setUpWriteCase makes case c's server (Alice's plan cp-alice, and c's
+// resources, their subscriptions active or off, and the set-up's
+// AuditEvents written) and returns it with the administrator's context the
+// timed writes use.
+func setUpWriteCase(b *testing.B, c writeCase) (*env, context.Context) {
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 8, MaxIdleConnsPerHost: 8}}
+	e := newEnv(b, subscriptions.Config{AllowLoopback: true, Client: client})
+	e.seedPlan(b)
+	rcv := newOKReceiver(b)
+	ctx := e.as(e.admin)
+	rt := c.rt
+	if rt == "" {
+		rt = "Subscription"
+	}
+	var offs []string // for thenOff: each transaction's PUTs turning its subscriptions off
+	var owners []*auth.Principal
+	for i := 0; i < c.n; i += 100 { // 100 per transaction, each as its owner
+		var entries []string
+		var bodies [][]byte
+		var owner *auth.Principal
+		for k := i; k < min(c.n, i+100); k++ {
+			p, body := c.sub(k)
+			owner = p
+			body = bytes.Replace(body, []byte(`"endpoint":""`), []byte(`"endpoint":"`+rcv.URL+`"`), 1)
 			if c.off {
-				status = "off"
+				body = bytes.Replace(body, []byte(`"status":"requested"`), []byte(`"status":"off"`), 1)
 			}
-			waitWithin(b, 20*time.Minute, "every subscription "+status, func() bool {
-				bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
-				return err == nil && bundle.Total != nil && *bundle.Total == c.n
-			})
-			// the setup's AuditEvents (handshakes, status changes) are written first
-			waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
-			time.Sleep(time.Second)
-			b.ResetTimer()
-			stop := profileTimed(b, c.name)
-			cpu0 := cpuTime()
-			for i := 0; i < b.N; i++ {
-				if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d", i)), 0); err != nil {
-					b.Fatal(err)
-				}
+			bodies = append(bodies, body)
+			entries = append(entries, `{"resource":`+string(body)+`,"request":{"method":"POST","url":"`+rt+`"}}`)
+		}
+		tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
+		octx := ctx
+		if owner != nil {
+			octx = e.as(owner)
+		}
+		res, err := e.eng.Bundle(octx, []byte(tx), engine.SearchOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c.thenOff {
+			var puts []string
+			for j, en := range res.Entry {
+				parts := strings.Split(en.Response.Location, "/") // Subscription/{id}/_history/1
+				body := bytes.Replace(bodies[j], []byte(`"status":"requested"`), []byte(`"status":"off","id":"`+parts[1]+`"`), 1)
+				puts = append(puts, `{"resource":`+string(body)+`,"request":{"method":"PUT","url":"Subscription/`+parts[1]+`"}}`)
 			}
-			cpu := cpuTime() - cpu0
-			stop()
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
-		})
+			offs = append(offs, `{"resourceType":"Bundle","type":"transaction","entry":[`+strings.Join(puts, ",")+`]}`)
+			owners = append(owners, owner)
+		}
 	}
+	status := "active"
+	if c.off {
+		status = "off"
+	}
+	count := func(status string) func() bool {
+		return func() bool {
+			bundle, err := e.eng.Search(ctx, "Subscription", []fhir.RawParam{{Name: "status", Value: status}, {Name: "_summary", Value: "count"}}, engine.SearchOptions{})
+			return err == nil && bundle.Total != nil && *bundle.Total == c.n
+		}
+	}
+	if rt == "Subscription" {
+		waitWithin(b, 20*time.Minute, "every subscription "+status, count(status))
+	}
+	if c.thenOff {
+		waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+		for i, tx := range offs {
+			if _, err := e.eng.Bundle(e.as(owners[i]), []byte(tx), engine.SearchOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		waitWithin(b, 20*time.Minute, "every subscription off", count("off"))
+	}
+	// the setup's AuditEvents (handshakes, status changes) are written first
+	waitWithin(b, 20*time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+	time.Sleep(time.Second)
+	return e, ctx
+}
+
+// BenchmarkSubscriptionWriteCostInterleaved: the cases of
+// BenchmarkWriteWithSubscriptions set up side by side in one process, and
+// their CarePlan updates timed in turns (CRS_BENCH_ROUNDS rounds, default
+// 10, of CRS_BENCH_WRITES/rounds writes per case, default 2,000 writes in
+// all, each case's turn ending when its audit queue is empty, so that its
+// AuditEvents are counted in its own turn), so
+// that a change of the machine's load during the run weighs on every case
+// alike. On a shared machine, BenchmarkWriteWithSubscriptions's cases, run
+// one after the other, differ by 10-15% between runs of the same code; here
+// each case's CPU per write is the median of its turns, and its ratio to
+// subscriptions=0 (x-<case>) the median of the rounds' ratios, each turn
+// against none's turn of the same round. Run it with -benchtime 1x (each
+// iteration sets up all the servers again).
+func BenchmarkSubscriptionWriteCostInterleaved(b *testing.B) {
+	rounds, writes := 10, 2000
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("CRS_BENCH_WRITES")); err == nil && v > 0 {
+		writes = v
+	}
+	cases := writeCases()
+	envs := make([]*env, len(cases))
+	ctxs := make([]context.Context, len(cases))
+	for i, c := range cases {
+		envs[i], ctxs[i] = setUpWriteCase(b, c)
+	}
+	pages, depths := make([]int, len(cases)), make([]int, len(cases))
+	for i := range cases {
+		pages[i], depths[i] = databaseShape(b, envs[i].path)
+	}
+	per := max(1, writes/rounds)
+	turns := make([][]float64, len(cases)) // cpu-µs per write of each turn
+	written := make([]int64, len(cases))
+	b.ResetTimer()
+	for r := 0; r < rounds*b.N; r++ {
+		for i := range cases {
+			k := (i + r) % len(cases) // each case first in some round
+			e, ctx := envs[k], ctxs[k]
+			cpu0, w0 := cpuTime(), bytesWritten()
+			// labelled, so that a -cpuprofile's samples of the writing
+			// goroutine tell the cases apart (-tagfocus case=…)
+			pprof.Do(ctx, pprof.Labels("case", cases[k].name), func(ctx context.Context) {
+				for j := 0; j < per; j++ {
+					if _, err := e.eng.Update(ctx, "CarePlan", "cp-alice", carePlan("cp-alice", "alice", "alice-ref", fmt.Sprintf("change %d.%d", r, j)), 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			waitWithin(b, time.Minute, "the audit queue", func() bool { return e.eng.AuditQueueDepth() == 0 })
+			turns[k] = append(turns[k], float64((cpuTime()-cpu0).Microseconds())/float64(per))
+			written[k] += bytesWritten() - w0
+		}
+	}
+	b.StopTimer()
+	for i, c := range cases {
+		name, _, _ := strings.Cut(c.name, "=")
+		if i > 0 { // the median of the rounds' ratios: each turn against none's in the same round
+			ratios := make([]float64, len(turns[i]))
+			for r := range ratios {
+				ratios[r] = turns[i][r] / turns[0][r]
+			}
+			b.ReportMetric(median(ratios), "x-"+name)
+		}
+	}
+	for i, c := range cases { // median sorts the turns
+		name, _, _ := strings.Cut(c.name, "=")
+		b.ReportMetric(float64(pages[i]), "pages-"+name)
+		b.ReportMetric(float64(depths[i]), "depth-"+name)
+		b.ReportMetric(median(turns[i]), "cpu-µs/write-"+name)
+		b.ReportMetric(float64(written[i])/1024/float64(per*rounds*b.N), "KiB/write-"+name)
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// databaseShape returns the pages of the SQLite database at path (its file
+// and WAL, as a reader sees them) and the depth of its deepest b-tree (the
+// pages an insert into it walks), from SQLite's dbstat table.
+func databaseShape(b *testing.B, path string) (pages, depth int) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`PRAGMA page_count`).Scan(&pages); err != nil {
+		b.Fatal(err)
+	}
+	// a page's path is "/" for a root and gains "xxx/" per level
+	if err := db.QueryRow(`SELECT max(length(path) - length(replace(path, '/', ''))) FROM dbstat`).Scan(&depth); err != nil {
+		b.Logf("no dbstat: %v", err)
+	}
+	rows, err := db.Query(`SELECT name, count(*), max(length(path) - length(replace(path, '/', ''))) FROM dbstat GROUP BY name ORDER BY count(*) DESC LIMIT 8`)
+	if err == nil {
+		defer rows.Close()
+		var tables []string
+		for rows.Next() {
+			var name string
+			var n, d int
+			if rows.Scan(&name, &n, &d) == nil {
+				tables = append(tables, fmt.Sprintf("%s %d pages depth %d", name, n, d))
+			}
+		}
+		b.Logf("%s: %s", path, strings.Join(tables, ", "))
+	}
+	var kinds []string
+	if rows, err := db.Query(`SELECT type, count(*) FROM versions GROUP BY type ORDER BY count(*) DESC LIMIT 8`); err == nil {
+		defer rows.Close()
+		for rows.Next() {
+			var typ string
+			var n int
+			if rows.Scan(&typ, &n) == nil {
+				kinds = append(kinds, fmt.Sprintf("%s %d", typ, n))
+			}
+		}
+		b.Logf("versions: %s", strings.Join(kinds, ", "))
+	}
+	return pages, depth
+}
+
+// median is the median of xs (which it sorts).
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// bytesWritten is what the process has passed to write system calls so far
+// (/proc/self/io wchar: SQLite's WAL frames and checkpoints, the journal),
+// 0 where that file is missing.
+func bytesWritten() int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// groupJSON is the control's resource k: a Group of care provider VN2B3 of
+// about the size of a subscriptionJSON with an owner (about 500 bytes).
+func groupJSON(k int) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"resourceType":   "Group",
+		"type":           "person",
+		"actual":         false,
+		"name":           fmt.Sprintf("DSCR caseload %d of care provider VN2B3, for the control of stored-off", k),
+		"managingEntity": map[string]any{"reference": "Organization/agency2"},
+		"identifier":     []any{map[string]any{"system": "https://dscr.example/caseload", "value": fmt.Sprintf("caseload-%d", k)}},
+		"characteristic": []any{map[string]any{
+			"code":                 map[string]any{"text": "the DSCR hears about plan changes"},
+			"valueCodeableConcept": map[string]any{"text": "careplan-changed"},
+			"exclude":              false,
+		}},
+	})
+	return b
 }
 
 // BenchmarkNotificationLatency: one healthy rest-hook receiver subscribed

@@ -47,6 +47,7 @@ type env struct {
 	admin    *auth.Principal
 	provider *auth.Principal // care provider VN1A2: Alice's
 	other    *auth.Principal // care provider VN2B3: Bob's
+	path     string          // the SQLite database's file (newEnv)
 }
 
 func principal(role, org string) *auth.Principal {
@@ -58,11 +59,14 @@ func newEnv(t testing.TB, cfg subscriptions.Config) *env {
 	// CRS_BENCH_DURABLE=1 syncs every commit as crs serve does (the benchmarks'
 	// durable figures); tests skip the fsync.
 	durable := os.Getenv("CRS_BENCH_DURABLE") == "1"
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "crs.db"), sqlite.Options{NoSync: !durable})
+	path := filepath.Join(t.TempDir(), "crs.db")
+	st, err := sqlite.Open(path, sqlite.Options{NoSync: !durable})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvOn(t, cfg, st, engine.EnforceStrict)
+	e := newEnvOn(t, cfg, st, engine.EnforceStrict)
+	e.path = path
+	return e
 }
 
 // newEnvOn is newEnv on the store st.
