@@ -215,22 +215,15 @@ func TestKill9KeepsAcknowledgedReadsAudited(t *testing.T) {
 		t.Fatalf("only %d acknowledged reads and %d creates before the kill", len(acked)-creates, creates)
 	}
 	// What the kill left between a write's commit and its AuditEvent.
-	pending := 0
-	if st, err := openStore("sqlite:" + db); err != nil {
-		t.Fatal(err)
-	} else {
-		res, err := st.Search(context.Background(), &fhir.Query{Type: "CrsAuditPending", Count: 1, Total: fhir.TotalAccurate})
-		st.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending = res.Total
-	}
+	pending := countPendingAudits(t, db)
 	// crs audit verify stores what the journal still holds and the pending
 	// audit records, then checks the chain.
 	var out, errOut bytes.Buffer
 	if err := run([]string{"audit", "verify", "--store", "sqlite:" + db}, &out, &errOut); err != nil {
 		t.Fatalf("crs audit verify after kill -9: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if left := countPendingAudits(t, db); left != 0 {
+		t.Fatalf("%d writes' pending audit records left after crs audit verify", left)
 	}
 	st, err := openStore("sqlite:" + db)
 	if err != nil {
@@ -438,4 +431,25 @@ func TestQueryLimitFlags(t *testing.T) {
 	if _, err := parseServeFlags([]string{"--max-query-values", "5001"}, io.Discard); err == nil {
 		t.Error("--max-query-values 5001 accepted")
 	}
+}
+
+// countPendingAudits is how many writes' pending audit records the SQLite
+// file db holds: rows of its pending table and bookkeeping records (an
+// earlier crs's).
+func countPendingAudits(t *testing.T, db string) int {
+	t.Helper()
+	st, err := openStore("sqlite:" + db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, err := st.Search(context.Background(), &fhir.Query{Type: "CrsAuditPending", Count: 1, Total: fhir.TotalAccurate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, _, err := st.(*sqlite.Store).PendingAudits(context.Background(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Total + len(seqs)
 }

@@ -37,6 +37,12 @@ type pendingAudits struct {
 	last    atomic.Int64  // when a pending row was last put (UnixNano)
 	wake    chan struct{} // signalled (not blocking) when a row is put
 	checked int64         // puts when the materialiser last found none left (materialiser only)
+	// legacy counts the rows put as bookkeeping records though the store
+	// has a pending table (a write whose transaction the engine could not
+	// unwrap); legacySeen is legacy when the materialiser last found none
+	// of them left, -1 before its first look (an earlier crs's rows).
+	legacy     atomic.Int64
+	legacySeen int64 // materialiser only
 }
 
 // backlog is about how many pending rows wait for their materialisation.
@@ -62,8 +68,19 @@ func (e *Engine) preparePending(ctx context.Context, rec audit.Record) (*prepare
 // putPending stores a pending row in the write's transaction tx. When it
 // cannot, the write fails as Unavailable: it is not stored unaudited.
 func (e *Engine) putPending(ctx context.Context, tx store.Tx, p *preparedAudit) error {
-	if err := tx.Put(ctx, p.version, nil); err != nil {
-		return errAuditUnavailable(err)
+	ptx, ok := pendingTxOf(tx)
+	switch {
+	case e.pendingTable != nil && ok:
+		if err := ptx.PutPendingAudit(ctx, p.version.Body); err != nil {
+			return errAuditUnavailable(err)
+		}
+	default:
+		if err := tx.Put(ctx, p.version, nil); err != nil {
+			return errAuditUnavailable(err)
+		}
+		if e.pendingTable != nil {
+			e.pending.legacy.Add(1)
+		}
 	}
 	e.pending.puts.Add(1)
 	e.pending.last.Store(time.Now().UnixNano())
@@ -98,31 +115,25 @@ func (e *Engine) materialisePending(force, drain bool) (n int, deferred bool, er
 		return 0, true, nil
 	}
 	ctx := context.Background()
-	res, err := e.store.Search(ctx, &fhir.Query{Type: auditPendingType, Count: materialiseBatch, Total: fhir.TotalNone})
+	b, err := e.readPending(ctx) // auditpendingtable.go
 	if err != nil {
 		return 0, false, err
 	}
-	if len(res.Matches) == 0 {
+	if len(b.entries) == 0 {
 		e.pending.checked = puts
 		e.pending.done.Store(puts)
 		return 0, false, nil
 	}
-	prepared := make([]*preparedAudit, 0, len(res.Matches))
-	ids := make([]string, 0, len(res.Matches))
-	for _, v := range res.Matches {
-		entry, err := audit.DecodeEntry(v.Body)
-		if err != nil {
-			return 0, false, fhir.InternalError("audit pending "+v.ID, err)
-		}
+	prepared := make([]*preparedAudit, 0, len(b.entries))
+	for _, entry := range b.entries {
 		p, err := e.prepareEntry(entry)
 		if err != nil {
 			return 0, false, err
 		}
 		prepared = append(prepared, p)
-		ids = append(ids, v.ID)
 	}
 	err = e.store.Write(ctx, func(tx store.Tx) error {
-		if err := purgePending(ctx, tx, ids); err != nil {
+		if err := b.remove(ctx, tx); err != nil {
 			return err
 		}
 		prev, err := lastAuditHash(ctx, tx)

@@ -264,6 +264,36 @@ func (t faultTx) Purge(ctx context.Context, typ string, ids []string) error {
 	}).Purge(ctx, typ, ids)
 }
 
+// PendingAudits passes the reading of writes' pending audit rows through
+// (the SQLite store's table, auditpendingtable.go).
+func (f *faultStore) PendingAudits(ctx context.Context, limit int) ([]int64, [][]byte, error) {
+	return f.Store.(pendingRows).PendingAudits(ctx, limit)
+}
+
+// pendingRows is the SQLite store's table of writes' pending audit records.
+type pendingRows interface {
+	PendingAudits(ctx context.Context, limit int) ([]int64, [][]byte, error)
+}
+
+// pendingRowsTx is a transaction of a store with pendingRows.
+type pendingRowsTx interface {
+	PutPendingAudit(ctx context.Context, body []byte) error
+	DeletePendingAudits(ctx context.Context, seqs []int64) error
+}
+
+// PutPendingAudit fails as a write's pending audit record does with failAudit.
+func (t faultTx) PutPendingAudit(ctx context.Context, body []byte) error {
+	if t.f.failAudit.Load() {
+		return fhir.InternalError("pending audit", errDiskFull)
+	}
+	return t.Tx.(pendingRowsTx).PutPendingAudit(ctx, body)
+}
+
+// DeletePendingAudits passes the removal of pending audit rows through.
+func (t faultTx) DeletePendingAudits(ctx context.Context, seqs []int64) error {
+	return t.Tx.(pendingRowsTx).DeletePendingAudits(ctx, seqs)
+}
+
 func (t faultTx) Put(ctx context.Context, v store.Version, index []fhir.IndexValue) error {
 	switch {
 	case v.Type == pendingAuditType && t.f.failAudit.Load():

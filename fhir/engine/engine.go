@@ -107,6 +107,7 @@ type Engine struct {
 	matNow       chan chan struct{}
 	matDone      chan struct{}
 	pending      pendingAudits // a write's audit records waiting in the store (auditpending.go)
+	pendingTable pendingTable  // the store's table for them, if it has one (auditpendingtable.go)
 	closeOnce    sync.Once
 	queryLimits  search.Limits
 	// maxCondDelete is how many resources one conditional delete may delete.
@@ -137,6 +138,8 @@ func New(cfg Config) *Engine {
 		e.journal = cfg.AuditJournal
 		e.matStop, e.matDone, e.matNow = make(chan struct{}), make(chan struct{}), make(chan chan struct{})
 		e.pending.wake, e.pending.checked = make(chan struct{}, 1), -1
+		e.pending.legacySeen = -1
+		e.pendingTable, _ = cfg.Store.(pendingTable)
 		e.kickPending() // what an earlier run left pending is stored at start
 		defer func() { go e.materialise() }()
 	}

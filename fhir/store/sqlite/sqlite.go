@@ -137,6 +137,7 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS idx_uri (rid INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, uri TEXT NOT NULL,
 		PRIMARY KEY (type, param, uri, rid)) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idx_uri_rid ON idx_uri (rid)`,
+	pendingAuditSchema, // pendingaudit.go
 }
 
 // analyzeEvery is how many stored versions pass between refreshes of the planner's
