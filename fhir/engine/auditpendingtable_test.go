@@ -47,7 +47,7 @@ func TestPendingAuditTable(t *testing.T) {
 	if n := countLegacyPending(t, sq); n != 0 {
 		t.Fatalf("%d pending audit records stored as versions beside the table", n)
 	}
-	eng, j = journaled(t, sq, v, path)
+	eng, _ = journaled(t, sq, v, path)
 	eng.MaterialiseAudit(context.Background())
 	if n := countPending(t, sq); n != 0 {
 		t.Fatalf("%d pending audit records left", n)
