@@ -77,13 +77,13 @@ func TestSampleCacheStaleCounts(t *testing.T) {
 	putReferrals(t, s, 0, 2400)
 	reg := fsearch.Default()
 	queries := []string{
-		"status=active&performer=Organization/prov2&_count=7",
-		"status=active&performer=Organization/prov0&_sort=-authored&_count=9",
+		"status=active&performer=Organization/prov2&_count=100",
+		"status=active&performer=Organization/prov0&_sort=-authored&_count=90",
 		"status=completed&subject=Patient/p3&_count=5",
-		"intent=plan&status=active&_count=50",
+		"intent=plan&status=active&_count=300",
 		"intent=plan&status=active&performer=Organization/prov1&_sort=authored&_count=40",
-		"authored=ge2026-05-20&status=active&_count=60",
-		"status=active&status:not=completed&_count=70",
+		"authored=ge2026-05-20&status=active&_count=200",
+		"status=active&status:not=completed&_count=300",
 	}
 	perturbations := []func(sampleEntry) sampleEntry{
 		func(e sampleEntry) sampleEntry { e.n, e.limit = cacheFrom, 1<<30; return e },
