@@ -20,6 +20,7 @@ func (t *txn) Purge(ctx context.Context, typ string, ids []string) error {
 	if err := t.flush(ctx); err != nil {
 		return err
 	}
+	t.touch(typ, len(ids))
 	for len(ids) > 0 {
 		n := min(len(ids), maxPurge)
 		in := "(" + strings.TrimPrefix(strings.Repeat(",?", n), ",") + ")"

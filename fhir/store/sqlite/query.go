@@ -125,6 +125,9 @@ type planner struct {
 	// (counted; intersect.go); search then gives it as Bundle.total.
 	total   int
 	counted bool
+	// stats, when set, keeps large sampled counts across queries
+	// (samplecache.go).
+	stats *sampleCache
 }
 
 // rankKey names one sampled rank: a parameter of a query, and the sample size.
@@ -224,8 +227,22 @@ func (pl *planner) countFloor(typ string, p fhir.Param, limit int, floor int64, 
 	if floored {
 		b.add(" AND rid > 0 AND hi >= ?", floor)
 	}
+	var key string
+	var writes int64
+	if pl.stats.cacheable(p) {
+		key = sampleKey(&b)
+		n, w, ok := pl.stats.get(typ, key, limit)
+		if ok {
+			return n, nil
+		}
+		writes = w
+	}
 	b.add(" LIMIT ?)", limit)
-	return b.count(pl.ctx, pl.db)
+	n, err := b.count(pl.ctx, pl.db)
+	if err == nil && key != "" {
+		pl.stats.put(typ, key, limit, n, writes)
+	}
+	return n, err
 }
 
 // plain reports whether a parameter is an index lookup of its own (not a chain
@@ -829,8 +846,14 @@ func filters(b *builder, pl *planner, q *fhir.Query) error {
 // search answers q: its total (bounded by q.TotalLimit) and one page, found by
 // the plan choosePlan picks; a driving set of walkFrom rows or more is walked.
 func search(ctx context.Context, db querier, q *fhir.Query, walkFrom int) (*store.SearchResult, error) {
+	return searchStats(ctx, db, q, walkFrom, nil)
+}
+
+// searchStats is search with the planner's counts kept in stats when it is
+// not nil (samplecache.go).
+func searchStats(ctx context.Context, db querier, q *fhir.Query, walkFrom int, stats *sampleCache) (*store.SearchResult, error) {
 	res := &store.SearchResult{Total: -1}
-	pl := &planner{ctx: ctx, db: db, walkFrom: walkFrom}
+	pl := &planner{ctx: ctx, db: db, walkFrom: walkFrom, stats: stats}
 	var fb builder
 	if err := filters(&fb, pl, q); err != nil {
 		return nil, err

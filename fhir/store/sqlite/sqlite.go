@@ -79,6 +79,7 @@ type Store struct {
 	cache    map[string][]tokenRow // the committed values of key targets (writer goroutine only)
 	dataVer  int64                 // the pager's data version when the writer's last transaction ended (dataversion.go)
 	dataOK   bool                  // dataVer was read
+	stats    *sampleCache          // the read pool's planners' large counts (samplecache.go)
 
 	commits, writes        atomic.Int64 // for the writes-per-commit figure
 	execNanos, commitNanos atomic.Int64
@@ -211,7 +212,7 @@ func openKeys(path string, opt Options, keys keySet) (*Store, error) {
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit, keys: keys}
+	s := &Store{read: read, write: write, reqs: make(chan *writeReq, 256), done: make(chan struct{}), closed: make(chan struct{}), max: opt.MaxBatch, onCommit: opt.OnCommit, walkFrom: sampleLimit, keys: keys, stats: newSampleCache(keys)}
 	if s.max <= 0 {
 		s.max = 64
 	}
@@ -431,6 +432,7 @@ func (s *Store) commit(conn *sql.Conn, batch []*writeReq) (puts int) {
 		} else {
 			puts = t.puts
 			s.keysCommitted(t)
+			s.stats.wrote(t.wrote)
 		}
 		break
 	}
@@ -526,7 +528,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int) (store.Versi
 
 // Search runs a query on the read pool.
 func (s *Store) Search(ctx context.Context, q *fhir.Query) (*store.SearchResult, error) {
-	return search(ctx, s.rq, s.keys.rewrite(q), s.walkFrom)
+	return searchStats(ctx, s.rq, s.keys.rewrite(q), s.walkFrom, s.stats)
 }
 
 // txn is the store.Tx of one batch's transaction on the writer's connection.
@@ -548,6 +550,7 @@ type txn struct {
 	dirt    keyDirt                  // what this transaction's writes made stale in them
 	written map[string][]tokenRow    // the key targets' values this transaction wrote
 	cache   map[string][]tokenRow    // the committed key targets' values (the store's)
+	wrote   map[string]int           // writes by type, for the sample cache (samplecache.go)
 }
 
 // writeStmts are the statements of Put, prepared on the writer's connection. It
@@ -698,6 +701,7 @@ func (t *txn) Put(ctx context.Context, v store.Version, index []fhir.IndexValue)
 		}
 	}
 	t.puts++
+	t.touch(v.Type, 1)
 	if t.last == nil {
 		t.last = map[string]store.Version{}
 	}
