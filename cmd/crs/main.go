@@ -130,6 +130,9 @@ type Config struct {
 	// mapped file pages the resident set can count.
 	SQLiteMmapMiB   int
 	SQLiteReadConns int
+	// SQLitePageSize is the page size, in bytes, of an SQLite database the
+	// server creates (0: the store's default); an existing one keeps its own.
+	SQLitePageSize int
 	// ProfileEnforcement is strict (every write of a profiled type must conform
 	// to the pathway profile) or declared (only claimed profiles are checked).
 	ProfileEnforcement string
@@ -210,6 +213,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", ev.duration("CRS_QUERY_TIMEOUT", engine.DefaultQueryTimeout), "a search still working in the store after this long stops with 400 too-costly; -1s: no bound (CRS_QUERY_TIMEOUT)")
 	fs.BoolVar(&cfg.QueryPlans, "query-plan-header", ev.bool("CRS_QUERY_PLAN_HEADER", false), "say in an X-Query-Plan header how the store found each search page, for debugging slow queries; its row counts ignore access rules (CRS_QUERY_PLAN_HEADER=true)")
 	fs.IntVar(&cfg.SQLiteMmapMiB, "sqlite-mmap-mib", envInt("CRS_SQLITE_MMAP_MIB", sqlite.DefaultMmapBytes>>20), "MiB of the database file each SQLite read connection maps (mapped pages count in the resident set once per connection); -1: none, every page read with a copy (CRS_SQLITE_MMAP_MIB)")
+	fs.IntVar(&cfg.SQLitePageSize, "sqlite-page-size", envInt("CRS_SQLITE_PAGE_SIZE", sqlite.DefaultPageSize), "page size in bytes of a NEW SQLite database, a power of two from 512 to 65536 (every commit writes each page it changes whole to the WAL); an existing database keeps its own (CRS_SQLITE_PAGE_SIZE)")
 	fs.IntVar(&cfg.SQLiteReadConns, "sqlite-read-conns", envInt("CRS_SQLITE_READ_CONNS", 0), "SQLite read connections; 0: 2×GOMAXPROCS, at least 4 (CRS_SQLITE_READ_CONNS)")
 	fs.IntVar(&cfg.AuditQueue, "audit-queue", envInt("CRS_AUDIT_QUEUE", engine.DefaultAuditQueue), "AuditEvents that may wait for their durable commit before requests are refused with 503 (CRS_AUDIT_QUEUE)")
 	fs.StringVar(&cfg.ProfileEnforcement, "profile-enforcement", env("CRS_PROFILE_ENFORCEMENT", string(engine.EnforceStrict)),
@@ -298,6 +302,7 @@ func parseServeFlags(args []string, stderr io.Writer) (Config, error) {
 		{"audit-queue", "CRS_AUDIT_QUEUE", cfg.AuditQueue, 1},
 		{"sqlite-mmap-mib", "CRS_SQLITE_MMAP_MIB", cfg.SQLiteMmapMiB, -1},
 		{"sqlite-read-conns", "CRS_SQLITE_READ_CONNS", cfg.SQLiteReadConns, 0},
+		{"sqlite-page-size", "CRS_SQLITE_PAGE_SIZE", cfg.SQLitePageSize, 512},
 		{"export-max-file-bytes", "CRS_EXPORT_MAX_FILE_BYTES", cfg.ExportMaxFileBytes, 1},
 	} {
 		if c.v < c.min {
@@ -714,7 +719,7 @@ func openJournal(spec string, max int) (*audit.Journal, error) {
 // sqliteOptions are the SQLite store's options of the configuration; a zero
 // Config (as tests make) keeps the store's defaults.
 func (c Config) sqliteOptions(onCommit func(int, time.Duration, error)) sqlite.Options {
-	opt := sqlite.Options{OnCommit: onCommit, ReadConns: c.SQLiteReadConns}
+	opt := sqlite.Options{OnCommit: onCommit, ReadConns: c.SQLiteReadConns, PageSize: c.SQLitePageSize}
 	switch {
 	case c.SQLiteMmapMiB > 0:
 		opt.MmapBytes = int64(c.SQLiteMmapMiB) << 20

@@ -453,3 +453,23 @@ func countPendingAudits(t *testing.T, db string) int {
 	}
 	return res.Total + len(seqs)
 }
+
+// TestSQLitePageSizeFlag: --sqlite-page-size and CRS_SQLITE_PAGE_SIZE reach
+// the store's options, the default is the store's, and a size below
+// SQLite's smallest page is refused before anything is opened.
+func TestSQLitePageSizeFlag(t *testing.T) {
+	cfg, err := parseServeFlags(nil, io.Discard)
+	if err != nil || cfg.sqliteOptions(nil).PageSize != sqlite.DefaultPageSize {
+		t.Errorf("default: %d %v, want %d", cfg.SQLitePageSize, err, sqlite.DefaultPageSize)
+	}
+	if cfg, err := parseServeFlags([]string{"--sqlite-page-size", "2048"}, io.Discard); err != nil || cfg.sqliteOptions(nil).PageSize != 2048 {
+		t.Errorf("--sqlite-page-size 2048: %d %v", cfg.SQLitePageSize, err)
+	}
+	t.Setenv("CRS_SQLITE_PAGE_SIZE", "1024")
+	if cfg, err := parseServeFlags(nil, io.Discard); err != nil || cfg.sqliteOptions(nil).PageSize != 1024 {
+		t.Errorf("CRS_SQLITE_PAGE_SIZE=1024: %d %v", cfg.SQLitePageSize, err)
+	}
+	if _, err := parseServeFlags([]string{"--sqlite-page-size", "256"}, io.Discard); err == nil {
+		t.Error("--sqlite-page-size 256 accepted")
+	}
+}

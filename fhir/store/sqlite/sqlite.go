@@ -59,6 +59,10 @@ type Options struct {
 	// chain by its joins. For measuring what the keys cost; a later Open
 	// without it rebuilds them.
 	NoKeys bool
+	// PageSize is the page size, in bytes, of a database Open creates: a
+	// power of two from 512 to 65536; 0 means DefaultPageSize. An existing
+	// database keeps the page size it was made with (pagesize.go).
+	PageSize int
 }
 
 // Store is the SQLite backend.
@@ -182,7 +186,11 @@ func openKeys(path string, opt Options, keys keySet) (*Store, error) {
 	if opt.NoSync {
 		sync = "NORMAL"
 	}
-	dsn := "file:" + url.PathEscape(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(off)&_pragma=temp_store(memory)&_txlock=immediate" + walPragma
+	pageSize, err := preparePageSize(path, opt.PageSize)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	dsn := "file:" + url.PathEscape(path) + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=busy_timeout(10000)&_pragma=foreign_keys(off)&_pragma=temp_store(memory)&_txlock=immediate" + walPragma(pageSize)
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

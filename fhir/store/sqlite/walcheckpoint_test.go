@@ -29,12 +29,12 @@ func TestWALCheckpoint(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got != walCheckpointPages {
-		t.Fatalf("the writer checkpoints at %d pages, want %d", got, walCheckpointPages)
-	}
 	var pageSize int64
 	if err := s.read.QueryRow(`PRAGMA page_size`).Scan(&pageSize); err != nil {
 		t.Fatal(err)
+	}
+	if pageSize != DefaultPageSize || got != walCheckpointPages {
+		t.Fatalf("the writer checkpoints at %d pages of %d bytes, want %d of %d", got, pageSize, walCheckpointPages, DefaultPageSize)
 	}
 	// Each write's body fills about two pages of its own: 8,000 writes are
 	// well over three intervals of WAL frames.
@@ -60,7 +60,7 @@ func TestWALCheckpoint(t *testing.T) {
 	written := int64(writes*per) * int64(len(body))
 	// A checkpoint runs after the commit that passes the interval: the WAL
 	// holds at most the interval plus one commit's frames.
-	limit := (walCheckpointPages + 200) * (pageSize + 24)
+	limit := (int64(walCheckpointPages) + 200) * (pageSize + 24)
 	if fi.Size() > limit || fi.Size() >= written/2 {
 		t.Errorf("WAL file %d bytes after %d bytes written, want at most %d", fi.Size(), written, limit)
 	}
