@@ -4,6 +4,11 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"crs/fhir"
+	fsearch "crs/fhir/search"
+	"crs/fhir/store"
 )
 
 // openTemp opens a store with the default options in the test's temporary
@@ -40,4 +45,18 @@ func queryPlan(t testing.TB, s *Store, query string, args ...any) []string {
 		t.Fatal(err)
 	}
 	return plan
+}
+
+// putVersion stores res, a resource with an id, as its version vid, written
+// by method, with the search values reg extracts.
+func putVersion(ctx context.Context, tx store.Tx, reg *fsearch.Registry, vid int, method, res string) error {
+	obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
+	if err != nil {
+		return err
+	}
+	index, err := reg.Extract(fhir.ResourceType(obj), obj)
+	if err != nil {
+		return err
+	}
+	return tx.Put(ctx, store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: vid, LastUpdated: time.Now(), Method: method, Body: []byte(res)}, index)
 }

@@ -27,16 +27,7 @@ func TestIndexTotal(t *testing.T) {
 	moved := map[string]bool{}
 	put := func(vid int, res string) {
 		t.Helper()
-		obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
-		if err != nil {
-			t.Fatal(err)
-		}
-		index, err := reg.Extract(fhir.ResourceType(obj), obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v := store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: vid, LastUpdated: time.Now(), Method: "PUT", Body: []byte(res)}
-		if err := s.Write(ctx, func(tx store.Tx) error { return tx.Put(ctx, v, index) }); err != nil {
+		if err := s.Write(ctx, func(tx store.Tx) error { return putVersion(ctx, tx, reg, vid, "PUT", res) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -129,15 +129,7 @@ func checkPlanAgainstDrivingSet(t *testing.T, s *Store, query string, q *fhir.Qu
 // putFirst stores res, a resource with an id, as its first version with the
 // search values reg extracts.
 func putFirst(ctx context.Context, tx store.Tx, reg *fsearch.Registry, res string) error {
-	obj, err := fhir.Parse([]byte(res), fhir.DefaultLimits)
-	if err != nil {
-		return err
-	}
-	index, err := reg.Extract(fhir.ResourceType(obj), obj)
-	if err != nil {
-		return err
-	}
-	return tx.Put(ctx, store.Version{Type: fhir.ResourceType(obj), ID: fhir.ID(obj), VersionID: 1, LastUpdated: time.Now(), Method: "POST", Body: []byte(res)}, index)
+	return putVersion(ctx, tx, reg, 1, "POST", res)
 }
 
 // parseQuery parses qs ("a=1&b=2") as a search of typ.
