@@ -3,6 +3,7 @@ package mapping
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,38 @@ func TestProvenanceAsTyped(t *testing.T) {
 			got["agent"].([]any)[0].(map[string]any)["who"].(map[string]any)["reference"] = "Organization/other"
 		}
 		r.ID = "run-2" // a changed run: its shared parts are built again
+	}
+}
+
+// TestBatchProvenanceConcurrent: a pipelined import builds the Provenances
+// of the batch in flight and of the next one at once, from one Run; under
+// -race this fails if the run's memo of their shared parts is unguarded,
+// and each Provenance keeps its own targets and activity.
+func TestBatchProvenanceConcurrent(t *testing.T) {
+	run := &Run{ID: "run-1", Source: "cld", File: "council.csv", Org: Current{ID: "org-1"}, ODS: "XYZ12",
+		Time: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), Base: "https://example.org/fhir"}
+	const workers = 8
+	got := make([]fhir.Object, workers)
+	done := make(chan int)
+	for w := 0; w < workers; w++ {
+		go func() {
+			got[w] = run.BatchProvenance([]string{"Patient/p" + strconv.Itoa(w)}, w%2 == 0, w, w)
+			done <- w
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	for w, p := range got {
+		op := "UPDATE"
+		if w%2 == 0 {
+			op = "CREATE"
+		}
+		if s := jsonOf(p["target"]); s != `[{"reference":"Patient/p`+strconv.Itoa(w)+`"}]` {
+			t.Errorf("worker %d's targets: %s", w, s)
+		}
+		if s := jsonOf(p["activity"]); !strings.Contains(s, `"`+op+`"`) {
+			t.Errorf("worker %d's activity: %s, want %s", w, s, op)
+		}
 	}
 }

@@ -173,11 +173,11 @@ func resolveTask(ctx context.Context, door Door, run *Run, src HeldSource, dryRu
 			return fmt.Errorf("link the row to Patient/%s: %s", pid, Describe(err))
 		}
 	}
-	again := *run
+	again := run.clone()
 	if in.file != "" {
 		again.File = in.file
 	}
-	return src.Reimport(ctx, &again, AtLine(in.row, in.line), rep)
+	return src.Reimport(ctx, again, AtLine(in.row, in.line), rep)
 }
 
 // AtLine is a held record's CSV (its header, then its rows) with blank lines

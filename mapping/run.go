@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -48,12 +49,19 @@ type Run struct {
 	Profiles *profiles.Set
 
 	// The shared parts of the run's Provenances (provenanceBase): a Run
-	// serves one import at a time, as it always has (its report and counts
-	// are not shared either).
+	// serves one import at a time, but a pipelined import builds the
+	// Provenances of two batches at once (the one in flight and the next),
+	// so the memo is guarded.
 	prov struct {
+		sync.Mutex
 		key  string
 		base map[bool]fhir.Object
 	}
+}
+
+// clone is a run with the same fields and a Provenance memo of its own.
+func (r *Run) clone() *Run {
+	return &Run{ID: r.ID, Source: r.Source, File: r.File, Org: r.Org, ODS: r.ODS, Time: r.Time, Base: r.Base, Profiles: r.Profiles}
 }
 
 // System returns the pathway system with path under the canonical base.
@@ -121,6 +129,8 @@ func (r *Run) Provenance(target string, rows []SourceRow, created bool) fhir.Obj
 // the run's fields stay as they were.
 func (r *Run) provenanceBase(created bool) fhir.Object {
 	key := strings.Join([]string{r.Time.UTC().Format(time.RFC3339), r.Source, r.ID, r.Org.ID, r.ODS}, "\x00")
+	r.prov.Lock()
+	defer r.prov.Unlock()
 	if r.prov.key != key {
 		r.prov.key = key
 		r.prov.base = map[bool]fhir.Object{}
